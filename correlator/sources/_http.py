@@ -1,0 +1,115 @@
+"""The one I/O boundary shared by the three backends: client factory + error mapping.
+
+httpx's timeouts measure inactivity per operation; a server trickling one byte a second
+never trips them, so callers also wrap each source in an overall deadline
+(`asyncio.timeout`) and bodies are read in chunks against a byte cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from correlator.config import _SourceCommon
+from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
+
+__all__ = ["HttpAnswer", "ResponseTooLarge", "get", "make_client", "map_source_errors", "parse_json"]
+
+USER_AGENT = "correlator/0.1"
+
+
+class ResponseTooLarge(SourceProtocolError):
+    """The body passed `max_response_bytes`; the rest was not read."""
+
+    status = "truncated"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status: int
+    body: bytes
+    content_type: str
+    headers: Mapping[str, str]
+
+    def text(self, limit: int = 300) -> str:
+        text = self.body.decode("utf-8", "replace").strip()
+        return text if len(text) <= limit else text[:limit] + "…"
+
+
+def make_client(settings: _SourceCommon, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """One long-lived client per backend: keep-alive pool, explicit timeouts, auth, headers."""
+    headers = {"User-Agent": USER_AGENT, **settings.headers}
+    auth: httpx.Auth | None = None
+    if settings.bearer_token:
+        headers["Authorization"] = f"Bearer {settings.bearer_token}"
+    elif settings.basic_auth_user is not None:
+        auth = httpx.BasicAuth(settings.basic_auth_user, settings.basic_auth_password or "")
+    t = settings.timeout
+    return httpx.AsyncClient(
+        base_url=settings.url.rstrip("/"),
+        headers=headers,
+        auth=auth,
+        timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.pool),
+        limits=httpx.Limits(max_connections=settings.max_connections,
+                            max_keepalive_connections=settings.max_connections),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+@asynccontextmanager
+async def map_source_errors(source: str, what: str) -> AsyncIterator[None]:
+    """Translate httpx's exceptions into the correlator's tree, naming source and request."""
+    try:
+        yield
+    except SourceError:
+        raise
+    except httpx.TimeoutException as exc:
+        raise SourceTimeout(source, f"{type(exc).__name__} on {what}") from None
+    except (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError) as exc:
+        raise SourceUnavailable(source, f"cannot reach {what}: {type(exc).__name__}: {exc}") from None
+    except (httpx.RemoteProtocolError, httpx.DecodingError) as exc:
+        raise SourceProtocolError(source, f"broken HTTP answer on {what}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise SourceUnavailable(source, f"{type(exc).__name__} on {what}: {exc}") from None
+
+
+async def get(
+    client: httpx.AsyncClient,
+    source: str,
+    path: str,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_bytes: int = 64 * 1024 * 1024,
+) -> HttpAnswer:
+    """GET `path`, reading at most `max_bytes` of body; any status is returned, not raised."""
+    async with map_source_errors(source, f"GET {path}"):
+        async with client.stream("GET", path, params=params, headers=headers) as response:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
+                chunks.append(chunk)
+            return HttpAnswer(
+                status=response.status_code,
+                body=b"".join(chunks),
+                content_type=response.headers.get("content-type", ""),
+                headers=response.headers,
+            )
+
+
+def parse_json(source: str, answer: HttpAnswer, what: str) -> Any:
+    """Parse by body, never by content type: Jaeger and Loki send JSON as text/plain."""
+    try:
+        return orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        raise SourceProtocolError(
+            source, f"{what}: HTTP {answer.status} with a body that is not JSON: {answer.text(120)!r}"
+        ) from None

@@ -1,0 +1,143 @@
+"""The span tree, built once per trace and shared by the join, the analysis and the renderers.
+
+Pure and iterative: real traces reach tens of thousands of spans and depths in the
+thousands, so nothing here recurses. Malformed input (duplicate span IDs, orphans whose
+parent is missing, cycles in parent links, negative durations) never raises; it is
+repaired in the most useful way and recorded in `problems` so callers can report it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+from correlator.model import Span, Trace
+
+__all__ = ["SpanTree", "bfs", "build_tree", "covered_ns"]
+
+
+@dataclass(slots=True)
+class SpanTree:
+    by_id: dict[str, Span]
+    children: dict[str, list[str]]  # parent id → child ids, by start time
+    roots: list[str]  # by start time; true roots first, then orphans / cycle breaks
+    depth: dict[str, int]
+    self_ns: dict[str, int]
+    order: list[str]  # depth-first pre-order, children by start time
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def start_ns(self) -> int:
+        return min((s.start_ns for s in self.by_id.values()), default=0)
+
+    @property
+    def end_ns(self) -> int:
+        return max((s.end_ns for s in self.by_id.values()), default=0)
+
+
+def covered_ns(intervals: list[tuple[int, int]], lo: int, hi: int) -> int:
+    """Length of the union of `intervals` clipped to [lo, hi]."""
+    total = 0
+    cur_start = cur_end = None
+    for start, end in sorted(intervals):
+        start, end = max(start, lo), min(end, hi)
+        if end <= start:
+            continue
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start  # type: ignore[operator]
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start  # type: ignore[operator]
+    return total
+
+
+def _clean(span: Span, problems: list[str]) -> Span:
+    if span.end_ns < span.start_ns:
+        problems.append(f"span {span.span_id} has a negative duration; treated as 0")
+        return replace(span, end_ns=span.start_ns)
+    return span
+
+
+def build_tree(trace: Trace) -> SpanTree:
+    problems: list[str] = []
+    by_id: dict[str, Span] = {}
+    for span in trace.spans:
+        if span.span_id in by_id:
+            problems.append(f"duplicate span ID {span.span_id}; kept the first")
+            continue
+        by_id[span.span_id] = _clean(span, problems)
+
+    children: dict[str, list[str]] = {sid: [] for sid in by_id}
+    roots: list[str] = []
+    orphans: list[str] = []
+    for sid, span in by_id.items():
+        parent = span.parent_span_id
+        if parent is None or parent == sid:
+            if parent == sid:
+                problems.append(f"span {sid} is its own parent; treated as a root")
+            roots.append(sid)
+        elif parent in by_id:
+            children[parent].append(sid)
+        else:
+            orphans.append(sid)
+    if orphans:
+        problems.append(
+            f"{len(orphans)} span(s) reference a parent that is not in the trace "
+            f"(e.g. {orphans[0]}); shown as extra roots"
+        )
+
+    def by_start(ids: list[str]) -> list[str]:
+        return sorted(ids, key=lambda i: (by_id[i].start_ns, -by_id[i].end_ns, i))
+
+    for kids in children.values():
+        if len(kids) > 1:
+            kids.sort(key=lambda i: (by_id[i].start_ns, -by_id[i].end_ns, i))
+    roots = by_start(roots) + by_start(orphans)
+
+    depth: dict[str, int] = {}
+    order: list[str] = []
+
+    def walk(root: str) -> None:
+        stack = [(root, 0)]
+        while stack:
+            sid, d = stack.pop()
+            if sid in depth:
+                continue
+            depth[sid] = d
+            order.append(sid)
+            stack.extend((c, d + 1) for c in reversed(children[sid]))
+
+    for root in roots:
+        walk(root)
+    # Spans still unvisited sit on a parent-link cycle: break it at the earliest span.
+    while len(depth) < len(by_id):
+        unvisited = by_start([sid for sid in by_id if sid not in depth])
+        breaker = unvisited[0]
+        problems.append(f"parent links form a cycle through span {breaker}; broken there")
+        parent = by_id[breaker].parent_span_id
+        if parent in children and breaker in children[parent]:  # type: ignore[index]
+            children[parent].remove(breaker)  # type: ignore[index]
+        roots.append(breaker)
+        walk(breaker)
+
+    self_ns: dict[str, int] = {}
+    for sid, span in by_id.items():
+        kids = children[sid]
+        intervals = [(by_id[c].start_ns, by_id[c].end_ns) for c in kids]
+        covered = covered_ns(intervals, span.start_ns, span.end_ns) if kids else 0
+        self_ns[sid] = span.duration_ns - covered
+
+    return SpanTree(by_id, children, roots, depth, self_ns, order, problems)
+
+
+def bfs(tree: SpanTree, start: str) -> list[str]:
+    """`start` and every descendant, breadth first."""
+    out, queue = [], deque([start])
+    while queue:
+        sid = queue.popleft()
+        out.append(sid)
+        queue.extend(tree.children[sid])
+    return out
