@@ -160,6 +160,9 @@ class GrafanaSettings:
 @dataclass(frozen=True, slots=True)
 class Settings:
     deadline_seconds: float = 10.0
+    # When Jaeger doesn't know the ID and no hint was given, Loki and Prometheus are searched
+    # over this recent past for orphan lines/exemplars (a trace may have been sampled out).
+    orphan_lookback_seconds: float = 3600.0
     jaeger: JaegerSettings = field(default_factory=JaegerSettings)
     loki: LokiSettings = field(default_factory=LokiSettings)
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
@@ -309,6 +312,8 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
 
 def _validate(s: Settings) -> None:
     _check(0 < s.deadline_seconds <= 300, "deadline_seconds", s.deadline_seconds, "must be in (0, 300] seconds")
+    _check(0 < s.orphan_lookback_seconds <= 30 * 86400, "orphan_lookback_seconds", s.orphan_lookback_seconds,
+           "must be in (0, 30 days]")
     for name in ("jaeger", "loki", "prometheus"):
         src = getattr(s, name)
         _check_url(f"{name}.url", src.url)

@@ -1,0 +1,272 @@
+"""The HTTP API: routes, problem+json errors, auth, probes, metrics, OpenAPI.
+
+Thin by design: parse and validate input (400 before any backend call), hand the work to
+`Correlator`, render. Every error leaves through one middleware as RFC 9457
+`application/problem+json`, with no stack trace and no backend URL or credential in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from aiohttp import web
+
+from correlator import __version__
+from correlator.config import Settings
+from correlator.correlate import Correlator, Outcome
+from correlator.errors import InvalidInput, SourceError
+from correlator.ids import parse_trace_id
+from correlator.logfields import extract_trace_context
+from correlator.openapi import OPENAPI
+from correlator.render import correlation_body
+from correlator.report import render_text
+from correlator.sources._http import make_client
+from correlator.sources.jaeger import JaegerSource
+from correlator.sources.loki import LokiSource
+from correlator.sources.prometheus import PrometheusSource
+from correlator.telemetry import Metrics
+from correlator.timeparams import parse_window
+
+__all__ = ["Backends", "create_app"]
+
+log = logging.getLogger(__name__)
+
+_OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
+_MAX_LOG_LINE_BYTES = 64 * 1024
+
+
+@dataclass(slots=True)
+class Backends:
+    jaeger: JaegerSource
+    loki: LokiSource
+    prometheus: PrometheusSource
+    correlator: Correlator
+
+
+BACKENDS = web.AppKey("backends", Backends)
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+
+Transports = dict[str, httpx.AsyncBaseTransport]
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/problem+json")
+
+
+@web.middleware
+async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    started = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    try:
+        response = await _authorise(request, handler)
+    except InvalidInput as exc:
+        response = problem(400, "Invalid input", exc.message, param=exc.param)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = problem(exc.status, exc.reason, exc.text or exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", route)
+        response = problem(500, "Internal error", "the correlator failed; the error is in its own logs")
+    request.app[METRICS].observe_request(route, response.status, time.perf_counter() - started, None)
+    return response
+
+
+async def _authorise(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    token = request.app[SETTINGS].server.auth_token
+    if token and request.path not in _OPEN_ROUTES:
+        given = request.headers.get("Authorization", "")
+        scheme, _, credential = given.partition(" ")
+        # compare_digest: the time taken must not reveal how much of the token matched.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode(), token.encode()):
+            return web.Response(
+                body=orjson.dumps({"type": "about:blank", "title": "Unauthorized", "status": 401,
+                                   "detail": "a valid bearer token is required"}),
+                status=401, content_type="application/problem+json",
+                headers={"WWW-Authenticate": 'Bearer realm="correlator"'},
+            )
+    return await handler(request)
+
+
+def _tenant(request: web.Request) -> str | None:
+    if not request.app[SETTINGS].server.forward_tenant:
+        return None
+    tenant = request.headers.get("X-Scope-OrgID")
+    if tenant is not None and (not tenant or len(tenant) > 150 or not tenant.isprintable()):
+        raise InvalidInput("X-Scope-OrgID", "must be 1-150 printable characters")
+    return tenant
+
+
+def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    if outcome.cached:
+        request.app[METRICS].cache_hits.inc()
+    else:
+        for name, report in outcome.correlation.sources.items():
+            request.app[METRICS].source_seconds.labels(name, report.status.value).observe(report.ms / 1000)
+    body = correlation_body(outcome, settings)
+    status = outcome.http_status
+    if request.query.get("format") == "text":
+        return web.Response(text=render_text(outcome, body), status=status, content_type="text/plain")
+    if status == 404:
+        return web.Response(
+            body=orjson.dumps({"type": "about:blank", "title": "Trace not found", "status": 404,
+                               "detail": f"no source knows trace {body['trace_id']}", "sources": body["sources"]}),
+            status=404, content_type="application/problem+json",
+        )
+    return _json(body, status)
+
+
+async def correlate_handler(request: web.Request) -> web.StreamResponse:
+    trace_id = parse_trace_id(request.match_info["trace_id"])
+    hint = parse_window(request.query.get("start"), request.query.get("end"))
+    if request.query.get("format") not in (None, "json", "text"):
+        raise InvalidInput("format", "must be json or text")
+    outcome = await request.app[BACKENDS].correlator.correlate(trace_id, hint, _tenant(request))
+    return _respond(request, outcome)
+
+
+async def from_log_handler(request: web.Request) -> web.StreamResponse:
+    raw = await request.content.read(_MAX_LOG_LINE_BYTES + 1)
+    if len(raw) > _MAX_LOG_LINE_BYTES:
+        raise InvalidInput("body", f"a log line is at most {_MAX_LOG_LINE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("body", "must be UTF-8 text") from None
+    line, metadata = text, None
+    if request.content_type == "application/json":
+        try:
+            wrapper = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidInput("body", "is declared JSON but does not parse") from None
+        if isinstance(wrapper, dict) and isinstance(wrapper.get("line"), str):
+            line = wrapper["line"]
+            meta = wrapper.get("metadata")
+            metadata = {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else None
+    if not line.strip():
+        raise InvalidInput("body", "send the raw log line (text, logfmt or JSON) as the body")
+    settings = request.app[SETTINGS]
+    context = extract_trace_context(line, settings.loki, metadata)
+    if context.trace_id is None:
+        return problem(422, "No trace ID in this line",
+                       "none of the configured fields or patterns found a trace ID "
+                       f"(fields: {', '.join(settings.loki.trace_id_fields)}; "
+                       f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
+    hint = parse_window(request.query.get("start"), request.query.get("end"))
+    outcome = await request.app[BACKENDS].correlator.correlate(parse_trace_id(context.trace_id), hint, _tenant(request))
+    return _respond(request, outcome)
+
+
+async def exemplars_handler(request: web.Request) -> web.StreamResponse:
+    query = request.query.get("query", "").strip()
+    if not query:
+        raise InvalidInput("query", "a PromQL selector is required, e.g. http_server_duration_seconds_bucket")
+    if len(query) > 4096:
+        raise InvalidInput("query", "at most 4096 characters")
+    window = parse_window(request.query.get("start"), request.query.get("end"))
+    settings = request.app[SETTINGS]
+    source = request.app[BACKENDS].prometheus
+    try:
+        async with asyncio.timeout(settings.source_deadline(settings.prometheus)):
+            found = await source.search(query, window.start_ns if window else None, window.end_ns if window else None)
+    except TimeoutError:
+        return problem(504, "Prometheus did not answer in time", f"no answer within {settings.deadline_seconds}s")
+    except SourceError as exc:
+        status = 400 if getattr(exc, "status_code", None) == 400 else 502
+        return problem(status, "Prometheus refused the query" if status == 400 else "Prometheus failed", exc.message)
+    base = settings.server.public_url.rstrip("/")
+    items = []
+    for ex in found:
+        items.append({
+            "trace_id": ex.trace_id, "span_id": ex.span_id, "metric": ex.metric, "series": dict(ex.series),
+            "value": ex.value if ex.value == ex.value and abs(ex.value) != float("inf") else str(ex.value),
+            "timestamp_ns": ex.timestamp_ns,
+            "correlate": f"{base}/correlate/{ex.trace_id}?start={ex.timestamp_ns}&end={ex.timestamp_ns}",
+        })
+    return _json({"query": query, "count": len(items), "exemplars": items})
+
+
+async def healthz(_request: web.Request) -> web.StreamResponse:
+    return _json({"status": "ok", "version": __version__})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    backends = request.app[BACKENDS]
+    budget = min(2.0, request.app[SETTINGS].deadline_seconds)
+
+    async def probe(name: str, check: Callable[[], Awaitable[None]]) -> tuple[str, dict[str, Any]]:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(budget):
+                await check()
+            return name, {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 3)}
+        except TimeoutError:
+            return name, {"status": "timeout", "ms": round((time.perf_counter() - started) * 1000, 3)}
+        except SourceError as exc:
+            return name, {"status": exc.status, "error": exc.message}
+
+    results = dict(await asyncio.gather(
+        probe("jaeger", backends.jaeger.ready), probe("loki", backends.loki.ready),
+        probe("prometheus", backends.prometheus.ready),
+    ))
+    ready = all(r["status"] == "ok" for r in results.values())
+    return _json({"status": "ready" if ready else "degraded", "sources": results}, 200 if ready else 503)
+
+
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    body, content_type = request.app[METRICS].render(request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def openapi_handler(_request: web.Request) -> web.StreamResponse:
+    return _json(OPENAPI)
+
+
+def create_app(settings: Settings, transports: Transports | None = None) -> web.Application:
+    """The aiohttp application; `transports` lets tests put httpx mock transports under the clients."""
+    transports = transports or {}
+    app = web.Application(middlewares=[_errors_and_metrics], client_max_size=_MAX_LOG_LINE_BYTES * 2,
+                          handler_args={"max_field_size": 16384})
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+
+    async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            clients = {}
+            for name in ("jaeger", "loki", "prometheus"):
+                client = make_client(getattr(settings, name), transports.get(name))
+                clients[name] = await stack.enter_async_context(client)
+            jaeger = JaegerSource(settings.jaeger, clients["jaeger"])
+            loki = LokiSource(settings.loki, clients["loki"])
+            prometheus = PrometheusSource(settings.prometheus, clients["prometheus"])
+            app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus))
+            yield
+
+    app.cleanup_ctx.append(backends_ctx)
+    app.router.add_get("/correlate/{trace_id}", correlate_handler)
+    app.router.add_post("/correlate/from-log", from_log_handler)
+    app.router.add_get("/exemplars", exemplars_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi_handler)
+    return app

@@ -1,0 +1,137 @@
+"""`correlator serve | correlate | provision | check`; asyncio.run only at this edge.
+
+Exit codes: 0 ok; 1 the trace is unknown to every source; 2 bad input or config;
+3 a partial answer (some source failed) for `correlate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import orjson
+
+from correlator.config import Settings, load_settings
+from correlator.errors import ConfigError, InvalidInput
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="correlator", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML config file (default: $CORRELATOR_CONFIG; env CORRELATOR_* overrides)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", help="listen address (default: server.host)")
+    serve.add_argument("--port", type=int, help="listen port (default: server.port)")
+
+    corr = sub.add_parser("correlate", help="correlate one trace ID and print the report")
+    corr.add_argument("trace_id")
+    corr.add_argument("--json", action="store_true", help="print the API's JSON body")
+    corr.add_argument("--start", help="time hint: RFC 3339 or Unix s/ms/µs/ns")
+    corr.add_argument("--end", help="time hint: RFC 3339 or Unix s/ms/µs/ns")
+
+    prov = sub.add_parser("provision", help="write Grafana provisioning generated from the config")
+    prov.add_argument("--out", default=".", help="repository root to write provisioning/ under (default: .)")
+    prov.add_argument("--check", action="store_true", help="only report whether the files are in sync (exit 1 if not)")
+
+    sub.add_parser("check", help="validate the config and probe each backend")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"correlator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port)
+        if args.command == "correlate":
+            return asyncio.run(_correlate(settings, args.trace_id, args.start, args.end, args.json))
+        if args.command == "provision":
+            return _provision(settings, Path(args.out), args.check)
+        if args.command == "check":
+            return asyncio.run(_check(settings))
+    except InvalidInput as exc:
+        print(f"correlator: {exc}", file=sys.stderr)
+        return 2
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    from aiohttp import web
+
+    from correlator.api import create_app
+    from correlator.telemetry import configure_logging
+
+    configure_logging()
+    web.run_app(create_app(settings), host=host or settings.server.host, port=port or settings.server.port,
+                handler_cancellation=True, shutdown_timeout=10.0, access_log=None)
+    return 0
+
+
+async def _correlate(settings: Settings, raw_id: str, start: str | None, end: str | None, as_json: bool) -> int:
+    from correlator.correlate import Correlator
+    from correlator.ids import parse_trace_id
+    from correlator.render import correlation_body
+    from correlator.report import render_text
+    from correlator.sources._http import make_client
+    from correlator.sources.jaeger import JaegerSource
+    from correlator.sources.loki import LokiSource
+    from correlator.sources.prometheus import PrometheusSource
+    from correlator.timeparams import parse_window
+
+    trace_id = parse_trace_id(raw_id)
+    hint = parse_window(start, end)
+    async with make_client(settings.jaeger) as jc, make_client(settings.loki) as lc, make_client(settings.prometheus) as pc:
+        correlator = Correlator(settings, JaegerSource(settings.jaeger, jc), LokiSource(settings.loki, lc),
+                                PrometheusSource(settings.prometheus, pc))
+        outcome = await correlator.correlate(trace_id, hint)
+    body = correlation_body(outcome, settings)
+    if as_json:
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(render_text(outcome, body))
+    if outcome.http_status == 404:
+        return 1
+    return 0 if outcome.all_answered else 3
+
+
+def _provision(settings: Settings, out: Path, check: bool) -> int:
+    from correlator.provisioning import check_provisioning, write_provisioning
+
+    if check:
+        differences = check_provisioning(settings, out)
+        for line in differences:
+            print(line)
+        return 1 if differences else 0
+    for path in write_provisioning(settings, out):
+        print(f"wrote {path}")
+    return 0
+
+
+async def _check(settings: Settings) -> int:
+    from correlator.sources._http import make_client
+    from correlator.sources.jaeger import JaegerSource
+    from correlator.sources.loki import LokiSource
+    from correlator.sources.prometheus import PrometheusSource
+    from correlator.errors import SourceError
+
+    ok = True
+    async with make_client(settings.jaeger) as jc, make_client(settings.loki) as lc, make_client(settings.prometheus) as pc:
+        for name, source in (("jaeger", JaegerSource(settings.jaeger, jc)), ("loki", LokiSource(settings.loki, lc)),
+                             ("prometheus", PrometheusSource(settings.prometheus, pc))):
+            try:
+                async with asyncio.timeout(settings.deadline_seconds):
+                    await source.ready()
+                print(f"{name}: ready ({getattr(settings, name).url})")
+            except (SourceError, TimeoutError) as exc:
+                ok = False
+                print(f"{name}: NOT ready ({getattr(settings, name).url}): {exc or 'timeout'}")
+    return 0 if ok else 1

@@ -1,0 +1,155 @@
+"""Correlation → the JSON body of `GET /correlate/{trace_id}` (DESIGN.md "response contract").
+
+Kept apart from the model so the data stays free of presentation, and from the API so the
+CLI's `--json` prints exactly the same body.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from correlator.config import Settings
+from correlator.correlate import Outcome
+from correlator.join import ids_by_span
+from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, Span
+from correlator.spantree import SpanTree
+
+__all__ = ["correlation_body", "grafana_explore_url", "jaeger_trace_url", "rfc3339_ns"]
+
+
+def rfc3339_ns(ns: int) -> str:
+    """RFC 3339 with nanoseconds, UTC: what Loki and Jaeger v3 accept back."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac:09d}Z"
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1_000_000, 3)
+
+
+def jaeger_trace_url(settings: Settings, trace_hex: str) -> str:
+    base = (settings.jaeger.ui_url or settings.jaeger.url).rstrip("/")
+    return f"{base}/trace/{trace_hex}"
+
+
+def grafana_explore_url(settings: Settings, trace_hex: str, start_ns: int | None = None, end_ns: int | None = None) -> str:
+    """Grafana Explore opened on the Jaeger datasource with this trace (panes URL format)."""
+    pane: dict[str, Any] = {
+        "datasource": settings.grafana.jaeger_uid,
+        "queries": [{"refId": "A", "datasource": {"type": "jaeger", "uid": settings.grafana.jaeger_uid},
+                     "query": trace_hex}],  # no queryType: Jaeger datasource "trace ID" mode
+    }
+    if start_ns is not None and end_ns is not None:
+        pane["range"] = {"from": str(start_ns // 1_000_000 - 60_000), "to": str(end_ns // 1_000_000 + 60_000)}
+    panes = json.dumps({"trace": pane}, separators=(",", ":"))
+    return f"{settings.grafana.url.rstrip('/')}/explore?{urlencode({'schemaVersion': 1, 'panes': panes}, quote_via=quote)}"
+
+
+def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[str]], exemplars: Mapping[str, list[str]]) -> dict[str, Any]:
+    return {
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "service": span.service,
+        "operation": span.operation,
+        "start_ms": _ms(span.start_ns - origin_ns),
+        "duration_ms": _ms(span.duration_ns),
+        "self_ms": _ms(tree.self_ns[span.span_id]),
+        "depth": tree.depth[span.span_id],
+        "kind": span.kind,
+        "status": span.status,
+        "status_message": span.status_message,
+        "attributes": dict(span.attributes),
+        "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "attributes": dict(e.attributes)} for e in span.events],
+        "log_ids": logs.get(span.span_id, []),
+        "exemplar_ids": exemplars.get(span.span_id, []),
+    }
+
+
+def _log(line: LogLine, place: Placement) -> dict[str, Any]:
+    return {
+        "id": line.id,
+        "timestamp": rfc3339_ns(line.timestamp_ns),
+        "service": line.service,
+        "level": line.level,
+        "line": line.line,
+        "labels": dict(line.labels),
+        "metadata": dict(line.metadata),
+        "span_id": place.span_id,
+        "match": place.match.value,
+    }
+
+
+def _exemplar(ex: Exemplar, place: Placement) -> dict[str, Any]:
+    value: float | str = ex.value if math.isfinite(ex.value) else ("+Inf" if ex.value > 0 else "-Inf" if ex.value < 0 else "NaN")
+    return {
+        "id": ex.id,
+        "metric": ex.metric,
+        "series": dict(ex.series),
+        "labels": dict(ex.labels),
+        "value": value,
+        "timestamp": rfc3339_ns(ex.timestamp_ns),
+        "span_id": place.span_id,
+        "match": place.match.value,
+    }
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {"kind": f.kind, "severity": f.severity.value, "message": f.message,
+            "span_ids": list(f.span_ids), "evidence": dict(f.evidence)}
+
+
+def _source(r: SourceReport) -> dict[str, Any]:
+    return {"status": r.status.value, "ms": r.ms, "items": r.items, "truncated": r.truncated, "error": r.error}
+
+
+def _summary(c: Correlation, tree: SpanTree | None) -> dict[str, Any]:
+    base: dict[str, Any] = {"log_count": len(c.logs), "exemplar_count": len(c.exemplars)}
+    if c.trace is None or tree is None:
+        return {"root_service": None, "root_operation": None, "duration_ms": None, "span_count": 0,
+                "services": sorted({line.service for line in c.logs if line.service}), "error_count": 0, **base}
+    root = tree.by_id[tree.roots[0]]
+    return {
+        "root_service": root.service,
+        "root_operation": root.operation,
+        "duration_ms": _ms(tree.end_ns - tree.start_ns),
+        "span_count": len(tree.by_id),
+        "services": sorted({s.service for s in tree.by_id.values()}),
+        "error_count": sum(1 for s in tree.by_id.values() if s.status == "error"),
+        **base,
+    }
+
+
+def correlation_body(outcome: Outcome, settings: Settings) -> dict[str, Any]:
+    c, tree = outcome.correlation, outcome.tree
+    log_ids = ids_by_span(c.logs, c.log_placements)
+    exemplar_ids = ids_by_span(c.exemplars, c.exemplar_placements)
+    spans: list[dict[str, Any]] = []
+    if tree is not None:
+        origin = tree.start_ns
+        spans = [_span(tree.by_id[sid], tree, origin, log_ids, exemplar_ids) for sid in tree.order]
+    start_ns = tree.start_ns if tree is not None else c.window.start_ns
+    end_ns = tree.end_ns if tree is not None else c.window.end_ns
+    return {
+        "trace_id": c.trace_id,
+        "window": {"start": rfc3339_ns(c.window.start_ns), "end": rfc3339_ns(c.window.end_ns)},
+        "summary": _summary(c, tree),
+        "spans": spans,
+        "logs": [_log(line, p) for line, p in zip(c.logs, c.log_placements, strict=True)],
+        "exemplars": [_exemplar(e, p) for e, p in zip(c.exemplars, c.exemplar_placements, strict=True)],
+        "critical_path": list(c.critical_path),
+        "findings": [_finding(f) for f in c.findings],
+        "warnings": list(tree.problems) if tree is not None else [],
+        "sources": {name: _source(report) for name, report in c.sources.items()},
+        "cached": outcome.cached,
+        "links": {
+            "grafana": grafana_explore_url(settings, c.trace_id, start_ns, end_ns),
+            "jaeger": jaeger_trace_url(settings, c.trace_id),
+            "self": f"{settings.server.public_url.rstrip('/')}/correlate/{c.trace_id}",
+        },
+    }

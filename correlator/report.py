@@ -1,0 +1,67 @@
+"""The human report (`correlator correlate ID`, `?format=text`): what an SRE reads at 3 a.m.
+
+Order: the verdict first (findings), then the seed-style tree, then the log lines, then
+which sources answered, so a partial answer is never mistaken for a complete one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from correlator.analysis import Analysis
+from correlator.correlate import Outcome
+from correlator.text_tree import render_tree
+
+__all__ = ["render_text"]
+
+_MAX_LOG_LINES = 50
+
+
+def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
+    c, tree = outcome.correlation, outcome.tree
+    out: list[str] = [f"Trace {c.trace_id}"]
+    summary = body["summary"]
+    if tree is not None:
+        out.append(
+            f"{summary['root_service']}: {summary['root_operation']} — {summary['duration_ms']}ms, "
+            f"{summary['span_count']} spans, {len(summary['services'])} services, "
+            f"{summary['error_count']} errors, {summary['log_count']} logs, {summary['exemplar_count']} exemplars"
+        )
+    else:
+        out.append(f"trace not found in Jaeger; {summary['log_count']} logs, {summary['exemplar_count']} exemplars")
+    if c.findings:
+        out.append("")
+        out.append("Findings:")
+        for f in c.findings:
+            out.append(f"  [{f.severity.value}] {f.message}")
+    if tree is not None:
+        log_counts = Counter(p.span_id for p in c.log_placements if p.span_id)
+        exemplar_counts = Counter(p.span_id for p in c.exemplar_placements if p.span_id)
+        out.append("")
+        out.append(render_tree(tree, Analysis(c.critical_path, c.findings), log_counts, exemplar_counts,
+                               title=f"Request: {summary['root_operation']}"))
+    if body["logs"]:
+        out.append("")
+        out.append(f"Logs ({len(body['logs'])}):")
+        for entry in body["logs"][:_MAX_LOG_LINES]:
+            where = entry["span_id"] or "trace"
+            out.append(f"  {entry['timestamp']} {entry['service'] or '-'} [{entry['level'] or '-'}] "
+                       f"({entry['match']}→{where}) {entry['line']}")
+        if len(body["logs"]) > _MAX_LOG_LINES:
+            out.append(f"  … {len(body['logs']) - _MAX_LOG_LINES} more (use --json)")
+    if body["exemplars"]:
+        out.append("")
+        out.append(f"Exemplars ({len(body['exemplars'])}):")
+        for ex in body["exemplars"][:_MAX_LOG_LINES]:
+            out.append(f"  {ex['timestamp']} {ex['metric']} = {ex['value']} ({ex['match']}→{ex['span_id'] or 'trace'})")
+    out.append("")
+    out.append("Sources:")
+    for name, src in body["sources"].items():
+        extra = f" — {src['error']}" if src["error"] else ""
+        cut = " (truncated)" if src["truncated"] else ""
+        out.append(f"  {name}: {src['status']}, {src['items']} items, {src['ms']}ms{cut}{extra}")
+    out.append("")
+    out.append(f"Jaeger:  {body['links']['jaeger']}")
+    out.append(f"Grafana: {body['links']['grafana']}")
+    return "\n".join(out) + "\n"
