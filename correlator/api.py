@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 import orjson
 from aiohttp import web
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
 
 from correlator import __version__
 from correlator.config import Settings
@@ -33,7 +35,7 @@ from correlator.sources._http import make_client
 from correlator.sources.jaeger import JaegerSource
 from correlator.sources.loki import LokiSource
 from correlator.sources.prometheus import PrometheusSource
-from correlator.telemetry import Metrics
+from correlator.telemetry import Metrics, current_exemplar, tracer
 from correlator.timeparams import parse_window
 
 __all__ = ["Backends", "create_app"]
@@ -73,20 +75,24 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
 async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    try:
-        response = await _authorise(request, handler)
-    except InvalidInput as exc:
-        response = problem(400, "Invalid input", exc.message, param=exc.param)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    with tracer.start_as_current_span(f"{request.method} {route}", kind=SpanKind.SERVER,
+                                      context=propagate.extract(request.headers)) as span:
+        try:
+            response = await _authorise(request, handler)
+        except InvalidInput as exc:
+            response = problem(400, "Invalid input", exc.message, param=exc.param)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = problem(exc.status, exc.reason, exc.text or exc.reason)
+        except asyncio.CancelledError:
             raise
-        response = problem(exc.status, exc.reason, exc.text or exc.reason)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unhandled error on %s", route)
-        response = problem(500, "Internal error", "the correlator failed; the error is in its own logs")
-    request.app[METRICS].observe_request(route, response.status, time.perf_counter() - started, None)
+        except Exception:
+            log.exception("unhandled error on %s", route)
+            response = problem(500, "Internal error", "the correlator failed; the error is in its own logs")
+        span.set_attribute("http.route", route)
+        span.set_attribute("http.response.status_code", response.status)
+        request.app[METRICS].observe_request(route, response.status, time.perf_counter() - started, current_exemplar())
     return response
 
 

@@ -68,9 +68,10 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     from aiohttp import web
 
     from correlator.api import create_app
-    from correlator.telemetry import configure_logging
+    from correlator.telemetry import configure_logging, configure_tracing
 
     configure_logging()
+    configure_tracing()
     web.run_app(create_app(settings), host=host or settings.server.host, port=port or settings.server.port,
                 handler_cancellation=True, shutdown_timeout=10.0, access_log=None)
     return 0

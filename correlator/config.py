@@ -78,6 +78,10 @@ class _SourceCommon:
     basic_auth_password: str | None = None
     max_connections: int = 100
     max_response_bytes: int = 64 * 1024 * 1024
+    retry_attempts: int = 3  # total tries for a GET that fails to connect or answers 429/502/503/504
+    retry_base_seconds: float = 0.05
+    breaker_failures: int = 5  # consecutive failures that open the circuit breaker (0 = no breaker)
+    breaker_reset_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +324,10 @@ def _validate(s: Settings) -> None:
         if src.deadline_seconds is not None:
             _check(src.deadline_seconds > 0, f"{name}.deadline_seconds", src.deadline_seconds, "must be > 0")
         _check(src.max_connections >= 1, f"{name}.max_connections", src.max_connections, "must be ≥ 1")
+        _check(1 <= src.retry_attempts <= 10, f"{name}.retry_attempts", src.retry_attempts, "must be in [1, 10]")
+        _check(src.retry_base_seconds >= 0, f"{name}.retry_base_seconds", src.retry_base_seconds, "must be ≥ 0")
+        _check(src.breaker_failures >= 0, f"{name}.breaker_failures", src.breaker_failures, "must be ≥ 0")
+        _check(src.breaker_reset_seconds > 0, f"{name}.breaker_reset_seconds", src.breaker_reset_seconds, "must be > 0")
         _check(src.max_response_bytes >= 1024, f"{name}.max_response_bytes", src.max_response_bytes, "must be ≥ 1024")
         _check((src.basic_auth_user is None) == (src.basic_auth_password is None), f"{name}.basic_auth_user",
                src.basic_auth_user, "basic_auth_user and basic_auth_password go together")

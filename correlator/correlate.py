@@ -34,7 +34,9 @@ from correlator.model import (
     Window,
 )
 from correlator.sources import SourceResult
+from correlator.sources._resilience import deadline as retry_deadline
 from correlator.spantree import SpanTree, build_tree
+from correlator.telemetry import tracer
 
 __all__ = ["Correlator", "Outcome", "SOURCES"]
 
@@ -158,12 +160,23 @@ class Correlator:
         started = time.monotonic()
         budget = min(self.settings.source_deadline(source_settings), deadline - started)
 
-        def report(status: SourceStatus, error: str | None, result: SourceResult[T] | None = None) -> SourceReport:
+        def report(status: SourceStatus, error: str | None, result: SourceResult[T] | None = None,
+                   truncated: bool = False) -> SourceReport:
             ms = round((time.monotonic() - started) * 1000, 3)
             items = _count(result.value) if result is not None else 0
-            truncated = result.truncated if result is not None else status == SourceStatus.BAD_RESPONSE and "larger than" in (error or "")
-            return SourceReport(status, ms, items, truncated, error)
+            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error)
 
+        # Retries below this source must stop before the budget ends (this task's context only).
+        retry_deadline.set(started + budget)
+        with tracer.start_as_current_span(f"source {name}") as span:
+            report_, result_ = await self._run_inner(name, call, budget, report)
+            span.set_attribute("correlator.source.status", report_.status.value)
+            return report_, result_
+
+    async def _run_inner(
+        self, name: str, call: Awaitable[SourceResult[T]], budget: float,
+        report: Callable[..., SourceReport],
+    ) -> tuple[SourceReport, SourceResult[T] | None]:
         try:
             if budget <= 0:
                 close = getattr(call, "close", None)
@@ -176,7 +189,7 @@ class Correlator:
             return report(SourceStatus.TIMEOUT, f"{name}: no complete answer within {budget:.2f}s"), None
         except SourceError as exc:
             status = SourceStatus(exc.status) if exc.status in SourceStatus._value2member_map_ else SourceStatus.ERROR
-            return report(status, str(exc)), None
+            return report(status, str(exc), truncated=exc.truncated), None
         except Exception as exc:  # a parser meeting garbage must not become a 500
             log.exception("source %s failed unexpectedly", name)
             return report(SourceStatus.BAD_RESPONSE, f"{name}: unexpected answer ({type(exc).__name__})"), None

@@ -58,6 +58,7 @@ class SourceError(CorrelatorError):
     """A backend failed; `status` is what `sources[<name>].status` will say."""
 
     status = "error"
+    truncated = False  # True when a size limit cut the answer
 
     def __init__(self, source: str, message: str) -> None:
         super().__init__(f"{source}: {message}")

@@ -9,14 +9,50 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Mapping
 
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["Metrics", "configure_logging"]
+__all__ = ["Metrics", "configure_logging", "configure_tracing", "current_exemplar", "tracer"]
+
+# The API's tracer is a no-op until configure_tracing() installs the SDK: zero cost in tests.
+tracer = trace.get_tracer("correlator")
+
+
+def current_exemplar() -> dict[str, str] | None:
+    """{trace_id, span_id} of the current span when it is sampled: exemplar labels (63 runes < 128)."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid or not ctx.trace_flags.sampled:
+        return None
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+
+
+def configure_tracing(service_name: str = "correlator") -> bool:
+    """Export our own spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set.
+
+    The SDK is an optional extra (`pip install correlator[telemetry]`); without it, or without
+    an endpoint, tracing stays the API's no-op and this returns False.
+    """
+    if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
+        return False
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        logging.getLogger(__name__).warning("OTEL endpoint set but opentelemetry-sdk is not installed; not tracing")
+        return False
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -56,7 +92,11 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("trace_id", "span_id", "route", "status", "ms", "correlated_trace_id"):
+        # Our own trace context, so our log lines correlate like any other service's.
+        exemplar = current_exemplar()
+        if exemplar:
+            body.update(exemplar)
+        for key in ("route", "status", "ms", "correlated_trace_id"):
             value = getattr(record, key, None)
             if value is not None:
                 body[key] = value

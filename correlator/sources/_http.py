@@ -17,6 +17,7 @@ import orjson
 
 from correlator.config import _SourceCommon
 from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
+from correlator.sources._resilience import BreakerOpen, CircuitBreaker, ResilientTransport, RetryPolicy
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "get", "make_client", "map_source_errors", "parse_json"]
 
@@ -26,7 +27,7 @@ USER_AGENT = "correlator/0.1"
 class ResponseTooLarge(SourceProtocolError):
     """The body passed `max_response_bytes`; the rest was not read."""
 
-    status = "truncated"
+    truncated = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +51,17 @@ def make_client(settings: _SourceCommon, transport: httpx.AsyncBaseTransport | N
     elif settings.basic_auth_user is not None:
         auth = httpx.BasicAuth(settings.basic_auth_user, settings.basic_auth_password or "")
     t = settings.timeout
+    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+    # httpx ignores `limits` when a transport is given, so the pool is configured here.
+    inner = transport or httpx.AsyncHTTPTransport(limits=limits)
+    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds) if settings.breaker_failures else None
+    resilient = ResilientTransport(inner, RetryPolicy(settings.retry_attempts, settings.retry_base_seconds), breaker)
     return httpx.AsyncClient(
         base_url=settings.url.rstrip("/"),
         headers=headers,
         auth=auth,
         timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.read, pool=t.pool),
-        limits=httpx.Limits(max_connections=settings.max_connections,
-                            max_keepalive_connections=settings.max_connections),
-        transport=transport,
+        transport=resilient,
         follow_redirects=False,
     )
 
@@ -69,6 +73,8 @@ async def map_source_errors(source: str, what: str) -> AsyncIterator[None]:
         yield
     except SourceError:
         raise
+    except BreakerOpen as exc:
+        raise SourceUnavailable(source, f"{what} not attempted: {exc}") from None
     except httpx.TimeoutException as exc:
         raise SourceTimeout(source, f"{type(exc).__name__} on {what}") from None
     except (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError) as exc:

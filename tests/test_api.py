@@ -1,0 +1,243 @@
+"""The HTTP surface: input refused before any backend call, problem+json, auth, probes, metrics.
+
+Backends sit behind httpx.MockTransport here, under the real clients the app builds, so every
+request a backend would receive is counted. Wire-exact backend behaviour is tested per source
+(tests/sources) and against real servers (tests/integration).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp.test_utils import TestClient
+
+from correlator.api import create_app
+from correlator.config import Settings, load_settings
+from tests.conftest import FIXTURES
+
+T0 = 1_795_572_505_053_254_099
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def otlp_trace() -> dict[str, Any]:
+    def span(span_id: str, parent: str | None, name: str, start_ms: int, end_ms: int, **extra: Any) -> dict[str, Any]:
+        body = {"traceId": TRACE, "spanId": span_id, "name": name, "kind": 2,
+                "startTimeUnixNano": str(T0 + start_ms * 1_000_000), "endTimeUnixNano": str(T0 + end_ms * 1_000_000),
+                "status": {}, **extra}
+        if parent:
+            body["parentSpanId"] = parent
+        return body
+
+    def resource(service: str, *spans: dict[str, Any]) -> dict[str, Any]:
+        return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeSpans": [{"scope": {"name": "demo"}, "spans": list(spans)}]}
+
+    return {"result": {"resourceSpans": [
+        resource("api-gateway", span("00f067aa0ba902b7", None, "GET /api/courses", 0, 145)),
+        resource("auth-service", span("eee19b7ec3c1b174", "00f067aa0ba902b7", "validate", 5, 20)),
+        resource("course-service",
+                 span("53995c3f42cd8ad8", "00f067aa0ba902b7", "GET /courses", 20, 140),
+                 span("b7ad6b7169203331", "53995c3f42cd8ad8", "SELECT courses", 25, 105, kind=3),
+                 span("c5e1a2f2d9d4e821", "53995c3f42cd8ad8", "cache lookup", 106, 111, kind=1)),
+    ]}}
+
+
+def recorded_loki(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / "recorded" / "loki" / name).read_text())["response"]["body"]
+
+
+class Backends:
+    """Counts and answers every request the app's real httpx clients send."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.jaeger: Callable[[httpx.Request], httpx.Response] = lambda r: httpx.Response(200, json=otlp_trace())
+        self.loki: Callable[[httpx.Request], httpx.Response] = self._loki
+        self.prometheus: Callable[[httpx.Request], httpx.Response] = lambda r: httpx.Response(200, json={
+            "status": "success", "data": [{"seriesLabels": {"__name__": "http_server_duration_seconds_bucket",
+                                                            "service": "api-gateway", "le": "0.25"},
+                                           "exemplars": [{"labels": {"trace_id": TRACE, "span_id": "00f067aa0ba902b7"},
+                                                          "value": "0.145", "timestamp": 1795572505.198}]}]})
+
+    @staticmethod
+    def _loki(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ready":
+            return httpx.Response(200, text="ready\n")
+        query = request.url.params["query"]
+        name = "query_range.line_filter_categorized.json" if "|=" in query else "query_range.structured_metadata_categorized.json"
+        return httpx.Response(200, json=recorded_loki(name))
+
+    def transports(self) -> dict[str, httpx.AsyncBaseTransport]:
+        def counted(name: str) -> httpx.MockTransport:
+            def handle(request: httpx.Request) -> httpx.Response:
+                self.requests.append(request)
+                return getattr(self, name)(request)
+            return httpx.MockTransport(handle)
+        return {name: counted(name) for name in ("jaeger", "loki", "prometheus")}
+
+
+@pytest.fixture
+def backends() -> Backends:
+    return Backends()
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, backends: Backends) -> Callable[..., Any]:
+    async def make(settings: Settings | None = None) -> TestClient:
+        return await aiohttp_client(create_app(settings or load_settings(environ={}), backends.transports()))
+    return make
+
+
+class TestCorrelate:
+    async def test_joins_all_three_sources(self, make_client: Any) -> None:
+        client = await make_client()
+        response = await client.get(f"/correlate/{TRACE}")
+        assert response.status == 200
+        body = await response.json()
+        assert body["summary"]["span_count"] == 5 and body["summary"]["root_service"] == "api-gateway"
+        assert body["summary"]["log_count"] == 8 and body["summary"]["exemplar_count"] == 1
+        by_span = {s["span_id"]: s for s in body["spans"]}
+        assert len(by_span["b7ad6b7169203331"]["log_ids"]) == 2  # SELECT debug line + slow query warn
+        assert by_span["00f067aa0ba902b7"]["exemplar_ids"] == [body["exemplars"][0]["id"]]
+        assert {s: body["sources"][s]["status"] for s in body["sources"]} == {"jaeger": "ok", "loki": "ok", "prometheus": "ok"}
+        assert body["links"]["jaeger"].endswith(f"/trace/{TRACE}")
+
+    @pytest.mark.parametrize("bad", ["xyz", "0" * 32, "a" * 33, "%00", "4bf9%22%7D%20%7C%3D%20%22x", "a" * 10_000])
+    async def test_invalid_ids_are_400_problem_json_before_any_backend_call(self, make_client: Any, backends: Backends, bad: str) -> None:
+        client = await make_client()
+        response = await client.get(f"/correlate/{bad}")
+        assert response.status == 400
+        assert response.content_type == "application/problem+json"
+        body = await response.json()
+        assert body["status"] == 400 and body["param"] == "trace_id"
+        assert backends.requests == []
+
+    @pytest.mark.parametrize(("query", "param"), [("start=yesterday", "start"), ("start=2030-01-01T00:00:00Z&end=2020-01-01T00:00:00Z", "start"),
+                                                  ("start=2000-01-01T00:00:00Z&end=2010-01-01T00:00:00Z", "end"), ("format=xml", "format")])
+    async def test_bad_parameters_are_400_naming_them(self, make_client: Any, backends: Backends, query: str, param: str) -> None:
+        client = await make_client()
+        response = await client.get(f"/correlate/{TRACE}?{query}")
+        assert response.status == 400 and (await response.json())["param"] == param
+        assert backends.requests == []
+
+    async def test_short_ids_are_padded_before_asking_jaeger(self, make_client: Any, backends: Backends) -> None:
+        client = await make_client()
+        await client.get("/correlate/7B4C2D9E1F3A5B6C")
+        jaeger = [r for r in backends.requests if "/api/v3/traces/" in r.url.path]
+        assert jaeger[0].url.path == "/api/v3/traces/00000000000000007b4c2d9e1f3a5b6c"
+
+    async def test_a_down_backend_gives_200_with_its_status(self, make_client: Any, backends: Backends) -> None:
+        def refuse(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("connection refused", request=request)
+        backends.loki = refuse
+        client = await make_client()
+        response = await client.get(f"/correlate/{TRACE}")
+        body = await response.json()
+        assert response.status == 200
+        assert body["sources"]["loki"]["status"] == "unavailable" and "ConnectError" in body["sources"]["loki"]["error"]
+        assert body["summary"]["span_count"] == 5 and body["summary"]["exemplar_count"] == 1
+
+    async def test_unknown_everywhere_is_404_problem(self, make_client: Any, backends: Backends) -> None:
+        backends.jaeger = lambda r: httpx.Response(404, text='{"error":{"httpCode":404,"message":"No traces found"}}',
+                                                   headers={"Content-Type": "text/plain; charset=utf-8"})
+        backends.loki = lambda r: httpx.Response(200, json=recorded_loki("query_range.no_match.json"))
+        backends.prometheus = lambda r: httpx.Response(200, json={"status": "success", "data": []})
+        client = await make_client()
+        response = await client.get("/correlate/ffffffffffffffffffffffffffffffff")
+        assert response.status == 404 and response.content_type == "application/problem+json"
+        assert (await response.json())["sources"]["jaeger"]["status"] == "not_found"
+
+    async def test_text_format_shows_the_tree(self, make_client: Any) -> None:
+        client = await make_client()
+        response = await client.get(f"/correlate/{TRACE}?format=text")
+        text = await response.text()
+        assert response.status == 200 and "GET /api/courses" in text and "Sources:" in text
+
+
+class TestFromLog:
+    async def test_extracts_the_id_from_a_logfmt_line(self, make_client: Any, backends: Backends) -> None:
+        client = await make_client()
+        line = f'level=info msg="GET /api/courses" trace_id={TRACE} span_id=00f067aa0ba902b7'
+        response = await client.post("/correlate/from-log", data=line)
+        assert response.status == 200 and (await response.json())["trace_id"] == TRACE
+
+    async def test_extracts_from_a_nested_json_body(self, make_client: Any) -> None:
+        client = await make_client()
+        line = json.dumps({"level": "warn", "msg": "slow query", "otel": {"trace_id": TRACE, "span_id": "b7ad6b7169203331"}})
+        response = await client.post("/correlate/from-log", json={"line": line})
+        assert response.status == 200 and (await response.json())["trace_id"] == TRACE
+
+    async def test_a_line_without_an_id_is_422(self, make_client: Any, backends: Backends) -> None:
+        client = await make_client()
+        response = await client.post("/correlate/from-log", data="GET /healthz 200 1ms")
+        assert response.status == 422 and response.content_type == "application/problem+json"
+        assert backends.requests == []
+
+
+class TestExemplars:
+    async def test_lists_exemplars_with_correlate_links(self, make_client: Any) -> None:
+        client = await make_client()
+        response = await client.get("/exemplars", params={"query": "http_server_duration_seconds_bucket"})
+        body = await response.json()
+        assert response.status == 200 and body["count"] == 1
+        assert body["exemplars"][0]["trace_id"] == TRACE
+        assert f"/correlate/{TRACE}?start=" in body["exemplars"][0]["correlate"]
+
+    async def test_query_is_required(self, make_client: Any) -> None:
+        client = await make_client()
+        assert (await client.get("/exemplars")).status == 400
+
+
+class TestAuth:
+    async def test_protected_routes_need_the_bearer_token(self, make_client: Any) -> None:
+        settings = load_settings(environ={"CORRELATOR_SERVER_AUTH_TOKEN": "s3cret-token-value"})
+        client = await make_client(settings)
+        for path in (f"/correlate/{TRACE}", "/exemplars?query=up", "/metrics", "/openapi.json"):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token-value"}):
+                response = await client.get(path, headers=headers)
+                assert response.status == 401, (path, headers)
+                assert "s3cret" not in await response.text()
+        ok = await client.get(f"/correlate/{TRACE}", headers={"Authorization": "Bearer s3cret-token-value"})
+        assert ok.status == 200
+        assert (await client.get("/healthz")).status == 200
+
+    async def test_tenant_is_forwarded_only_when_configured(self, make_client: Any, backends: Backends) -> None:
+        client = await make_client()
+        await client.get(f"/correlate/{TRACE}", headers={"X-Scope-OrgID": "team-b"})
+        assert all("X-Scope-OrgID" not in r.headers for r in backends.requests)
+        backends.requests.clear()
+        forwarding = await make_client(load_settings(environ={"CORRELATOR_SERVER_FORWARD_TENANT": "true"}))
+        await forwarding.get(f"/correlate/{TRACE}", headers={"X-Scope-OrgID": "team-b"})
+        loki = [r for r in backends.requests if r.url.path.startswith("/loki/")]
+        assert loki and all(r.headers["X-Scope-OrgID"] == "team-b" for r in loki)
+
+
+class TestOperations:
+    async def test_readyz_names_the_backend_that_is_not_ready(self, make_client: Any, backends: Backends) -> None:
+        backends.prometheus = lambda r: httpx.Response(503, text="Service Unavailable")
+        backends.jaeger = lambda r: httpx.Response(200, json={"services": []})
+        client = await make_client()
+        response = await client.get("/readyz")
+        body = await response.json()
+        assert response.status == 503 and body["sources"]["prometheus"]["status"] != "ok"
+        assert body["sources"]["loki"]["status"] == "ok" and body["sources"]["jaeger"]["status"] == "ok"
+
+    async def test_metrics_have_no_trace_id_labels(self, make_client: Any) -> None:
+        client = await make_client()
+        await client.get(f"/correlate/{TRACE}")
+        await client.get("/correlate/nothex")
+        text = await (await client.get("/metrics")).text()
+        assert 'correlator_requests_total{code="200",route="/correlate/{trace_id}"} 1.0' in text
+        assert 'code="400"' in text
+        assert TRACE not in text
+
+    async def test_openapi_describes_every_route(self, make_client: Any) -> None:
+        client = await make_client()
+        spec = await (await client.get("/openapi.json")).json()
+        app_routes = {"/correlate/{trace_id}", "/correlate/from-log", "/exemplars", "/healthz", "/readyz", "/metrics", "/openapi.json"}
+        assert set(spec["paths"]) == app_routes
