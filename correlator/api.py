@@ -75,6 +75,7 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
 async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    route = route.replace("{trace_id:[^/]*}", "{trace_id}")
     with tracer.start_as_current_span(f"{request.method} {route}", kind=SpanKind.SERVER,
                                       context=propagate.extract(request.headers)) as span:
         try:
@@ -251,7 +252,8 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
     """The aiohttp application; `transports` lets tests put httpx mock transports under the clients."""
     transports = transports or {}
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=_MAX_LOG_LINE_BYTES * 2,
-                          handler_args={"max_field_size": 16384})
+                          # A 10 kB garbage ID must reach our handler (400 problem+json), not aiohttp's line limit.
+                          handler_args={"max_field_size": 16384, "max_line_size": 32768})
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
 
@@ -268,7 +270,8 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
             yield
 
     app.cleanup_ctx.append(backends_ctx)
-    app.router.add_get("/correlate/{trace_id}", correlate_handler)
+    # Any path segment reaches the handler, so a malformed ID gets a 400 that says why, not a 404.
+    app.router.add_get("/correlate/{trace_id:[^/]*}", correlate_handler)
     app.router.add_post("/correlate/from-log", from_log_handler)
     app.router.add_get("/exemplars", exemplars_handler)
     app.router.add_get("/healthz", healthz)

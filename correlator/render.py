@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -18,15 +17,9 @@ from correlator.correlate import Outcome
 from correlator.join import ids_by_span
 from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, Span
 from correlator.spantree import SpanTree
+from correlator.timeparams import rfc3339_ns
 
 __all__ = ["correlation_body", "grafana_explore_url", "jaeger_trace_url", "rfc3339_ns"]
-
-
-def rfc3339_ns(ns: int) -> str:
-    """RFC 3339 with nanoseconds, UTC: what Loki and Jaeger v3 accept back."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{frac:09d}Z"
 
 
 def _ms(ns: int) -> float:

@@ -8,12 +8,12 @@ way for every route, and absurd windows are refused before any backend is asked.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from correlator.errors import InvalidInput
 from correlator.model import Window
 
-__all__ = ["MAX_WINDOW_NS", "parse_instant", "parse_window"]
+__all__ = ["MAX_WINDOW_NS", "parse_instant", "parse_window", "rfc3339_ns"]
 
 MAX_WINDOW_NS = 31 * 24 * 3600 * 1_000_000_000  # Loki refuses > 721h by default
 _INT = re.compile(r"[0-9]{1,19}")
@@ -62,3 +62,10 @@ def parse_window(start: str | None, end: str | None) -> Window | None:
     if end_ns - start_ns > MAX_WINDOW_NS:
         raise InvalidInput("end", "the window is longer than 31 days; narrow it")
     return Window(start_ns, end_ns)
+
+
+def rfc3339_ns(ns: int) -> str:
+    """RFC 3339 with nanoseconds, UTC: what Jaeger v3 and Loki accept and what we answer."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{frac:09d}Z"

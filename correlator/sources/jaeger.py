@@ -1,0 +1,272 @@
+"""Jaeger v2: `GET /api/v3/traces/{id}` (OTLP JSON), falling back to `GET /api/traces/{id}`.
+
+Both encodings are parsed here into the same `Trace`. Facts that shape the code
+(reference/backend-apis.md §1): v3 wraps OTLP/JSON in `{"result": …}` with hex IDs, integer
+enums and ns timestamps as decimal strings; the UI model uses µs integers, prints 64-bit IDs
+as 16 chars and puts service names in `processes`; error bodies are JSON sent as text/plain,
+so answers are read by status and body, never by content type.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from correlator.config import JaegerSettings
+from correlator.errors import SourceHTTPError, SourceProtocolError
+from correlator.ids import TraceId, normalise_span_id
+from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
+from correlator.sources import SourceResult
+from correlator.sources._http import HttpAnswer, get, parse_json
+from correlator.timeparams import rfc3339_ns
+
+__all__ = ["JaegerSource", "parse_otlp_trace", "parse_ui_trace", "ui_trace_url"]
+
+SOURCE = "jaeger"
+_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+_KIND_NAMES = {"SPAN_KIND_" + v.upper(): v for v in _KINDS.values()}
+
+
+def ui_trace_url(ui_base: str, trace_hex: str) -> str:
+    return f"{ui_base.rstrip('/')}/trace/{trace_hex}"
+
+
+# ------------------------------------------------------------------------------ OTLP JSON
+
+
+def _any_value(value: Mapping[str, Any]) -> Any:
+    """OTLP AnyValue → Python; 64-bit ints arrive as decimal strings (OTLP/JSON), numbers too."""
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "boolValue" in value:
+        return bool(value["boolValue"])
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "doubleValue" in value:
+        return float(value["doubleValue"])
+    if "bytesValue" in value:
+        return value["bytesValue"]  # base64 as sent; shown, not interpreted
+    if "arrayValue" in value:
+        return [_any_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return _attributes(value["kvlistValue"].get("values", []))
+    return None
+
+
+def _attributes(items: Any) -> dict[str, Any]:
+    return {kv["key"]: _any_value(kv.get("value") or {}) for kv in items or () if isinstance(kv, dict) and "key" in kv}
+
+
+def _otlp_id(raw: Any, size: int) -> str | None:
+    """OTLP/JSON IDs are hex; a proto3-JSON producer may send base64 — accept both."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    text = raw.lower()
+    if len(text) == size * 2 and all(c in "0123456789abcdef" for c in text):
+        return None if text == "0" * (size * 2) else text
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except ValueError:
+        return None
+    return decoded.hex() if len(decoded) == size and any(decoded) else None
+
+
+def _status(code: Any, attributes: Mapping[str, Any]) -> str:
+    if code in (2, "STATUS_CODE_ERROR") or attributes.get("error") in (True, "true"):
+        return "error"
+    if code in (1, "STATUS_CODE_OK"):
+        return "ok"
+    return "unset"
+
+
+def _kind(raw: Any) -> str:
+    if isinstance(raw, int):
+        return _KINDS.get(raw, "unspecified")
+    return _KIND_NAMES.get(str(raw), "unspecified")
+
+
+def parse_otlp_trace(obj: Any, trace_id_hex: str) -> Trace:
+    """OTLP/JSON TracesData (the object inside v3's `result`) → Trace; other traces' spans dropped."""
+    if not isinstance(obj, dict):
+        raise ValueError("TracesData must be an object")
+    spans: list[Span] = []
+    for resource_spans in obj.get("resourceSpans") or ():
+        resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
+        service = str(resource.get("service.name") or "unknown_service")
+        for scope_spans in resource_spans.get("scopeSpans") or ():
+            for raw in scope_spans.get("spans") or ():
+                span_id = _otlp_id(raw.get("spanId"), 8)
+                if span_id is None:
+                    continue
+                trace_hex = _otlp_id(raw.get("traceId"), 16)
+                if trace_hex is not None and trace_hex != trace_id_hex:
+                    continue
+                attributes = _attributes(raw.get("attributes"))
+                status = raw.get("status") or {}
+                start = int(raw.get("startTimeUnixNano") or 0)
+                events = tuple(
+                    SpanEvent(str(e.get("name") or ""), int(e.get("timeUnixNano") or start), _attributes(e.get("attributes")))
+                    for e in raw.get("events") or ()
+                )
+                links = tuple(
+                    SpanLink(_otlp_id(link.get("traceId"), 16) or "", _otlp_id(link.get("spanId"), 8) or "")
+                    for link in raw.get("links") or ()
+                )
+                spans.append(Span(
+                    span_id=span_id,
+                    parent_span_id=_otlp_id(raw.get("parentSpanId"), 8),
+                    service=service,
+                    operation=str(raw.get("name") or ""),
+                    start_ns=start,
+                    end_ns=int(raw.get("endTimeUnixNano") or start),
+                    kind=_kind(raw.get("kind", 0)),
+                    status=_status(status.get("code", 0), attributes),
+                    status_message=status.get("message") or None,
+                    attributes=attributes,
+                    events=events,
+                    links=links,
+                ))
+    return Trace(trace_id_hex, tuple(spans))
+
+
+# ------------------------------------------------------------------------------ UI model
+
+
+def _tags(items: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in items or ():
+        value = kv.get("value")
+        if kv.get("type") == "int64" and isinstance(value, str):
+            value = int(value)  # JS-unsafe int64s arrive as strings
+        out[kv.get("key", "")] = value
+    return out
+
+
+def parse_ui_trace(obj: Any) -> Trace:
+    """One UI-model trace (`data[0]` of /api/traces/{id}) → Trace; µs → ns."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("spans"), list):
+        raise ValueError("a UI-model trace needs a spans list")
+    trace_hex = str(obj.get("traceID", "")).lower().rjust(32, "0")
+    processes = obj.get("processes") or {}
+    spans: list[Span] = []
+    for raw in obj["spans"]:
+        span_id = normalise_span_id(raw.get("spanID"))
+        if span_id is None:
+            continue
+        tags = _tags(raw.get("tags"))
+        parent = None
+        links: list[SpanLink] = []
+        for ref in raw.get("references") or ():
+            ref_span = normalise_span_id(ref.get("spanID"))
+            same_trace = str(ref.get("traceID", "")).lower().rjust(32, "0") == trace_hex
+            if ref.get("refType") == "CHILD_OF" and parent is None and same_trace:
+                parent = ref_span
+            elif ref_span:
+                links.append(SpanLink(str(ref.get("traceID", "")).lower().rjust(32, "0"), ref_span))
+        if parent is None and raw.get("parentSpanID"):
+            parent = normalise_span_id(raw["parentSpanID"])
+        process = processes.get(raw.get("processID")) or raw.get("process") or {}
+        start = int(raw.get("startTime") or 0) * 1000
+        events = tuple(
+            SpanEvent(str(fields.pop("event", "") or ""), int(log.get("timestamp") or 0) * 1000, fields)
+            for log in raw.get("logs") or ()
+            for fields in [_tags(log.get("fields"))]
+        )
+        status_code = tags.pop("otel.status_code", None)
+        for scope_tag in ("otel.scope.name", "otel.scope.version"):  # OTLP keeps these on the scope
+            tags.pop(scope_tag, None)
+        spans.append(Span(
+            span_id=span_id,
+            parent_span_id=parent,
+            service=str(process.get("serviceName") or "unknown_service"),
+            operation=str(raw.get("operationName") or ""),
+            start_ns=start,
+            end_ns=start + int(raw.get("duration") or 0) * 1000,
+            kind=str(tags.pop("span.kind", "unspecified")),
+            status="error" if tags.get("error") in (True, "true") or status_code == "ERROR" else "ok" if status_code == "OK" else "unset",
+            status_message=tags.pop("otel.status_description", None),
+            attributes=tags,
+            events=events,
+            links=tuple(links),
+        ))
+    warnings = tuple(str(w) for w in obj.get("warnings") or ())
+    return Trace(trace_hex, tuple(spans), warnings)
+
+
+# ------------------------------------------------------------------------------ the source
+
+
+def _error_message(answer: HttpAnswer) -> str:
+    """Jaeger's JSON error bodies (v3: error.message; v1: errors[0].msg), else the text."""
+    try:
+        body = parse_json(SOURCE, answer, "error body")
+    except SourceProtocolError:
+        return answer.text(200)
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), dict) and body["error"].get("message"):
+            return str(body["error"]["message"])
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return str(errors[0].get("msg", ""))
+    return answer.text(200)
+
+
+class JaegerSource:
+    def __init__(self, settings: JaegerSettings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    def _headers(self, tenant: str | None) -> dict[str, str] | None:
+        return {"X-Scope-OrgID": tenant} if tenant else None
+
+    async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None) -> SourceResult[Trace | None]:
+        params: dict[str, str] = {}
+        if window is not None:
+            # snake_case: the only names before v2.19, deprecated aliases after — they work everywhere.
+            params = {"start_time": rfc3339_ns(window.start_ns), "end_time": rfc3339_ns(window.end_ns)}
+        path = f"/api/v3/traces/{trace_id.hex}"
+        answer = await get(self.client, SOURCE, path, params, self._headers(tenant), self.settings.max_response_bytes)
+        if answer.status == 404 and answer.text(50).startswith("404 page not found"):
+            return await self._fetch_v1(trace_id, window, tenant)  # a Jaeger without api_v3
+        if answer.status == 404:
+            return SourceResult(None, not_found=True)
+        if answer.status != 200:
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path}: {_error_message(answer)}")
+        body = parse_json(SOURCE, answer, f"GET {path}")
+        if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
+            raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `result` object")
+        trace = parse_otlp_trace(body["result"], trace_id.hex)
+        if not trace.spans:
+            return SourceResult(None, not_found=True)
+        return self._capped(trace)
+
+    async def _fetch_v1(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> SourceResult[Trace | None]:
+        params = {"start": str(window.start_ns // 1000), "end": str(window.end_ns // 1000)} if window else {}
+        path = f"/api/traces/{trace_id.hex}"
+        answer = await get(self.client, SOURCE, path, params, self._headers(tenant), self.settings.max_response_bytes)
+        if answer.status == 404:
+            return SourceResult(None, not_found=True, note="answered by /api/traces (no api_v3)")
+        if answer.status != 200:
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path}: {_error_message(answer)}")
+        body = parse_json(SOURCE, answer, f"GET {path}")
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `data` list")
+        if not data:
+            return SourceResult(None, not_found=True, note="answered by /api/traces (no api_v3)")
+        result = self._capped(parse_ui_trace(data[0]))
+        return SourceResult(result.value, result.truncated, note="answered by /api/traces (no api_v3)")
+
+    def _capped(self, trace: Trace) -> SourceResult[Trace | None]:
+        limit = self.settings.max_spans
+        if len(trace.spans) <= limit:
+            return SourceResult(trace)
+        return SourceResult(Trace(trace.trace_id, trace.spans[:limit], trace.warnings), truncated=True)
+
+    async def ready(self) -> None:
+        answer = await get(self.client, SOURCE, "/api/v3/services", None, None, 1024 * 1024)
+        if answer.status != 200:
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /api/v3/services: {_error_message(answer)}")

@@ -1,0 +1,160 @@
+"""Loki: two lookups for one trace ID, run concurrently, merged and de-duplicated.
+
+A trace ID lives in one of two places (reference/backend-apis.md §2, recorded/loki/): in the
+line body (text, JSON, logfmt — only `|= "ID"` finds it) or in structured metadata
+(OTLP-ingested logs — only `| trace_id="ID"` finds it). We ask both at once over a stream
+selector built from the trace's services, with `categorize-labels` so structured metadata
+stays apart from index labels; an older Loki that ignores the flag answers in the folded
+shape, which is handled too. The line filter uses the shortest spelling of the ID (a
+substring of every other spelling) and each hit is then verified client-side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from correlator.config import LokiSettings
+from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
+from correlator.ids import TraceId, parse_trace_id
+from correlator.logfields import extract_trace_context, line_carries
+from correlator.logql import line_filter_query, metadata_query, stream_selector
+from correlator.model import LogLine, Window
+from correlator.sources import SourceResult
+from correlator.sources._http import get, parse_json
+
+__all__ = ["LokiSource", "parse_streams"]
+
+SOURCE = "loki"
+PATH = "/loki/api/v1/query_range"
+_ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
+
+
+def _line_id(timestamp_ns: int, service: str | None, line: str) -> str:
+    # Only what both answer shapes agree on: the folded shape mixes metadata into the labels.
+    digest = hashlib.blake2b(f"{timestamp_ns}|{service}|{line}".encode(), digest_size=8).hexdigest()
+    return f"log-{digest}"
+
+
+def parse_streams(body: Any, settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """A query_range `streams` answer (either shape) → LogLines, and the number of entries."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        raise ValueError("not a success envelope")
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("result"), list):
+        raise ValueError("no data.result list")
+    if data.get("resultType", "streams") != "streams":
+        raise ValueError(f"resultType {data.get('resultType')!r}, expected streams")
+    categorized = "categorize-labels" in (data.get("encodingFlags") or ())
+    lines: list[LogLine] = []
+    entries = 0
+    for stream in data["result"]:
+        labels: Mapping[str, str] = {str(k): str(v) for k, v in (stream.get("stream") or {}).items()}
+        service = labels.get(settings.service_label)
+        for value in stream.get("values") or ():
+            entries += 1
+            ts, text = int(value[0]), str(value[1])
+            metadata: dict[str, str] = {}
+            if len(value) > 2 and isinstance(value[2], dict):
+                for group in ("structuredMetadata", "parsed"):
+                    metadata.update({str(k): str(v) for k, v in (value[2].get(group) or {}).items()
+                                     if not str(k).startswith("__error")})
+            elif not categorized:
+                metadata = dict(labels)  # folded shape: metadata hides among the labels
+            context = extract_trace_context(text, settings, metadata)
+            level = context.level or next(
+                (metadata[f].lower() for f in settings.level_fields if metadata.get(f)), None
+            ) or next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
+            lines.append(LogLine(
+                id=_line_id(ts, service, text), timestamp_ns=ts, line=text, service=service, level=level,
+                labels=labels, metadata=metadata, span_id=context.span_id,
+            ))
+    return lines, entries
+
+
+class LokiSource:
+    def __init__(self, settings: LokiSettings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    def selector(self, services: Sequence[str] | None) -> str:
+        if self.settings.selector_strategy == "services" and services:
+            return stream_selector(self.settings.service_label, services)
+        return self.settings.static_selector
+
+    def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, str]:
+        selector = self.selector(services)
+        ids = [trace_id.hex] + ([trace_id.short] if trace_id.is_64bit else [])
+        return line_filter_query(selector, trace_id.needle), metadata_query(selector, "trace_id", ids)
+
+    async def _query(self, query: str, window: Window, tenant: str | None) -> tuple[list[LogLine], bool]:
+        params = {"query": query, "start": str(window.start_ns), "end": str(window.end_ns),
+                  "limit": str(self.settings.max_lines), "direction": "backward"}
+        headers = dict(_ENCODING_FLAGS)
+        if tenant or self.settings.tenant:
+            headers["X-Scope-OrgID"] = tenant or self.settings.tenant  # type: ignore[assignment]
+        answer = await get(self.client, SOURCE, PATH, params, headers, self.settings.max_response_bytes)
+        if answer.status != 200:
+            hint = " (a multi-tenant Loki needs loki.tenant / X-Scope-OrgID)" if answer.status == 401 else ""
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {PATH}: {answer.text(300)}{hint}")
+        body = parse_json(SOURCE, answer, f"GET {PATH}")
+        try:
+            lines, entries = parse_streams(body, self.settings)
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise SourceProtocolError(SOURCE, f"GET {PATH}: unexpected answer ({exc})") from None
+        return lines, entries >= self.settings.max_lines
+
+    async def fetch(self, trace_id: TraceId, window: Window, services: Sequence[str] | None,
+                    tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+        wide = window.widened(int(self.settings.margin_seconds * 1e9))
+        # Loki's `end` is exclusive: one more ns keeps a line stamped exactly at the end.
+        wide = Window(wide.start_ns, wide.end_ns + 1)
+        by_line, by_metadata = self.queries(trace_id, services)
+        results = await asyncio.gather(self._query(by_line, wide, tenant), self._query(by_metadata, wide, tenant),
+                                       return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, SourceError):
+                raise failure
+        if len(failures) == 2:
+            raise failures[0]
+        merged: dict[str, LogLine] = {}
+        truncated = False
+        for result in results:
+            if isinstance(result, BaseException):
+                continue
+            lines, cut = result
+            truncated |= cut
+            for line in lines:
+                if not self._carries(line, trace_id):
+                    continue
+                kept = merged.get(line.id)
+                if kept is None or len(line.metadata) > len(kept.metadata):
+                    merged[line.id] = line
+        ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
+        note = None
+        if failures:
+            which = "line-filter" if isinstance(results[0], BaseException) else "structured-metadata"
+            note = f"partial: the {which} lookup failed: {failures[0]}"
+        return SourceResult(ordered, truncated=truncated or bool(failures), note=note)
+
+    def _carries(self, line: LogLine, trace_id: TraceId) -> bool:
+        """The needle may sit inside a longer hex run; keep only lines that really carry the ID."""
+        for field in self.settings.trace_id_fields:
+            value = line.metadata.get(field)
+            if value:
+                try:
+                    if parse_trace_id(value) == trace_id:
+                        return True
+                except InvalidTraceId:
+                    continue
+        return line_carries(line.line, trace_id.spellings)
+
+    async def ready(self) -> None:
+        answer = await get(self.client, SOURCE, "/ready", None, None, 64 * 1024)
+        if answer.status != 200:
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /ready: {answer.text(200)}")

@@ -1,0 +1,124 @@
+"""Prometheus: `GET /api/v1/query_exemplars`, trace-ID match done client-side.
+
+Prometheus cannot filter exemplars by label (reference/backend-apis.md §3.1): it returns every
+exemplar of the selected series in the window, and we keep those whose trace-ID label —
+`trace_id`, `traceID` (Tempo span metrics), `trace.id` — denotes the requested ID in any
+spelling (real producers strip leading zeros). `value` is a string ("+Inf", "NaN" happen);
+`timestamp` is float seconds with ms precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import httpx
+
+from correlator.config import PrometheusSettings
+from correlator.errors import InvalidTraceId, SourceHTTPError, SourceProtocolError
+from correlator.ids import TraceId, normalise_span_id, parse_trace_id
+from correlator.model import Exemplar, Window
+from correlator.sources import SourceResult
+from correlator.sources._http import get, parse_json
+
+__all__ = ["PrometheusSource", "parse_exemplars"]
+
+SOURCE = "prometheus"
+PATH = "/api/v1/query_exemplars"
+
+
+def _seconds_to_ns(raw: Any) -> int:
+    # Decimal, not float: 1795572505.198 * 1e9 in binary floating point is off by ~100 ns.
+    try:
+        return int(Decimal(str(raw)) * 1_000_000_000)
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"bad exemplar timestamp {raw!r}") from None
+
+
+def _value(raw: Any) -> float:
+    text = str(raw)
+    return {"+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf}.get(text, None) or float(text)
+
+
+def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: Sequence[str]) -> tuple[list[Exemplar], int]:
+    """Every exemplar with a valid trace ID, and the count of those skipped for a bad ID."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        raise ValueError("not a success envelope")
+    skipped = 0
+    out: list[Exemplar] = []
+    for series in body.get("data") or ():  # no `data` key at all for selector-less queries
+        labels = series.get("seriesLabels") or {}
+        metric = str(labels.get("__name__", ""))
+        for raw in series.get("exemplars") or ():
+            ex_labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
+            trace_raw = next((ex_labels[name] for name in trace_id_labels if name in ex_labels), None)
+            try:
+                trace_id = parse_trace_id(trace_raw) if trace_raw is not None else None
+            except InvalidTraceId:
+                trace_id = None
+            if trace_id is None:
+                skipped += 1
+                continue
+            span_id = next((normalise_span_id(ex_labels[n]) for n in span_id_labels if n in ex_labels), None)
+            ts_ns = _seconds_to_ns(raw.get("timestamp"))
+            identity = f"{metric}|{sorted(labels.items())}|{ts_ns}|{trace_id.hex}"
+            out.append(Exemplar(
+                id="ex-" + hashlib.blake2b(identity.encode(), digest_size=8).hexdigest(),
+                metric=metric,
+                series={str(k): str(v) for k, v in labels.items()},
+                labels=ex_labels,
+                value=_value(raw.get("value")),
+                timestamp_ns=ts_ns,
+                trace_id=trace_id.hex,
+                span_id=span_id,
+            ))
+    return out, skipped
+
+
+class PrometheusSource:
+    def __init__(self, settings: PrometheusSettings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    async def _query(self, query: str, start_ns: int | None, end_ns: int | None, tenant: str | None = None) -> list[Exemplar]:
+        params = {"query": query}
+        if start_ns is not None:
+            params["start"] = f"{start_ns / 1e9:.3f}"
+        if end_ns is not None:
+            params["end"] = f"{end_ns / 1e9:.3f}"
+        headers = {"X-Scope-OrgID": tenant} if tenant else None
+        answer = await get(self.client, SOURCE, PATH, params, headers, self.settings.max_response_bytes)
+        body = parse_json(SOURCE, answer, f"GET {PATH}")
+        if answer.status != 200 or not isinstance(body, dict) or body.get("status") != "success":
+            if isinstance(body, dict) and body.get("status") == "error":
+                raise SourceHTTPError(SOURCE, answer.status,
+                                      f"{answer.status} {body.get('errorType', 'error')} from GET {PATH}: {body.get('error', '')}")
+            raise SourceProtocolError(SOURCE, f"GET {PATH}: HTTP {answer.status} without a success envelope")
+        try:
+            found, _skipped = parse_exemplars(body, self.settings.trace_id_labels, self.settings.span_id_labels)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise SourceProtocolError(SOURCE, f"GET {PATH}: malformed exemplar data ({exc})") from None
+        return found
+
+    async def fetch(self, trace_id: TraceId, window: Window, tenant: str | None = None) -> SourceResult[tuple[Exemplar, ...]]:
+        margin = int(self.settings.margin_seconds * 1e9)
+        wide = window.widened(margin)
+        found = await self._query(self.settings.exemplar_selector, wide.start_ns, wide.end_ns, tenant)
+        mine = [ex for ex in found if ex.trace_id == trace_id.hex]
+        mine.sort(key=lambda ex: (ex.timestamp_ns, ex.metric))
+        limit = self.settings.max_exemplars
+        return SourceResult(tuple(mine[:limit]), truncated=len(mine) > limit)
+
+    async def search(self, query: str, start_ns: int | None, end_ns: int | None) -> list[Exemplar]:
+        """Metric → traces: exemplars of the selected series, newest first, then slowest first."""
+        found = await self._query(query, start_ns, end_ns)
+        found.sort(key=lambda ex: (-ex.timestamp_ns, -(ex.value if not math.isnan(ex.value) else -math.inf)))
+        return found[: self.settings.max_exemplars]
+
+    async def ready(self) -> None:
+        answer = await get(self.client, SOURCE, "/-/ready", None, None, 64 * 1024)
+        if answer.status != 200:
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /-/ready: {answer.text(120)}")
