@@ -1,0 +1,189 @@
+"""Real backends for the integration tests: Debian's Prometheus and a Go-built Jaeger v2.
+
+Each starts on free loopback ports with a temp dir, waits until it answers (bounded), and
+stops at the end. A missing binary skips locally and fails in CI (`CI=true`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import skip_or_fail
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_JAEGER_BIN = Path.home() / ".cache" / "correlator" / "bin" / "jaeger"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace")[-2000:] if proc.stdout else ""
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}: {out}")
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what}: not ready within {timeout}s")
+
+
+@contextmanager
+def running(cmd: list[str], what: str, ready: Callable[[], bool], timeout: float = 30, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
+    try:
+        wait_until(ready, timeout, what, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------------------------ Jaeger v2
+
+
+@dataclass(frozen=True)
+class Jaeger:
+    query_url: str
+    otlp_url: str  # OTLP/HTTP base, e.g. http://127.0.0.1:4318
+
+
+def jaeger_binary() -> Path | None:
+    path = Path(os.environ.get("CORRELATOR_JAEGER_BIN", DEFAULT_JAEGER_BIN))
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+@contextmanager
+def jaeger_server() -> Iterator[Jaeger]:
+    binary = jaeger_binary()
+    if binary is None:
+        skip_or_fail("no Jaeger v2 binary (run scripts/install-jaeger, or set CORRELATOR_JAEGER_BIN)")
+        raise AssertionError("unreachable")
+    query, grpc, otlp, health = free_port(), free_port(), free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "jaeger.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            service:
+              extensions: [jaeger_storage, jaeger_query, healthcheckv2]
+              pipelines:
+                traces:
+                  receivers: [otlp]
+                  processors: [batch]
+                  exporters: [jaeger_storage_exporter]
+              telemetry:
+                metrics:
+                  level: none
+                logs:
+                  level: warn
+            extensions:
+              healthcheckv2:
+                use_v2: true
+                http:
+                  endpoint: 127.0.0.1:{health}
+              jaeger_query:
+                storage:
+                  traces: memstore
+                http:
+                  endpoint: 127.0.0.1:{query}
+                grpc:
+                  endpoint: 127.0.0.1:{grpc}
+              jaeger_storage:
+                backends:
+                  memstore:
+                    memory:
+                      max_traces: 10000
+            receivers:
+              otlp:
+                protocols:
+                  http:
+                    endpoint: 127.0.0.1:{otlp}
+            processors:
+              batch:
+                timeout: 50ms
+            exporters:
+              jaeger_storage_exporter:
+                trace_storage: memstore
+            """))
+        base = f"http://127.0.0.1:{query}"
+        with running([str(binary), "--config", f"file:{config}"], "jaeger",
+                     lambda: httpx.get(f"{base}/api/v3/services", timeout=1).status_code == 200):
+            yield Jaeger(base, f"http://127.0.0.1:{otlp}")
+
+
+# ------------------------------------------------------------------------------ Prometheus
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    url: str
+    exposer_url: str
+    trace_ids: dict[str, str]  # name → trace ID as the exposer writes it in the exemplar
+
+
+def prometheus_binary() -> str | None:
+    return os.environ.get("CORRELATOR_PROMETHEUS_BIN") or shutil.which("prometheus")
+
+
+@contextmanager
+def prometheus_server(trace_ids: dict[str, str] | None = None) -> Iterator[Prometheus]:
+    binary = prometheus_binary()
+    if binary is None:
+        skip_or_fail("no prometheus binary (apt-get install prometheus, or set CORRELATOR_PROMETHEUS_BIN)")
+        raise AssertionError("unreachable")
+    trace_ids = trace_ids or {
+        "courses": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "legacy": "7b4c2d9e1f3a5b6c",  # a 64-bit ID written in its 16-char form
+    }
+    exposer_port, prom_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "EXPOSER_PORT": str(exposer_port),
+               "EXPOSER_TRACES": ",".join(f"{k}={v}" for k, v in trace_ids.items())}
+        exposer_url = f"http://127.0.0.1:{exposer_port}"
+        with running([sys.executable, str(HERE / "exemplar_app.py")], "exemplar exposer",
+                     lambda: httpx.get(f"{exposer_url}/metrics", timeout=1).status_code == 200, env=env):
+            config = Path(tmp) / "prometheus.yml"
+            config.write_text(textwrap.dedent(f"""\
+                global:
+                  scrape_interval: 1s
+                  evaluation_interval: 1s
+                scrape_configs:
+                  - job_name: demo
+                    static_configs:
+                      - targets: ["127.0.0.1:{exposer_port}"]
+                """))
+            url = f"http://127.0.0.1:{prom_port}"
+            cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
+                   f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage"]
+            with running(cmd, "prometheus", lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200):
+                def scraped() -> bool:
+                    body = httpx.get(f"{url}/api/v1/query_exemplars",
+                                     params={"query": '{job="demo"}', "start": time.time() - 600, "end": time.time() + 60},
+                                     timeout=2).json()
+                    found = {ex["labels"].get("trace_id") for series in body.get("data") or () for ex in series["exemplars"]}
+                    return set(trace_ids.values()) <= found
+                wait_until(scraped, 30, "exemplars scraped")
+                yield Prometheus(url, exposer_url, trace_ids)
