@@ -277,9 +277,11 @@ def answer(entries: Sequence[Entry], params: Mapping[str, str], categorize: bool
     return web.json_response({"status": "success", "data": data}, content_type="application/json")
 
 
-def make_fake_loki_app(tenants: Mapping[str, Sequence[Entry]] | None = None, latency_s: float = 0.0) -> web.Application:
-    """`tenants`: X-Scope-OrgID → data; when given, requests without a tenant get 401 `no org id`."""
-    default = recorded_entries()
+def make_fake_loki_app(tenants: Mapping[str, Sequence[Entry]] | None = None, latency_s: float = 0.0,
+                       shift_ns: int = 0) -> web.Application:
+    """`tenants`: X-Scope-OrgID → data; when given, requests without a tenant get 401 `no org id`.
+    `shift_ns` moves the recorded scenario in time (to meet a trace sent to a real Jaeger now)."""
+    default = [Entry(e.ts + shift_ns, e.line, e.labels, e.metadata) for e in recorded_entries()]
     app = web.Application()
     app[REQUESTS] = []
 

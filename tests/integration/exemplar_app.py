@@ -16,8 +16,9 @@ duration = Histogram("http_server_duration_seconds", "Request latency.", ("servi
 requests = Counter("http_requests", "Requests.", ("service", "route"), registry=registry)
 
 traces = dict(pair.split("=", 1) for pair in os.environ["EXPOSER_TRACES"].split(","))
-for i, (name, trace_id) in enumerate(sorted(traces.items())):
-    exemplar = {"trace_id": trace_id, "span_id": f"{i + 1:016x}"}
+for i, (name, ids) in enumerate(sorted(traces.items())):
+    trace_id, _, span_id = ids.partition("/")  # "trace[/span]"
+    exemplar = {"trace_id": trace_id, "span_id": span_id or f"{i + 1:016x}"}
     duration.labels("api-gateway", f"/{name}").observe(0.145 + i * 0.2, exemplar=exemplar)
     requests.labels("api-gateway", f"/{name}").inc(exemplar=exemplar)
 

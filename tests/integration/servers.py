@@ -142,6 +142,7 @@ class Prometheus:
     url: str
     exposer_url: str
     trace_ids: dict[str, str]  # name → trace ID as the exposer writes it in the exemplar
+    span_ids: dict[str, str]  # name → span ID of the exemplar, where chosen
 
 
 def prometheus_binary() -> str | None:
@@ -155,13 +156,15 @@ def prometheus_server(trace_ids: dict[str, str] | None = None) -> Iterator[Prome
         skip_or_fail("no prometheus binary (apt-get install prometheus, or set CORRELATOR_PROMETHEUS_BIN)")
         raise AssertionError("unreachable")
     trace_ids = trace_ids or {
-        "courses": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "courses": "4bf92f3577b34da6a3ce929d0e0e4736",  # the recorded Loki scenario's trace
         "legacy": "7b4c2d9e1f3a5b6c",  # a 64-bit ID written in its 16-char form
     }
+    span_ids = {"courses": "00f067aa0ba902b7"}  # the scenario's gateway span
     exposer_port, prom_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "EXPOSER_PORT": str(exposer_port),
-               "EXPOSER_TRACES": ",".join(f"{k}={v}" for k, v in trace_ids.items())}
+               "EXPOSER_TRACES": ",".join(f"{k}={v}" + (f"/{span_ids[k]}" if k in span_ids else "")
+                                          for k, v in trace_ids.items())}
         exposer_url = f"http://127.0.0.1:{exposer_port}"
         with running([sys.executable, str(HERE / "exemplar_app.py")], "exemplar exposer",
                      lambda: httpx.get(f"{exposer_url}/metrics", timeout=1).status_code == 200, env=env):
@@ -186,4 +189,4 @@ def prometheus_server(trace_ids: dict[str, str] | None = None) -> Iterator[Prome
                     found = {ex["labels"].get("trace_id") for series in body.get("data") or () for ex in series["exemplars"]}
                     return set(trace_ids.values()) <= found
                 wait_until(scraped, 30, "exemplars scraped")
-                yield Prometheus(url, exposer_url, trace_ids)
+                yield Prometheus(url, exposer_url, trace_ids, span_ids)
