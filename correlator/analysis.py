@@ -75,9 +75,10 @@ def critical_path(tree: SpanTree) -> tuple[tuple[str, ...], dict[str, int]]:
                           key=lambda c: (-bounds[c][1], -bounds[c][0]))
               for sid, kids in tree.children.items() if kids}
     next_child: dict[str, int] = defaultdict(int)
-    sections: list[tuple[str, int, int]] = []
+    held: dict[str, int] = {}
     current, cursor = root, bounds[root][1]
     while True:
+        held.setdefault(current, 0)  # on the path even when its own section is empty
         start, _end = bounds[current]
         kids = by_end.get(current, [])
         i = next_child[current]
@@ -87,26 +88,18 @@ def critical_path(tree: SpanTree) -> tuple[tuple[str, ...], dict[str, int]]:
         next_child[current] = i + 1
         if child is not None:
             child_end = bounds[child][1]
-            if child_end < cursor:
-                sections.append((current, child_end, cursor))
+            held[current] += max(0, cursor - child_end)
             current, cursor = child, child_end
             continue
-        if cursor > start:
-            sections.append((current, start, cursor))
+        held[current] += max(0, cursor - start)
         if current == root:
             break
         parent = tree.by_id[current].parent_span_id
         if parent is None or parent not in bounds:  # pragma: no cover - roots break above
             break
         current, cursor = parent, bounds[current][0]
-    sections.reverse()  # chronological
-    held: dict[str, int] = defaultdict(int)
-    order: list[str] = [root]
-    for sid, lo, hi in sections:
-        if sid not in held and sid != root:
-            order.append(sid)
-        held[sid] += hi - lo
-    held.setdefault(root, 0)
+    # Chronological, parents before children that start with them: the root comes first.
+    order = sorted(held, key=lambda sid: (bounds[sid][0], tree.depth[sid]))
     return tuple(order), dict(held)
 
 
