@@ -1,0 +1,248 @@
+"""Benchmarks, one subcommand per figure (issue 4). Ratios within one run; medians of repeats.
+
+    python bench/run.py p1 [--quick]   correlate p50 ÷ slowest single backend call (real Prometheus + real Jaeger
+                                        + recorded Loki with latency), with and without a hint; P1b naive ÷ ours
+    python bench/run.py p2 [--quick]   join + analysis time ÷ JSON parse time at 1k/10k/100k spans; peak RSS (P5)
+    python bench/run.py p3 [--quick]   sustained load from a separate process: correlations/s, p50/p99, errors, RSS
+    python bench/run.py p4 [--quick]   repeat correlation of a completed trace (cache hit): p50, backend calls
+    python bench/run.py all --quick    the CI smoke: every figure, tiny sizes, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from correlator.config import load_settings  # noqa: E402
+from correlator.correlate import Correlator  # noqa: E402
+from correlator.ids import parse_trace_id  # noqa: E402
+from correlator.model import Window  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------------------ P2 / P5
+
+
+def p2(quick: bool) -> None:
+    from bench.fake_backends import exemplars, loki_streams, otlp_trace
+    from correlator.analysis import analyse
+    from correlator.join import join
+    from correlator.sources.jaeger import parse_otlp_trace
+    from correlator.sources.loki import parse_streams
+    from correlator.sources.prometheus import parse_exemplars
+    from correlator.spantree import build_tree
+
+    settings = load_settings(environ={})
+    sizes = [(200, 1000, 40), (1000, 5000, 200)] if quick else [(1000, 5000, 200), (10_000, 50_000, 2000), (100_000, 500_000, 20_000)]
+    print("P2  spans   logs   exemplars | json parse ms | model parse ms | join+analysis ms | (join+analysis)/json | peak RSS MB")
+    previous = None
+    for spans, lines, exes in sizes:
+        bodies = (otlp_trace(spans), loki_streams(lines), exemplars(exes))
+        repeats = 1 if spans >= 100_000 else 3
+        parse_ms, model_ms, work_ms = [], [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            raw = [orjson.loads(b) for b in bodies]
+            parse_ms.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            trace = parse_otlp_trace(raw[0]["result"], "4bf92f3577b34da6a3ce929d0e0e4736")
+            logs, _ = parse_streams(raw[1], settings.loki)
+            found, _ = parse_exemplars(raw[2], settings.prometheus.trace_id_labels, settings.prometheus.span_id_labels)
+            model_ms.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            tree = build_tree(trace)
+            join(tree, logs, found, settings.join.clock_skew_ms)
+            analyse(tree, settings.analysis)
+            work_ms.append((time.perf_counter() - t) * 1000)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        pm, mm, wm = statistics.median(parse_ms), statistics.median(model_ms), statistics.median(work_ms)
+        print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:13.1f} | {mm:14.1f} | {wm:16.1f} | {wm / pm:20.2f} | {rss:8.0f}")
+        if previous:
+            print(f"    scaling ×{spans / previous[0]:.0f} input → ×{wm / previous[1]:.1f} join+analysis time")
+        previous = (spans, wm)
+
+
+# ------------------------------------------------------------------------------ P4
+
+
+def p4(quick: bool) -> None:
+    from tests.test_correlate import FakeJaeger, FakeLoki, FakePrometheus, LINES, TID, EXEMPLAR, NOW
+    from tests.test_join import seed_trace
+
+    async def main() -> None:
+        c = Correlator(load_settings(environ={}), FakeJaeger(seed_trace()), FakeLoki(LINES), FakePrometheus([EXEMPLAR]),
+                       wall_clock=lambda: NOW)
+        await c.correlate(TID)
+        calls = c.backend_calls
+        times = []
+        for _ in range(200 if quick else 5000):
+            t = time.perf_counter()
+            outcome = await c.correlate(TID)
+            times.append((time.perf_counter() - t) * 1000)
+            assert outcome.cached
+        print(f"P4  cache hit (in-process): p50 {statistics.median(times):.4f} ms, p99 {pct(times, 0.99):.4f} ms, "
+              f"backend calls during repeats: {c.backend_calls - calls}")
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ P3
+
+
+def p3(quick: bool) -> None:
+    import httpx
+
+    duration = 5 if quick else 60
+    clients = 20 if quick else 100
+    backend_port, api_port = free_port(), free_port()
+    backends = subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(backend_port), "20", "20"], cwd=REPO)
+    base = f"http://127.0.0.1:{backend_port}"
+    env = {**os.environ, "CORRELATOR_JAEGER_URL": base, "CORRELATOR_LOKI_URL": base, "CORRELATOR_PROMETHEUS_URL": base,
+           "CORRELATOR_CACHE_MAX_ENTRIES": "0", "CORRELATOR_SERVER_PORT": str(api_port)}
+    server = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--port", str(api_port)], cwd=REPO, env=env,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        load = subprocess.run([sys.executable, str(REPO / "bench" / "load.py"), f"http://127.0.0.1:{api_port}", str(clients),
+                               str(duration)], capture_output=True, text=True, timeout=duration + 60)
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
+        print(load.stdout.strip())
+        print(f"P5  correlator server peak RSS during P3: {hwm:.0f} MB")
+    finally:
+        for proc in (server, backends):
+            proc.terminate()
+            proc.wait(10)
+
+
+# ------------------------------------------------------------------------------ P1 / P1b
+
+
+def p1(quick: bool) -> None:
+    import httpx
+    import requests
+
+    from correlator.sources._http import make_client
+    from correlator.sources.jaeger import JaegerSource
+    from correlator.sources.loki import LokiSource
+    from correlator.sources.prometheus import PrometheusSource
+    from tests.fakes.loki import make_fake_loki_app, scenario
+    from tests.integration.otlp import send_seed_trace
+    from tests.integration.servers import jaeger_server, prometheus_server
+
+    sc = scenario()
+    runs = 10 if quick else 60
+    loki_latency = 0.05
+    with jaeger_server() as jaeger, prometheus_server() as prom:
+        exemplar = httpx.get(f"{prom.url}/api/v1/query_exemplars", params={"query": "http_server_duration_seconds_bucket"}).json()
+        stamp = next(ex["timestamp"] for s in exemplar["data"] for ex in s["exemplars"] if ex["labels"]["trace_id"] == sc["trace_id"])
+        t0 = int(round(stamp * 1000)) * 1_000_000 - 145_000_000
+        send_seed_trace(jaeger.otlp_url, sc["trace_id"], sc["span_ids"], t0)
+        time.sleep(1)
+
+        async def main() -> None:
+            from aiohttp import web
+
+            runner = web.AppRunner(make_fake_loki_app(latency_s=loki_latency, shift_ns=t0 - sc["t0_unix_nano"]))
+            await runner.setup()
+            loki_port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", loki_port).start()
+            loki_url = f"http://127.0.0.1:{loki_port}"
+            s = load_settings(environ={"CORRELATOR_JAEGER_URL": jaeger.query_url, "CORRELATOR_LOKI_URL": loki_url,
+                                       "CORRELATOR_PROMETHEUS_URL": prom.url, "CORRELATOR_CACHE_MAX_ENTRIES": "0"})
+            tid = parse_trace_id(sc["trace_id"])
+            window = Window(t0, t0 + 145_000_000)
+            services = ["api-gateway", "auth-service", "course-service"]
+            async with make_client(s.jaeger) as jc, make_client(s.loki) as lc, make_client(s.prometheus) as pc:
+                jaeger_src, loki_src, prom_src = JaegerSource(s.jaeger, jc), LokiSource(s.loki, lc), PrometheusSource(s.prometheus, pc)
+                singles: dict[str, list[float]] = {"jaeger": [], "loki": [], "prometheus": []}
+                calls = {"jaeger": lambda: jaeger_src.fetch(tid, window), "loki": lambda: loki_src.fetch(tid, window, services),
+                         "prometheus": lambda: prom_src.fetch(tid, window)}
+                for _ in range(runs):
+                    for name, call in calls.items():
+                        t = time.perf_counter()
+                        await call()
+                        singles[name].append((time.perf_counter() - t) * 1000)
+                correlator = Correlator(s, jaeger_src, loki_src, prom_src)
+                hinted, unhinted = [], []
+                for _ in range(runs):
+                    t = time.perf_counter()
+                    out = await correlator.correlate(tid, window)
+                    hinted.append((time.perf_counter() - t) * 1000)
+                    assert len(out.correlation.logs) == 8
+                    t = time.perf_counter()
+                    await correlator.correlate(tid)
+                    unhinted.append((time.perf_counter() - t) * 1000)
+            medians = {k: statistics.median(v) for k, v in singles.items()}
+            slowest = max(medians.values())
+            print("P1  single calls alone (p50 ms): " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+            print(f"P1  correlate with hint p50 {statistics.median(hinted):.2f} ms → ÷ slowest single = "
+                  f"{statistics.median(hinted) / slowest:.3f}")
+            print(f"P1  correlate without hint p50 {statistics.median(unhinted):.2f} ms → ÷ slowest single = "
+                  f"{statistics.median(unhinted) / slowest:.3f} (floor: jaeger + max(loki, prometheus) = "
+                  f"{medians['jaeger'] + max(medians['loki'], medians['prometheus']):.2f} ms)")
+
+            def naive() -> None:  # what a user's script does: three sequential blocking calls
+                requests.get(f"{jaeger.query_url}/api/v3/traces/{tid.hex}", timeout=10).json()
+                for query in loki_src.queries(tid, services):
+                    requests.get(f"{loki_url}/loki/api/v1/query_range", params={
+                        "query": query, "start": str(t0 - 60 * 10**9), "end": str(t0 + 61 * 10**9), "limit": "1000"}, timeout=10).json()
+                requests.get(f"{prom.url}/api/v1/query_exemplars", params={
+                    "query": '{__name__=~".+"}', "start": f"{t0 / 1e9 - 60:.3f}", "end": f"{t0 / 1e9 + 60:.3f}"}, timeout=10).json()
+
+            naive_ms = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                await asyncio.to_thread(naive)
+                naive_ms.append((time.perf_counter() - t) * 1000)
+            print(f"P1b naive sequential (requests) p50 {statistics.median(naive_ms):.2f} ms → naive ÷ ours(hint) = "
+                  f"{statistics.median(naive_ms) / statistics.median(hinted):.2f}, naive ÷ ours(no hint) = "
+                  f"{statistics.median(naive_ms) / statistics.median(unhinted):.2f}")
+            await runner.cleanup()
+
+        asyncio.run(main())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "all"])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
+    args = parser.parse_args()
+    random.seed(1)
+    for name in (["p2", "p4", "p3", "p1"] if args.figure == "all" else [args.figure]):
+        globals()[name](args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
