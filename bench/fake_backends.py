@@ -64,12 +64,13 @@ def make_app(latency_s: float, spans: int = 20, lines: int = 20, exemplar_count:
         found = _HEX32.search(request.query.get("query", ""))
         return await answer(logs, found.group(0) if found else PLACEHOLDER)
 
+    last = [PLACEHOLDER]  # Prometheus can't filter by trace: answer for the ID Jaeger was last asked
+
     async def prometheus(request: web.Request) -> web.Response:
-        # Exemplars are not filtered by trace server-side: return them for the last asked ID.
-        return await answer(exes, request.app["last"] if "last" in request.app else PLACEHOLDER)
+        return await answer(exes, last[0])
 
     async def remember(request: web.Request) -> web.Response:
-        request.app["last"] = request.match_info["id"]
+        last[0] = request.match_info["id"]
         return await jaeger(request)
 
     app = web.Application()

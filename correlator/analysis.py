@@ -114,6 +114,7 @@ class Context:
     held: Mapping[str, int]
     total_ns: int
     error_logs: Mapping[str, Sequence[LogLine]]
+    n_plus_one: list[tuple[str, list[Span], str | None]]  # computed once, used by two detectors
 
 
 def _bottleneck(ctx: Context) -> list[Finding]:
@@ -194,25 +195,25 @@ def _sequential_share(spans: Sequence[Span]) -> float:
     return sum(1 for a, b in pairs if b.start_ns >= a.end_ns) / len(pairs)
 
 
-def _n_plus_one_groups(ctx: Context) -> list[tuple[str, list[Span], str | None]]:
+def _n_plus_one_groups(tree: SpanTree, settings: AnalysisSettings) -> list[tuple[str, list[Span], str | None]]:
     groups = []
-    for parent, kids in ctx.tree.children.items():
-        if len(kids) < ctx.settings.n_plus_one_min_count:
+    for parent, kids in tree.children.items():
+        if len(kids) < settings.n_plus_one_min_count:
             continue
         by_key: dict[tuple[str, str, str | None], list[Span]] = defaultdict(list)
         for kid in kids:
-            span = ctx.tree.by_id[kid]
+            span = tree.by_id[kid]
             by_key[(span.service, span.operation, _shape(span))].append(span)
         for (_svc, _op, shape), spans in by_key.items():
-            if len(spans) >= ctx.settings.n_plus_one_min_count and \
-                    _sequential_share(spans) >= ctx.settings.n_plus_one_sequential_share:
+            if len(spans) >= settings.n_plus_one_min_count and \
+                    _sequential_share(spans) >= settings.n_plus_one_sequential_share:
                 groups.append((parent, spans, shape))
     return groups
 
 
 def _n_plus_one(ctx: Context) -> list[Finding]:
     out = []
-    for parent, spans, shape in _n_plus_one_groups(ctx):
+    for parent, spans, shape in ctx.n_plus_one:
         total = sum(sp.duration_ns for sp in spans)
         saved = total - max(sp.duration_ns for sp in spans)
         what = shape or spans[0].operation
@@ -325,22 +326,23 @@ def _errors(ctx: Context) -> list[Finding]:
     return out
 
 
+_MAX_FAN_OUT_FINDINGS = 10  # info only: the few that save the most time are what a person reads
+
+
 def _fan_out(ctx: Context) -> list[Finding]:
-    s, tree, out = ctx.settings, ctx.tree, []
-    n_plus_one = {sp.span_id for _p, spans, _s in _n_plus_one_groups(ctx) for sp in spans}
+    s, tree = ctx.settings, ctx.tree
+    n_plus_one = {sp.span_id for _p, spans, _s in ctx.n_plus_one for sp in spans}
+    parallel: list[tuple[int, str, int, int, int]] = []  # (saved, parent, children, sum, wall)
+    sequential: list[tuple[int, str, list[Span], int]] = []
     for parent, kids in tree.children.items():
         if len(kids) < s.fan_out_min_children:
             continue
         spans = [tree.by_id[k] for k in kids]
-        union = covered_ns([(sp.start_ns, sp.end_ns) for sp in spans], min(sp.start_ns for sp in spans), max(sp.end_ns for sp in spans))
-        total = sum(sp.duration_ns for sp in spans)
-        if union > 0 and total / union >= 1.5:
-            out.append(Finding(
-                "fan_out", Severity.INFO,
-                f"{_label(tree.by_id[parent])} runs {len(spans)} calls in parallel (parallelism {total / union:.1f}×) — good",
-                (parent, *kids), {"children": len(spans), "parallelism": round(total / union, 2),
-                                  "sum_ms": total / MS, "wall_ms": union / MS},
-            ))
+        lo, hi = min(sp.start_ns for sp in spans), max(sp.end_ns for sp in spans)
+        union = covered_ns([(sp.start_ns, sp.end_ns) for sp in spans], lo, hi)
+        total = sum(sp.end_ns - sp.start_ns for sp in spans)
+        if union > 0 and total >= 1.5 * union:
+            parallel.append((total - union, parent, len(spans), total, union))
             continue
         calls = [sp for sp in spans if sp.span_id not in n_plus_one and (sp.kind == "client" or sp.service != tree.by_id[parent].service)]
         services = {sp.service if sp.kind != "client" else sp.attributes.get("peer.service", sp.operation) for sp in calls}
@@ -348,13 +350,25 @@ def _fan_out(ctx: Context) -> list[Finding]:
             total_calls = sum(sp.duration_ns for sp in calls)
             saved = total_calls - max(sp.duration_ns for sp in calls)
             if saved >= s.gap_min_ms * MS:
-                out.append(Finding(
-                    "fan_out", Severity.INFO,
-                    f"{_label(tree.by_id[parent])} calls {len(calls)} services one after another ({fmt_ms(total_calls)}); "
-                    f"if independent, running them in parallel could save ~{fmt_ms(saved)}",
-                    (parent, *(sp.span_id for sp in calls)),
-                    {"sequential_calls": len(calls), "sum_ms": total_calls / MS, "saved_ms": saved / MS},
-                ))
+                sequential.append((saved, parent, calls, total_calls))
+    out = []
+    parallel.sort(key=lambda c: (-c[0], c[1]))
+    for saved, parent, children, total, union in parallel[:_MAX_FAN_OUT_FINDINGS]:
+        out.append(Finding(
+            "fan_out", Severity.INFO,
+            f"{_label(tree.by_id[parent])} runs {children} calls in parallel (parallelism {total / union:.1f}×) — good",
+            (parent, *tree.children[parent]), {"children": children, "parallelism": round(total / union, 2),
+                                               "sum_ms": total / MS, "wall_ms": union / MS, "parallel_parents": len(parallel)},
+        ))
+    sequential.sort(key=lambda c: (-c[0], c[1]))
+    for saved, parent, calls, total_calls in sequential[:_MAX_FAN_OUT_FINDINGS]:
+        out.append(Finding(
+            "fan_out", Severity.INFO,
+            f"{_label(tree.by_id[parent])} calls {len(calls)} services one after another ({fmt_ms(total_calls)}); "
+            f"if independent, running them in parallel could save ~{fmt_ms(saved)}",
+            (parent, *(sp.span_id for sp in calls)),
+            {"sequential_calls": len(calls), "sum_ms": total_calls / MS, "saved_ms": saved / MS},
+        ))
     return out
 
 
@@ -373,7 +387,7 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
         return Analysis((), ())
     path, held = critical_path(tree)
     total = tree.end_ns - tree.start_ns
-    ctx = Context(tree, settings, path, held, total, error_logs or {})
+    ctx = Context(tree, settings, path, held, total, error_logs or {}, _n_plus_one_groups(tree, settings))
     findings = [f for detector in DETECTORS for f in detector(ctx)]
     findings.sort(key=lambda f: (-f.impact_ns, _SEVERITY_RANK[f.severity], f.kind))
     return Analysis(path, tuple(findings), held)

@@ -42,10 +42,14 @@ def place(
 ) -> tuple[Placement, ...]:
     """Place `(span_id, service, timestamp_ns)` triples; the result is parallel to `items`."""
     out: list[Placement] = [_TRACE_LEVEL] * len(items)
+    # Placements are immutable: share one per (span, rule) instead of building one per item.
+    by_span_id = {sid: Placement(sid, Match.SPAN_ID) for sid in tree.by_id}
+    by_time: dict[str, Placement] = {}
     pending: dict[str, list[tuple[int, int]]] = defaultdict(list)  # service → [(ts, index)]
     for index, (span_id, service, ts) in enumerate(items):
-        if span_id is not None and span_id in tree.by_id:
-            out[index] = Placement(span_id, Match.SPAN_ID)
+        exact = by_span_id.get(span_id) if span_id is not None else None
+        if exact is not None:
+            out[index] = exact
         elif service:
             pending[service].append((ts, index))
     if not pending:
@@ -76,7 +80,11 @@ def place(
             while open_spans and open_spans[0][2] < ts:
                 heapq.heappop(open_spans)
             if open_spans:
-                out[index] = Placement(open_spans[0][3], Match.TIME)
+                sid = open_spans[0][3]
+                placed = by_time.get(sid)
+                if placed is None:
+                    placed = by_time[sid] = Placement(sid, Match.TIME)
+                out[index] = placed
             # else: no span of that service was running → stays at trace level
     return tuple(out)
 
