@@ -1,0 +1,77 @@
+// nextgen-api: the seed's API. GET /api/courses → auth-service, then getCourses → course-service.
+// Also: the N+1 path, the error path and a parallel fan-out, all through auto-instrumented fetch.
+const http = require('node:http');
+const { trace } = require('@opentelemetry/api');
+
+const tracer = trace.getTracer('nextgen-api');
+const AUTH = process.env.AUTH_URL || 'http://auth-service:8001';
+const COURSES = process.env.COURSES_URL || 'http://course-service:8002';
+
+function log(level, msg, fields = {}) {
+  const ctx = trace.getActiveSpan()?.spanContext();
+  const ids = ctx ? { trace_id: ctx.traceId, span_id: ctx.spanId } : {};
+  console.log(JSON.stringify({ level, msg, service: 'nextgen-api', ...fields, ...ids }));
+}
+
+async function call(url, init) {
+  const response = await fetch(url, init);
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+  return response.json();
+}
+
+// The seed's custom span, as written there.
+async function getCourses(query = '') {
+  return tracer.startActiveSpan('getCourses', async (span) => {
+    try {
+      span.setAttribute('query.type', 'courses');
+      const courses = await call(`${COURSES}/courses${query}`);
+      span.setAttribute('result.count', courses.length);
+      return courses;
+    } catch (error) {
+      span.recordException(error);
+      span.setStatus({ code: 2, message: error.message });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+const routes = {
+  'GET /api/courses': async (url) => {
+    await call(`${AUTH}/validate`);
+    const courses = await getCourses(url.searchParams.get('fail') ? '?fail=1' : '');
+    log('info', 'courses listed', { count: courses.length });
+    return courses;
+  },
+  'GET /api/courses/7/lessons': async () => call(`${COURSES}/courses/7/lessons`),
+  'POST /api/enroll': async () => call(`${COURSES}/enroll`, { method: 'POST' }),
+  'GET /api/dashboard': async () => {
+    const [profile, courses, recommended] = await Promise.all([
+      call(`${AUTH}/profile`), call(`${COURSES}/courses`), call(`${COURSES}/recommendations`),
+    ]);
+    return { profile, courses, recommended };
+  },
+};
+
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, 'http://localhost');
+  if (url.pathname === '/healthz') {
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+    return;
+  }
+  const handler = routes[`${req.method} ${url.pathname}`];
+  if (!handler) {
+    res.writeHead(404).end();
+    return;
+  }
+  try {
+    const body = await handler(url);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  } catch (error) {
+    log('error', 'request failed', { error: error.message, path: url.pathname });
+    res.writeHead(502, { 'content-type': 'application/json' }).end(JSON.stringify({ error: error.message }));
+  }
+});
+
+server.listen(Number(process.env.PORT || 3001), () => log('info', 'nextgen-api listening'));

@@ -1,0 +1,101 @@
+// node --test: the service runs with the seed's tracing.js; its spans are exported over
+// OTLP/HTTP to a collector endpoint inside this test, and we read them back.
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+
+const received = [];
+let collector, auth, courses, app, appPort;
+
+function listen(handler) {
+  return new Promise((resolve) => {
+    const server = http.createServer(handler);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+function readBody(req) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+function spans() {
+  return received.flatMap((body) => body.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans.map((s) => ({
+    ...s,
+    service: rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue,
+    attrs: Object.fromEntries((s.attributes || []).map((a) => [a.key, Object.values(a.value)[0]])),
+  })))));
+}
+
+async function waitFor(predicate, what) {
+  for (let i = 0; i < 100; i++) {
+    const found = spans().filter(predicate);
+    if (found.length) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`no span: ${what}`);
+}
+
+before(async () => {
+  collector = await listen(async (req, res) => {
+    const body = await readBody(req);
+    if (req.url === '/v1/traces') received.push(JSON.parse(body.toString()));
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+  });
+  auth = await listen((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"user":42}'));
+  courses = await listen((req, res) => {
+    if (req.url.includes('fail=1')) return res.writeHead(500).end('{"error":"db down"}');
+    res.writeHead(200, { 'content-type': 'application/json' }).end('[{"id":1},{"id":2},{"id":3}]');
+  });
+  appPort = 40000 + Math.floor(Math.random() * 20000);
+  app = spawn(process.execPath, ['--require', './tracing.js', 'app.js'], {
+    cwd: path.join(__dirname, '..'),
+    env: {
+      ...process.env,
+      PORT: String(appPort),
+      AUTH_URL: `http://127.0.0.1:${auth.address().port}`,
+      COURSES_URL: `http://127.0.0.1:${courses.address().port}`,
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${collector.address().port}/v1/traces`,
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${appPort}/healthz`)).ok) return;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail('nextgen-api did not start');
+});
+
+after(() => {
+  app?.kill('SIGTERM');
+  for (const s of [collector, auth, courses]) s?.close();
+});
+
+test('getCourses span carries the seed attributes and is exported over OTLP/HTTP', async () => {
+  const response = await fetch(`http://127.0.0.1:${appPort}/api/courses`);
+  assert.equal(response.status, 200);
+  const [span] = await waitFor((s) => s.name === 'getCourses' && s.attrs['result.count'] !== undefined, 'getCourses');
+  assert.equal(span.service, 'nextgen-api');
+  assert.equal(span.attrs['query.type'], 'courses');
+  assert.equal(Number(span.attrs['result.count']), 3);
+  // auto-instrumentation made the incoming server span and the outgoing fetch spans of the same trace
+  const sameTrace = spans().filter((s) => s.traceId === span.traceId);
+  assert.ok(sameTrace.some((s) => s.kind === 2), 'a server span');
+  assert.ok(sameTrace.filter((s) => s.kind === 3).length >= 2, 'client spans to auth and courses');
+});
+
+test('a failing course-service records the exception and an error status on getCourses', async () => {
+  const response = await fetch(`http://127.0.0.1:${appPort}/api/courses?fail=1`);
+  assert.equal(response.status, 502);
+  const [span] = await waitFor((s) => s.name === 'getCourses' && s.status?.code === 2, 'failed getCourses');
+  assert.match(span.status.message, /answered 500/);
+  assert.ok(span.events.some((e) => e.name === 'exception'));
+});
