@@ -1,0 +1,121 @@
+"""The shipped configs, run natively: the demo (Node nextgen-api + Python services), real
+Jaeger v2 on stack/jaeger/config.yml and real Prometheus on stack/prometheus/prometheus.yml —
+both changed only in their addresses. After some load, the correlator, asked for a trace ID
+read from a real exemplar, returns that trace with the exemplar attached and the slow
+database query marked as the bottleneck."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from correlator.api import create_app
+from correlator.config import load_settings
+from tests.conftest import REPO, skip_or_fail
+from tests.fakes.loki import make_fake_loki_app
+from tests.integration.servers import free_port, jaeger_binary, prometheus_binary, running, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[dict[str, str]]:
+    jaeger, prometheus, node = jaeger_binary(), prometheus_binary(), shutil.which("node")
+    if jaeger is None or prometheus is None or node is None:
+        skip_or_fail("the native stack needs jaeger, prometheus and node")
+    if not (REPO / "demo/nextgen-api/node_modules").is_dir():
+        skip_or_fail("demo/nextgen-api/node_modules missing (npm ci)")
+    ports = {name: free_port() for name in ("query", "qgrpc", "otlp_grpc", "otlp_http", "health", "spanmetrics",
+                                            "auth", "courses", "api", "prom", "closed")}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        jaeger_cfg = (REPO / "stack/jaeger/config.yml").read_text()
+        for old, new in ((":16686", ports["query"]), (":16685", ports["qgrpc"]), (":4317", ports["otlp_grpc"]),
+                         (":4318", ports["otlp_http"]), (":13133", ports["health"])):
+            jaeger_cfg = jaeger_cfg.replace(old, f":{new}")
+        (Path(tmp) / "jaeger.yml").write_text(jaeger_cfg)
+        env = {**os.environ, "JAEGER_LISTEN_HOST": "127.0.0.1", "JAEGER_SPANMETRICS_PORT": str(ports["spanmetrics"])}
+        query = f"http://127.0.0.1:{ports['query']}"
+        stack.enter_context(running([str(jaeger), "--config", f"file:{tmp}/jaeger.yml"], "jaeger",
+                                    lambda: httpx.get(f"{query}/api/v3/services", timeout=1).status_code == 200, env=env))
+        demo_env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['otlp_http']}",
+                    "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        demo_env.pop("DEMO_LOKI_OTLP_ENDPOINT", None)
+        for name, module in (("auth", "auth_service"), ("courses", "course_service")):
+            url = f"http://127.0.0.1:{ports[name]}"
+            stack.enter_context(running([sys.executable, "-m", f"demo.services.{module}", "--host", "127.0.0.1",
+                                         "--port", str(ports[name])], module,
+                                        lambda url=url: httpx.get(f"{url}/healthz", timeout=1).status_code == 200,
+                                        env=demo_env, cwd=REPO))
+        api = f"http://127.0.0.1:{ports['api']}"
+        node_env = {**os.environ, "PORT": str(ports["api"]), "AUTH_URL": f"http://127.0.0.1:{ports['auth']}",
+                    "COURSES_URL": f"http://127.0.0.1:{ports['courses']}", "OTEL_BSP_SCHEDULE_DELAY": "200",
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{ports['otlp_http']}/v1/traces"}
+        stack.enter_context(running([node, "--require", "./tracing.js", "app.js"], "nextgen-api",
+                                    lambda: httpx.get(f"{api}/healthz", timeout=1).status_code == 200,
+                                    env=node_env, cwd=REPO / "demo/nextgen-api"))
+        prom_cfg = (REPO / "stack/prometheus/prometheus.yml").read_text()
+        for old, new in (("auth-service:8001", f"127.0.0.1:{ports['auth']}"), ("course-service:8002", f"127.0.0.1:{ports['courses']}"),
+                         ("correlator:8080", f"127.0.0.1:{ports['closed']}"), ("jaeger:8889", f"127.0.0.1:{ports['spanmetrics']}"),
+                         ("/etc/prometheus/rules", str(REPO / "stack/prometheus/rules"))):
+            prom_cfg = prom_cfg.replace(old, new)
+        (Path(tmp) / "prometheus.yml").write_text(prom_cfg)
+        prom = f"http://127.0.0.1:{ports['prom']}"
+        stack.enter_context(running([prometheus, f"--config.file={tmp}/prometheus.yml", f"--storage.tsdb.path={tmp}/data",
+                                     f"--web.listen-address=127.0.0.1:{ports['prom']}", "--enable-feature=exemplar-storage"],
+                                    "prometheus", lambda: httpx.get(f"{prom}/-/ready", timeout=1).status_code == 200))
+        for _ in range(5):  # the seed's request, five times
+            assert httpx.get(f"{api}/api/courses", timeout=10).status_code == 200
+        yield {"jaeger": query, "prometheus": prom, "api": api}
+
+
+def exemplar_trace(prom: str) -> str | None:
+    body = httpx.get(f"{prom}/api/v1/query_exemplars", params={
+        "query": 'http_server_duration_seconds_bucket{service="course-service",route="/courses"}',
+        "start": time.time() - 600, "end": time.time() + 60}, timeout=5).json()
+    ids = [ex["labels"]["trace_id"] for s in body.get("data") or () for ex in s["exemplars"]]
+    return ids[-1] if ids else None
+
+
+async def test_exemplar_to_correlated_trace(stack: dict[str, str], aiohttp_client: Any, aiohttp_server: Any) -> None:
+    wait_until(lambda: exemplar_trace(stack["prometheus"]) is not None, 30, "a real exemplar scraped from the demo")
+    trace_id = exemplar_trace(stack["prometheus"])
+    assert trace_id and re.fullmatch(r"[0-9a-f]{32}", trace_id)
+    wait_until(lambda: httpx.get(f"{stack['jaeger']}/api/v3/traces/{trace_id}").text.count('"spanId"') >= 6, 30,
+               "the whole trace in Jaeger")
+    loki = await aiohttp_server(make_fake_loki_app())
+    settings = load_settings(environ={"CORRELATOR_JAEGER_URL": stack["jaeger"], "CORRELATOR_PROMETHEUS_URL": stack["prometheus"],
+                                      "CORRELATOR_LOKI_URL": f"http://127.0.0.1:{loki.port}"})
+    client = await aiohttp_client(create_app(settings))
+    body = await (await client.get(f"/correlate/{trace_id}")).json()
+    assert body["sources"]["jaeger"]["status"] == "ok" and body["sources"]["prometheus"]["status"] == "ok"
+    assert {"nextgen-api", "auth-service", "course-service"} <= set(body["summary"]["services"])
+    spans = {s["span_id"]: s for s in body["spans"]}
+    assert any(s["operation"] == "getCourses" and s["service"] == "nextgen-api" for s in spans.values())
+    # Every service on the path observed its own histogram for this request: each exemplar must
+    # land on a span of the service its series names (auth-service's on auth, course-service's on courses).
+    attached = [ex for ex in body["exemplars"] if ex["metric"] == "http_server_duration_seconds_bucket"]
+    assert {ex["series"]["service"] for ex in attached} >= {"course-service", "auth-service"}
+    for ex in attached:
+        assert ex["match"] == "span_id" and spans[ex["span_id"]]["service"] == ex["series"]["service"]
+    bottleneck = next(f for f in body["findings"] if f["kind"] == "bottleneck")
+    assert spans[bottleneck["span_ids"][0]]["operation"] == "SELECT courses"
+
+
+def test_spanmetrics_reach_prometheus_under_the_alerts_names(stack: dict[str, str]) -> None:
+    """The metric the seed's alert reads exists, with the labels the rule uses."""
+    def present() -> bool:
+        result = httpx.get(f"{stack['prometheus']}/api/v1/query", params={
+            "query": 'traces_span_metrics_duration_milliseconds_bucket{span_kind="SPAN_KIND_SERVER",service_name="course-service"}'}).json()
+        return bool(result["data"]["result"])
+    wait_until(present, 45, "spanmetrics scraped from Jaeger")
