@@ -91,7 +91,13 @@ class PrometheusSource:
             params["end"] = f"{end_ns / 1e9:.3f}"
         headers = {"X-Scope-OrgID": tenant} if tenant else None
         answer = await get(self.client, SOURCE, PATH, params, headers, self.settings.max_response_bytes)
-        body = parse_json(SOURCE, answer, f"GET {PATH}")
+        try:
+            body = parse_json(SOURCE, answer, f"GET {PATH}")
+        except SourceProtocolError:
+            if answer.status == 200:
+                raise
+            # A proxy or an overloaded server in front of Prometheus answers in plain text.
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {PATH}: {answer.text(200)}") from None
         if answer.status != 200 or not isinstance(body, dict) or body.get("status") != "success":
             if isinstance(body, dict) and body.get("status") == "error":
                 raise SourceHTTPError(SOURCE, answer.status,

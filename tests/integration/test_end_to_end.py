@@ -26,23 +26,6 @@ SC = scenario()
 TRACE = SC["trace_id"]
 
 
-@pytest.fixture(scope="module")
-def t0(jaeger: Jaeger, prometheus: Prometheus) -> int:
-    body = httpx.get(f"{prometheus.url}/api/v1/query_exemplars",
-                     params={"query": "http_server_duration_seconds_bucket", "start": time.time() - 3600, "end": time.time() + 60}).json()
-    stamps = [ex["timestamp"] for s in body["data"] for ex in s["exemplars"] if ex["labels"]["trace_id"] == TRACE]
-    exemplar_ns = int(round(stamps[0] * 1000)) * 1_000_000
-    start = exemplar_ns - 145_000_000
-    send_seed_trace(jaeger.otlp_url, TRACE, SC["span_ids"], start)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:  # wait until Jaeger has all five spans
-        answer = httpx.get(f"{jaeger.query_url}/api/v3/traces/{TRACE}")
-        if answer.status_code == 200 and answer.text.count('"spanId"') >= 5:
-            return start
-        time.sleep(0.2)
-    raise AssertionError("trace never reached Jaeger")
-
-
 async def client_for(aiohttp_client: Any, aiohttp_server: Any, jaeger: Jaeger, prometheus: Prometheus, t0: int,
                      loki_url: str | None = None) -> Any:
     if loki_url is None:
