@@ -151,7 +151,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = "http://localhost:8080"  # how browsers reach this service (links)
-    auth_token: str | None = None
+    auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
+    auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
     forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to the backends
 
 
@@ -205,8 +206,21 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         raw = loaded
     _apply_env(Settings, raw, environ, prefix="CORRELATOR", path="")
     settings = _build(Settings, raw, "")
+    settings = _read_token_file(settings)
     _validate(settings)
     return settings
+
+
+def _read_token_file(settings: Settings) -> Settings:
+    path = settings.server.auth_token_file
+    if not path:
+        return settings
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError("server.auth_token_file", path, f"cannot be read: {exc.strerror}") from None
+    _check(len(token) >= 16, "server.auth_token_file", path, "holds a token shorter than 16 characters")
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, auth_token=token))
 
 
 def _leaves(cls: type, path: str) -> typing.Iterator[tuple[str, str, Any]]:
@@ -371,6 +385,8 @@ def _validate(s: Settings) -> None:
            a.n_plus_one_sequential_share, "must be in [0, 1]")
     _check(s.cache.max_entries >= 0, "cache.max_entries", s.cache.max_entries, "must be ≥ 0 (0 disables the cache)")
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
+    if s.server.auth_token is not None:
+        _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")
     _check(0 < s.server.port < 65536, "server.port", s.server.port, "must be a TCP port (1-65535)")
     _check_url("server.public_url", s.server.public_url)
     _check_url("grafana.url", s.grafana.url)

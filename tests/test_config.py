@@ -75,3 +75,14 @@ class TestErrors:
         bad.write_text("loki: [unclosed\n")
         with pytest.raises(ConfigError, match="not valid YAML"):
             load_settings(bad, environ={})
+
+
+class TestSecrets:
+    def test_token_from_a_file_and_never_printed(self, tmp_path: Path) -> None:
+        secret = tmp_path / "token"
+        secret.write_text("a-long-enough-secret-token\n")
+        s = load_settings(environ={"CORRELATOR_SERVER_AUTH_TOKEN_FILE": str(secret)})
+        assert s.server.auth_token == "a-long-enough-secret-token"
+        with pytest.raises(ConfigError) as info:
+            load_settings(environ={"CORRELATOR_SERVER_AUTH_TOKEN": "short-secret"})
+        assert "short-secret" not in str(info.value)
