@@ -8,6 +8,8 @@ Run as a process: `python bench/fake_backends.py PORT LATENCY_MS SPANS`.
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import re
 import sys
 
@@ -53,8 +55,18 @@ def exemplars(count: int) -> bytes:
 def make_app(latency_s: float, spans: int = 20, lines: int = 20, exemplar_count: int = 2) -> web.Application:
     trace, logs, exes = otlp_trace(spans), loki_streams(lines), exemplars(exemplar_count)
 
+    fault_rate = float(os.environ.get("BENCH_FAULT_RATE", "0"))  # soak: faults mixed into the load
+
     async def answer(template: bytes, trace_id: str) -> web.Response:
         await asyncio.sleep(latency_s)
+        if fault_rate and random.random() < fault_rate:
+            fault = random.choice(("500", "hang", "malformed", "429"))
+            if fault == "hang":
+                await asyncio.sleep(5)
+            elif fault == "malformed":
+                return web.Response(body=b'{"status": "succ', content_type="application/json")
+            else:
+                return web.Response(status=int(fault), text=fault, headers={"Retry-After": "1"})
         return web.Response(body=template.replace(PLACEHOLDER.encode(), trace_id.encode()), content_type="application/json")
 
     async def jaeger(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@
     python bench/run.py p2 [--quick]   join + analysis time ÷ JSON parse time at 1k/10k/100k spans; peak RSS (P5)
     python bench/run.py p3 [--quick]   sustained load from a separate process: correlations/s, p50/p99, errors, RSS
     python bench/run.py p4 [--quick]   repeat correlation of a completed trace (cache hit): p50, backend calls
+    python bench/run.py soak [--quick] P3 with faults in 10 % of backend answers: 5xx count, RSS and fds flat
     python bench/run.py all --quick    the CI smoke: every figure, tiny sizes, seconds
 """
 
@@ -114,16 +115,17 @@ def p4(quick: bool) -> None:
 # ------------------------------------------------------------------------------ P3
 
 
-def p3(quick: bool) -> None:
+def p3(quick: bool, fault_rate: float = 0.0) -> None:
     import httpx
 
     duration = 5 if quick else 60
     clients = 20 if quick else 100
     backend_port, api_port = free_port(), free_port()
-    backends = subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(backend_port), "20", "20"], cwd=REPO)
+    backends = subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(backend_port), "20", "20"], cwd=REPO,
+                                env={**os.environ, "BENCH_FAULT_RATE": str(fault_rate)})
     base = f"http://127.0.0.1:{backend_port}"
     env = {**os.environ, "CORRELATOR_JAEGER_URL": base, "CORRELATOR_LOKI_URL": base, "CORRELATOR_PROMETHEUS_URL": base,
-           "CORRELATOR_CACHE_MAX_ENTRIES": "0", "CORRELATOR_SERVER_PORT": str(api_port)}
+           "CORRELATOR_CACHE_MAX_ENTRIES": "0", "CORRELATOR_SERVER_PORT": str(api_port), "CORRELATOR_DEADLINE_SECONDS": "2"}
     server = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--port", str(api_port)], cwd=REPO, env=env,
                               stderr=subprocess.DEVNULL)
     try:
@@ -133,16 +135,32 @@ def p3(quick: bool) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        load = subprocess.run([sys.executable, str(REPO / "bench" / "load.py"), f"http://127.0.0.1:{api_port}", str(clients),
-                               str(duration)], capture_output=True, text=True, timeout=duration + 60)
+        def sample() -> tuple[float, int]:
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
+            return rss, len(os.listdir(f"/proc/{server.pid}/fd"))
+
+        load = subprocess.Popen([sys.executable, str(REPO / "bench" / "load.py"), f"http://127.0.0.1:{api_port}", str(clients),
+                                 str(duration)], stdout=subprocess.PIPE, text=True)
+        time.sleep(duration * 0.25)
+        early = sample()
+        out, _ = load.communicate(timeout=duration + 60)
+        late = sample()
         status = Path(f"/proc/{server.pid}/status").read_text()
         hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
-        print(load.stdout.strip())
-        print(f"P5  correlator server peak RSS during P3: {hwm:.0f} MB")
+        label = f"SOAK (faults in {fault_rate:.0%} of backend answers)" if fault_rate else "P3"
+        print(out.strip().replace("P3 ", label + " ", 1))
+        print(f"{'SOAK' if fault_rate else 'P5 '} server RSS at 25% {early[0]:.0f} MB → end {late[0]:.0f} MB (peak {hwm:.0f} MB); "
+              f"open fds {early[1]} → {late[1]}")
     finally:
         for proc in (server, backends):
             proc.terminate()
             proc.wait(10)
+
+
+def soak(quick: bool) -> None:
+    """100 clients for 60 s with faults mixed in: no 5xx, RSS and fd count flat."""
+    p3(quick, fault_rate=0.1)
 
 
 # ------------------------------------------------------------------------------ P1 / P1b
@@ -235,11 +253,11 @@ def p1(quick: bool) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "all"])
+    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     args = parser.parse_args()
     random.seed(1)
-    for name in (["p2", "p4", "p3", "p1"] if args.figure == "all" else [args.figure]):
+    for name in (["p2", "p4", "p3", "soak", "p1"] if args.figure == "all" else [args.figure]):
         globals()[name](args.quick)
     return 0
 

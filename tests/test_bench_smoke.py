@@ -1,0 +1,23 @@
+"""The benchmarks in --quick mode, so they cannot rot (figures come from full runs, not from here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.servers import jaeger_binary, prometheus_binary
+
+
+@pytest.mark.integration
+def test_every_benchmark_runs_in_quick_mode() -> None:
+    figures = ["p2", "p4", "p3", "soak"] + (["p1"] if jaeger_binary() and prometheus_binary() else [])
+    for figure in figures:
+        result = subprocess.run([sys.executable, "bench/run.py", figure, "--quick"], cwd=REPO, capture_output=True,
+                                text=True, timeout=180)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert figure.upper() in result.stdout, result.stdout
+        if figure in ("p3", "soak"):
+            assert "errors 0" in result.stdout and "500" not in result.stdout.split("statuses")[-1], result.stdout
