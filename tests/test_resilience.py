@@ -131,3 +131,15 @@ async def test_body_cap_reports_truncation() -> None:
         with pytest.raises(SourceUnavailable.__mro__[1]) as info:  # SourceError
             await get(c, "loki", "/big", max_bytes=1024)
     assert info.value.truncated and "larger than 1024 bytes" in str(info.value)
+
+
+async def test_breaker_counts_requests_not_retry_attempts() -> None:
+    """Found by the fault matrix: two lookups × three attempts opened the breaker mid-correlation,
+    and the answer said 'circuit open' instead of naming the 500. A retried request is one failure."""
+    inner, seen = scripted(503)
+    breaker = CircuitBreaker(failure_threshold=2, reset_seconds=60)
+    async with client(inner, attempts=3, breaker=breaker) as c:
+        assert (await c.get("/x")).status_code == 503
+        assert len(seen) == 3 and breaker.state == "closed"
+        assert (await c.get("/x")).status_code == 503
+        assert breaker.state == "open"

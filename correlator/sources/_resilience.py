@@ -103,18 +103,20 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         self.breaker = breaker
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # The breaker counts requests, not attempts: one request retried three times is one
+        # failure, so a single bad answer cannot open the breaker halfway through a correlation.
         retryable = request.method in _IDEMPOTENT
         attempt = 0
+        if self.breaker is not None and not self.breaker.allow():
+            raise BreakerOpen(f"circuit open after repeated failures (retrying in ≤{self.breaker.reset_seconds:.0f}s)",
+                              request=request)
         while True:
-            if self.breaker is not None and not self.breaker.allow():
-                raise BreakerOpen(f"circuit open after repeated failures (retrying in ≤{self.breaker.reset_seconds:.0f}s)",
-                                  request=request)
             try:
                 response = await self._inner.handle_async_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                self._record(False)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
                 wait = self._next_wait(retryable, attempt, None)
                 if wait is None:
+                    self._record(False)
                     raise
                 await asyncio.sleep(wait)
                 attempt += 1
@@ -125,10 +127,10 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                 self._record(False)
                 raise
             if response.status_code >= 500 or response.status_code == 429:
-                self._record(response.status_code == 429)  # 429 is the backend working as designed
                 wait = self._next_wait(retryable and response.status_code in _RETRY_STATUSES, attempt,
                                        retry_after_seconds(response))
                 if wait is None:
+                    self._record(response.status_code == 429)  # 429 is the backend working as designed
                     return response
                 await response.aclose()
                 await asyncio.sleep(wait)
