@@ -92,6 +92,7 @@ class JaegerSettings(_SourceCommon):
     ui_url: str | None = None  # where users' browsers reach Jaeger; defaults to `url`
     max_spans: int = 100_000
     lookback_seconds: float = 2 * 24 * 3600  # window when no hint is given (Jaeger UI default)
+    forward_tenant: bool = False  # also send the caller's X-Scope-OrgID here (multi-tenant proxies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class PrometheusSettings(_SourceCommon):
     span_id_labels: tuple[str, ...] = ("span_id", "spanID", "span.id")
     max_exemplars: int = 2000
     margin_seconds: float = 60.0  # an exemplar is stamped when the observation is made
+    forward_tenant: bool = False  # also send the caller's X-Scope-OrgID here (Cortex/Mimir/Thanos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,7 @@ class ServerSettings:
     public_url: str = "http://localhost:8080"  # how browsers reach this service (links)
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
-    forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to the backends
+    forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to Loki (+ jaeger/prometheus.forward_tenant)
 
 
 @dataclass(frozen=True, slots=True)

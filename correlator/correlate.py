@@ -124,20 +124,23 @@ class Correlator:
         s = self.settings
         started = time.monotonic()
         deadline = started + s.deadline_seconds
+        # The caller's tenant always scopes Loki; Jaeger and Prometheus only when configured.
+        jaeger_tenant = tenant if s.jaeger.forward_tenant else None
+        prom_tenant = tenant if s.prometheus.forward_tenant else None
         if hint is not None:
             jaeger_window = hint.widened(_JAEGER_HINT_MARGIN_NS)
             # Services are unknown until the trace arrives: search the static selector instead
             # of waiting for Jaeger, so the cost is max() of the three, not a sum.
             jaeger_res, loki_res, prom_res = await asyncio.gather(
-                self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, tenant), s.jaeger, deadline),
+                self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline),
                 self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
-                self._run("prometheus", self.prometheus.fetch(trace_id, hint, tenant), s.prometheus, deadline),
+                self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
             )
             window = hint
         else:
             now_ns = int(self._wall() * 1e9)
             lookback = Window(now_ns - int(s.jaeger.lookback_seconds * 1e9), now_ns + 60_000_000_000)
-            jaeger_res = await self._run("jaeger", self.jaeger.fetch(trace_id, lookback, tenant), s.jaeger, deadline)
+            jaeger_res = await self._run("jaeger", self.jaeger.fetch(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
             if trace is not None and trace.spans:
                 window = Window(trace.start_ns, trace.end_ns)
@@ -148,7 +151,7 @@ class Correlator:
                 services = None
             loki_res, prom_res = await asyncio.gather(
                 self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
-                self._run("prometheus", self.prometheus.fetch(trace_id, window, tenant), s.prometheus, deadline),
+                self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
             )
         return self._assemble(trace_id, window, jaeger_res, loki_res, prom_res)
 

@@ -215,6 +215,14 @@ class TestAuth:
         await forwarding.get(f"/correlate/{TRACE}", headers={"X-Scope-OrgID": "team-b"})
         loki = [r for r in backends.requests if r.url.path.startswith("/loki/")]
         assert loki and all(r.headers["X-Scope-OrgID"] == "team-b" for r in loki)
+        others = [r for r in backends.requests if not r.url.path.startswith("/loki/")]
+        assert others and all("X-Scope-OrgID" not in r.headers for r in others)  # not configured for them
+        backends.requests.clear()
+        everywhere = await make_client(load_settings(environ={
+            "CORRELATOR_SERVER_FORWARD_TENANT": "true", "CORRELATOR_JAEGER_FORWARD_TENANT": "true",
+            "CORRELATOR_PROMETHEUS_FORWARD_TENANT": "true"}))
+        await everywhere.get(f"/correlate/{TRACE}", headers={"X-Scope-OrgID": "team-c"})
+        assert backends.requests and all(r.headers["X-Scope-OrgID"] == "team-c" for r in backends.requests)
 
 
 class TestOperations:
