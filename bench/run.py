@@ -135,10 +135,17 @@ def p3(quick: bool, fault_rate: float = 0.0) -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        def pids() -> list[int]:
+            children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            return [server.pid, *map(int, children)]
+
         def sample() -> tuple[float, int]:
-            status = Path(f"/proc/{server.pid}/status").read_text()
-            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
-            return rss, len(os.listdir(f"/proc/{server.pid}/fd"))
+            rss, fds = 0.0, 0
+            for pid in pids():
+                status = Path(f"/proc/{pid}/status").read_text()
+                rss += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
+                fds += len(os.listdir(f"/proc/{pid}/fd"))
+            return rss, fds
 
         load = subprocess.Popen([sys.executable, str(REPO / "bench" / "load.py"), f"http://127.0.0.1:{api_port}", str(clients),
                                  str(duration)], stdout=subprocess.PIPE, text=True)
@@ -146,8 +153,8 @@ def p3(quick: bool, fault_rate: float = 0.0) -> None:
         early = sample()
         out, _ = load.communicate(timeout=duration + 60)
         late = sample()
-        status = Path(f"/proc/{server.pid}/status").read_text()
-        hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
+        hwm = sum(next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("VmHWM")) for pid in pids()) / 1024
         label = f"SOAK (faults in {fault_rate:.0%} of backend answers)" if fault_rate else "P3"
         print(out.strip().replace("P3 ", label + " ", 1))
         print(f"{'SOAK' if fault_rate else 'P5 '} server RSS at 25% {early[0]:.0f} MB → end {late[0]:.0f} MB (peak {hwm:.0f} MB); "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", help="listen address (default: server.host)")
     serve.add_argument("--port", type=int, help="listen port (default: server.port)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (default: server.workers)")
 
     corr = sub.add_parser("correlate", help="correlate one trace ID and print the report")
     corr.add_argument("trace_id")
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
-            return _serve(settings, args.host, args.port)
+            return _serve(settings, args.host, args.port, args.workers)
         if args.command == "correlate":
             return asyncio.run(_correlate(settings, args.trace_id, args.start, args.end, args.json))
         if args.command == "provision":
@@ -64,7 +66,35 @@ def main(argv: list[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse enforces the choices
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None = None) -> int:
+    host, port = host or settings.server.host, port or settings.server.port
+    workers = workers or settings.server.workers
+    if workers <= 1:
+        _serve_one(settings, host, port, reuse_port=False)
+        return 0
+    # Each worker is a whole correlator (own clients, own cache) on the same port; the kernel
+    # spreads connections. The parent only forwards SIGTERM and waits.
+    import multiprocessing
+    import signal
+
+    children = [multiprocessing.Process(target=_serve_one, args=(settings, host, port, True), daemon=False)
+                for _ in range(workers)]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid:
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
+    return max((child.exitcode or 0) for child in children)
+
+
+def _serve_one(settings: Settings, host: str, port: int, reuse_port: bool) -> None:
     from aiohttp import web
 
     from correlator.api import create_app
@@ -72,9 +102,8 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> int:
 
     configure_logging()
     configure_tracing()
-    web.run_app(create_app(settings), host=host or settings.server.host, port=port or settings.server.port,
-                handler_cancellation=True, shutdown_timeout=10.0, access_log=None)
-    return 0
+    web.run_app(create_app(settings), host=host, port=port, handler_cancellation=True, shutdown_timeout=10.0,
+                access_log=None, reuse_port=reuse_port or None, print=None)
 
 
 async def _correlate(settings: Settings, raw_id: str, start: str | None, end: str | None, as_json: bool) -> int:

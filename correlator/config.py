@@ -152,6 +152,7 @@ class CacheSettings:
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT): one event loop is one core
     public_url: str = "http://localhost:8080"  # how browsers reach this service (links)
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
@@ -389,6 +390,7 @@ def _validate(s: Settings) -> None:
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
     if s.server.auth_token is not None:
         _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")
+    _check(1 <= s.server.workers <= 64, "server.workers", s.server.workers, "must be in [1, 64]")
     _check(0 < s.server.port < 65536, "server.port", s.server.port, "must be a TCP port (1-65535)")
     _check_url("server.public_url", s.server.public_url)
     _check_url("grafana.url", s.grafana.url)

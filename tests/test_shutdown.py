@@ -70,3 +70,25 @@ async def test_sigterm_drains_in_flight_requests(aiohttp_server: Any) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_workers_share_the_port_and_all_stop_on_sigterm() -> None:
+    port = free_port()
+    env = {**os.environ, "CORRELATOR_SERVER_WORKERS": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_listening(port)
+        children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+        assert len(children) == 2
+        async with httpx.AsyncClient(timeout=5) as client:
+            answers = [await client.get(f"http://127.0.0.1:{port}/healthz", headers={"Connection": "close"}) for _ in range(10)]
+        assert all(a.status_code == 200 for a in answers)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+        assert not any(os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read().lower()
+                       for pid in children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
