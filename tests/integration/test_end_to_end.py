@@ -12,13 +12,11 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
 import pytest
 
 from correlator.api import create_app
 from correlator.config import load_settings
 from tests.fakes.loki import make_fake_loki_app, scenario
-from tests.integration.otlp import send_seed_trace
 from tests.integration.servers import Jaeger, Prometheus, free_port
 
 pytestmark = pytest.mark.integration
