@@ -34,7 +34,7 @@ def _seconds_to_ns(raw: Any) -> int:
     # Decimal, not float: 1795572505.198 * 1e9 in binary floating point is off by ~100 ns.
     try:
         return int(Decimal(str(raw)) * 1_000_000_000)
-    except (InvalidOperation, ValueError):
+    except (InvalidOperation, ValueError, OverflowError):  # "Infinity" from a broken proxy
         raise ValueError(f"bad exemplar timestamp {raw!r}") from None
 
 

@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from correlator.config import load_settings
-from correlator.errors import SourceHTTPError
+from correlator.errors import SourceHTTPError, SourceProtocolError
 from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
@@ -90,3 +92,83 @@ async def test_204_without_body_is_empty() -> None:
     """Prometheus 2.x answers a query without series selectors with 204 and no body."""
     prom, _ = source(httpx.Response(204))
     assert (await prom.fetch(parse_trace_id("1"), Window(0, 1))).value == ()
+
+
+# --------------------------------------------------------------------------------------------
+# Request details, reverse lookup, health, and exact timestamps.
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def answer(*series: tuple[dict[str, str], list[tuple[str, str, float]]]) -> dict[str, Any]:
+    """A success answer; each exemplar given as (trace_id, value, timestamp)."""
+    return {"status": "success", "data": [
+        {"seriesLabels": labels, "exemplars": [{"labels": {"trace_id": t, "span_id": "00F067AA0BA902B7"}, "value": v, "timestamp": ts}
+                                               for t, v, ts in exemplars]}
+        for labels, exemplars in series]}
+
+
+async def test_tenant_goes_out_as_x_scope_orgid_and_only_when_given() -> None:
+    prom, seen = source(httpx.Response(200, json=answer()))
+    await prom.fetch(parse_trace_id(TRACE), Window(0, 10**9), tenant="team-a")
+    await prom.fetch(parse_trace_id(TRACE), Window(0, 10**9))
+    assert seen[0].headers["X-Scope-OrgID"] == "team-a" and "X-Scope-OrgID" not in seen[1].headers
+
+
+async def test_a_16_char_label_matches_the_padded_id_and_span_ids_are_normalised() -> None:
+    """A 64-bit ID written with 16 characters is the same trace as its 32-character form."""
+    prom, _ = source(httpx.Response(200, json=answer(({"__name__": "http_requests_total"}, [("7b4c2d9e1f3a5b6c", "1", 1.5)]))))
+    result = await prom.fetch(parse_trace_id("00000000000000007b4c2d9e1f3a5b6c"), Window(0, 2 * 10**9))
+    [ex] = result.value
+    assert ex.labels["trace_id"] == "7b4c2d9e1f3a5b6c" and ex.span_id == "00f067aa0ba902b7"
+    assert (ex.metric, ex.value, ex.timestamp_ns) == ("http_requests_total", 1.0, 1_500_000_000)
+
+
+async def test_search_lists_newest_first_then_slowest_with_nan_last() -> None:
+    """Metric → traces: the query goes as given, no window params when none is given."""
+    bucket = {"__name__": "http_server_duration_seconds_bucket", "le": "+Inf"}
+    prom, seen = source(httpx.Response(200, json=answer(
+        (bucket, [(TRACE, "0.1", 10.0), ("1" * 32, "NaN", 20.0), ("2" * 32, "+Inf", 20.0), ("3" * 32, "0.5", 20.0)]))))
+    found = await prom.search("http_server_duration_seconds_bucket", None, None)
+    assert [ex.trace_id for ex in found] == ["2" * 32, "3" * 32, "1" * 32, TRACE]
+    assert dict(seen[0].url.params) == {"query": "http_server_duration_seconds_bucket"}
+
+
+async def test_plain_text_error_from_a_proxy_is_an_http_error_naming_the_status() -> None:
+    prom, _ = source(httpx.Response(502, text="Bad Gateway"))
+    with pytest.raises(SourceHTTPError, match="502 from GET /api/v1/query_exemplars: Bad Gateway"):
+        await prom.fetch(parse_trace_id(TRACE), Window(0, 1))
+
+
+async def test_a_success_status_with_a_non_json_body_is_a_protocol_error() -> None:
+    prom, _ = source(httpx.Response(200, text="<html><h1>login</h1></html>"))
+    with pytest.raises(SourceProtocolError, match="not JSON"):
+        await prom.fetch(parse_trace_id(TRACE), Window(0, 1))
+
+
+async def test_ready_accepts_200_and_names_anything_else() -> None:
+    prom, seen = source(httpx.Response(200, text="Prometheus Server is Ready.\n"))
+    await prom.ready()
+    assert seen[0].url.path == "/-/ready"
+    prom, _ = source(httpx.Response(503, text="Service Unavailable"))
+    with pytest.raises(SourceHTTPError, match="503 from GET /-/ready: Service Unavailable"):
+        await prom.ready()
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800_000))  # ms up to the year 2100
+def test_any_millisecond_timestamp_converts_to_ns_exactly(ms: int) -> None:
+    """Whatever float Prometheus prints for a ms timestamp becomes ms × 10⁶ ns, no float drift."""
+    body = answer(({"__name__": "x_total"}, [(TRACE, "1", ms / 1000)]))
+    (ex,), _ = parse_exemplars(body, LABELS, ("span_id",))
+    assert ex.timestamp_ns == ms * 1_000_000
+
+
+async def test_an_infinite_timestamp_is_a_bad_response_not_a_crash() -> None:
+    """Found in review: Decimal("Infinity") → OverflowError escaped the parser (a 500 on /exemplars)."""
+    from correlator.errors import SourceProtocolError
+
+    weird = {"status": "success", "data": [{"seriesLabels": {"__name__": "x_bucket"}, "exemplars": [
+        {"labels": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}, "value": "1", "timestamp": "Infinity"}]}]}
+    prom, _ = source(httpx.Response(200, json=weird))
+    with pytest.raises(SourceProtocolError, match="malformed exemplar data"):
+        await prom.search("x_bucket", None, None)
