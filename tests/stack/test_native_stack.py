@@ -47,7 +47,7 @@ def stack() -> Iterator[dict[str, str]]:
         env = {**os.environ, "JAEGER_LISTEN_HOST": "127.0.0.1", "JAEGER_SPANMETRICS_PORT": str(ports["spanmetrics"])}
         query = f"http://127.0.0.1:{ports['query']}"
         stack.enter_context(running([str(jaeger), "--config", f"file:{tmp}/jaeger.yml"], "jaeger",
-                                    lambda: httpx.get(f"{query}/api/v3/services", timeout=1).status_code == 200, env=env))
+                                    lambda: httpx.get(f"{query}/api/v3/services", timeout=1).status_code == 200, grace=1, env=env))
         demo_env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['otlp_http']}",
                     "OTEL_BSP_SCHEDULE_DELAY": "200"}
         demo_env.pop("DEMO_LOKI_OTLP_ENDPOINT", None)
