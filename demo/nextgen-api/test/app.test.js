@@ -7,6 +7,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 
 const received = [];
+const contentTypes = new Set();
 let collector, auth, courses, app, appPort;
 
 function listen(handler) {
@@ -44,13 +45,18 @@ async function waitFor(predicate, what) {
 before(async () => {
   collector = await listen(async (req, res) => {
     const body = await readBody(req);
-    if (req.url === '/v1/traces') received.push(JSON.parse(body.toString()));
+    if (req.url === '/v1/traces') {
+      // exporter-trace-otlp-http sends OTLP/JSON (the -proto package would send protobuf)
+      contentTypes.add(req.headers['content-type']);
+      received.push(JSON.parse(body.toString()));
+    }
     res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   });
-  auth = await listen((req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"user":42}'));
+  // the stubs answer after 20 ms, like real services, so parallel calls overlap for sure
+  auth = await listen((req, res) => setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"user":42}'), 20));
   courses = await listen((req, res) => {
     if (req.url.includes('fail=1')) return res.writeHead(500).end('{"error":"db down"}');
-    res.writeHead(200, { 'content-type': 'application/json' }).end('[{"id":1},{"id":2},{"id":3}]');
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('[{"id":1},{"id":2},{"id":3}]'), 20);
   });
   appPort = 40000 + Math.floor(Math.random() * 20000);
   app = spawn(process.execPath, ['--require', './tracing.js', 'app.js'], {
@@ -90,6 +96,23 @@ test('getCourses span carries the seed attributes and is exported over OTLP/HTTP
   const sameTrace = spans().filter((s) => s.traceId === span.traceId);
   assert.ok(sameTrace.some((s) => s.kind === 2), 'a server span');
   assert.ok(sameTrace.filter((s) => s.kind === 3).length >= 2, 'client spans to auth and courses');
+  assert.deepEqual([...contentTypes], ['application/json']);
+  // getCourses is a child of the incoming request's span (startActiveSpan made it active)
+  const server = sameTrace.find((s) => s.kind === 2);
+  assert.equal(span.parentSpanId, server.spanId);
+});
+
+test('the dashboard fans out to three services in parallel', async () => {
+  const response = await fetch(`http://127.0.0.1:${appPort}/api/dashboard`);
+  assert.equal(response.status, 200);
+  const [root] = await waitFor((s) => s.kind === 2 && String(s.attrs['http.target'] ?? s.attrs['url.path'] ?? s.name).includes('dashboard')
+    && spans().filter((c) => c.traceId === s.traceId && c.kind === 3).length >= 3, 'dashboard trace with 3 client spans');
+  const calls = spans().filter((s) => s.traceId === root.traceId && s.kind === 3)
+    .map((s) => [BigInt(s.startTimeUnixNano), BigInt(s.endTimeUnixNano)]);
+  assert.equal(calls.length, 3);
+  const latestStart = calls.reduce((m, [start]) => (start > m ? start : m), 0n);
+  const earliestEnd = calls.reduce((m, [, end]) => (end < m ? end : m), calls[0][1]);
+  assert.ok(latestStart < earliestEnd, 'all three calls were in flight at once');
 });
 
 test('a failing course-service records the exception and an error status on getCourses', async () => {
