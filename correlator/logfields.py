@@ -1,16 +1,17 @@
 """Pure: find the trace ID, span ID and level a log line carries, wherever it carries them.
 
-Order of evidence: structured metadata (OTLP logs), then the body parsed as JSON (top-level
-fields, then configured JSONPaths for nested bodies such as `{"otel": {"trace_id": …}}`),
-then `key=value` / `"key": "value"` pairs anywhere in text or logfmt. The same field names
-feed the Grafana derived-field regex, so a line that links in Grafana correlates here.
+Order of evidence: structured metadata (OTLP logs: Loki put the record's IDs there), then the
+body parsed as JSON (top-level fields, then configured JSONPaths for nested bodies such as
+`{"otel": {"trace_id": …}}`), then `key=value` / `"key": "value"` pairs anywhere in text or
+logfmt. The same field names feed the Grafana derived-field regex, so a line that links in
+Grafana correlates here. IDs come back normalised (32 / 16 lower-case hex, `correlator.ids`).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,20 +27,61 @@ __all__ = ["TraceContext", "derived_field_regex", "extract_trace_context", "line
 
 @dataclass(frozen=True, slots=True)
 class TraceContext:
-    trace_id: str | None
-    span_id: str | None
-    level: str | None
+    trace_id: str | None  # 32 lower-case hex
+    span_id: str | None  # 16 lower-case hex
+    level: str | None  # lower-case, as written ("info", "warn", "warning", …)
+
+
+# In text, a trace ID is 16-32 hex characters (never shorter: `ids.TraceId.needle` relies on
+# the same floor) that do not run on into a longer word.
+_TRACE_TEXT = "[0-9a-fA-F]{16,32}"
+_SPAN_TEXT = "[0-9a-fA-F]{1,16}"
+_LEVEL_TEXT = "[A-Za-z]+"
+_END = "(?![0-9A-Za-z_])"
+# Both Python's `re` and JavaScript's RegExp need these escaped; nothing else (JS's `u` mode
+# refuses identity escapes such as `\-` that `re.escape` writes).
+_META = re.compile(r"([\\.+*?()|\[\]{}^$/])")
+# A bare upper-case severity in a text line ("2026-11-25 10:00:00 INFO [billing] …").
+_BARE_LEVEL = re.compile(r"(?<![A-Za-z])(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL)(?![A-Za-z])")
+# pino / bunyan write numeric levels.
+_NUMERIC_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
+
+
+def _names(fields: Sequence[str]) -> str:
+    # Longest first, so `trace_id` wins over its prefix `trace`.
+    return "|".join(_META.sub(r"\\\1", f) for f in sorted(fields, key=len, reverse=True))
+
+
+def _pair_pattern(fields: Sequence[str], value: str) -> str:
+    """`name=value`, `name: value`, `"name": "value"`, `\\"name\\":\\"value\\"` (JSON inside a string)."""
+    return rf"""\b(?:{_names(fields)})(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?({value}){_END}"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Extractors:
+    trace_paths: tuple[Any, ...]
+    span_paths: tuple[Any, ...]
+    trace_pair: re.Pattern[str]
+    span_pair: re.Pattern[str]
+    level_pair: re.Pattern[str]
 
 
 @functools.lru_cache(maxsize=32)
-def _jsonpaths(exprs: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(jsonpath_parse(e) for e in exprs)
+def _compile(trace_fields: tuple[str, ...], span_fields: tuple[str, ...], level_fields: tuple[str, ...],
+             trace_paths: tuple[str, ...], span_paths: tuple[str, ...]) -> _Extractors:
+    # JSONPath parsing costs ~1 ms per expression: once per distinct settings, not per line.
+    return _Extractors(
+        trace_paths=tuple(jsonpath_parse(e) for e in trace_paths),
+        span_paths=tuple(jsonpath_parse(e) for e in span_paths),
+        trace_pair=re.compile(_pair_pattern(trace_fields, _TRACE_TEXT)),
+        span_pair=re.compile(_pair_pattern(span_fields, _SPAN_TEXT)),
+        level_pair=re.compile(_pair_pattern(level_fields, _LEVEL_TEXT)),
+    )
 
 
-@functools.lru_cache(maxsize=32)
-def _pair_regex(fields: tuple[str, ...], value: str) -> re.Pattern[str]:
-    names = "|".join(re.escape(f) for f in sorted(fields, key=len, reverse=True))
-    return re.compile(rf"""(?<![\w.])["']?(?:{names})["']?\s*[:=]\s*["']?({value})""")
+def _extractors(settings: LokiSettings) -> _Extractors:
+    return _compile(tuple(settings.trace_id_fields), tuple(settings.span_id_fields), tuple(settings.level_fields),
+                    tuple(settings.trace_id_jsonpaths), tuple(settings.span_id_jsonpaths))
 
 
 def _trace(raw: object) -> str | None:
@@ -51,56 +93,75 @@ def _trace(raw: object) -> str | None:
         return None
 
 
-def _first(mapping: Mapping[str, Any], fields: Sequence[str], convert: Any) -> Any:
-    for field in fields:
-        if field in mapping:
-            found = convert(mapping[field])
+def _level(raw: object) -> str | None:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return _NUMERIC_LEVELS.get(raw)
+    return raw.strip().lower() if isinstance(raw, str) and raw.strip() else None
+
+
+def _first(mapping: Mapping[str, Any], fields: Sequence[str], convert: Callable[[object], str | None]) -> str | None:
+    for name in fields:
+        found = convert(mapping.get(name))
+        if found:
+            return found
+    return None
+
+
+def _first_path(body: Any, paths: Sequence[Any], convert: Callable[[object], str | None]) -> str | None:
+    for path in paths:
+        for match in path.find(body):
+            found = convert(match.value)
             if found:
                 return found
     return None
 
 
-def _level(raw: object) -> str | None:
-    return raw.strip().lower() if isinstance(raw, str) and raw.strip() else None
+def _json_object(line: str) -> dict[str, Any] | None:
+    stripped = line.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        body = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _search(pattern: re.Pattern[str], line: str, convert: Callable[[object], str | None]) -> str | None:
+    for match in pattern.finditer(line):
+        found = convert(match.group(1))
+        if found:
+            return found
+    return None
 
 
 def extract_trace_context(line: str, settings: LokiSettings, metadata: Mapping[str, str] | None = None) -> TraceContext:
+    """The trace ID, span ID and level `line` (plus its structured metadata) carries, normalised."""
+    found = _extractors(settings)
     meta = metadata or {}
     trace_id = _first(meta, settings.trace_id_fields, _trace)
     span_id = _first(meta, settings.span_id_fields, normalise_span_id)
     level = None
-    stripped = line.lstrip()
-    if stripped.startswith("{"):
-        try:
-            body = orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            body = None
-        if isinstance(body, dict):
-            trace_id = trace_id or _first(body, settings.trace_id_fields, _trace)
-            span_id = span_id or _first(body, settings.span_id_fields, normalise_span_id)
-            level = _first(body, settings.level_fields, _level)
-            for path in _jsonpaths(settings.trace_id_jsonpaths) if trace_id is None else ():
-                trace_id = next((t for m in path.find(body) if (t := _trace(m.value))), None)
-                if trace_id:
-                    break
-            for path in _jsonpaths(settings.span_id_jsonpaths) if span_id is None else ():
-                span_id = next((s for m in path.find(body) if (s := normalise_span_id(m.value))), None)
-                if span_id:
-                    break
-    if trace_id is None:
-        match = _pair_regex(settings.trace_id_fields, "[0-9a-fA-F]{1,32}").search(line)
-        trace_id = _trace(match.group(1)) if match else None
-    if span_id is None:
-        match = _pair_regex(settings.span_id_fields, "[0-9a-fA-F]{1,16}").search(line)
-        span_id = normalise_span_id(match.group(1)) if match else None
-    if level is None:
-        match = _pair_regex(settings.level_fields, "[A-Za-z]+").search(line)
-        level = _level(match.group(1)) if match else _first(meta, settings.level_fields, _level)
+    body = _json_object(line)
+    if body is not None:
+        trace_id = trace_id or _first(body, settings.trace_id_fields, _trace) or _first_path(body, found.trace_paths, _trace)
+        span_id = (span_id or _first(body, settings.span_id_fields, normalise_span_id)
+                   or _first_path(body, found.span_paths, normalise_span_id))
+        level = _first(body, settings.level_fields, _level)
+    # Text, logfmt, and JSON whose IDs sit where no configured path looks.
+    trace_id = trace_id or _search(found.trace_pair, line, _trace)
+    span_id = span_id or _search(found.span_pair, line, normalise_span_id)
+    level = (level or _search(found.level_pair, line, _level) or _first(meta, settings.level_fields, _level)
+             or _search(_BARE_LEVEL, line, _level))
     return TraceContext(trace_id, span_id, level)
 
 
 def line_carries(line: str, spellings: Sequence[str]) -> bool:
-    """True when a spelling stands in the line as a whole hex token (not inside a longer one)."""
+    """True when a spelling stands in the line as a whole hex token (not inside a longer one).
+
+    The Loki line filter is a substring match, so `|= "7b4c…"` also hits a longer hex run that
+    merely contains it; this is the client-side check that the line carries the ID itself.
+    """
     lowered = line.lower()
     for spelling in spellings:
         start = lowered.find(spelling)
@@ -115,6 +176,9 @@ def line_carries(line: str, spellings: Sequence[str]) -> bool:
 
 
 def derived_field_regex(settings: LokiSettings) -> str:
-    """One capture group, in the subset JavaScript (Grafana, in the browser) and Python share."""
-    names = "|".join(re.escape(f) for f in sorted(settings.trace_id_fields, key=len, reverse=True))
-    return rf"""(?:{names})["']?\s*[:=]\s*["']?([0-9a-fA-F]{{16,32}})"""
+    """One regex, one capture group (the trace ID), valid and equal in JavaScript and Python.
+
+    Grafana evaluates derived fields in the browser (`new RegExp(…)`, first group), so only
+    the shared subset is used: `\\b`, non-capturing groups, a negative lookahead.
+    """
+    return _pair_pattern(settings.trace_id_fields, _TRACE_TEXT)

@@ -12,15 +12,20 @@ import json
 import re
 from collections.abc import Sequence
 
-__all__ = ["line_filter_query", "metadata_query", "quote", "regex_escape", "stream_selector"]
+__all__ = ["label_name", "line_filter_query", "metadata_query", "quote", "regex_escape", "stream_selector"]
 
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# RE2 metacharacters; `-` is special only inside a class, which we never open.
+# RE2 metacharacters; `-` is special only inside a class, which we never open, so
+# "api-gateway" stays readable (and equal to the queries recorded against a real Loki).
 _RE2_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
 def quote(value: str) -> str:
-    """A double-quoted LogQL string literal holding exactly `value`."""
+    """A double-quoted LogQL string literal holding exactly `value`.
+
+    Raises ValueError for strings that are not valid UTF-8 (lone surrogates): Loki's lexer
+    refuses them, and no escape spells them.
+    """
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -29,32 +34,40 @@ def quote(value: str) -> str:
 
 
 def regex_escape(value: str) -> str:
+    """`value` as an RE2 pattern matching itself literally (before quoting)."""
     return _RE2_META.sub(r"\\\1", value)
 
 
 def label_name(name: str) -> str:
+    """`name` unchanged when it is a Loki label name; label names have no quoting."""
     if not _LABEL.fullmatch(name):
-        raise ValueError(f"{name!r} is not a Loki label name")
+        raise ValueError(f"{name!r} is not a Loki label name ([a-zA-Z_][a-zA-Z0-9_]*)")
     return name
 
 
 def stream_selector(label: str, values: Sequence[str]) -> str:
-    """{label="v"} for one value, {label=~"a|b"} for several (sorted, regex-escaped)."""
+    """{label="v"} for one value, {label=~"a|b"} for several (sorted, de-duplicated, regex-escaped).
+
+    Empty values are dropped: `label=""` or an empty alternative would make the selector
+    empty-compatible, which Loki refuses.
+    """
     label = label_name(label)
-    unique = sorted(set(values))
+    unique = sorted({v for v in values if v})
     if not unique:
-        raise ValueError("a stream selector needs at least one value")
+        raise ValueError("a stream selector needs at least one non-empty value")
     if len(unique) == 1:
         return f"{{{label}={quote(unique[0])}}}"
     return f"{{{label}=~{quote('|'.join(regex_escape(v) for v in unique))}}}"
 
 
 def line_filter_query(selector: str, needle: str) -> str:
-    """IDs written anywhere in the line body (text, JSON, logfmt)."""
+    """IDs written anywhere in the line body (text, JSON, logfmt): `{…} |= "needle"`."""
     return f"{selector} |= {quote(needle)}"
 
 
-def metadata_query(selector: str, field: str, values: Sequence[str]) -> str:
-    """IDs in structured metadata (OTLP-ingested logs): `| trace_id="…" [or trace_id="…"]`."""
+def metadata_query(selector: str, trace_id_hexes: Sequence[str], field: str = "trace_id") -> str:
+    """IDs in structured metadata (OTLP-ingested logs): `{…} | trace_id="…" [or trace_id="…"]`."""
     field = label_name(field)
-    return f"{selector} | " + " or ".join(f"{field}={quote(v)}" for v in values)
+    if not trace_id_hexes:
+        raise ValueError("a metadata filter needs at least one value")
+    return f"{selector} | " + " or ".join(f"{field}={quote(v)}" for v in trace_id_hexes)

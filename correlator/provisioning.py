@@ -5,7 +5,8 @@ and the correlator's own URL all come from the same Settings the service runs wi
 click in Grafana lands on an ID the correlator will accept. Rules followed (reference:
 grafana-provisioning.md §9): every macro `$` is written `$$` (Grafana env-expands every
 string of a provisioning file), one capture group per derived-field regex, an anchored
-`^trace_id$` label matcher, explicit time-shift signs, stable uids.
+`^trace_id$` label matcher, a negative start shift and an unsigned end shift (Grafana's
+`intervalToMs` accepts `-1m` and `1m` but throws on `+1m`), stable uids.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def datasources(settings: Settings, prometheus_url: str = "http://prometheus:909
                  "nodeGraph": {"enabled": True},
                  "spanBar": {"type": "Duration"},
                  "tracesToLogsV2": {
-                     "datasourceUid": g.loki_uid, "spanStartTimeShift": "-1m", "spanEndTimeShift": "+1m",
+                     "datasourceUid": g.loki_uid, "spanStartTimeShift": "-1m", "spanEndTimeShift": "1m",
                      "tags": tags, "filterByTraceID": True, "filterBySpanID": False,
                      # Line OR structured metadata, like the correlator's two lookups.
                      "customQuery": True,
@@ -81,7 +82,7 @@ def datasources(settings: Settings, prometheus_url: str = "http://prometheus:909
                               "| hit=\"true\" or trace_id=\"$${__trace.traceId}\"",
                  },
                  "tracesToMetrics": {
-                     "datasourceUid": g.prometheus_uid, "spanStartTimeShift": "-5m", "spanEndTimeShift": "+5m",
+                     "datasourceUid": g.prometheus_uid, "spanStartTimeShift": "-5m", "spanEndTimeShift": "5m",
                      "tags": tags,
                      "queries": [
                          {"name": "Request rate", "query": f"sum(rate({SPAN_CALLS}{{$$__tags}}[5m]))"},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -32,6 +32,7 @@ __all__ = ["LokiSource", "parse_streams"]
 SOURCE = "loki"
 PATH = "/loki/api/v1/query_range"
 _ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
+_LOOKUPS = ("line-filter", "structured-metadata")
 
 
 def _line_id(timestamp_ns: int, service: str | None, line: str) -> str:
@@ -40,8 +41,28 @@ def _line_id(timestamp_ns: int, service: str | None, line: str) -> str:
     return f"log-{digest}"
 
 
+def _ns_param(ns: int) -> str:
+    # Loki reads an integer of ≤ 10 digits as seconds: always send 19 digits (zero-padded).
+    return f"{max(ns, 0):019d}"
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _strings(mapping: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
+
+
 def parse_streams(body: Any, settings: LokiSettings) -> tuple[list[LogLine], int]:
-    """A query_range `streams` answer (either shape) → LogLines, and the number of entries."""
+    """A query_range `streams` answer (either shape) → LogLines, and the number of entries.
+
+    Raises ValueError/TypeError/IndexError when the body is not such an answer.
+    """
     if not isinstance(body, dict) or body.get("status") != "success":
         raise ValueError("not a success envelope")
     data = body.get("data")
@@ -53,7 +74,7 @@ def parse_streams(body: Any, settings: LokiSettings) -> tuple[list[LogLine], int
     lines: list[LogLine] = []
     entries = 0
     for stream in data["result"]:
-        labels: Mapping[str, str] = {str(k): str(v) for k, v in (stream.get("stream") or {}).items()}
+        labels = _strings(stream.get("stream"))
         service = labels.get(settings.service_label)
         for value in stream.get("values") or ():
             entries += 1
@@ -61,19 +82,28 @@ def parse_streams(body: Any, settings: LokiSettings) -> tuple[list[LogLine], int
             metadata: dict[str, str] = {}
             if len(value) > 2 and isinstance(value[2], dict):
                 for group in ("structuredMetadata", "parsed"):
-                    metadata.update({str(k): str(v) for k, v in (value[2].get(group) or {}).items()
-                                     if not str(k).startswith("__error")})
+                    metadata.update({k: v for k, v in _strings(value[2].get(group)).items()
+                                     if not k.startswith("__error")})
             elif not categorized:
-                metadata = dict(labels)  # folded shape: metadata hides among the labels
+                # Folded shape: metadata hides among the labels and cannot be told apart.
+                metadata = {k: v for k, v in labels.items() if not k.startswith("__error")}
             context = extract_trace_context(text, settings, metadata)
-            level = context.level or next(
-                (metadata[f].lower() for f in settings.level_fields if metadata.get(f)), None
-            ) or next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
+            level = context.level or next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
             lines.append(LogLine(
                 id=_line_id(ts, service, text), timestamp_ns=ts, line=text, service=service, level=level,
                 labels=labels, metadata=metadata, span_id=context.span_id,
             ))
     return lines, entries
+
+
+def _merge(kept: LogLine, other: LogLine) -> LogLine:
+    """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
+    richer, poorer = (other, kept) if len(other.metadata) > len(kept.metadata) else (kept, other)
+    return LogLine(
+        id=kept.id, timestamp_ns=kept.timestamp_ns, line=kept.line, service=kept.service,
+        level=richer.level or poorer.level, labels=richer.labels,
+        metadata={**poorer.metadata, **richer.metadata}, span_id=richer.span_id or poorer.span_id,
+    )
 
 
 class LokiSource:
@@ -82,21 +112,27 @@ class LokiSource:
         self.client = client
 
     def selector(self, services: Sequence[str] | None) -> str:
-        if self.settings.selector_strategy == "services" and services:
-            return stream_selector(self.settings.service_label, services)
+        """The stream selector: the trace's services, else (unknown / strategy "static") the configured one."""
+        # Names no LogQL literal can hold (empty, lone surrogates) cannot narrow the search.
+        usable = [s for s in services or () if s and _is_utf8(s)]
+        if self.settings.selector_strategy == "services" and usable:
+            return stream_selector(self.settings.service_label, usable)
         return self.settings.static_selector
 
     def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, str]:
+        """(line filter, structured-metadata filter) for this ID over the services' streams."""
         selector = self.selector(services)
-        ids = [trace_id.hex] + ([trace_id.short] if trace_id.is_64bit else [])
-        return line_filter_query(selector, trace_id.needle), metadata_query(selector, "trace_id", ids)
+        # OTLP writes 32 hex into metadata; a pushed 64-bit ID may be the 16-character form.
+        hexes = [trace_id.hex] + ([trace_id.short] if trace_id.is_64bit else [])
+        return line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes)
 
     async def _query(self, query: str, window: Window, tenant: str | None) -> tuple[list[LogLine], bool]:
-        params = {"query": query, "start": str(window.start_ns), "end": str(window.end_ns),
+        params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
                   "limit": str(self.settings.max_lines), "direction": "backward"}
         headers = dict(_ENCODING_FLAGS)
-        if tenant or self.settings.tenant:
-            headers["X-Scope-OrgID"] = tenant or self.settings.tenant  # type: ignore[assignment]
+        org = tenant or self.settings.tenant
+        if org:
+            headers["X-Scope-OrgID"] = org
         answer = await get(self.client, SOURCE, PATH, params, headers, self.settings.max_response_bytes)
         if answer.status != 200:
             hint = " (a multi-tenant Loki needs loki.tenant / X-Scope-OrgID)" if answer.status == 401 else ""
@@ -110,18 +146,22 @@ class LokiSource:
 
     async def fetch(self, trace_id: TraceId, window: Window, services: Sequence[str] | None,
                     tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
-        wide = window.widened(int(self.settings.margin_seconds * 1e9))
+        """Every line carrying `trace_id` in `window` (± margin), oldest first.
+
+        `tenant` (the caller's X-Scope-OrgID) wins over `settings.tenant`. One failed lookup
+        still returns the other's lines, marked truncated with a note; two failures raise.
+        """
+        wide = window.widened(round(self.settings.margin_seconds * 1e9))
         # Loki's `end` is exclusive: one more ns keeps a line stamped exactly at the end.
         wide = Window(wide.start_ns, wide.end_ns + 1)
-        by_line, by_metadata = self.queries(trace_id, services)
-        results = await asyncio.gather(self._query(by_line, wide, tenant), self._query(by_metadata, wide, tenant),
+        results = await asyncio.gather(*(self._query(q, wide, tenant) for q in self.queries(trace_id, services)),
                                        return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
+        failures = [(name, r) for name, r in zip(_LOOKUPS, results) if isinstance(r, BaseException)]
+        for _name, failure in failures:
             if not isinstance(failure, SourceError):
-                raise failure
-        if len(failures) == 2:
-            raise failures[0]
+                raise failure  # a bug or a cancellation, not Loki's answer
+        if len(failures) == len(results):
+            raise failures[0][1]
         merged: dict[str, LogLine] = {}
         truncated = False
         for result in results:
@@ -130,22 +170,19 @@ class LokiSource:
             lines, cut = result
             truncated |= cut
             for line in lines:
-                if not self._carries(line, trace_id):
-                    continue
-                kept = merged.get(line.id)
-                if kept is None or len(line.metadata) > len(kept.metadata):
-                    merged[line.id] = line
+                if self._carries(line, trace_id):
+                    merged[line.id] = _merge(merged[line.id], line) if line.id in merged else line
         ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
         note = None
         if failures:
-            which = "line-filter" if isinstance(results[0], BaseException) else "structured-metadata"
-            note = f"partial: the {which} lookup failed: {failures[0]}"
+            name, failure = failures[0]
+            note = f"partial: the {name} lookup failed: {failure}"
         return SourceResult(ordered, truncated=truncated or bool(failures), note=note)
 
     def _carries(self, line: LogLine, trace_id: TraceId) -> bool:
         """The needle may sit inside a longer hex run; keep only lines that really carry the ID."""
-        for field in self.settings.trace_id_fields:
-            value = line.metadata.get(field)
+        for name in self.settings.trace_id_fields:
+            value = line.metadata.get(name)
             if value:
                 try:
                     if parse_trace_id(value) == trace_id:
@@ -155,6 +192,7 @@ class LokiSource:
         return line_carries(line.line, trace_id.spellings)
 
     async def ready(self) -> None:
+        """Raises a SourceError unless Loki's /ready answers 200."""
         answer = await get(self.client, SOURCE, "/ready", None, None, 64 * 1024)
         if answer.status != 200:
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /ready: {answer.text(200)}")

@@ -6,15 +6,19 @@ plus two lines of another trace. It evaluates the LogQL subset a correlator send
 selector of `=`/`=~` matchers, `|= "…"` / `|= \`…\``, `| json`, and label filters joined
 by `or` — honours start (inclusive), end (exclusive), limit, direction, the
 `categorize-labels` flag (both answer shapes) and `X-Scope-OrgID`, and refuses what Loki
-refuses with Loki's own text/plain messages. tests/fakes/test_fake_loki.py proves every
-recorded request gets the recorded answer.
+refuses with Loki's own text/plain messages. tests/test_fake_loki.py proves every recorded
+request gets the recorded answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import json
 import re
+import time
+from datetime import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,11 +221,17 @@ def evaluate(q: Query, entry: Entry) -> dict[str, str] | None:
 # ------------------------------------------------------------------------------ the server
 
 
+@functools.lru_cache(maxsize=1)
+def _stats_template() -> dict[str, Any]:
+    return recorded("query_range.line_filter.json")["response"]["body"]["data"]["stats"]
+
+
 def _stats(processed: int, returned: int) -> dict[str, Any]:
-    return {"summary": {"bytesProcessedPerSecond": 0, "linesProcessedPerSecond": 0, "totalBytesProcessed": 0,
-                        "totalLinesProcessed": processed, "execTime": 0.001, "queueTime": 0.0, "subqueries": 0,
-                        "totalEntriesReturned": returned, "splits": 0, "shards": 1, "totalPostFilterLines": returned,
-                        "totalStructuredMetadataBytesProcessed": 0}}
+    """The recorded `stats` block (same keys as a real Loki 3), with this answer's counts."""
+    stats = copy.deepcopy(_stats_template())
+    stats["summary"].update(totalLinesProcessed=processed, totalEntriesReturned=returned,
+                            totalPostFilterLines=returned, execTime=0.001, queueTime=0.0)
+    return stats
 
 
 def _text(status: int, body: str) -> web.Response:
@@ -229,17 +239,42 @@ def _text(status: int, body: str) -> web.Response:
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
+MAX_ENTRIES = 5000  # max_entries_limit_per_query's default
+
+
+def parse_timestamp(raw: str) -> int:
+    """Loki's `parseTimestamp`: a `.` → float seconds; an integer of ≤ 10 digits → seconds;
+    a longer integer → ns; else RFC 3339."""
+    if "." in raw and not raw[:1].isalpha():
+        try:
+            return int(float(raw) * 1e9)
+        except ValueError:
+            pass
+    if raw.lstrip("-").isdigit():
+        return int(raw) * 1_000_000_000 if len(raw) <= 10 else int(raw)
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f'cannot parse "{raw}" to a valid timestamp') from None
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
 def answer(entries: Sequence[Entry], params: Mapping[str, str], categorize: bool) -> web.Response:
     try:
         q = parse(params.get("query", ""))
-        start, end = int(params["start"]), int(params["end"])
-        limit = int(params.get("limit", "100"))
     except ParseError as exc:
         return _text(400, str(exc))
-    except (KeyError, ValueError):
-        return _text(400, "invalid start/end/limit")
+    try:
+        end = parse_timestamp(params["end"]) if "end" in params else time.time_ns()
+        start = parse_timestamp(params["start"]) if "start" in params else end - 3600 * 1_000_000_000
+        limit = int(params.get("limit", "100"))
+    except ValueError as exc:
+        return _text(400, str(exc))
     if limit <= 0:
         return _text(400, "limit must be a positive value")
+    if limit > MAX_ENTRIES:
+        return _text(400, "max entries limit per query exceeded, limit > max_entries_limit_per_query "
+                          f"({limit} > {MAX_ENTRIES})")
     if end <= start:
         return _text(400, "end timestamp must not be before or equal to start time")
     backward = params.get("direction", "backward").lower() == "backward"
@@ -293,7 +328,9 @@ def make_fake_loki_app(tenants: Mapping[str, Sequence[Entry]] | None = None, lat
             tenant = request.headers.get("X-Scope-OrgID")
             if not tenant:
                 return _text(401, "no org id")
-            entries: Sequence[Entry] = tenants.get(tenant, ())
+            # Loki's multi-tenant read: `a|b` reads both tenants.
+            entries: Sequence[Entry] = sorted((e for t in tenant.split("|") for e in tenants.get(t, ())),
+                                              key=lambda e: e.ts)
         else:
             entries = default
         flags = {f.strip() for f in request.headers.get("X-Loki-Response-Encoding-Flags", "").split(",")}

@@ -148,10 +148,15 @@ def test_macros_survive_grafanas_env_expansion() -> None:
     assert grafana_expand(t2l["query"]).startswith("{${__tags}} | label_format hit=`{{ contains \"${__trace.traceId}\" __line__ }}`")
 
 
-def test_time_shifts_have_explicit_signs() -> None:
+def test_time_shifts_widen_the_span_and_parse_in_grafana() -> None:
+    """Start earlier, end later — and in the form Grafana's intervalToMs accepts:
+    `^(-?\\d+…)(ms|[Mwdhmsy])` (rangeutil.ts): `-1m` and `1m` parse, `+1m` throws and kills the link."""
     jd = shipped()["datasources"][2]["jsonData"]
+    grafana_interval = re.compile(r"^-?\d+(ms|[Mwdhmsy])$")
     for block in (jd["tracesToLogsV2"], jd["tracesToMetrics"]):
-        assert block["spanStartTimeShift"].startswith("-") and block["spanEndTimeShift"].startswith("+")
+        start, end = block["spanStartTimeShift"], block["spanEndTimeShift"]
+        assert grafana_interval.match(start) and grafana_interval.match(end), (start, end)
+        assert start.startswith("-") and not end.startswith(("-", "+")), (start, end)
 
 
 def test_label_matcher_is_anchored() -> None:
