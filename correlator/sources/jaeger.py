@@ -5,12 +5,17 @@ Both encodings are parsed here into the same `Trace`. Facts that shape the code
 enums and ns timestamps as decimal strings; the UI model uses µs integers, prints 64-bit IDs
 as 16 chars and puts service names in `processes`; error bodies are JSON sent as text/plain,
 so answers are read by status and body, never by content type.
+
+Learnt from a real v2.13 (= module v1.76.0): successful v3 answers are `text/plain`, `/api/traces`
+ones `application/json`; an unknown path under `/api/` is answered `200` with the UI's
+index.html (the static handler's catch-all), not HEAD's `404 page not found` — so a Jaeger
+without api_v3 can show itself either way, and both trigger the `/api/traces` fallback.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -28,9 +33,11 @@ __all__ = ["JaegerSource", "parse_otlp_trace", "parse_ui_trace", "ui_trace_url"]
 SOURCE = "jaeger"
 _KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _KIND_NAMES = {"SPAN_KIND_" + v.upper(): v for v in _KINDS.values()}
+_V1_NOTE = "answered by /api/traces (no api_v3)"
 
 
 def ui_trace_url(ui_base: str, trace_hex: str) -> str:
+    """The Jaeger UI page of one trace (`{ui_base}/trace/{id}`), e.g. for links in answers."""
     return f"{ui_base.rstrip('/')}/trace/{trace_hex}"
 
 
@@ -138,11 +145,18 @@ def parse_otlp_trace(obj: Any, trace_id_hex: str) -> Trace:
 def _tags(items: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in items or ():
+        if not isinstance(kv, dict):
+            continue
         value = kv.get("value")
         if kv.get("type") == "int64" and isinstance(value, str):
             value = int(value)  # JS-unsafe int64s arrive as strings
         out[kv.get("key", "")] = value
     return out
+
+
+def _ui_kind(raw: Any) -> str:
+    kind = str(raw or "").lower()
+    return kind if kind in _KINDS.values() else "unspecified"
 
 
 def parse_ui_trace(obj: Any) -> Trace:
@@ -176,6 +190,10 @@ def parse_ui_trace(obj: Any) -> Trace:
             for fields in [_tags(log.get("fields"))]
         )
         status_code = tags.pop("otel.status_code", None)
+        if status_code == "ERROR" and tags.get("error") is True:
+            # Jaeger's OTLP→UI translation adds error=true to every ERROR span; it is not one of
+            # the span's own attributes, and v3 does not show it, so both encodings agree without it.
+            del tags["error"]
         for scope_tag in ("otel.scope.name", "otel.scope.version"):  # OTLP keeps these on the scope
             tags.pop(scope_tag, None)
         spans.append(Span(
@@ -185,7 +203,7 @@ def parse_ui_trace(obj: Any) -> Trace:
             operation=str(raw.get("operationName") or ""),
             start_ns=start,
             end_ns=start + int(raw.get("duration") or 0) * 1000,
-            kind=str(tags.pop("span.kind", "unspecified")),
+            kind=_ui_kind(tags.pop("span.kind", None)),
             status="error" if tags.get("error") in (True, "true") or status_code == "ERROR" else "ok" if status_code == "OK" else "unset",
             status_message=tags.pop("otel.status_description", None),
             attributes=tags,
@@ -214,7 +232,24 @@ def _error_message(answer: HttpAnswer) -> str:
     return answer.text(200)
 
 
+def _route_missing(answer: HttpAnswer) -> bool:
+    """This Jaeger has no such route: HEAD's `404 page not found`, or older ones' UI catch-all page."""
+    if answer.status == 404:
+        return answer.text(50).startswith("404 page not found")
+    return answer.status == 200 and answer.body.lstrip()[:1] == b"<"
+
+
+def _parsed(what: str, parse: Callable[..., Trace], *args: Any) -> Trace:
+    """A 200 whose JSON does not have the documented shape is a protocol error, not a crash."""
+    try:
+        return parse(*args)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise SourceProtocolError(SOURCE, f"{what}: 200 with a malformed trace: {type(exc).__name__}: {exc}") from None
+
+
 class JaegerSource:
+    """One trace by ID from Jaeger v2's query service (api_v3; `/api/traces` when it lacks that)."""
+
     def __init__(self, settings: JaegerSettings, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.client = client
@@ -229,16 +264,17 @@ class JaegerSource:
             params = {"start_time": rfc3339_ns(window.start_ns), "end_time": rfc3339_ns(window.end_ns)}
         path = f"/api/v3/traces/{trace_id.hex}"
         answer = await get(self.client, SOURCE, path, params, self._headers(tenant), self.settings.max_response_bytes)
-        if answer.status == 404 and answer.text(50).startswith("404 page not found"):
+        if _route_missing(answer):
             return await self._fetch_v1(trace_id, window, tenant)  # a Jaeger without api_v3
         if answer.status == 404:
+            # The JSON `{"error":{"httpCode":404,…}}`: "No traces found" / "trace not found".
             return SourceResult(None, not_found=True)
         if answer.status != 200:
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path}: {_error_message(answer)}")
         body = parse_json(SOURCE, answer, f"GET {path}")
         if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
             raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `result` object")
-        trace = parse_otlp_trace(body["result"], trace_id.hex)
+        trace = _parsed(f"GET {path}", parse_otlp_trace, body["result"], trace_id.hex)
         if not trace.spans:
             return SourceResult(None, not_found=True)
         return self._capped(trace)
@@ -247,18 +283,19 @@ class JaegerSource:
         params = {"start": str(window.start_ns // 1000), "end": str(window.end_ns // 1000)} if window else {}
         path = f"/api/traces/{trace_id.hex}"
         answer = await get(self.client, SOURCE, path, params, self._headers(tenant), self.settings.max_response_bytes)
-        if answer.status == 404:
-            return SourceResult(None, not_found=True, note="answered by /api/traces (no api_v3)")
+        if answer.status == 404 and not _route_missing(answer):
+            return SourceResult(None, not_found=True, note=_V1_NOTE)
         if answer.status != 200:
-            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path}: {_error_message(answer)}")
-        body = parse_json(SOURCE, answer, f"GET {path}")
+            # Includes a plain `404 page not found`: neither trace route exists, so this is no Jaeger query service.
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path} (no /api/v3 either): {_error_message(answer)}")
+        body = parse_json(SOURCE, answer, f"GET {path} (no /api/v3 either)")
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `data` list")
         if not data:
-            return SourceResult(None, not_found=True, note="answered by /api/traces (no api_v3)")
-        result = self._capped(parse_ui_trace(data[0]))
-        return SourceResult(result.value, result.truncated, note="answered by /api/traces (no api_v3)")
+            return SourceResult(None, not_found=True, note=_V1_NOTE)
+        result = self._capped(_parsed(f"GET {path}", parse_ui_trace, data[0]))
+        return SourceResult(result.value, result.truncated, note=_V1_NOTE)
 
     def _capped(self, trace: Trace) -> SourceResult[Trace | None]:
         limit = self.settings.max_spans
@@ -267,6 +304,7 @@ class JaegerSource:
         return SourceResult(Trace(trace.trace_id, trace.spans[:limit], trace.warnings), truncated=True)
 
     async def ready(self) -> None:
+        """Raises a SourceError unless the query service answers `GET /api/v3/services` with 200."""
         answer = await get(self.client, SOURCE, "/api/v3/services", None, None, 1024 * 1024)
         if answer.status != 200:
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /api/v3/services: {_error_message(answer)}")
