@@ -24,7 +24,6 @@ import httpx
 from tests.conftest import skip_or_fail
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_JAEGER_BIN = Path.home() / ".cache" / "correlator" / "bin" / "jaeger"
 
 
 def free_port() -> int:
@@ -78,12 +77,16 @@ class Jaeger:
 
 
 def jaeger_binary() -> Path | None:
-    path = Path(os.environ.get("CORRELATOR_JAEGER_BIN", DEFAULT_JAEGER_BIN))
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    """One lookup for everyone (jaeger_server.py imports this module, hence the late import)."""
+    from tests.integration.jaeger_server import jaeger_binary as find
+
+    return find()
 
 
 @contextmanager
 def jaeger_server() -> Iterator[Jaeger]:
+    from tests.integration.jaeger_server import jaeger_config
+
     binary = jaeger_binary()
     if binary is None:
         skip_or_fail("no Jaeger v2 binary (run scripts/install-jaeger, or set CORRELATOR_JAEGER_BIN)")
@@ -91,48 +94,7 @@ def jaeger_server() -> Iterator[Jaeger]:
     query, grpc, otlp, health = free_port(), free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "jaeger.yaml"
-        config.write_text(textwrap.dedent(f"""\
-            service:
-              extensions: [jaeger_storage, jaeger_query, healthcheckv2]
-              pipelines:
-                traces:
-                  receivers: [otlp]
-                  processors: [batch]
-                  exporters: [jaeger_storage_exporter]
-              telemetry:
-                metrics:
-                  level: none
-                logs:
-                  level: warn
-            extensions:
-              healthcheckv2:
-                use_v2: true
-                http:
-                  endpoint: 127.0.0.1:{health}
-              jaeger_query:
-                storage:
-                  traces: memstore
-                http:
-                  endpoint: 127.0.0.1:{query}
-                grpc:
-                  endpoint: 127.0.0.1:{grpc}
-              jaeger_storage:
-                backends:
-                  memstore:
-                    memory:
-                      max_traces: 10000
-            receivers:
-              otlp:
-                protocols:
-                  http:
-                    endpoint: 127.0.0.1:{otlp}
-            processors:
-              batch:
-                timeout: 50ms
-            exporters:
-              jaeger_storage_exporter:
-                trace_storage: memstore
-            """))
+        config.write_text(jaeger_config(query, grpc, otlp, health))
         base = f"http://127.0.0.1:{query}"
         # Jaeger's graceful shutdown takes ~10 s even on an idle in-memory store (measured, exit 0);
         # nothing here needs flushing, so it gets 1 s before the kill.
