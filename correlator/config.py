@@ -76,8 +76,7 @@ class _SourceCommon:
     bearer_token: str | None = None
     basic_auth_user: str | None = None
     basic_auth_password: str | None = None
-    # httpcore scans every pooled connection on each request (has_expired → getpeername), so a
-    # big pool costs CPU per request: 100 → 20 doubled correlations/s in bench P3.
+    # Connections per backend (aiohttp's pool; beyond it requests queue for the pool timeout).
     max_connections: int = 20
     max_response_bytes: int = 64 * 1024 * 1024
     retry_attempts: int = 3  # total tries for a GET that fails to connect or answers 429/502/503/504

@@ -17,6 +17,7 @@ import orjson
 
 from correlator.config import _SourceCommon
 from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
+from correlator.sources._aiohttp import AiohttpTransport
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, ResilientTransport, RetryPolicy
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "get", "make_client", "map_source_errors", "parse_json"]
@@ -52,8 +53,9 @@ def make_client(settings: _SourceCommon, transport: httpx.AsyncBaseTransport | N
         auth = httpx.BasicAuth(settings.basic_auth_user, settings.basic_auth_password or "")
     t = settings.timeout
     limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
-    # httpx ignores `limits` when a transport is given, so the pool is configured here.
-    inner = transport or httpx.AsyncHTTPTransport(limits=limits)
+    # httpx's API over aiohttp's connection pool: httpcore's pool cost 1.8 ms of CPU per request
+    # under load (it probes every pooled socket on each request), aiohttp's 0.3 ms (bench P3).
+    inner = transport or AiohttpTransport(limits=limits, trust_env=False)
     breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds) if settings.breaker_failures else None
     resilient = ResilientTransport(inner, RetryPolicy(settings.retry_attempts, settings.retry_base_seconds), breaker)
     return httpx.AsyncClient(

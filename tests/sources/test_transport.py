@@ -1,0 +1,124 @@
+"""The real client stack (httpx over aiohttp's pool) against raw TCP peers that misbehave.
+
+What a user sees in `sources.<name>.status` depends on which exception a wire failure becomes;
+httpx-aiohttp alone reports a refused port as a timeout, so each failure is pinned here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from correlator.config import load_settings
+from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
+from correlator.sources._http import get, make_client
+
+Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_peer(handle: Peer) -> AsyncIterator[str]:
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+async def fetch(url: str, read_timeout: float = 5.0) -> SourceError | bytes:
+    settings = load_settings(environ={"CORRELATOR_LOKI_URL": url, "CORRELATOR_LOKI_RETRY_ATTEMPTS": "1",
+                                      "CORRELATOR_LOKI_TIMEOUT_READ": str(read_timeout)}).loki
+    async with make_client(settings) as client:
+        try:
+            return (await get(client, "loki", "/ready")).body
+        except SourceError as exc:
+            return exc
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_healthy_answer_passes_through_with_keep_alive_reuse() -> None:
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        for _ in range(3):
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nready")
+            await writer.drain()
+
+    async with raw_peer(handle) as url:
+        settings = load_settings(environ={"CORRELATOR_LOKI_URL": url}).loki
+        async with make_client(settings) as client:
+            bodies = [(await get(client, "loki", "/ready")).body for _ in range(3)]
+    assert bodies == [b"ready"] * 3
+    assert connections == 1, "sequential requests must reuse one keep-alive connection"
+
+
+async def test_a_refused_port_is_unavailable_not_a_timeout() -> None:
+    outcome = await fetch(f"http://127.0.0.1:{closed_port()}")
+    assert isinstance(outcome, SourceUnavailable) and not isinstance(outcome, SourceTimeout)
+    assert outcome.status == "unavailable"
+
+
+async def test_a_peer_that_closes_without_answering_is_a_bad_response() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.close()
+
+    async with raw_peer(handle) as url:
+        outcome = await fetch(url)
+    assert isinstance(outcome, SourceProtocolError) and outcome.status == "bad_response"
+
+
+async def test_a_peer_that_does_not_speak_http_is_a_bad_response() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async with raw_peer(handle) as url:
+        outcome = await fetch(url)
+    assert isinstance(outcome, SourceProtocolError), outcome
+    assert "loki" in str(outcome)
+
+
+async def test_a_body_cut_short_is_a_bad_response() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"status\":")
+        await writer.drain()
+        writer.close()
+
+    async with raw_peer(handle) as url:
+        outcome = await fetch(url)
+    assert isinstance(outcome, SourceProtocolError), outcome
+
+
+@pytest.mark.parametrize("when", ["before headers", "mid body"])
+async def test_silence_past_the_read_timeout_is_a_timeout(when: str) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        if when == "mid body":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+            await writer.drain()
+        await asyncio.sleep(5)
+
+    async with raw_peer(handle) as url:
+        outcome = await fetch(url, read_timeout=0.2)
+    assert isinstance(outcome, SourceTimeout), outcome
