@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import random
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,26 +119,89 @@ def p4(quick: bool) -> None:
 # ------------------------------------------------------------------------------ P3
 
 
-def p3(quick: bool, fault_rate: float = 0.0) -> None:
+def _backends(port: int, latency_ms: int, fault_rate: float) -> subprocess.Popen[bytes]:
+    """The Go backends when Go is here (they leave the CPU to the correlator), else the Python ones."""
+    from bench.fake_backends import exemplars, loki_streams, otlp_trace
+
+    source = REPO / "bench" / "backends.go"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "correlator" / "bin"
+    binary = cache / f"bench-backends-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
+    if not binary.exists() and shutil.which("go"):
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["go", "build", "-o", str(binary), str(source)], check=True, cwd=REPO,
+                       env={**os.environ, "GO111MODULE": "off"})
+    if binary.exists():
+        templates = Path(tempfile.mkdtemp(prefix="bench-templates-"))
+        for name, body in (("trace.json", otlp_trace(20)), ("logs.json", loki_streams(20)), ("exemplars.json", exemplars(2))):
+            (templates / name).write_bytes(body)
+        print(f"    backends: Go ({binary.name}), {latency_ms} ms latency")
+        return subprocess.Popen([str(binary), str(port), str(latency_ms), str(templates), str(fault_rate)])
+    print(f"    backends: Python (no Go here), {latency_ms} ms latency")
+    return subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(port), str(latency_ms), "20"], cwd=REPO,
+                            env={**os.environ, "BENCH_FAULT_RATE": str(fault_rate)})
+
+
+def _load(api: str, clients: int, duration: int) -> subprocess.Popen[str]:
+    """wrk (C, one thread) when installed: the load generator then costs almost no CPU; else load.py."""
+    if shutil.which("wrk"):
+        return subprocess.Popen(["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "--timeout", "10s",
+                                 "-s", str(REPO / "bench" / "wrk_correlate.lua"), api], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(REPO / "bench" / "load.py"), api, str(clients), str(duration)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _summarise_wrk(out: str, clients: int, duration: int) -> str:
+    """wrk's report → the same one line load.py prints."""
+    if not out.lstrip().startswith("Running"):
+        return out.strip()
+    def number(pattern: str, default: float = 0.0) -> float:
+        found = re.search(pattern, out)
+        return float(found.group(1)) if found else default
+    def ms(label: str) -> float:
+        found = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\b", out, re.M)
+        if not found:
+            return float("nan")
+        return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+    statuses = {int(k): int(v) for k, v in re.findall(r"(\d{3}): (\d+)", out.split("statuses", 1)[-1])}
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(v for k, v in statuses.items() if k >= 500) + (sum(map(int, socket.groups())) if socket else 0)
+    rate = number(r"Requests/sec:\s+([\d.]+)")
+    return (f"P3  {clients} clients × {duration}s (wrk): {rate:.0f} correlations/s, p50 {ms('50'):.1f} ms, "
+            f"p99 {ms('99'):.1f} ms, errors {errors}, statuses {dict(sorted(statuses.items()))}")
+
+
+def _listeners(port: int) -> int:
+    """Listening sockets on `port` (with SO_REUSEPORT, one per worker)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1].endswith(f":{port:04X}") and row.split()[3] == "0A")
+
+
+def p3(quick: bool, fault_rate: float = 0.0, workers: int = 1, floor: str | None = None) -> None:
     import httpx
 
-    duration = 5 if quick else 60
+    duration = 5 if quick else int(os.environ.get("BENCH_DURATION", "60"))
     clients = 20 if quick else 100
     backend_port, api_port = free_port(), free_port()
-    backends = subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(backend_port), "20", "20"], cwd=REPO,
-                                env={**os.environ, "BENCH_FAULT_RATE": str(fault_rate)})
+    backends = _backends(backend_port, 20, fault_rate)
     base = f"http://127.0.0.1:{backend_port}"
     env = {**os.environ, "CORRELATOR_JAEGER_URL": base, "CORRELATOR_LOKI_URL": base, "CORRELATOR_PROMETHEUS_URL": base,
            "CORRELATOR_CACHE_MAX_ENTRIES": "0", "CORRELATOR_SERVER_PORT": str(api_port), "CORRELATOR_DEADLINE_SECONDS": "2"}
-    server = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--port", str(api_port)], cwd=REPO, env=env,
-                              stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "correlator", "serve", "--port", str(api_port), "--workers", str(workers)]
+    if floor:  # the same load against the four backend calls alone (bench/floor.py), one process
+        command, workers = [sys.executable, str(REPO / "bench" / "floor.py"), str(api_port), base, floor], 1
+    server = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
-                if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=1).status_code == 200:
+                # Every worker must be listening before the load connects: wrk's connections are
+                # long-lived, and the kernel only spreads them over sockets that exist.
+                if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=1).status_code == 200 and \
+                        _listeners(api_port) >= workers:
                     break
             except httpx.HTTPError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
+
         def pids() -> list[int]:
             children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
             return [server.pid, *map(int, children)]
@@ -147,16 +214,15 @@ def p3(quick: bool, fault_rate: float = 0.0) -> None:
                 fds += len(os.listdir(f"/proc/{pid}/fd"))
             return rss, fds
 
-        load = subprocess.Popen([sys.executable, str(REPO / "bench" / "load.py"), f"http://127.0.0.1:{api_port}", str(clients),
-                                 str(duration)], stdout=subprocess.PIPE, text=True)
+        load = _load(f"http://127.0.0.1:{api_port}", clients, duration)
         time.sleep(duration * 0.25)
         early = sample()
         out, _ = load.communicate(timeout=duration + 60)
         late = sample()
         hwm = sum(next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                        if line.startswith("VmHWM")) for pid in pids()) / 1024
-        label = f"SOAK (faults in {fault_rate:.0%} of backend answers)" if fault_rate else "P3"
-        print(out.strip().replace("P3 ", label + " ", 1))
+        label = f"SOAK (faults in {fault_rate:.0%} of backend answers)" if fault_rate else f"P3 floor {floor}" if floor else "P3"
+        print(_summarise_wrk(out, clients, duration).replace("P3 ", label + " ", 1) + f", {workers} worker(s)")
         print(f"{'SOAK' if fault_rate else 'P5 '} server RSS at 25% {early[0]:.0f} MB → end {late[0]:.0f} MB (peak {hwm:.0f} MB); "
               f"open fds {early[1]} → {late[1]}")
     finally:
@@ -165,9 +231,9 @@ def p3(quick: bool, fault_rate: float = 0.0) -> None:
             proc.wait(10)
 
 
-def soak(quick: bool) -> None:
+def soak(quick: bool, workers: int = 1) -> None:
     """100 clients for 60 s with faults mixed in: no 5xx, RSS and fd count flat."""
-    p3(quick, fault_rate=0.1)
+    p3(quick, fault_rate=0.1, workers=workers)
 
 
 # ------------------------------------------------------------------------------ P1 / P1b
@@ -262,10 +328,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
+    parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")
+    parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp"],
+                        help="p3: load bench/floor.py (the four backend calls alone, with this client) instead")
     args = parser.parse_args()
     random.seed(1)
     for name in (["p2", "p4", "p3", "soak", "p1"] if args.figure == "all" else [args.figure]):
-        globals()[name](args.quick)
+        if name == "p3":
+            p3(args.quick, workers=args.workers, floor=args.floor)
+        elif name == "soak":
+            soak(args.quick, workers=args.workers)
+        else:
+            globals()[name](args.quick)
     return 0
 
 

@@ -44,3 +44,22 @@ async def test_own_request_has_a_span_an_exemplar_and_a_log_line(aiohttp_client:
         record = logging.LogRecord("correlator", logging.INFO, __file__, 1, "correlated", (), None)
         body = json.loads(_JsonFormatter().format(record))
     assert body["trace_id"] == format(span.get_span_context().trace_id, "032x") and body["level"] == "info"
+
+
+async def test_served_logs_carry_no_per_request_chatter_from_the_http_client(aiohttp_client: Any, capsys: Any) -> None:
+    """`correlator serve`'s logging: our own lines stay, httpx's INFO line per backend call does not."""
+    from correlator.telemetry import configure_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging()
+        client = await aiohttp_client(create_app(load_settings(environ={}), Backends().transports()))
+        assert (await client.get(f"/correlate/{TRACE}")).status == 200
+        logging.getLogger("correlator.test").info("still ours")
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert [line["msg"] for line in lines if line["logger"] == "correlator.test"] == ["still ours"]
+    assert not [line for line in lines if line["logger"].startswith(("httpx", "httpcore"))], lines
