@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -20,7 +21,7 @@ from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, S
 from correlator.sources._aiohttp import AiohttpTransport
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, ResilientTransport, RetryPolicy
 
-__all__ = ["HttpAnswer", "ResponseTooLarge", "get", "make_client", "map_source_errors", "parse_json"]
+__all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "parse_json"]
 
 USER_AGENT = "correlator/0.1"
 
@@ -87,6 +88,15 @@ async def map_source_errors(source: str, what: str) -> AsyncIterator[None]:
         raise SourceUnavailable(source, f"{type(exc).__name__} on {what}: {exc}") from None
 
 
+def absolute_url(client: httpx.AsyncClient, path: str, params: Mapping[str, str] | None) -> httpx.URL:
+    """base_url + path + query, encoded once. httpx's own `params=` merge re-parses the URL
+    in pure Python several times (75 µs per Loki query; this: 25 µs; bench P3)."""
+    url = str(client.base_url).rstrip("/") + path
+    if params:
+        url += "?" + urlencode(params, quote_via=quote)
+    return httpx.URL(url)
+
+
 async def get(
     client: httpx.AsyncClient,
     source: str,
@@ -97,7 +107,7 @@ async def get(
 ) -> HttpAnswer:
     """GET `path`, reading at most `max_bytes` of body; any status is returned, not raised."""
     async with map_source_errors(source, f"GET {path}"):
-        async with client.stream("GET", path, params=params, headers=headers) as response:
+        async with client.stream("GET", absolute_url(client, path, params), headers=headers) as response:
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():

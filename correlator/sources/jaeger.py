@@ -72,7 +72,7 @@ def _otlp_id(raw: Any, size: int) -> str | None:
     if not isinstance(raw, str) or not raw:
         return None
     text = raw.lower()
-    if len(text) == size * 2 and all(c in "0123456789abcdef" for c in text):
+    if len(text) == size * 2 and not text.strip("0123456789abcdef"):  # all hex (C speed: 3 per span)
         return None if text == "0" * (size * 2) else text
     try:
         decoded = base64.b64decode(raw, validate=True)

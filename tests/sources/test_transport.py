@@ -122,3 +122,26 @@ async def test_silence_past_the_read_timeout_is_a_timeout(when: str) -> None:
     async with raw_peer(handle) as url:
         outcome = await fetch(url, read_timeout=0.2)
     assert isinstance(outcome, SourceTimeout), outcome
+
+
+@pytest.mark.parametrize("base", ["http://loki:3100", "http://gateway/loki-prefix/", "https://h.example:8443/a/b"])
+def test_the_pre_encoded_url_means_what_httpx_params_would(base: str) -> None:
+    from hypothesis import given, settings as hsettings, strategies as st
+
+    import httpx
+
+    from correlator.sources._http import absolute_url
+
+    client = httpx.AsyncClient(base_url=base)
+
+    @hsettings(max_examples=200, deadline=None)
+    @given(st.dictionaries(st.text(min_size=1), st.text()))
+    def same_meaning(params: dict[str, str]) -> None:
+        ours = absolute_url(client, "/loki/api/v1/query_range", params)
+        theirs = client.build_request("GET", "/loki/api/v1/query_range", params=params).url
+        assert (ours.scheme, ours.host, ours.port, ours.path) == (theirs.scheme, theirs.host, theirs.port, theirs.path)
+        assert list(ours.params.multi_items()) == list(theirs.params.multi_items()) == list(params.items())
+
+    same_meaning()
+    logql = '{service_name=~"a|b"} |= "4bf92f3577b34da6a3ce929d0e0e4736" | trace_id=`x` # & + %'
+    assert absolute_url(client, "/q", {"query": logql}).params["query"] == logql
