@@ -251,6 +251,9 @@ def p1(quick: bool) -> None:
     from tests.integration.otlp import send_seed_trace
     from tests.integration.servers import jaeger_server, prometheus_server
 
+    import aiohttp
+    from aiohttp import web
+
     sc = scenario()
     runs = 10 if quick else 60
     loki_latency = 0.05
@@ -261,16 +264,29 @@ def p1(quick: bool) -> None:
         send_seed_trace(jaeger.otlp_url, sc["trace_id"], sc["span_ids"], t0)
         time.sleep(1)
 
-        async def main() -> None:
-            from aiohttp import web
-
-            runner = web.AppRunner(make_fake_loki_app(latency_s=loki_latency, shift_ns=t0 - sc["t0_unix_nano"]))
+        async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+            runner = web.AppRunner(app)
             await runner.setup()
-            loki_port = free_port()
-            await web.TCPSite(runner, "127.0.0.1", loki_port).start()
-            loki_url = f"http://127.0.0.1:{loki_port}"
-            s = load_settings(environ={"CORRELATOR_JAEGER_URL": jaeger.query_url, "CORRELATOR_LOKI_URL": loki_url,
-                                       "CORRELATOR_PROMETHEUS_URL": prom.url, "CORRELATOR_CACHE_MAX_ENTRIES": "0"})
+            port = free_port()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            return runner, f"http://127.0.0.1:{port}"
+
+        def delayed(upstream: str, latency_s: float) -> web.Application:
+            """A real backend, answering `latency_s` later (a remote or loaded Jaeger/Prometheus)."""
+            app = web.Application()
+
+            async def forward(request: web.Request) -> web.Response:
+                await asyncio.sleep(latency_s)
+                async with aiohttp.ClientSession() as session, session.get(upstream + request.path_qs) as response:
+                    return web.Response(status=response.status, body=await response.read(),
+                                        content_type=response.content_type)
+
+            app.router.add_get("/{tail:.*}", forward)
+            return app
+
+        async def measure(label: str, jaeger_url: str, loki_url: str, prom_url: str) -> None:
+            s = load_settings(environ={"CORRELATOR_JAEGER_URL": jaeger_url, "CORRELATOR_LOKI_URL": loki_url,
+                                       "CORRELATOR_PROMETHEUS_URL": prom_url, "CORRELATOR_CACHE_MAX_ENTRIES": "0"})
             tid = parse_trace_id(sc["trace_id"])
             window = Window(t0, t0 + 145_000_000)
             services = ["api-gateway", "auth-service", "course-service"]
@@ -290,25 +306,25 @@ def p1(quick: bool) -> None:
                     t = time.perf_counter()
                     out = await correlator.correlate(tid, window)
                     hinted.append((time.perf_counter() - t) * 1000)
-                    assert len(out.correlation.logs) == 8
+                    assert len(out.correlation.logs) == 8 and out.correlation.trace is not None
                     t = time.perf_counter()
                     await correlator.correlate(tid)
                     unhinted.append((time.perf_counter() - t) * 1000)
             medians = {k: statistics.median(v) for k, v in singles.items()}
             slowest = max(medians.values())
-            print("P1  single calls alone (p50 ms): " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
-            print(f"P1  correlate with hint p50 {statistics.median(hinted):.2f} ms → ÷ slowest single = "
+            print(f"P1  [{label}] single calls alone (p50 ms): " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+            print(f"P1  [{label}] correlate with hint p50 {statistics.median(hinted):.2f} ms → ÷ slowest single = "
                   f"{statistics.median(hinted) / slowest:.3f}")
-            print(f"P1  correlate without hint p50 {statistics.median(unhinted):.2f} ms → ÷ slowest single = "
+            print(f"P1  [{label}] correlate without hint p50 {statistics.median(unhinted):.2f} ms → ÷ slowest single = "
                   f"{statistics.median(unhinted) / slowest:.3f} (floor: jaeger + max(loki, prometheus) = "
                   f"{medians['jaeger'] + max(medians['loki'], medians['prometheus']):.2f} ms)")
 
-            def naive() -> None:  # what a user's script does: three sequential blocking calls
-                requests.get(f"{jaeger.query_url}/api/v3/traces/{tid.hex}", timeout=10).json()
+            def naive() -> None:  # what a user's script does: the same calls, one after another, blocking
+                requests.get(f"{jaeger_url}/api/v3/traces/{tid.hex}", timeout=10).json()
                 for query in loki_src.queries(tid, services):
                     requests.get(f"{loki_url}/loki/api/v1/query_range", params={
                         "query": query, "start": str(t0 - 60 * 10**9), "end": str(t0 + 61 * 10**9), "limit": "1000"}, timeout=10).json()
-                requests.get(f"{prom.url}/api/v1/query_exemplars", params={
+                requests.get(f"{prom_url}/api/v1/query_exemplars", params={
                     "query": '{__name__=~".+"}', "start": f"{t0 / 1e9 - 60:.3f}", "end": f"{t0 / 1e9 + 60:.3f}"}, timeout=10).json()
 
             naive_ms = []
@@ -316,10 +332,20 @@ def p1(quick: bool) -> None:
                 t = time.perf_counter()
                 await asyncio.to_thread(naive)
                 naive_ms.append((time.perf_counter() - t) * 1000)
-            print(f"P1b naive sequential (requests) p50 {statistics.median(naive_ms):.2f} ms → naive ÷ ours(hint) = "
+            print(f"P1b [{label}] naive sequential (requests) p50 {statistics.median(naive_ms):.2f} ms → naive ÷ ours(hint) = "
                   f"{statistics.median(naive_ms) / statistics.median(hinted):.2f}, naive ÷ ours(no hint) = "
                   f"{statistics.median(naive_ms) / statistics.median(unhinted):.2f}")
-            await runner.cleanup()
+
+        async def main() -> None:
+            loki, loki_url = await serve(make_fake_loki_app(latency_s=loki_latency, shift_ns=t0 - sc["t0_unix_nano"]))
+            await measure(f"Loki {loki_latency * 1000:.0f} ms, Jaeger and Prometheus as they are", jaeger.query_url, loki_url, prom.url)
+            # Parallelism buys sum ÷ max: with one slow backend that is ~1, so also measure the case
+            # where every backend is as slow as Loki (remote, loaded, or behind a gateway).
+            slow_jaeger, slow_jaeger_url = await serve(delayed(jaeger.query_url, loki_latency))
+            slow_prom, slow_prom_url = await serve(delayed(prom.url, loki_latency))
+            await measure(f"all three {loki_latency * 1000:.0f} ms", slow_jaeger_url, loki_url, slow_prom_url)
+            for runner in (loki, slow_jaeger, slow_prom):
+                await runner.cleanup()
 
         asyncio.run(main())
 
