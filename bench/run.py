@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import gc
 import hashlib
 import os
 import random
@@ -53,9 +55,11 @@ def free_port() -> int:
 # ------------------------------------------------------------------------------ P2 / P5
 
 
-def p2(quick: bool) -> None:
+def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
+    """One size, in its own process (peak RSS is per process): prints one table row."""
     from bench.fake_backends import exemplars, loki_streams, otlp_trace
     from correlator.analysis import analyse
+    from correlator.gcpause import gc_paused
     from correlator.join import join
     from correlator.sources.jaeger import parse_otlp_trace
     from correlator.sources.loki import parse_streams
@@ -63,33 +67,81 @@ def p2(quick: bool) -> None:
     from correlator.spantree import build_tree
 
     settings = load_settings(environ={})
-    sizes = [(200, 1000, 40), (1000, 5000, 200)] if quick else [(1000, 5000, 200), (10_000, 50_000, 2000), (100_000, 500_000, 20_000)]
-    print("P2  spans   logs   exemplars | json parse ms | model parse ms | join+analysis ms | (join+analysis)/json | peak RSS MB")
-    previous = None
-    for spans, lines, exes in sizes:
-        bodies = (otlp_trace(spans), loki_streams(lines), exemplars(exes))
-        repeats = 1 if spans >= 100_000 else 3
-        parse_ms, model_ms, work_ms = [], [], []
-        for _ in range(repeats):
-            t = time.perf_counter()
+    bodies = [otlp_trace(spans), loki_streams(lines), exemplars(exes)]
+    gc.collect()
+    # Generating the bodies peaks higher than anything measured here: reset the peak (Linux ≥ 4.0).
+    Path("/proc/self/clear_refs").write_text("5")
+    parse_ms, model_ms, work_ms, control_ms = [], [], [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        with gc_paused():  # as the service parses (correlator.sources._http.parse_json)
             raw = [orjson.loads(b) for b in bodies]
-            parse_ms.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
-            trace = parse_otlp_trace(raw[0]["result"], "4bf92f3577b34da6a3ce929d0e0e4736")
-            logs, _ = parse_streams(raw[1], settings.loki)
-            found, _ = parse_exemplars(raw[2], settings.prometheus.trace_id_labels, settings.prometheus.span_id_labels)
-            model_ms.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
+        parse_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        trace = parse_otlp_trace(raw[0]["result"], "4bf92f3577b34da6a3ce929d0e0e4736")
+        logs, _ = parse_streams(raw[1], settings.loki)
+        found, _ = parse_exemplars(raw[2], settings.prometheus.trace_id_labels, settings.prometheus.span_id_labels)
+        model_ms.append((time.perf_counter() - t) * 1000)
+        del raw  # the service drops the parsed JSON once the model is built
+        t = time.perf_counter()
+        with gc_paused():  # as Correlator._assemble
             tree = build_tree(trace)
             join(tree, logs, found, settings.join.clock_skew_ms)
             analyse(tree, settings.analysis)
-            work_ms.append((time.perf_counter() - t) * 1000)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        pm, mm, wm = statistics.median(parse_ms), statistics.median(model_ms), statistics.median(work_ms)
-        print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:13.1f} | {mm:14.1f} | {wm:16.1f} | {wm / pm:20.2f} | {rss:8.0f}")
-        if previous:
-            print(f"    scaling ×{spans / previous[0]:.0f} input → ×{wm / previous[1]:.1f} join+analysis time")
-        previous = (spans, wm)
+        work_ms.append((time.perf_counter() - t) * 1000)
+        # Control: the barest linear pass over the same spans (index by ID, look each parent up).
+        # Its per-span cost grows with the input too (caches), which sets what "linear" can mean.
+        t = time.perf_counter()
+        with gc_paused():
+            by_id = {span.span_id: span for span in trace.spans}
+            sum(1 for span in trace.spans if span.parent_span_id in by_id)
+        control_ms.append((time.perf_counter() - t) * 1000)
+        del trace, logs, found, tree, by_id
+    # Peak memory of one correlation's worth, as the service holds it: each body until parsed,
+    # the parsed JSON until the model is built, then the model through join and analysis.
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    models = []
+    while bodies:
+        with gc_paused():
+            raw = orjson.loads(bodies.pop(0))
+        models.append(raw)
+        del raw
+        if len(models) == 1:
+            models[0] = parse_otlp_trace(models[0]["result"], "4bf92f3577b34da6a3ce929d0e0e4736")
+        elif len(models) == 2:
+            models[1] = parse_streams(models[1], settings.loki)[0]
+        else:
+            models[2] = parse_exemplars(models[2], settings.prometheus.trace_id_labels, settings.prometheus.span_id_labels)[0]
+    with gc_paused():
+        tree = build_tree(models[0])
+        join(tree, models[1], models[2], settings.join.clock_skew_ms)
+        analyse(tree, settings.analysis)
+    hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+    pm, mm, wm, cm = (statistics.median(v) for v in (parse_ms, model_ms, work_ms, control_ms))
+    print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:13.1f} | {mm:14.1f} | {wm:16.1f} | {wm / pm:20.2f} | "
+          f"{hwm / 1024:11.0f} | {cm:.2f}")
+
+
+def p2(quick: bool) -> None:
+    sizes = [(200, 1000, 40), (1000, 5000, 200)] if quick else [(1000, 5000, 200), (10_000, 50_000, 2000),
+                                                                  (100_000, 500_000, 20_000), (100_000, 2000, 20_000)]
+    print("P2  spans   logs   exemplars | json parse ms | model parse ms | join+analysis ms | (join+analysis)/json | peak RSS MB "
+          "| control ms")
+    previous = None
+    for spans, lines, exes in sizes:
+        repeats = 3 if spans >= 100_000 else 7
+        out = subprocess.run([sys.executable, __file__, "p2-size", str(spans), str(lines), str(exes), str(repeats)],
+                             check=True, capture_output=True, text=True).stdout
+        print(out.rstrip())
+        work, control = float(out.split("|")[3]), float(out.split("|")[6])
+        if previous and lines == spans * 5:
+            print(f"    scaling ×{spans / previous[0]:.0f} input → ×{work / previous[1]:.1f} join+analysis time "
+                  f"(control: ×{control / previous[2]:.1f})")
+        if lines == spans * 5:
+            previous = (spans, work, control)
+    if not quick:
+        print("    (the last row is the service's own cap: loki.max_lines = 1000 per lookup, two lookups)")
 
 
 # ------------------------------------------------------------------------------ P4
@@ -135,7 +187,10 @@ def _backends(port: int, latency_ms: int, fault_rate: float) -> subprocess.Popen
         for name, body in (("trace.json", otlp_trace(20)), ("logs.json", loki_streams(20)), ("exemplars.json", exemplars(2))):
             (templates / name).write_bytes(body)
         print(f"    backends: Go ({binary.name}), {latency_ms} ms latency")
-        return subprocess.Popen([str(binary), str(port), str(latency_ms), str(templates), str(fault_rate)])
+        try:
+            return subprocess.Popen([str(binary), str(port), str(latency_ms), str(templates), str(fault_rate)])
+        finally:
+            atexit.register(shutil.rmtree, templates, True)
     print(f"    backends: Python (no Go here), {latency_ms} ms latency")
     return subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(port), str(latency_ms), "20"], cwd=REPO,
                             env={**os.environ, "BENCH_FAULT_RATE": str(fault_rate)})
@@ -352,6 +407,9 @@ def p1(quick: bool) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if sys.argv[1:2] == ["p2-size"]:  # internal: one P2 size in a fresh process
+        p2_size(*map(int, sys.argv[2:6]))
+        return 0
     parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")

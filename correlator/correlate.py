@@ -20,6 +20,7 @@ from correlator.analysis import analyse
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import SourceError
+from correlator.gcpause import without_gc
 from correlator.ids import TraceId
 from correlator.join import join
 from correlator.model import (
@@ -199,6 +200,7 @@ class Correlator:
         status = SourceStatus.NOT_FOUND if result.not_found else SourceStatus.OK
         return report(status, result.note, result), result
 
+    @without_gc
     def _assemble(
         self,
         trace_id: TraceId,

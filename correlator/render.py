@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 from correlator.config import Settings
 from correlator.correlate import Outcome
+from correlator.gcpause import without_gc
 from correlator.join import ids_by_span
 from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, Span
 from correlator.spantree import SpanTree
@@ -118,6 +119,7 @@ def _summary(c: Correlation, tree: SpanTree | None) -> dict[str, Any]:
     }
 
 
+@without_gc
 def correlation_body(outcome: Outcome, settings: Settings) -> dict[str, Any]:
     c, tree = outcome.correlation, outcome.tree
     log_ids = ids_by_span(c.logs, c.log_placements)

@@ -18,6 +18,7 @@ import orjson
 
 from correlator.config import _SourceCommon
 from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
+from correlator.gcpause import gc_paused
 from correlator.sources._aiohttp import AiohttpTransport
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, ResilientTransport, RetryPolicy
 
@@ -126,7 +127,8 @@ async def get(
 def parse_json(source: str, answer: HttpAnswer, what: str) -> Any:
     """Parse by body, never by content type: Jaeger and Loki send JSON as text/plain."""
     try:
-        return orjson.loads(answer.body)
+        with gc_paused():
+            return orjson.loads(answer.body)
     except orjson.JSONDecodeError:
         raise SourceProtocolError(
             source, f"{what}: HTTP {answer.status} with a body that is not JSON: {answer.text(120)!r}"

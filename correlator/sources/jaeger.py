@@ -25,6 +25,7 @@ from correlator.errors import SourceHTTPError, SourceProtocolError
 from correlator.ids import TraceId, normalise_span_id
 from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
 from correlator.sources import SourceResult
+from correlator.gcpause import without_gc
 from correlator.sources._http import HttpAnswer, get, parse_json
 from correlator.timeparams import rfc3339_ns
 
@@ -95,6 +96,7 @@ def _kind(raw: Any) -> str:
     return _KIND_NAMES.get(str(raw), "unspecified")
 
 
+@without_gc
 def parse_otlp_trace(obj: Any, trace_id_hex: str) -> Trace:
     """OTLP/JSON TracesData (the object inside v3's `result`) → Trace; other traces' spans dropped."""
     if not isinstance(obj, dict):
@@ -159,6 +161,7 @@ def _ui_kind(raw: Any) -> str:
     return kind if kind in _KINDS.values() else "unspecified"
 
 
+@without_gc
 def parse_ui_trace(obj: Any) -> Trace:
     """One UI-model trace (`data[0]` of /api/traces/{id}) → Trace; µs → ns."""
     if not isinstance(obj, dict) or not isinstance(obj.get("spans"), list):
@@ -272,6 +275,7 @@ class JaegerSource:
         if answer.status != 200:
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path}: {_error_message(answer)}")
         body = parse_json(SOURCE, answer, f"GET {path}")
+        del answer  # the raw bytes: not needed past the parse (100k spans: 32 MB)
         if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
             raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `result` object")
         trace = _parsed(f"GET {path}", parse_otlp_trace, body["result"], trace_id.hex)

@@ -22,6 +22,7 @@ from correlator.errors import InvalidTraceId, SourceHTTPError, SourceProtocolErr
 from correlator.ids import TraceId, normalise_span_id, parse_trace_id
 from correlator.model import Exemplar, Window
 from correlator.sources import SourceResult
+from correlator.gcpause import without_gc
 from correlator.sources._http import get, parse_json
 
 __all__ = ["PrometheusSource", "parse_exemplars"]
@@ -43,6 +44,7 @@ def _value(raw: Any) -> float:
     return {"+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf}.get(text, None) or float(text)
 
 
+@without_gc
 def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: Sequence[str]) -> tuple[list[Exemplar], int]:
     """Every exemplar with a valid trace ID, and the count of those skipped for a bad ID."""
     if not isinstance(body, dict) or body.get("status") != "success":
