@@ -101,9 +101,11 @@ def _level(raw: object) -> str | None:
 
 def _first(mapping: Mapping[str, Any], fields: Sequence[str], convert: Callable[[object], str | None]) -> str | None:
     for name in fields:
-        found = convert(mapping.get(name))
-        if found:
-            return found
+        value = mapping.get(name)
+        if value is not None:
+            found = convert(value)
+            if found:
+                return found
     return None
 
 
@@ -139,8 +141,8 @@ def extract_trace_context(line: str, settings: LokiSettings, metadata: Mapping[s
     """The trace ID, span ID and level `line` (plus its structured metadata) carries, normalised."""
     found = _extractors(settings)
     meta = metadata or {}
-    trace_id = _first(meta, settings.trace_id_fields, _trace)
-    span_id = _first(meta, settings.span_id_fields, normalise_span_id)
+    trace_id = _first(meta, settings.trace_id_fields, _trace) if meta else None
+    span_id = _first(meta, settings.span_id_fields, normalise_span_id) if meta else None
     level = None
     body = _json_object(line)
     if body is not None:

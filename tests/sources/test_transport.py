@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 
 from correlator.config import load_settings
@@ -145,3 +147,34 @@ def test_the_pre_encoded_url_means_what_httpx_params_would(base: str) -> None:
     same_meaning()
     logql = '{service_name=~"a|b"} |= "4bf92f3577b34da6a3ce929d0e0e4736" | trace_id=`x` # & + %'
     assert absolute_url(client, "/q", {"query": logql}).params["query"] == logql
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"CORRELATOR_LOKI_BASIC_AUTH_USER": "grafana", "CORRELATOR_LOKI_BASIC_AUTH_PASSWORD": "pä:ss"},
+     lambda r: httpx.BasicAuth("grafana", "pä:ss").auth_flow(r).__next__().headers["Authorization"]),
+    ({"CORRELATOR_LOKI_BEARER_TOKEN": "t0ken"}, lambda _r: "Bearer t0ken"),
+])
+async def test_backend_credentials_and_headers_reach_the_wire(env: dict[str, str], expected: Any) -> None:
+    import httpx
+
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(302, headers={"Location": "/elsewhere", "Set-Cookie": "s=1"}, text="moved")
+
+    settings = load_settings(environ={"CORRELATOR_LOKI_URL": "http://loki:3100/prefix",
+                                      "CORRELATOR_LOKI_HEADERS": "X-Team=sre", **env}).loki
+    async with make_client(settings, httpx.MockTransport(handle)) as client:
+        first = await get(client, "loki", "/ready", {"q": "a b"}, {"X-Scope-OrgID": "t1"})
+        await get(client, "loki", "/ready")
+    assert first.status == 302 and first.body == b"moved", "redirects are answers, never followed"
+    assert len(seen) == 2
+    request = seen[0]
+    assert str(request.url) == "http://loki:3100/prefix/ready?q=a%20b"
+    assert request.headers["Authorization"] == expected(request)
+    assert request.headers["X-Team"] == "sre" and request.headers["X-Scope-OrgID"] == "t1"
+    assert request.headers["User-Agent"].startswith("correlator/")
+    assert "X-Scope-OrgID" not in seen[1].headers, "one request's headers must not leak into the next"
+    assert "cookie" not in seen[1].headers, "a backend's cookie is not sent back"
+    assert request.extensions["timeout"]["read"] == settings.timeout.read
