@@ -22,10 +22,10 @@ import httpx
 
 from correlator.config import JaegerSettings
 from correlator.errors import SourceHTTPError, SourceProtocolError
+from correlator.gcpause import without_gc
 from correlator.ids import TraceId, normalise_span_id
 from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
 from correlator.sources import SourceResult
-from correlator.gcpause import without_gc
 from correlator.sources._http import HttpAnswer, get, parse_json
 from correlator.timeparams import rfc3339_ns
 

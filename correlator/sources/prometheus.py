@@ -19,10 +19,10 @@ import httpx
 
 from correlator.config import PrometheusSettings
 from correlator.errors import InvalidTraceId, SourceHTTPError, SourceProtocolError
+from correlator.gcpause import without_gc
 from correlator.ids import TraceId, normalise_span_id, parse_trace_id
 from correlator.model import Exemplar, Window
 from correlator.sources import SourceResult
-from correlator.gcpause import without_gc
 from correlator.sources._http import get, parse_json
 
 __all__ = ["PrometheusSource", "parse_exemplars"]
