@@ -68,9 +68,6 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
 
     settings = load_settings(environ={})
     bodies = [otlp_trace(spans), loki_streams(lines), exemplars(exes)]
-    gc.collect()
-    # Generating the bodies peaks higher than anything measured here: reset the peak (Linux ≥ 4.0).
-    Path("/proc/self/clear_refs").write_text("5")
     parse_ms, model_ms, work_ms, control_ms = [], [], [], []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -97,10 +94,29 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
             sum(1 for span in trace.spans if span.parent_span_id in by_id)
         control_ms.append((time.perf_counter() - t) * 1000)
         del trace, logs, found, tree, by_id
+    pm, mm, wm, cm = (statistics.median(v) for v in (parse_ms, model_ms, work_ms, control_ms))
+    print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:13.1f} | {mm:14.1f} | {wm:16.1f} | {wm / pm:20.2f} | "
+          f"PEAK | {cm:.2f}")
+
+
+def p2_peak(spans: int, lines: int, exes: int) -> None:
+    """Peak RSS (MB) of one correlation's worth, in a fresh process, as the service holds it."""
+    from bench.fake_backends import exemplars, loki_streams, otlp_trace
+    from correlator.analysis import analyse
+    from correlator.gcpause import gc_paused
+    from correlator.join import join
+    from correlator.sources.jaeger import parse_otlp_trace
+    from correlator.sources.loki import parse_streams
+    from correlator.sources.prometheus import parse_exemplars
+    from correlator.spantree import build_tree
+
+    settings = load_settings(environ={})
+    bodies = [otlp_trace(spans), loki_streams(lines), exemplars(exes)]
+    gc.collect()
+    # Generating the bodies peaks higher than anything measured here: reset the peak (Linux ≥ 4.0).
+    Path("/proc/self/clear_refs").write_text("5")
     # Peak memory of one correlation's worth, as the service holds it: each body until parsed,
     # the parsed JSON until the model is built, then the model through join and analysis.
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")
     models = []
     while bodies:
         with gc_paused():
@@ -118,9 +134,7 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
         join(tree, models[1], models[2], settings.join.clock_skew_ms)
         analyse(tree, settings.analysis)
     hwm = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
-    pm, mm, wm, cm = (statistics.median(v) for v in (parse_ms, model_ms, work_ms, control_ms))
-    print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:13.1f} | {mm:14.1f} | {wm:16.1f} | {wm / pm:20.2f} | "
-          f"{hwm / 1024:11.0f} | {cm:.2f}")
+    print(f"{hwm / 1024:.0f}")
 
 
 def p2(quick: bool) -> None:
@@ -133,6 +147,9 @@ def p2(quick: bool) -> None:
         repeats = 3 if spans >= 100_000 else 7
         out = subprocess.run([sys.executable, __file__, "p2-size", str(spans), str(lines), str(exes), str(repeats)],
                              check=True, capture_output=True, text=True).stdout
+        peak = subprocess.run([sys.executable, __file__, "p2-peak", str(spans), str(lines), str(exes)],
+                              check=True, capture_output=True, text=True).stdout.strip()
+        out = out.replace("PEAK", f"{peak:>11}")
         print(out.rstrip())
         work, control = float(out.split("|")[3]), float(out.split("|")[6])
         if previous and lines == spans * 5:
@@ -407,8 +424,11 @@ def p1(quick: bool) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    if sys.argv[1:2] == ["p2-size"]:  # internal: one P2 size in a fresh process
+    if sys.argv[1:2] == ["p2-size"]:  # internal: one P2 size's timings in a fresh process
         p2_size(*map(int, sys.argv[2:6]))
+        return 0
+    if sys.argv[1:2] == ["p2-peak"]:  # internal: one P2 size's peak RSS in a fresh process
+        p2_peak(*map(int, sys.argv[2:5]))
         return 0
     parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
