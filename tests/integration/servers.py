@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -70,8 +71,9 @@ def running(cmd: list[str], what: str, ready: Callable[[], bool], timeout: float
 # ------------------------------------------------------------------------------ Jaeger v2
 
 
-@dataclass(frozen=True)
-class Jaeger:
+class Jaeger(Protocol):
+    """What the tests use of a running Jaeger (jaeger_server.JaegerServer has these and more)."""
+
     query_url: str
     otlp_url: str  # OTLP/HTTP base, e.g. http://127.0.0.1:4318
 
@@ -85,22 +87,11 @@ def jaeger_binary() -> Path | None:
 
 @contextmanager
 def jaeger_server() -> Iterator[Jaeger]:
-    from tests.integration.jaeger_server import jaeger_config
+    """The one launcher is jaeger_server.run_jaeger (a late import: that module imports this one)."""
+    from tests.integration.jaeger_server import run_jaeger
 
-    binary = jaeger_binary()
-    if binary is None:
-        skip_or_fail("no Jaeger v2 binary (run scripts/install-jaeger, or set CORRELATOR_JAEGER_BIN)")
-        raise AssertionError("unreachable")
-    query, grpc, otlp, health = free_port(), free_port(), free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "jaeger.yaml"
-        config.write_text(jaeger_config(query, grpc, otlp, health))
-        base = f"http://127.0.0.1:{query}"
-        # Jaeger's graceful shutdown takes ~10 s even on an idle in-memory store (measured, exit 0);
-        # nothing here needs flushing, so it gets 1 s before the kill.
-        with running([str(binary), "--config", f"file:{config}"], "jaeger",
-                     lambda: httpx.get(f"{base}/api/v3/services", timeout=1).status_code == 200, grace=1):
-            yield Jaeger(base, f"http://127.0.0.1:{otlp}")
+    with run_jaeger() as server:
+        yield server
 
 
 # ------------------------------------------------------------------------------ Prometheus
