@@ -77,39 +77,22 @@ async def test_a_refused_port_is_unavailable_not_a_timeout() -> None:
     assert outcome.status == "unavailable"
 
 
-async def test_a_peer_that_closes_without_answering_is_a_bad_response() -> None:
+@pytest.mark.parametrize("written", [
+    b"",  # closes without answering
+    b"SSH-2.0-OpenSSH_9.2\r\n\r\n",  # not HTTP at all
+    b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"status":',  # a body cut short
+], ids=["closes without answering", "does not speak HTTP", "body cut short"])
+async def test_a_peer_that_breaks_the_protocol_is_a_bad_response(written: bytes) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.close()
-
-    async with raw_peer(handle) as url:
-        outcome = await fetch(url)
-    assert isinstance(outcome, SourceProtocolError) and outcome.status == "bad_response"
-
-
-async def test_a_peer_that_does_not_speak_http_is_a_bad_response() -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        writer.write(written)
         await writer.drain()
         writer.close()
 
     async with raw_peer(handle) as url:
         outcome = await fetch(url)
-    assert isinstance(outcome, SourceProtocolError), outcome
+    assert isinstance(outcome, SourceProtocolError) and outcome.status == "bad_response", outcome
     assert "loki" in str(outcome)
-
-
-async def test_a_body_cut_short_is_a_bad_response() -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{\"status\":")
-        await writer.drain()
-        writer.close()
-
-    async with raw_peer(handle) as url:
-        outcome = await fetch(url)
-    assert isinstance(outcome, SourceProtocolError), outcome
 
 
 @pytest.mark.parametrize("when", ["before headers", "mid body"])
