@@ -78,7 +78,7 @@ def serve_openmetrics(body: bytes) -> Iterator[str]:
 
 
 @contextmanager
-def prometheus_scraping(target: str) -> Iterator[str]:
+def prometheus_scraping(target: str, job: str = "probe") -> Iterator[str]:
     """A Prometheus (exemplar storage on, 1 s interval) scraping `target`; yields its URL once ready.
 
     Ready means the HTTP API answers — not that the target was scraped yet (see `first_target`).
@@ -96,13 +96,13 @@ def prometheus_scraping(target: str) -> Iterator[str]:
               scrape_interval: 1s
               scrape_timeout: 1s
             scrape_configs:
-              - job_name: probe
+              - job_name: {job}
                 static_configs:
                   - targets: ["{target}"]
             """))
         cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
                f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"]
-        with running(cmd, "prometheus (probe)", lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200):
+        with running(cmd, f"prometheus ({job})", lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200):
             yield url
 
 

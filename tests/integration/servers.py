@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,42 +110,28 @@ def prometheus_binary() -> str | None:
 
 @contextmanager
 def prometheus_server(trace_ids: dict[str, str] | None = None) -> Iterator[Prometheus]:
-    binary = prometheus_binary()
-    if binary is None:
-        skip_or_fail("no prometheus binary (apt-get install prometheus, or set CORRELATOR_PROMETHEUS_BIN)")
-        raise AssertionError("unreachable")
+    """A real Prometheus scraping a real process whose histogram carries these trace IDs as exemplars."""
+    # The one Prometheus launcher is prometheus_server.prometheus_scraping (a late import: that
+    # module imports this one).
+    from tests.integration.prometheus_server import prometheus_scraping
+
     trace_ids = trace_ids or {
         "courses": "4bf92f3577b34da6a3ce929d0e0e4736",  # the recorded Loki scenario's trace
         "legacy": "7b4c2d9e1f3a5b6c",  # a 64-bit ID written in its 16-char form
     }
     span_ids = {"courses": "00f067aa0ba902b7"}  # the scenario's gateway span
-    exposer_port, prom_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "EXPOSER_PORT": str(exposer_port),
-               "EXPOSER_TRACES": ",".join(f"{k}={v}" + (f"/{span_ids[k]}" if k in span_ids else "")
-                                          for k, v in trace_ids.items())}
-        exposer_url = f"http://127.0.0.1:{exposer_port}"
-        with running([sys.executable, str(HERE / "exemplar_app.py")], "exemplar exposer",
-                     lambda: httpx.get(f"{exposer_url}/metrics", timeout=1).status_code == 200, env=env):
-            config = Path(tmp) / "prometheus.yml"
-            config.write_text(textwrap.dedent(f"""\
-                global:
-                  scrape_interval: 1s
-                  evaluation_interval: 1s
-                scrape_configs:
-                  - job_name: demo
-                    static_configs:
-                      - targets: ["127.0.0.1:{exposer_port}"]
-                """))
-            url = f"http://127.0.0.1:{prom_port}"
-            cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
-                   f"--web.listen-address=127.0.0.1:{prom_port}", "--enable-feature=exemplar-storage"]
-            with running(cmd, "prometheus", lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200):
-                def scraped() -> bool:
-                    body = httpx.get(f"{url}/api/v1/query_exemplars",
-                                     params={"query": '{job="demo"}', "start": time.time() - 600, "end": time.time() + 60},
-                                     timeout=2).json()
-                    found = {ex["labels"].get("trace_id") for series in body.get("data") or () for ex in series["exemplars"]}
-                    return set(trace_ids.values()) <= found
-                wait_until(scraped, 30, "exemplars scraped")
-                yield Prometheus(url, exposer_url, trace_ids, span_ids)
+    exposer_port = free_port()
+    env = {**os.environ, "EXPOSER_PORT": str(exposer_port),
+           "EXPOSER_TRACES": ",".join(f"{k}={v}" + (f"/{span_ids[k]}" if k in span_ids else "") for k, v in trace_ids.items())}
+    exposer_url = f"http://127.0.0.1:{exposer_port}"
+    with running([sys.executable, str(HERE / "exemplar_app.py")], "exemplar exposer",
+                 lambda: httpx.get(f"{exposer_url}/metrics", timeout=1).status_code == 200, env=env), \
+            prometheus_scraping(f"127.0.0.1:{exposer_port}", job="demo") as url:
+        def scraped() -> bool:
+            body = httpx.get(f"{url}/api/v1/query_exemplars",
+                             params={"query": '{job="demo"}', "start": time.time() - 600, "end": time.time() + 60},
+                             timeout=2).json()
+            found = {ex["labels"].get("trace_id") for series in body.get("data") or () for ex in series["exemplars"]}
+            return set(trace_ids.values()) <= found
+        wait_until(scraped, 30, "exemplars scraped")
+        yield Prometheus(url, exposer_url, trace_ids, span_ids)
