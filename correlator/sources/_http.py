@@ -23,7 +23,8 @@ from correlator.gcpause import gc_paused
 from correlator.sources._aiohttp import AiohttpTransport
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, ResilientTransport, RetryPolicy
 
-__all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "parse_json"]
+__all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
+           "parse_json"]
 
 USER_AGENT = "correlator/0.1"
 
@@ -163,6 +164,8 @@ def parse_json(source: str, answer: HttpAnswer, what: str) -> Any:
         with gc_paused():
             return orjson.loads(answer.body)
     except orjson.JSONDecodeError:
-        raise SourceProtocolError(
-            source, f"{what}: HTTP {answer.status} with a body that is not JSON: {answer.text(120)!r}"
-        ) from None
+        raise not_json(source, answer, what) from None
+
+
+def not_json(source: str, answer: HttpAnswer, what: str) -> SourceProtocolError:
+    return SourceProtocolError(source, f"{what}: HTTP {answer.status} with a body that is not JSON: {answer.text(120)!r}")

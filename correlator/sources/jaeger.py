@@ -15,26 +15,28 @@ without api_v3 can show itself either way, and both trigger the `/api/traces` fa
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import httpx
+import msgspec
 
 from correlator.config import JaegerSettings
 from correlator.errors import SourceHTTPError, SourceProtocolError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, normalise_span_id
 from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
-from correlator.sources import SourceResult
-from correlator.sources._http import HttpAnswer, get, parse_json
+from correlator.sources import SourceResult, _lazyjson
+from correlator.sources._http import HttpAnswer, get, not_json, parse_json
 from correlator.timeparams import rfc3339_ns
 
-__all__ = ["JaegerSource", "parse_otlp_trace", "parse_ui_trace", "ui_trace_url"]
+__all__ = ["JaegerSource", "parse_otlp_answer", "parse_otlp_trace", "parse_ui_trace", "ui_trace_url"]
 
 SOURCE = "jaeger"
 _KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _KIND_NAMES = {"SPAN_KIND_" + v.upper(): v for v in _KINDS.values()}
 _V1_NOTE = "answered by /api/traces (no api_v3)"
+T = TypeVar("T")
 
 
 def ui_trace_url(ui_base: str, trace_hex: str) -> str:
@@ -101,12 +103,57 @@ def parse_otlp_trace(obj: Any, trace_id_hex: str) -> Trace:
     """OTLP/JSON TracesData (the object inside v3's `result`) → Trace; other traces' spans dropped."""
     if not isinstance(obj, dict):
         raise ValueError("TracesData must be an object")
+    resources = (
+        (resource_spans.get("resource"), (scope_spans.get("spans") or () for scope_spans in resource_spans.get("scopeSpans") or ()))
+        for resource_spans in obj.get("resourceSpans") or ()
+    )
+    return _otlp_trace(resources, trace_id_hex)
+
+
+class _ScopeSpans(msgspec.Struct):
+    spans: list[msgspec.Raw] | None = None
+
+
+class _ResourceSpans(msgspec.Struct):
+    resource: msgspec.Raw = msgspec.Raw(b"null")
+    scopeSpans: list[_ScopeSpans] | None = None  # noqa: N815 (OTLP's spelling)
+
+
+class _TracesData(msgspec.Struct):
+    resourceSpans: list[_ResourceSpans] | None = None  # noqa: N815
+
+
+class _V3Answer(msgspec.Struct):
+    result: _TracesData
+
+
+@without_gc
+def parse_otlp_answer(body: bytes, trace_id_hex: str) -> Trace | None:
+    """v3's answer bytes (`{"result": TracesData}`) → Trace, one span decoded at a time (`_lazyjson`).
+
+    None when there is no `result` object. Raises NotJson, and what `parse_otlp_trace` raises.
+    """
+    answer = _lazyjson.envelope(body, _V3Answer)
+    if answer is None:  # another shape: the full parse says what is wrong, as it always did
+        obj = _lazyjson.whole(body)
+        if not isinstance(obj, dict) or not isinstance(obj.get("result"), dict):
+            return None
+        return parse_otlp_trace(obj["result"], trace_id_hex)
+    resources = (
+        (_lazyjson.item(rs.resource), (map(_lazyjson.item, ss.spans or ()) for ss in rs.scopeSpans or ()))
+        for rs in answer.result.resourceSpans or ()
+    )
+    return _otlp_trace(resources, trace_id_hex)
+
+
+def _otlp_trace(resources: Iterable[tuple[Any, Iterable[Iterable[Any]]]], trace_id_hex: str) -> Trace:
+    """(resource, its scopes' spans) pairs → Trace."""
     spans: list[Span] = []
-    for resource_spans in obj.get("resourceSpans") or ():
-        resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
+    for resource_obj, scopes in resources:
+        resource = _attributes((resource_obj or {}).get("attributes"))
         service = str(resource.get("service.name") or "unknown_service")
-        for scope_spans in resource_spans.get("scopeSpans") or ():
-            for raw in scope_spans.get("spans") or ():
+        for scope_spans in scopes:
+            for raw in scope_spans:
                 span_id = _otlp_id(raw.get("spanId"), 8)
                 if span_id is None:
                     continue
@@ -242,10 +289,12 @@ def _route_missing(answer: HttpAnswer) -> bool:
     return answer.status == 200 and answer.body.lstrip()[:1] == b"<"
 
 
-def _parsed(what: str, parse: Callable[..., Trace], *args: Any) -> Trace:
+def _parsed(answer: HttpAnswer, what: str, parse: Callable[..., T], *args: Any) -> T:
     """A 200 whose JSON does not have the documented shape is a protocol error, not a crash."""
     try:
         return parse(*args)
+    except _lazyjson.NotJson:
+        raise not_json(SOURCE, answer, what) from None
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise SourceProtocolError(SOURCE, f"{what}: 200 with a malformed trace: {type(exc).__name__}: {exc}") from None
 
@@ -274,11 +323,9 @@ class JaegerSource:
             return SourceResult(None, not_found=True)
         if answer.status != 200:
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path}: {_error_message(answer)}")
-        body = parse_json(SOURCE, answer, f"GET {path}")
-        del answer  # the raw bytes: not needed past the parse (100k spans: 32 MB)
-        if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
+        trace = _parsed(answer, f"GET {path}", parse_otlp_answer, answer.body, trace_id.hex)
+        if trace is None:
             raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `result` object")
-        trace = _parsed(f"GET {path}", parse_otlp_trace, body["result"], trace_id.hex)
         if not trace.spans:
             return SourceResult(None, not_found=True)
         return self._capped(trace)
@@ -298,7 +345,7 @@ class JaegerSource:
             raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `data` list")
         if not data:
             return SourceResult(None, not_found=True, note=_V1_NOTE)
-        result = self._capped(_parsed(f"GET {path}", parse_ui_trace, data[0]))
+        result = self._capped(_parsed(answer, f"GET {path}", parse_ui_trace, data[0]))
         return SourceResult(result.value, result.truncated, note=_V1_NOTE)
 
     def _capped(self, trace: Trace) -> SourceResult[Trace | None]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import httpx
+import msgspec
 
 from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
@@ -26,10 +27,10 @@ from correlator.gcpause import without_gc
 from correlator.logfields import extract_trace_context, line_carries
 from correlator.logql import line_filter_query, metadata_query, stream_selector
 from correlator.model import LogLine, Window
-from correlator.sources import SourceResult
-from correlator.sources._http import get, parse_json
+from correlator.sources import SourceResult, _lazyjson
+from correlator.sources._http import get, not_json
 
-__all__ = ["LokiSource", "parse_streams"]
+__all__ = ["LokiSource", "parse_streams", "parse_streams_body"]
 
 SOURCE = "loki"
 PATH = "/loki/api/v1/query_range"
@@ -62,7 +63,7 @@ def _strings(mapping: Any) -> dict[str, str]:
 
 @without_gc
 def parse_streams(body: Any, settings: LokiSettings) -> tuple[list[LogLine], int]:
-    """A query_range `streams` answer (either shape) → LogLines, and the number of entries.
+    """A parsed query_range `streams` answer (either shape) → LogLines, and the number of entries.
 
     Raises ValueError/TypeError/IndexError when the body is not such an answer.
     """
@@ -74,16 +75,52 @@ def parse_streams(body: Any, settings: LokiSettings) -> tuple[list[LogLine], int
     if data.get("resultType", "streams") != "streams":
         raise ValueError(f"resultType {data.get('resultType')!r}, expected streams")
     categorized = "categorize-labels" in (data.get("encodingFlags") or ())
+    return _lines(((stream.get("stream"), stream.get("values") or ()) for stream in data["result"]), categorized, settings)
+
+
+class _Stream(msgspec.Struct):
+    stream: msgspec.Raw = msgspec.Raw(b"null")
+    values: list[msgspec.Raw] | None = None
+
+
+class _Data(msgspec.Struct):
+    result: list[_Stream]
+    resultType: str = "streams"  # noqa: N815 (Loki's spelling)
+    encodingFlags: list[str] | None = None  # noqa: N815
+
+
+class _Answer(msgspec.Struct):
+    status: str | None = None
+    data: _Data | None = None
+
+
+@without_gc
+def parse_streams_body(raw: bytes, settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """`parse_streams` from the answer's bytes, one entry decoded at a time (`_lazyjson`).
+
+    Raises NotJson, and what `parse_streams` raises.
+    """
+    answer = _lazyjson.envelope(raw, _Answer)
+    if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
+        return parse_streams(_lazyjson.whole(raw), settings)  # says what is wrong, as it always did
+    categorized = "categorize-labels" in (answer.data.encodingFlags or ())
+    streams = ((_lazyjson.item(s.stream), map(_lazyjson.item, s.values or ())) for s in answer.data.result)
+    return _lines(streams, categorized, settings)
+
+
+def _lines(streams: Iterable[tuple[Any, Iterable[Any]]], categorized: bool,
+           settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """(stream labels, entries) pairs → LogLines, and the number of entries."""
     lines: list[LogLine] = []
     entries = 0
     # Lines of one trace repeat their levels, span IDs and often their whole metadata: keep one
     # copy of each (500k lines: 256 → ~150 MB of LogLines, bench P5).
     same = _Sharing()
-    for stream in data["result"]:
-        labels = _strings(stream.get("stream"))
+    for stream_labels, values in streams:
+        labels = _strings(stream_labels)
         service = labels.get(settings.service_label)
         folded = None if categorized else same.mapping({k: v for k, v in labels.items() if not k.startswith("__error")})
-        for value in stream.get("values") or ():
+        for value in values:
             entries += 1
             ts, text = int(value[0]), str(value[1])
             metadata: Mapping[str, str] = _NO_METADATA
@@ -173,10 +210,10 @@ class LokiSource:
         if answer.status != 200:
             hint = " (a multi-tenant Loki needs loki.tenant / X-Scope-OrgID)" if answer.status == 401 else ""
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {PATH}: {answer.text(300)}{hint}")
-        body = parse_json(SOURCE, answer, f"GET {PATH}")
-        del answer  # the raw bytes: not needed past the parse
         try:
-            lines, entries = parse_streams(body, self.settings)
+            lines, entries = parse_streams_body(answer.body, self.settings)
+        except _lazyjson.NotJson:
+            raise not_json(SOURCE, answer, f"GET {PATH}") from None
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
             raise SourceProtocolError(SOURCE, f"GET {PATH}: unexpected answer ({exc})") from None
         return lines, entries >= self.settings.max_lines
