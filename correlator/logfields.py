@@ -57,13 +57,26 @@ def _pair_pattern(fields: Sequence[str], value: str) -> str:
     return rf"""\b(?:{_names(fields)})(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?({value}){_END}"""
 
 
+def _needles(fields: Sequence[str]) -> tuple[str, ...]:
+    """The prefixes every pair match starts with: the field names no other field name begins."""
+    return tuple(f for f in fields if not any(o != f and f.startswith(o) for o in fields))
+
+
+@dataclass(frozen=True, slots=True)
+class _Pairs:
+    """A pair pattern and the names it starts with; a match begins where one of them does."""
+
+    pattern: re.Pattern[str]
+    needles: tuple[str, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class _Extractors:
     trace_paths: tuple[Any, ...]
     span_paths: tuple[Any, ...]
-    trace_pair: re.Pattern[str]
-    span_pair: re.Pattern[str]
-    level_pair: re.Pattern[str]
+    trace_pair: _Pairs
+    span_pair: _Pairs
+    level_pair: _Pairs
 
 
 @functools.lru_cache(maxsize=32)
@@ -73,9 +86,9 @@ def _compile(trace_fields: tuple[str, ...], span_fields: tuple[str, ...], level_
     return _Extractors(
         trace_paths=tuple(jsonpath_parse(e) for e in trace_paths),
         span_paths=tuple(jsonpath_parse(e) for e in span_paths),
-        trace_pair=re.compile(_pair_pattern(trace_fields, _TRACE_TEXT)),
-        span_pair=re.compile(_pair_pattern(span_fields, _SPAN_TEXT)),
-        level_pair=re.compile(_pair_pattern(level_fields, _LEVEL_TEXT)),
+        trace_pair=_Pairs(re.compile(_pair_pattern(trace_fields, _TRACE_TEXT)), _needles(trace_fields)),
+        span_pair=_Pairs(re.compile(_pair_pattern(span_fields, _SPAN_TEXT)), _needles(span_fields)),
+        level_pair=_Pairs(re.compile(_pair_pattern(level_fields, _LEVEL_TEXT)), _needles(level_fields)),
     )
 
 
@@ -129,32 +142,60 @@ def _json_object(line: str) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _search(pattern: re.Pattern[str], line: str, convert: Callable[[object], str | None]) -> str | None:
-    for match in pattern.finditer(line):
+def _search(pairs: _Pairs, line: str, convert: Callable[[object], str | None]) -> str | None:
+    # The regex would try (and fail) at every position; `str.find` skips to where a field name
+    # first stands, or rules the line out (the hottest per-line path: 2 µs → 0.3 µs per 300 chars).
+    # `\b` still sees the character before `start`: sre looks behind `pos`, not only after it.
+    start = -1
+    for needle in pairs.needles:
+        at = line.find(needle)
+        if at != -1 and (start == -1 or at < start):
+            start = at
+    if start == -1:
+        return None
+    match = pairs.pattern.search(line, start)
+    while match is not None:
         found = convert(match.group(1))
+        if found:
+            return found
+        match = pairs.pattern.search(line, match.end())
+    return None
+
+
+def _search_bare_level(line: str) -> str | None:
+    for match in _BARE_LEVEL.finditer(line):
+        found = _level(match.group(1))
         if found:
             return found
     return None
 
 
-def extract_trace_context(line: str, settings: LokiSettings, metadata: Mapping[str, str] | None = None) -> TraceContext:
-    """The trace ID, span ID and level `line` (plus its structured metadata) carries, normalised."""
+def extract_trace_context(line: str, settings: LokiSettings, metadata: Mapping[str, str] | None = None,
+                          *, with_trace_id: bool = True) -> TraceContext:
+    """The trace ID, span ID and level `line` (plus its structured metadata) carries, normalised.
+
+    `with_trace_id=False` leaves the trace ID out (None): the Loki parse has no use for it (a
+    line's ID is checked by `line_carries`), and looking for it was a third of the per-line cost.
+    """
     found = _extractors(settings)
     meta = metadata or {}
-    trace_id = _first(meta, settings.trace_id_fields, _trace) if meta else None
+    trace_id = _first(meta, settings.trace_id_fields, _trace) if meta and with_trace_id else None
     span_id = _first(meta, settings.span_id_fields, normalise_span_id) if meta else None
     level = None
     body = _json_object(line)
     if body is not None:
-        trace_id = trace_id or _first(body, settings.trace_id_fields, _trace) or _first_path(body, found.trace_paths, _trace)
+        if with_trace_id:
+            trace_id = (trace_id or _first(body, settings.trace_id_fields, _trace)
+                        or _first_path(body, found.trace_paths, _trace))
         span_id = (span_id or _first(body, settings.span_id_fields, normalise_span_id)
                    or _first_path(body, found.span_paths, normalise_span_id))
         level = _first(body, settings.level_fields, _level)
     # Text, logfmt, and JSON whose IDs sit where no configured path looks.
-    trace_id = trace_id or _search(found.trace_pair, line, _trace)
+    if with_trace_id:
+        trace_id = trace_id or _search(found.trace_pair, line, _trace)
     span_id = span_id or _search(found.span_pair, line, normalise_span_id)
     level = (level or _search(found.level_pair, line, _level) or _first(meta, settings.level_fields, _level)
-             or _search(_BARE_LEVEL, line, _level))
+             or _search_bare_level(line))
     return TraceContext(trace_id, span_id, level)
 
 

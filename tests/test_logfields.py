@@ -9,6 +9,8 @@ import subprocess
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator.config import LokiSettings
 from correlator.logfields import TraceContext, derived_field_regex, extract_trace_context, line_carries
@@ -165,3 +167,24 @@ def test_derived_field_regex_in_javascript() -> None:
                          capture_output=True, text=True, check=True)
     expected = [expected_capture(line, trace_id) for line, trace_id in REGEX_CASES] + [None] * len(NEGATIVES)
     assert json.loads(out.stdout) == [[e, e] for e in expected]
+
+
+_NAMES = st.sampled_from(["trace", "trace_id", "traceID", "id", "span", "span_id", "level", "lvl", "x.y", "é"])
+_VALUES = st.sampled_from(["4bf92f3577b34da6", "4bf92f3577b34da6a3ce929d0e0e4736", "0f", "INFO", "zz"])
+_PAIRS = st.tuples(st.sampled_from(["", "x", "_", "é", " "]), _NAMES, st.sampled_from(["=", ": ", '":"', '\\"=', "'="]),
+                   _VALUES).map("".join)
+_PIECES = st.one_of(_PAIRS, st.sampled_from(["trace", "_id", "ID", "span", "id", "=", " ", "x", '"', "é", "0f"]))
+
+
+@settings(max_examples=500)
+@given(st.lists(_NAMES, min_size=1, max_size=4, unique=True), st.lists(_PIECES, max_size=8).map("".join))
+def test_the_pair_search_skips_only_where_no_match_can_start(fields: list[str], line: str) -> None:
+    """The search starts where a field name first stands; it finds what a scan from the start finds."""
+    from correlator.logfields import _TRACE_TEXT, _Pairs, _needles, _pair_pattern, _search, _trace
+
+    pattern = re.compile(_pair_pattern(fields, _TRACE_TEXT))
+    expected = next((found for m in pattern.finditer(line) if (found := _trace(m.group(1)))), None)
+    assert _search(_Pairs(pattern, _needles(fields)), line, _trace) == expected
+    any_value = re.compile(_pair_pattern(fields, "[^ ]+"))
+    expected = next((m.group(1) for m in any_value.finditer(line)), None)
+    assert _search(_Pairs(any_value, _needles(fields)), line, str) == expected

@@ -132,7 +132,7 @@ def _lines(streams: Iterable[tuple[Any, Iterable[Any]]], categorized: bool,
             elif folded is not None:
                 # Folded shape: metadata hides among the labels and cannot be told apart.
                 metadata = folded
-            context = extract_trace_context(text, settings, metadata)
+            context = extract_trace_context(text, settings, metadata, with_trace_id=False)
             level = context.level or next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
             lines.append(LogLine(
                 id=_line_id(ts, service, text), timestamp_ns=ts, line=text, service=service, level=same.text(level),
