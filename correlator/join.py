@@ -37,21 +37,31 @@ def exemplar_service(exemplar: Exemplar) -> str | None:
 
 def place(
     tree: SpanTree,
-    items: Sequence[tuple[str | None, str | None, int]],
+    span_ids: Sequence[str | None],
+    services: Sequence[str | None],
+    stamps: Sequence[int],
     skew_ns: int,
 ) -> tuple[Placement, ...]:
-    """Place `(span_id, service, timestamp_ns)` triples; the result is parallel to `items`."""
-    out: list[Placement] = [_TRACE_LEVEL] * len(items)
+    """Place items given as parallel columns (span ID, service, timestamp); the result is parallel too.
+
+    Columns, not a tuple per item: 500k log lines cost 3 lists of pointers instead of 500k tuples.
+    """
+    out: list[Placement] = [_TRACE_LEVEL] * len(stamps)
     # Placements are immutable: share one per (span, rule) instead of building one per item.
-    by_span_id = {sid: Placement(sid, Match.SPAN_ID) for sid in tree.by_id}
+    by_span_id: dict[str, Placement] = {}
     by_time: dict[str, Placement] = {}
-    pending: dict[str, list[tuple[int, int]]] = defaultdict(list)  # service → [(ts, index)]
-    for index, (span_id, service, ts) in enumerate(items):
-        exact = by_span_id.get(span_id) if span_id is not None else None
-        if exact is not None:
+    pending: dict[str, list[int]] = defaultdict(list)  # service → item indices
+    known = tree.by_id
+    for index, span_id in enumerate(span_ids):
+        if span_id is not None and span_id in known:
+            exact = by_span_id.get(span_id)
+            if exact is None:
+                exact = by_span_id[span_id] = Placement(span_id, Match.SPAN_ID)
             out[index] = exact
-        elif service:
-            pending[service].append((ts, index))
+        else:
+            service = services[index]
+            if service:
+                pending[service].append(index)
     if not pending:
         return tuple(out)
 
@@ -62,14 +72,15 @@ def place(
             spans_by_service[span.service].append(
                 (span.start_ns - skew_ns, span.end_ns + skew_ns, -tree.depth.get(sid, 0), sid)
             )
-    for service, stamps in pending.items():
+    for service, indices in pending.items():
         spans = sorted(spans_by_service.get(service, ()))
         if not spans:
             continue
-        stamps.sort()
+        indices.sort(key=stamps.__getitem__)  # stable: equal times keep item order
         open_spans: list[tuple[int, int, int, str]] = []  # heap of (-depth, -start, close, id)
         next_span = 0
-        for ts, index in stamps:
+        for index in indices:
+            ts = stamps[index]
             while next_span < len(spans) and spans[next_span][0] <= ts:
                 opened, closes, neg_depth, sid = spans[next_span]
                 heapq.heappush(open_spans, (neg_depth, -opened, closes, sid))
@@ -96,10 +107,10 @@ def join(
     clock_skew_ms: float,
 ) -> tuple[tuple[Placement, ...], tuple[Placement, ...]]:
     skew_ns = int(clock_skew_ms * 1_000_000)
-    log_places = place(tree, [(log.span_id, log.service, log.timestamp_ns) for log in logs], skew_ns)
-    exemplar_places = place(
-        tree, [(ex.span_id, exemplar_service(ex), ex.timestamp_ns) for ex in exemplars], skew_ns
-    )
+    log_places = place(tree, [log.span_id for log in logs], [log.service for log in logs],
+                       [log.timestamp_ns for log in logs], skew_ns)
+    exemplar_places = place(tree, [ex.span_id for ex in exemplars], [exemplar_service(ex) for ex in exemplars],
+                            [ex.timestamp_ns for ex in exemplars], skew_ns)
     return log_places, exemplar_places
 
 

@@ -40,15 +40,19 @@ def covered_ns(intervals: list[tuple[int, int]], lo: int, hi: int) -> int:
     total = 0
     cur_start = cur_end = None
     for start, end in sorted(intervals):
-        start, end = max(start, lo), min(end, hi)
+        # Comparisons, not min()/max(): this runs per child of every span (build_tree, fan-out).
+        if start < lo:
+            start = lo
+        if end > hi:
+            end = hi
         if end <= start:
             continue
         if cur_end is None or start > cur_end:
             if cur_end is not None:
                 total += cur_end - cur_start  # type: ignore[operator]
             cur_start, cur_end = start, end
-        else:
-            cur_end = max(cur_end, end)
+        elif end > cur_end:
+            cur_end = end
     if cur_end is not None:
         total += cur_end - cur_start  # type: ignore[operator]
     return total
@@ -68,7 +72,7 @@ def build_tree(trace: Trace) -> SpanTree:
         if span.span_id in by_id:
             problems.append(f"duplicate span ID {span.span_id}; kept the first")
             continue
-        by_id[span.span_id] = _clean(span, problems)
+        by_id[span.span_id] = span if span.end_ns >= span.start_ns else _clean(span, problems)
 
     children: dict[str, list[str]] = {sid: [] for sid in by_id}
     roots: list[str] = []
@@ -108,7 +112,10 @@ def build_tree(trace: Trace) -> SpanTree:
                 continue
             depth[sid] = d
             order.append(sid)
-            stack.extend((c, d + 1) for c in reversed(children[sid]))
+            kids = children[sid]
+            if kids:  # most spans are leaves
+                d += 1
+                stack.extend([(c, d) for c in reversed(kids)])
 
     for root in roots:
         walk(root)
@@ -126,9 +133,11 @@ def build_tree(trace: Trace) -> SpanTree:
     self_ns: dict[str, int] = {}
     for sid, span in by_id.items():
         kids = children[sid]
-        intervals = [(by_id[c].start_ns, by_id[c].end_ns) for c in kids]
-        covered = covered_ns(intervals, span.start_ns, span.end_ns) if kids else 0
-        self_ns[sid] = span.duration_ns - covered
+        if kids:
+            intervals = [(by_id[c].start_ns, by_id[c].end_ns) for c in kids]
+            self_ns[sid] = span.end_ns - span.start_ns - covered_ns(intervals, span.start_ns, span.end_ns)
+        else:
+            self_ns[sid] = span.end_ns - span.start_ns
 
     return SpanTree(by_id, children, roots, depth, self_ns, order, problems)
 

@@ -42,8 +42,10 @@ def effective_bounds(tree: SpanTree) -> dict[str, tuple[int, int]]:
         parent = span.parent_span_id
         if sid not in roots and parent in bounds:
             lo, hi = bounds[parent]  # type: ignore[index]
-            start, end = min(max(start, lo), hi), max(min(end, hi), lo)
-        bounds[sid] = (start, max(start, end))
+            # min(max(start, lo), hi), max(min(end, hi), lo) as comparisons (once per span)
+            start = lo if start < lo else hi if start > hi else start
+            end = hi if end > hi else lo if end < lo else end
+        bounds[sid] = (start, end if end > start else start)
     return bounds
 
 
