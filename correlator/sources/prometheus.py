@@ -54,6 +54,9 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
     for series in body.get("data") or ():  # no `data` key at all for selector-less queries
         labels = series.get("seriesLabels") or {}
         metric = str(labels.get("__name__", ""))
+        # Per series, not per exemplar: every exemplar of a series shares one labels mapping.
+        series_labels = {str(k): str(v) for k, v in labels.items()}
+        identity_prefix = f"{metric}|{sorted(labels.items())}|"
         for raw in series.get("exemplars") or ():
             ex_labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
             trace_raw = next((ex_labels[name] for name in trace_id_labels if name in ex_labels), None)
@@ -66,11 +69,11 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
                 continue
             span_id = next((normalise_span_id(ex_labels[n]) for n in span_id_labels if n in ex_labels), None)
             ts_ns = _seconds_to_ns(raw.get("timestamp"))
-            identity = f"{metric}|{sorted(labels.items())}|{ts_ns}|{trace_id.hex}"
+            identity = f"{identity_prefix}{ts_ns}|{trace_id.hex}"
             out.append(Exemplar(
                 id="ex-" + hashlib.blake2b(identity.encode(), digest_size=8).hexdigest(),
                 metric=metric,
-                series={str(k): str(v) for k, v in labels.items()},
+                series=series_labels,
                 labels=ex_labels,
                 value=_value(raw.get("value")),
                 timestamp_ns=ts_ns,
