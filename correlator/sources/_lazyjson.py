@@ -34,7 +34,7 @@ def _decoder(shape: type[T]) -> msgspec.json.Decoder[T]:
     return msgspec.json.Decoder(shape)
 
 
-def envelope(body: bytes, shape: type[T]) -> T | None:
+def envelope(body: bytes | bytearray, shape: type[T]) -> T | None:
     """`body` as `shape`, or None when it is JSON of another shape. Raises NotJson."""
     try:
         return _decoder(shape).decode(body)
@@ -52,7 +52,7 @@ def item(raw: msgspec.Raw) -> Any:
         raise NotJson(str(exc)) from None
 
 
-def whole(body: bytes) -> Any:
+def whole(body: bytes | bytearray) -> Any:
     """The full parse, for bodies whose shape `envelope` did not take. Raises NotJson."""
     try:
         return orjson.loads(body)

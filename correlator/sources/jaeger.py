@@ -15,6 +15,7 @@ without api_v3 can show itself either way, and both trigger the `/api/traces` fa
 from __future__ import annotations
 
 import base64
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ _KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "produce
 _KIND_NAMES = {"SPAN_KIND_" + v.upper(): v for v in _KINDS.values()}
 _V1_NOTE = "answered by /api/traces (no api_v3)"
 T = TypeVar("T")
+_MARKUP = re.compile(rb"\s*<")  # `body.lstrip()[:1] == b"<"` without copying the body
 
 
 def ui_trace_url(ui_base: str, trace_hex: str) -> str:
@@ -134,7 +136,7 @@ class _V3Answer(msgspec.Struct):
 
 
 @without_gc
-def parse_otlp_answer(body: bytes, trace_id_hex: str) -> Trace | None:
+def parse_otlp_answer(body: bytes | bytearray, trace_id_hex: str) -> Trace | None:
     """v3's answer bytes (`{"result": TracesData}`) → Trace, one span decoded at a time (`_lazyjson`).
 
     None when there is no `result` object. Raises NotJson, and what `parse_otlp_trace` raises.
@@ -298,7 +300,7 @@ def _route_missing(answer: HttpAnswer) -> bool:
     """This Jaeger has no such route: HEAD's `404 page not found`, or older ones' UI catch-all page."""
     if answer.status == 404:
         return answer.text(50).startswith("404 page not found")
-    return answer.status == 200 and answer.body.lstrip()[:1] == b"<"
+    return answer.status == 200 and _MARKUP.match(answer.body) is not None
 
 
 def _parsed(answer: HttpAnswer, what: str, parse: Callable[..., T], *args: Any) -> T:

@@ -95,7 +95,7 @@ class _Answer(msgspec.Struct):
 
 
 @without_gc
-def parse_streams_body(raw: bytes, settings: LokiSettings) -> tuple[list[LogLine], int]:
+def parse_streams_body(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int]:
     """`parse_streams` from the answer's bytes, one entry decoded at a time (`_lazyjson`).
 
     Raises NotJson, and what `parse_streams` raises.

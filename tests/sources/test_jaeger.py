@@ -324,3 +324,30 @@ class TestSource:
 def test_ui_trace_url() -> None:
     assert ui_trace_url("http://jaeger:16686/", "ab" * 16) == f"http://jaeger:16686/trace/{'ab' * 16}"
     assert ui_trace_url("https://x.example/jaeger", "01" * 16) == f"https://x.example/jaeger/trace/{'01' * 16}"
+
+
+@pytest.mark.parametrize("name", ["api_v3_GetTrace.snapshot.json", "log_tags_trace.otlp_tracesdata.json",
+                                  "otlp2jaeger-in.otlp_tracesdata.json"])
+def test_the_bytes_parse_equals_the_parsed_one(name: str) -> None:
+    """The service parses v3 answers from the bytes, one span at a time: the same trace."""
+    from correlator.sources.jaeger import parse_otlp_answer
+
+    data = fixture(name)
+    traces = data["result"] if "result" in data else data
+    for trace_id in {s.get("traceId") for rs in traces["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]}:
+        expected = parse_otlp_trace(traces, trace_id)
+        assert parse_otlp_answer(bytearray(json.dumps({"result": traces}).encode()), trace_id) == expected
+        assert expected.spans
+
+
+@pytest.mark.parametrize("body", [b'{"result": {"resourceSpans": ["oops"]}}', b'{"result": {"resourceSpans": [{"scopeSpans": [7]}]}}',
+                                  b'{"result": {"resourceSpans": [{"resource": 3, "scopeSpans": []}]}}',
+                                  b'{"result": {"resourceSpans": [{"scopeSpans": [{"spans": [5]}]}]}}'])
+def test_odd_shapes_fail_from_bytes_as_from_dicts(body: bytes) -> None:
+    from correlator.sources.jaeger import parse_otlp_answer
+
+    with pytest.raises((ValueError, TypeError, AttributeError, KeyError)) as from_dicts:
+        parse_otlp_trace(json.loads(body)["result"], "1" * 32)
+    with pytest.raises(from_dicts.type, match=str(from_dicts.value).replace("'", ".")):
+        parse_otlp_answer(body, "1" * 32)
+    assert parse_otlp_answer(b'{"results": {}}', "1" * 32) is None

@@ -16,7 +16,7 @@ from correlator.errors import SourceHTTPError, SourceProtocolError
 from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
-from correlator.sources.loki import LokiSource, parse_streams
+from correlator.sources.loki import LokiSource, parse_streams, parse_streams_body
 from tests.conftest import FIXTURES
 from tests.fakes.loki import REQUESTS, Entry, make_fake_loki_app, recorded_entries, scenario
 
@@ -297,3 +297,45 @@ def test_upstream_categorized_metadata_and_parsed_labels() -> None:
     lines, _ = parse_streams(body, LokiSettings())
     last = [line for line in lines if line.line.endswith("msg=text")][0]
     assert last.labels == {"test": "test"} and last.metadata == {"foo": "a", "bar": "b", "msg": "text"}
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in RECORDED.glob("query_range.*.json")))
+def test_the_bytes_parse_equals_the_parsed_one(path: str) -> None:
+    """The service parses from the bytes one entry at a time: the same lines, or the same error."""
+    body = recorded_body(path)
+    raw = json.dumps(body).encode()
+    try:
+        expected: Any = parse_streams(body, LokiSettings())
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: Any = parse_streams_body(bytearray(raw), LokiSettings())
+    except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
+
+
+@pytest.mark.parametrize("body", [
+    b'{"status":"success","data":{"resultType":"streams","result":[{"stream":{"a":1},"values":[["1","x"]]}],"stats":{}}}',
+    b'{"status":"success","data":{"result":[{"stream":null,"values":null},{"values":[["2","y",{"parsed":{"level":"warn"}}]]}]}}',
+    b'{"status":"success","data":{"resultType":"streams","result":[{"stream":{},"values":[["x","y"]]}]}}',
+    b'{"status":"success","data":{"resultType":"streams","result":[{"stream":{},"values":"abc"}]}}',
+    b'{"status":"success","data":{"resultType":"streams","encodingFlags":"categorize-labels","result":[]}}',
+    b'{"status":"success","data":{"resultType":"matrix","result":[]}}', b'{"status":"error"}', b'[]', b'{"status":"success"}',
+])
+def test_odd_shapes_parse_from_bytes_as_they_parse_from_dicts(body: bytes) -> None:
+    def outcome(parse: Callable[[], Any]) -> Any:
+        try:
+            return parse()
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            return type(exc), str(exc)
+
+    assert outcome(lambda: parse_streams_body(body, LokiSettings())) == outcome(lambda: parse_streams(json.loads(body), LokiSettings()))
+
+
+def test_a_body_that_is_not_json_says_so() -> None:
+    from correlator.sources._lazyjson import NotJson
+
+    for body in (b"<html>", b'{"status":"success","data":{"result":[{"values":[["1", "\xff"]]}]}}'):
+        with pytest.raises(NotJson):
+            parse_streams_body(body, LokiSettings())
