@@ -169,21 +169,23 @@ def test_otlp_spans_and_logs_carry_the_exemplars_ids(tmp_path: Path) -> None:
             [exemplar] = [labels for name, labels in exemplar_lines(metrics)
                           if name == "http_server_duration_seconds_bucket"]
 
-            def spans() -> list[Any]:
+            def exported(path: str) -> list[Any]:
+                """(resource, span or log record) pairs from every export received on `path`."""
                 out = []
-                for path, _ctype, body in list(received):
-                    if path == "/v1/traces":
+                for got, _ctype, body in list(received):
+                    if got == path == "/v1/traces":
                         request = ExportTraceServiceRequest.FromString(body)
                         out += [(rs.resource, s) for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
-                return out
-
-            def logs() -> list[Any]:
-                out = []
-                for path, _ctype, body in list(received):
-                    if path == "/otlp/v1/logs":
+                    elif got == path == "/otlp/v1/logs":
                         request = ExportLogsServiceRequest.FromString(body)
                         out += [(rl.resource, r) for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
                 return out
+
+            def spans() -> list[Any]:
+                return exported("/v1/traces")
+
+            def logs() -> list[Any]:
+                return exported("/otlp/v1/logs")
 
             wait_until(lambda: len(spans()) >= 13 and len(logs()) >= 1, 15, "spans and logs exported over OTLP/HTTP")
 
