@@ -278,4 +278,8 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    # MCP streamable HTTP at /mcp behind the same token (docs/mcp.md); the SDK loads only with an app.
+    from correlator.mcp import mount_mcp
+
+    mount_mcp(app, settings, lambda: app[BACKENDS])
     return app

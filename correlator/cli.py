@@ -1,4 +1,4 @@
-"""`correlator serve | correlate | provision | check`; asyncio.run only at this edge.
+"""`correlator serve | correlate | provision | check | mcp`; asyncio.run only at this edge.
 
 Exit codes: 0 ok; 1 the trace is unknown to every source; 2 bad input or config;
 3 a partial answer (some source failed) for `correlate`.
@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     prov.add_argument("--check", action="store_true", help="only report whether the files are in sync (exit 1 if not)")
 
     sub.add_parser("check", help="validate the config and probe each backend")
+    sub.add_parser("mcp", help="serve the MCP tools over stdio (HTTP: `serve` answers at /mcp); see docs/mcp.md")
     return parser
 
 
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             return _provision(settings, Path(args.out), args.check)
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "mcp":
+            from correlator.mcp import run_stdio
+
+            asyncio.run(run_stdio(settings))
+            return 0
     except InvalidInput as exc:
         print(f"correlator: {exc}", file=sys.stderr)
         return 2
@@ -167,11 +173,11 @@ def _provision(settings: Settings, out: Path, check: bool) -> int:
 
 
 async def _check(settings: Settings) -> int:
+    from correlator.errors import SourceError
     from correlator.sources._http import make_client
     from correlator.sources.jaeger import JaegerSource
     from correlator.sources.loki import LokiSource
     from correlator.sources.prometheus import PrometheusSource
-    from correlator.errors import SourceError
 
     ok = True
     async with make_client(settings.jaeger) as jc, make_client(settings.loki) as lc, make_client(settings.prometheus) as pc:
