@@ -259,6 +259,15 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
                 break
             span_lines.append(text)
             shown.shown_spans.add(named)
+        if not budget.full:  # room left: the remaining spans one by one, most self time first
+            for sid in sorted(tree.by_id, key=lambda s: (-tree.self_ns[s], s)):
+                if sid in shown.shown_spans:
+                    continue
+                text = "- " + _span_line(tree, sid)
+                if not budget.take(text):
+                    break
+                span_lines.append(text)
+                shown.shown_spans.add(sid)
 
     log_lines = []
     for i, entry in enumerate(c.logs):
