@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aiohttp import ClientRequest, web
@@ -271,23 +272,30 @@ async def run_stdio(settings: Settings) -> None:
         await build_server(tools).run_stdio_async()
 
 
-class _Route:
-    """What the service's middleware reads from a match: the resource, for the route label."""
+@dataclass(frozen=True, slots=True)
+class _Canonical:
+    canonical: str
 
-    def __init__(self, resource: web.AbstractResource) -> None:
-        self.resource = resource
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What the service's middleware reads from a match to label a request: route.resource.canonical."""
+
+    resource: _Canonical
 
 
 class _MCPMatchInfo(ASGIMatchInfo):
-    """aiohttp-asgi's match has no route; the service's metrics middleware labels requests by route.resource."""
+    """aiohttp-asgi's match has no route (and its resource counts no routes, so it is falsy): name one."""
 
-    def __init__(self, handler: Callable[..., Any], resource: web.AbstractResource) -> None:
+    def __init__(self, handler: Callable[..., Any]) -> None:
         super().__init__(handler)
-        self._route = _Route(resource)
 
     @property
     def route(self) -> Any:
-        return self._route
+        return _MCP_ROUTE
+
+
+_MCP_ROUTE = _Route(_Canonical("/mcp"))
 
 
 class _MCPResource(ASGIResource):
@@ -299,7 +307,7 @@ class _MCPResource(ASGIResource):
     async def resolve(self, request: web.Request) -> tuple[_MCPMatchInfo | None, set[str]]:  # type: ignore[override]
         if not self.raw_match(request.path):
             return None, set()
-        return _MCPMatchInfo(self._handle, self), set(ClientRequest.ALL_METHODS)
+        return _MCPMatchInfo(self._handle), set(ClientRequest.ALL_METHODS)
 
 
 def mount_mcp(app: web.Application, settings: Settings, backends: Callable[[], Any]) -> None:
