@@ -47,7 +47,7 @@ from correlator.summary_budget import (
 )
 from correlator.timeparams import parse_window
 
-__all__ = ["CorrelatorTools", "build_server", "mount_mcp", "run_stdio"]
+__all__ = ["CorrelatorTools", "build_server", "mount_mcp", "run_stdio", "standalone_tools"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,10 @@ class CorrelatorTools:
         self.settings = settings
         self._correlator = correlator
         self._prometheus = prometheus
+
+    @property
+    def correlator(self) -> Correlator:
+        return self._correlator()
 
     def _more_hint(self, trace_hex: str) -> str:
         base = self.settings.server.public_url.rstrip("/")
@@ -255,7 +259,7 @@ def build_server(tools: CorrelatorTools) -> MCPServer[Any]:
 
 
 @asynccontextmanager
-async def _standalone_tools(settings: Settings) -> AsyncIterator[CorrelatorTools]:
+async def standalone_tools(settings: Settings) -> AsyncIterator[CorrelatorTools]:
     """The backends of `correlator mcp` (stdio): built like `correlator correlate` builds them."""
     from correlator.sources._http import make_client
     from correlator.sources.jaeger import JaegerSource
@@ -268,7 +272,7 @@ async def _standalone_tools(settings: Settings) -> AsyncIterator[CorrelatorTools
 
 
 async def run_stdio(settings: Settings) -> None:
-    async with _standalone_tools(settings) as tools:
+    async with standalone_tools(settings) as tools:
         await build_server(tools).run_stdio_async()
 
 
