@@ -13,7 +13,17 @@ import tiktoken
 from bench.bench_analysis import synthetic_trace
 from correlator.analysis import analyse
 from correlator.config import AnalysisSettings
-from correlator.model import Correlation, LogLine, Match, Placement, SourceReport, SourceStatus, Span, Trace, Window
+from correlator.model import (
+    Correlation,
+    LogLine,
+    Match,
+    Placement,
+    SourceReport,
+    SourceStatus,
+    Span,
+    Trace,
+    Window,
+)
 from correlator.spantree import SpanTree, build_tree
 from correlator.summary_budget import group_findings, span_detail, trace_summary
 from correlator.tokens import estimate_tokens
