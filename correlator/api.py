@@ -28,6 +28,7 @@ from correlator.correlate import Correlator, Outcome
 from correlator.errors import InvalidInput, SourceError
 from correlator.ids import parse_trace_id
 from correlator.logfields import extract_trace_context
+from correlator.mcp_mount import mount_mcp
 from correlator.openapi import OPENAPI
 from correlator.render import correlation_body
 from correlator.report import render_text
@@ -278,8 +279,5 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
-    # MCP streamable HTTP at /mcp behind the same token (docs/mcp.md); the SDK loads only with an app.
-    from correlator.mcp import mount_mcp
-
-    mount_mcp(app, settings, lambda: app[BACKENDS])
+    mount_mcp(app, settings, lambda: app[BACKENDS])  # MCP streamable HTTP, same token (docs/mcp.md)
     return app

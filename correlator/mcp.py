@@ -2,10 +2,9 @@
 
 Two transports, one set of tools:
 - stdio (`correlator mcp`): a desktop or IDE client starts it as a subprocess;
-- streamable HTTP at `/mcp` inside `correlator serve`: the SDK's app is ASGI (Starlette), and
-  `aiohttp-asgi` mounts it as one aiohttp resource, so it shares the service's port, its bearer
-  token check, metrics and backends. It runs stateless with JSON answers: any worker of
-  `serve --workers N` can answer any request, and nothing streams through the bridge.
+- streamable HTTP at `/mcp` inside `correlator serve` (`streamable_app`, mounted by
+  correlator/mcp_mount.py): stateless with JSON answers, so any worker of `serve --workers N` can
+  answer any request, and nothing streams through the ASGI bridge.
 
 Each tool validates like the REST API (the same functions, the same texts) before any
 backend call, and answers a bad input with a tool error saying what to fix. Crashes reach the
@@ -17,14 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-from aiohttp import ClientRequest, web
-from aiohttp_asgi import ASGIResource
-from aiohttp_asgi.resource import ASGIMatchInfo
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -47,7 +42,7 @@ from correlator.summary_budget import (
 )
 from correlator.timeparams import parse_window
 
-__all__ = ["CorrelatorTools", "build_server", "mount_mcp", "run_stdio", "standalone_tools"]
+__all__ = ["CorrelatorTools", "build_server", "run_stdio", "standalone_tools", "streamable_app"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +56,8 @@ _INSTRUCTIONS = (
 )
 
 TraceIdArg = Annotated[str, Field(description="Trace ID: 1-32 hex characters, any case (W3C 32, legacy Jaeger 16)")]
-StartArg = Annotated[str | None, Field(description="Optional time hint: RFC 3339 or Unix s/ms/µs/ns; lets all backends run at once")]
+StartArg = Annotated[str | None, Field(
+    description="Optional time hint: RFC 3339 or Unix s/ms/µs/ns; lets all backends run at once")]
 EndArg = Annotated[str | None, Field(description="Optional end of the time hint, same formats as start")]
 BudgetArg = Annotated[int, Field(description=f"Most tokens the answer may take ({MIN_BUDGET}-{MAX_BUDGET})")]
 
@@ -276,56 +272,8 @@ async def run_stdio(settings: Settings) -> None:
         await build_server(tools).run_stdio_async()
 
 
-@dataclass(frozen=True, slots=True)
-class _Canonical:
-    canonical: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """What the service's middleware reads from a match to label a request: route.resource.canonical."""
-
-    resource: _Canonical
-
-
-class _MCPMatchInfo(ASGIMatchInfo):
-    """aiohttp-asgi's match has no route (and its resource counts no routes, so it is falsy): name one."""
-
-    def __init__(self, handler: Callable[..., Any]) -> None:
-        super().__init__(handler)
-
-    @property
-    def route(self) -> Any:
-        return _MCP_ROUTE
-
-
-_MCP_ROUTE = _Route(_Canonical("/mcp"))
-
-
-class _MCPResource(ASGIResource):
-    """`/mcp` and below, handed to the SDK's ASGI app."""
-
-    def raw_match(self, path: str) -> bool:
-        return path == "/mcp" or path.startswith("/mcp/")
-
-    async def resolve(self, request: web.Request) -> tuple[_MCPMatchInfo | None, set[str]]:  # type: ignore[override]
-        if not self.raw_match(request.path):
-            return None, set()
-        return _MCPMatchInfo(self._handle), set(ClientRequest.ALL_METHODS)
-
-
-def mount_mcp(app: web.Application, settings: Settings, backends: Callable[[], Any]) -> None:
-    """Serve the tools at `/mcp` on the aiohttp app; `backends()` is the app's, once it has started."""
+def streamable_app(settings: Settings, backends: Callable[[], Any]) -> Any:
+    """The SDK's ASGI app for /mcp: stateless JSON, so any worker answers any request (correlator/mcp_mount.py)."""
     tools = CorrelatorTools(settings, lambda: backends().correlator, lambda: backends().prometheus)
-    starlette = build_server(tools).streamable_http_app(
+    return build_server(tools).streamable_http_app(
         streamable_http_path="/mcp", stateless_http=True, json_response=True, host=settings.server.host)
-
-    async def asgi(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        # The SDK's route is /mcp on the full path: the bridge's root_path would make Starlette strip it.
-        if scope["type"] != "lifespan":
-            scope = {**scope, "root_path": ""}
-        await starlette(scope, receive, send)
-
-    resource = _MCPResource(asgi, root_path="/mcp")
-    app.router.register_resource(resource)
-    resource.lifespan_mount(app)

@@ -39,6 +39,7 @@ _MAX_TEXT = 200  # characters of one log line or attribute value
 _EVIDENCE_PER_FINDING = 6
 _CHAIN_HOPS = 8
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_TIMES = "\u00d7"  # the multiplication sign, escaped so linters do not take it for an x
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
@@ -124,7 +125,8 @@ def _span_groups(tree: SpanTree, skip: set[str]) -> Iterable[tuple[str, str]]:
             continue
         own = [tree.self_ns[s] for s in sids]
         total = sum(tree.by_id[s].duration_ns for s in sids)
-        yield (f"- {clean(name, 120)} ×{len(sids)}: self {fmt_ms(min(own))}–{fmt_ms(max(own))}, Σ {fmt_ms(total)}; "
+        yield (f"- {clean(name, 120)} {_TIMES}{len(sids)}: self {fmt_ms(min(own))} to {fmt_ms(max(own))}, "
+               f"total {fmt_ms(total)}; "
                f"slowest {_span_line(tree, sids[0]).rsplit(' [', 1)[0].rsplit(' ', 1)[-1]} [span {sids[0]}]"), sids[0]
 
 
@@ -140,7 +142,7 @@ def _chain(tree: SpanTree, path: Sequence[str], held: Mapping[str, int]) -> str:
         if count == 1:
             hops.append(f"{clean(name, 80)}")
         else:
-            hops.append(f"{clean(name, 80)} ×{count} (holds {fmt_ms(held_ns)})")
+            hops.append(f"{clean(name, 80)} {_TIMES}{count} (holds {fmt_ms(held_ns)})")
     if len(hops) > _CHAIN_HOPS:
         hidden = len(hops) - _CHAIN_HOPS
         hops = [*hops[: _CHAIN_HOPS - 2], f"… {hidden} more operations …", *hops[-2:]]

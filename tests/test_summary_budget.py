@@ -42,7 +42,8 @@ def correlation(trace: Trace, logs: tuple[LogLine, ...] = (), places: tuple[Plac
     tree = build_tree(trace)
     analysis = analyse(tree, AnalysisSettings())
     sources = {"jaeger": SourceReport(SourceStatus.OK, 1.0, len(trace.spans)),
-               "loki": SourceReport(loki, 1.0, len(logs), error="loki: connection refused" if loki is SourceStatus.UNAVAILABLE else None),
+               "loki": SourceReport(loki, 1.0, len(logs),
+                                    error="loki: connection refused" if loki is SourceStatus.UNAVAILABLE else None),
                "prometheus": SourceReport(SourceStatus.OK, 1.0, 0)}
     return Correlation(trace.trace_id, Window(0, 1), trace, logs, places, (), (), analysis.critical_path,
                        analysis.findings, sources), tree

@@ -128,7 +128,8 @@ async def test_bad_input_is_a_tool_error_with_the_rest_text_and_no_backend_call(
             problem = (await rest.get(str(service.make_url("/correlate/")) + httpx.URL(path=bad).raw_path.decode())).json()
             assert result.is_error and problem["status"] == 400, (bad, problem)
             assert f"Invalid input: trace_id: {problem['detail']}" in text_of(result)
-        for args, fix in (({"trace_id": TRACE, "span_id": "zz"}, "span_id"), ({"trace_id": TRACE, "budget_tokens": 10}, "budget_tokens"),
+        for args, fix in (({"trace_id": TRACE, "span_id": "zz"}, "span_id"),
+                          ({"trace_id": TRACE, "budget_tokens": 10}, "budget_tokens"),
                           ({"query": " "}, "query"), ({"query": "up", "start": "yesterday"}, "start")):
             tool = "slow_requests" if "query" in args else "get_span" if "span_id" in args else "correlate_trace"
             result = await client.call_tool(tool, args)
