@@ -22,6 +22,7 @@ from correlator.api import BACKENDS, create_app
 from correlator.config import load_settings
 from correlator.errors import InvalidInput
 from correlator.ids import parse_trace_id
+from correlator.mcp import CorrelatorTools, build_server
 from tests.fakes.loki import REQUESTS, make_fake_loki_app
 from tests.integration.servers import free_port
 
@@ -105,3 +106,20 @@ async def test_http_refuses_a_request_without_the_token(service: Any) -> None:
         async with http_client(service, token=None) as client:
             await client.list_tools()
     assert refused.group_contains(MCPError, match="Server returned an error response", depth=None)
+
+
+async def test_a_crash_reaches_the_model_without_its_details() -> None:
+    """In-process (the SDK's client straight on the server): a failure inside a tool names nothing of ours."""
+    secret = "http://admin:hunter2@jaeger.internal:16686"
+
+    class Exploding:
+        async def correlate(self, *_args: Any) -> Any:
+            raise RuntimeError(f"cannot reach {secret} with token {TOKEN}")
+
+    settings = load_settings(environ={})
+    server = build_server(CorrelatorTools(settings, lambda: Exploding(), lambda: Exploding()))  # type: ignore[arg-type, return-value]
+    async with Client(server) as client:
+        result = await client.call_tool("correlate_trace", {"trace_id": TRACE})
+    text = text_of(result)
+    assert result.is_error and text.endswith("the correlator failed; the error is in its own logs")
+    assert "hunter2" not in text and TOKEN not in text and "Traceback" not in text
