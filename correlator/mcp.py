@@ -87,8 +87,8 @@ class CorrelatorTools:
 
     def _more_hint(self, trace_hex: str) -> str:
         base = self.settings.server.public_url.rstrip("/")
-        return (f"For a span's attributes, events and lines: get_span(trace_id, span_id). For more here: a larger "
-                f"budget_tokens (up to {MAX_BUDGET}). Everything: GET {base}/correlate/{trace_hex}.")
+        return (f"More: get_span(trace_id, span_id) for a span's attributes, events and lines; budget_tokens up to "
+                f"{MAX_BUDGET}; everything: GET {base}/correlate/{trace_hex}")
 
     async def _outcome(self, raw_id: str, start: str | None, end: str | None) -> Outcome:
         trace_id = parse_trace_id(raw_id)

@@ -40,6 +40,10 @@ _EVIDENCE_PER_FINDING = 6
 _CHAIN_HOPS = 8
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _TIMES = "\u00d7"  # the multiplication sign, escaped so linters do not take it for an x
+_H_ERRORS = "Error log lines:"
+_H_SPANS = "Other operations (most self time first; repeats folded, the slowest named):"
+_H_LOGS = "Other log lines:"
+_H_EXEMPLARS = "Exemplars:"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 
 
@@ -73,8 +77,9 @@ class _Budget:
     used: int = 0
     full: bool = False
 
-    def take(self, line: str) -> bool:
-        cost = estimate_tokens(line) + 1
+    def take(self, line: str, heading: str | None = None) -> bool:
+        """Admit `line` (and the heading of its section, when it is the section's first line) if it fits."""
+        cost = estimate_tokens(line) + 1 + (estimate_tokens(heading) + 1 if heading else 0)
         if self.used + cost > self.limit:
             self.full = True
             return False
@@ -162,6 +167,12 @@ def _sources_line(c: Correlation) -> tuple[str, bool]:
     return prefix + "; ".join(parts), partial
 
 
+def _finding_short(n: int, group: FindingGroup) -> str:
+    f = group.first
+    more = f" (+{len(group.members) - 1} like it)" if len(group.members) > 1 else ""
+    return f"{n}. [{f.severity.value}] {f.kind}: {clean(f.message, 110)}{more}"
+
+
 def _finding_head(n: int, group: FindingGroup, tree: SpanTree | None, total_ns: int) -> str:
     f = group.first
     head = f"{n}. [{f.severity.value}] {f.kind}: {clean(f.message, 300)}"
@@ -193,7 +204,9 @@ def _evidence(group: FindingGroup, tree: SpanTree, logs_by_span: Mapping[str, li
 
 def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, more_hint: str) -> str:
     """The findings-first summary of `c`, at most `budget_tokens` (estimated) long."""
-    reserve = 90  # the trailer: counts of what was left out and how to get it
+    # Kept back for the lines written last: what was left out (counted at their largest) and how to get it.
+    trailer = _trailer(budget_tokens, 9_999_999, 9_999_999, 9_999_999, more_hint)
+    reserve = estimate_tokens(trailer) + estimate_tokens(_more_groups(99)) + 3
     budget = _Budget(max(budget_tokens - reserve, 0))
     shown = _Counts()
     total_spans = len(tree.by_id) if tree is not None else 0
@@ -211,17 +224,25 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
         head.append(f"Trace {c.trace_id}: not in Jaeger; {len(c.logs)} log lines, {len(c.exemplars)} exemplars carry its ID")
     sources, _partial = _sources_line(c)
     head.append(sources)
-    for line in head:
+    groups = group_findings(c.findings)
+    for line in (*head, "", _findings_heading(c, groups)):
         budget.used += estimate_tokens(line) + 1  # always shown, even past a tiny budget
 
-    groups = group_findings(c.findings)
+    # Every group's short headline first (the verdict survives a small budget), then each one
+    # upgraded, in order, to the full headline with its span, share and siblings where it fits.
     finding_lines: list[list[str]] = []
     for n, group in enumerate(groups, 1):
-        line = _finding_head(n, group, tree, total_ns)
+        line = _finding_short(n, group)
         if not budget.take(line):
             break
         finding_lines.append([line])
         shown.findings += len(group.members)
+    for n, (group, lines) in enumerate(zip(groups, finding_lines, strict=False), 1):
+        full = _finding_head(n, group, tree, total_ns)
+        extra = estimate_tokens(full) - estimate_tokens(lines[0])
+        if budget.used + extra <= budget.limit:
+            budget.used += extra
+            lines[0] = full
 
     chain_line = ""
     logs_by_span: dict[str, list[int]] = {}
@@ -249,7 +270,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
         if i in shown.shown_logs or (entry.level or "").lower() not in _ERROR_LEVELS:
             continue
         text = "- " + _log_line(entry, origin, c.log_placements[i].span_id)
-        if not budget.take(text):
+        if not budget.take(text, None if error_lines else _H_ERRORS):
             break
         error_lines.append(text)
         shown.shown_logs.add(i)
@@ -257,7 +278,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
     span_lines = []
     if tree is not None:
         for text, named in _span_groups(tree, shown.shown_spans):
-            if not budget.take(text):
+            if not budget.take(text, None if span_lines else _H_SPANS):
                 break
             span_lines.append(text)
             shown.shown_spans.add(named)
@@ -266,7 +287,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
                 if sid in shown.shown_spans:
                     continue
                 text = "- " + _span_line(tree, sid)
-                if not budget.take(text):
+                if not budget.take(text, None if span_lines else _H_SPANS):
                     break
                 span_lines.append(text)
                 shown.shown_spans.add(sid)
@@ -276,7 +297,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
         if i in shown.shown_logs:
             continue
         text = "- " + _log_line(entry, origin, c.log_placements[i].span_id)
-        if not budget.take(text):
+        if not budget.take(text, None if log_lines else _H_LOGS):
             break
         log_lines.append(text)
         shown.shown_logs.add(i)
@@ -284,41 +305,52 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
     exemplar_lines = []
     for ex, placement in zip(c.exemplars, c.exemplar_placements, strict=True):
         text = "- " + _exemplar_line(ex, placement.span_id)
-        if not budget.take(text):
+        if not budget.take(text, None if exemplar_lines else _H_EXEMPLARS):
             break
         exemplar_lines.append(text)
 
     out = list(head)
     out.append("")
+    out.append(_findings_heading(c, groups))
     if groups:
-        out.append(f"Findings ({len(c.findings)} in {len(groups)} groups, by time on the critical path):")
         out.extend(line for lines in finding_lines for line in lines)
         if len(finding_lines) < len(groups):
-            out.append(f"… {len(groups) - len(finding_lines)} more finding groups did not fit")
-    else:
-        out.append("Findings: none (no bottleneck, N+1, gap, error, long span or fan-out crossed its threshold)")
+            out.append(_more_groups(len(groups) - len(finding_lines)))
     if chain_line:
         out.append(chain_line)
     if error_lines:
-        out.append("Error log lines:")
+        out.append(_H_ERRORS)
         out.extend(error_lines)
     if span_lines:
-        out.append("Other operations (most self time first; repeats folded, the slowest named):")
+        out.append(_H_SPANS)
         out.extend(span_lines)
     if log_lines:
-        out.append("Other log lines:")
+        out.append(_H_LOGS)
         out.extend(log_lines)
     if exemplar_lines:
-        out.append("Exemplars:")
+        out.append(_H_EXEMPLARS)
         out.extend(exemplar_lines)
     left_spans = total_spans - len(shown.shown_spans)
     left_logs = len(c.logs) - len(shown.shown_logs)
     left_exemplars = len(c.exemplars) - len(exemplar_lines)
     if left_spans > 0 or left_logs > 0 or left_exemplars > 0 or len(finding_lines) < len(groups):
         out.append("")
-        out.append(f"Left out to fit {budget_tokens} tokens: {left_spans} spans, {left_logs} log lines, "
-                   f"{left_exemplars} exemplars. {more_hint}")
+        out.append(_trailer(budget_tokens, left_spans, left_logs, left_exemplars, more_hint))
     return _fit("\n".join(out), budget_tokens)
+
+
+def _findings_heading(c: Correlation, groups: Sequence[FindingGroup]) -> str:
+    if not groups:
+        return "Findings: none (no bottleneck, N+1, gap, error, long span or fan-out crossed its threshold)"
+    return f"Findings ({len(c.findings)} in {len(groups)} groups, by time on the critical path):"
+
+
+def _more_groups(n: int) -> str:
+    return f"… {n} more finding groups did not fit"
+
+
+def _trailer(budget_tokens: int, spans: int, logs: int, exemplars: int, more_hint: str) -> str:
+    return f"Left out to fit {budget_tokens} tokens: {spans} spans, {logs} log lines, {exemplars} exemplars. {more_hint}"
 
 
 def _exemplar_line(ex: Exemplar, span_id: str | None) -> str:
