@@ -265,7 +265,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
                     shown.shown_logs.add(log_index)
             shown.shown_spans.update(sid for sid in group.first.span_ids[:1])
 
-    error_lines = []
+    error_lines: list[str] = []
     for i, entry in enumerate(c.logs):
         if i in shown.shown_logs or (entry.level or "").lower() not in _ERROR_LEVELS:
             continue
@@ -275,7 +275,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
         error_lines.append(text)
         shown.shown_logs.add(i)
 
-    span_lines = []
+    span_lines: list[str] = []
     if tree is not None:
         for text, named in _span_groups(tree, shown.shown_spans):
             if not budget.take(text, None if span_lines else _H_SPANS):
@@ -292,7 +292,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
                 span_lines.append(text)
                 shown.shown_spans.add(sid)
 
-    log_lines = []
+    log_lines: list[str] = []
     for i, entry in enumerate(c.logs):
         if i in shown.shown_logs:
             continue
@@ -302,7 +302,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
         log_lines.append(text)
         shown.shown_logs.add(i)
 
-    exemplar_lines = []
+    exemplar_lines: list[str] = []
     for ex, placement in zip(c.exemplars, c.exemplar_placements, strict=True):
         text = "- " + _exemplar_line(ex, placement.span_id)
         if not budget.take(text, None if exemplar_lines else _H_EXEMPLARS):
