@@ -32,7 +32,8 @@ def _piece_tokens(piece: str) -> int:
             return len(text.encode()) // 2 + 1  # non-Latin scripts: ~1 token per 2 bytes
         return (len(text) + _LETTERS_PER_TOKEN - 1) // _LETTERS_PER_TOKEN
     if first.isdigit():
-        return (len(text) + 2) // 3  # cl100k splits digit runs into groups of three
+        # cl100k splits digit runs into groups of three, and a space before digits is a token of its own.
+        return (len(text) + 2) // 3 + (len(piece) - len(text))
     if first == "\n":
         return 1
     if first.isspace():
