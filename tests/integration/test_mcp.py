@@ -97,12 +97,17 @@ async def test_get_span_and_trace_from_log_over_http(service: Any) -> None:
 
 async def test_slow_requests_over_http(service: Any) -> None:
     async with http_client(service) as client:
-        result = await client.call_tool("slow_requests", {"query": "http_server_duration_seconds_bucket", "limit": 3})
+        result = await client.call_tool("slow_requests", {"query": "http_server_duration_seconds_bucket"})
+        one = await client.call_tool("slow_requests", {"query": "http_server_duration_seconds_bucket", "limit": 1})
     text = text_of(result)
     assert not result.is_error, text
-    assert text.splitlines()[0].startswith("3 slowest exemplar traces of http_server_duration_seconds_bucket")
-    ours = next(line for line in text.splitlines() if TRACE in line)
-    assert "145ms, 5 spans; course-service: SELECT courses (80ms) is 55% of the trace — the bottleneck" in ours
+    lines = text.splitlines()
+    assert lines[0] == "2 slowest exemplar traces of http_server_duration_seconds_bucket (of 2 exemplars), slowest first:"
+    # Slowest first: the legacy 64-bit trace (0.345 s; only a log line knows it), then ours (0.145 s) with its verdict.
+    assert lines[1].startswith("1. 0.345 ") and "trace not in Jaeger; 1 log lines carry its ID" in lines[1]
+    assert lines[2].startswith("2. 0.145 ") and f"trace {TRACE} — 145ms, 5 spans; course-service: SELECT courses (80ms) " \
+           "is 55% of the trace — the bottleneck" in lines[2]
+    assert text_of(one).splitlines()[1:2] == lines[1:2] and len(text_of(one).splitlines()) == 3
 
 
 async def test_over_stdio(jaeger: Jaeger, prometheus: Prometheus, loki: Any) -> None:
