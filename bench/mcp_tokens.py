@@ -71,6 +71,8 @@ async def measure(jaeger_query: str, prometheus_url: str, shift_ns: int, raw: di
                 groups = group_findings(outcome.correlation.findings)
                 for budget in budgets:
                     text = await tools.correlate_trace(trace_id, None, None, budget)
+                    if "--show" in sys.argv:
+                        print(text, file=sys.stderr)
                     real, est = cl100k(text), estimate_tokens(text)
                     shown = sum(1 for n in range(1, len(groups) + 1) if f"\n{n}. [" in text)
                     print(f"| {name} | {raw_tokens:,} | {budget:,} | {real:,} ({real / raw_tokens:.2%} of raw) | {est:,} | "

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from correlator.analysis import critical_path, fmt_ms
 from correlator.analysis.common import label
+from correlator.errors import InvalidTraceId
+from correlator.ids import parse_trace_id
 from correlator.model import Correlation, Exemplar, Finding, LogLine, SourceStatus, Span
 from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
@@ -98,10 +100,22 @@ class _Counts:
     shown_logs: set[int] = field(default_factory=set)
 
 
-def _log_line(line: LogLine, origin_ns: int | None, span_id: str | None) -> str:
+def _ids_pattern(trace_hex: str) -> re.Pattern[str]:
+    """Every spelling of the trace ID a line may carry: each costs ~21 tokens and says nothing new."""
+    try:
+        spellings = parse_trace_id(trace_hex).spellings
+    except InvalidTraceId:
+        spellings = (trace_hex,)
+    return re.compile("|".join(re.escape(s) for s in sorted(spellings, key=len, reverse=True)), re.IGNORECASE)
+
+
+def _log_line(line: LogLine, origin_ns: int | None, span_id: str | None, ids: re.Pattern[str] | None = None) -> str:
     when = f"+{fmt_ms(line.timestamp_ns - origin_ns)}" if origin_ns is not None else rfc3339_ns(line.timestamp_ns)[11:23]
     where = f" span {span_id}" if span_id else ""
-    return f"{when} {clean(line.service or '-', 60)} [{clean(line.level or '-', 12)}]{where}: {clean(line.line)}"
+    text = ids.sub("<trace_id>", line.line) if ids is not None else line.line
+    if span_id:
+        text = text.replace(span_id, "<span_id>")
+    return f"{when} {clean(line.service or '-', 60)} [{clean(line.level or '-', 12)}]{where}: {clean(text)}"
 
 
 def _event_line(span: Span, index: int, origin_ns: int) -> str:
@@ -190,13 +204,13 @@ def _finding_head(n: int, group: FindingGroup, tree: SpanTree | None, total_ns: 
 
 
 def _evidence(group: FindingGroup, tree: SpanTree, logs_by_span: Mapping[str, list[int]], c: Correlation,
-              origin: int) -> Iterable[tuple[str, int | None]]:
-    """Lines that explain a finding: its spans' log lines (errors first) and span events."""
+              origin: int, seen: set[int], ids: re.Pattern[str]) -> Iterable[tuple[str, int | None]]:
+    """Lines that explain a finding: its spans' log lines (errors first; none already quoted) and span events."""
     spans = [sid for sid in group.first.span_ids[:_EVIDENCE_PER_FINDING] if sid in tree.by_id]
-    indices = [i for sid in spans for i in logs_by_span.get(sid, [])]
+    indices = [i for sid in spans for i in logs_by_span.get(sid, []) if i not in seen]
     indices.sort(key=lambda i: ((c.logs[i].level or "").lower() not in _ERROR_LEVELS, c.logs[i].timestamp_ns))
     for i in indices[:_EVIDENCE_PER_FINDING]:
-        yield "   log " + _log_line(c.logs[i], origin, c.log_placements[i].span_id), i
+        yield "   log " + _log_line(c.logs[i], origin, c.log_placements[i].span_id, ids), i
     events = [(sid, k) for sid in spans for k in range(len(tree.by_id[sid].events))]
     for sid, k in events[:_EVIDENCE_PER_FINDING]:
         yield f"   span {sid} " + _event_line(tree.by_id[sid], k, origin), None
@@ -212,6 +226,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
     total_spans = len(tree.by_id) if tree is not None else 0
     origin = tree.start_ns if tree is not None else None
     total_ns = (tree.end_ns - tree.start_ns) if tree is not None else 0
+    ids = _ids_pattern(c.trace_id)
 
     head: list[str] = []
     if tree is not None and tree.roots:
@@ -228,8 +243,8 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
     for line in (*head, "", _findings_heading(c, groups)):
         budget.used += estimate_tokens(line) + 1  # always shown, even past a tiny budget
 
-    # Every group's short headline first (the verdict survives a small budget), then each one
-    # upgraded, in order, to the full headline with its span, share and siblings where it fits.
+    # Every group's short headline first, so the verdict survives a small budget. Then the critical
+    # path; then, finding by finding, the full headline (span, share, siblings) and its evidence.
     finding_lines: list[list[str]] = []
     for n, group in enumerate(groups, 1):
         line = _finding_short(n, group)
@@ -237,39 +252,40 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
             break
         finding_lines.append([line])
         shown.findings += len(group.members)
+
+    chain_line = ""
+    if tree is not None:
+        path = critical_path(tree)
+        candidate = f"Critical path ({len(path.span_ids)} spans): {_chain(tree, path.span_ids, path.held_ns)}"
+        if budget.take(candidate):
+            chain_line = candidate
+    logs_by_span: dict[str, list[int]] = {}
+    for i, placement in enumerate(c.log_placements):
+        if placement.span_id is not None:
+            logs_by_span.setdefault(placement.span_id, []).append(i)
     for n, (group, lines) in enumerate(zip(groups, finding_lines, strict=False), 1):
         full = _finding_head(n, group, tree, total_ns)
         extra = estimate_tokens(full) - estimate_tokens(lines[0])
         if budget.used + extra <= budget.limit:
             budget.used += extra
             lines[0] = full
-
-    chain_line = ""
-    logs_by_span: dict[str, list[int]] = {}
-    for i, placement in enumerate(c.log_placements):
-        if placement.span_id is not None:
-            logs_by_span.setdefault(placement.span_id, []).append(i)
-    if tree is not None and origin is not None:
-        path = critical_path(tree)
-        candidate = f"Critical path ({len(path.span_ids)} spans): {_chain(tree, path.span_ids, path.held_ns)}"
-        if budget.take(candidate):
-            chain_line = candidate
-        for group, lines in zip(groups, finding_lines, strict=False):
-            for text, log_index in _evidence(group, tree, logs_by_span, c, origin):
-                if not budget.take(text):
-                    break
-                lines.append(text)
-                shown.evidence += 1
-                if log_index is not None:
-                    shown.logs += 1
-                    shown.shown_logs.add(log_index)
-            shown.shown_spans.update(sid for sid in group.first.span_ids[:1])
+        if tree is None or origin is None:
+            continue
+        for text, log_index in _evidence(group, tree, logs_by_span, c, origin, set(shown.shown_logs), ids):
+            if not budget.take(text):
+                break
+            lines.append(text)
+            shown.evidence += 1
+            if log_index is not None:
+                shown.logs += 1
+                shown.shown_logs.add(log_index)
+        shown.shown_spans.update(sid for sid in group.first.span_ids[:1])
 
     error_lines: list[str] = []
     for i, entry in enumerate(c.logs):
         if i in shown.shown_logs or (entry.level or "").lower() not in _ERROR_LEVELS:
             continue
-        text = "- " + _log_line(entry, origin, c.log_placements[i].span_id)
+        text = "- " + _log_line(entry, origin, c.log_placements[i].span_id, ids)
         if not budget.take(text, None if error_lines else _H_ERRORS):
             break
         error_lines.append(text)
@@ -296,7 +312,7 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
     for i, entry in enumerate(c.logs):
         if i in shown.shown_logs:
             continue
-        text = "- " + _log_line(entry, origin, c.log_placements[i].span_id)
+        text = "- " + _log_line(entry, origin, c.log_placements[i].span_id, ids)
         if not budget.take(text, None if log_lines else _H_LOGS):
             break
         log_lines.append(text)
@@ -385,7 +401,7 @@ def span_detail(c: Correlation, tree: SpanTree | None, span_id: str, budget_toke
         ("Findings", [f"- [{f.severity.value}] {f.kind}: {clean(f.message, 300)}" for f in findings_of(span_id)]),
         ("Attributes", [f"- {clean(str(k), 80)} = {clean(str(v))}" for k, v in span.attributes.items()]),
         ("Events", ["- " + _event_line(span, k, origin) for k in range(len(span.events))]),
-        ("Log lines", ["- " + _log_line(line, origin, None)
+        ("Log lines", ["- " + _log_line(line, origin, span_id, _ids_pattern(c.trace_id))
                        for line, p in zip(c.logs, c.log_placements, strict=True) if p.span_id == span_id]),
         ("Exemplars", ["- " + _exemplar_line(ex, None)
                        for ex, p in zip(c.exemplars, c.exemplar_placements, strict=True) if p.span_id == span_id]),
