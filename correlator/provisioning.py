@@ -19,8 +19,14 @@ import yaml
 from correlator.config import Settings
 from correlator.logfields import derived_field_regex
 
-__all__ = ["DATASOURCES_FILE", "DASHBOARDS_FILE", "check_provisioning", "dashboards_provider_yaml",
-           "datasources_yaml", "write_provisioning"]
+__all__ = [
+    "DASHBOARDS_FILE",
+    "DATASOURCES_FILE",
+    "check_provisioning",
+    "dashboards_provider_yaml",
+    "datasources_yaml",
+    "write_provisioning",
+]
 
 DATASOURCES_FILE = Path("provisioning/datasources/datasources.yaml")
 DASHBOARDS_FILE = Path("provisioning/dashboards/dashboards.yaml")

@@ -54,7 +54,7 @@ UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, 
 
 
 def shipped() -> dict[str, Any]:
-    return yaml.load((REPO / DATASOURCES_FILE).read_text(), Loader=UniqueKeyLoader)  # noqa: S506
+    return yaml.load((REPO / DATASOURCES_FILE).read_text(), Loader=UniqueKeyLoader)
 
 
 def grafana_expand(value: str) -> str:
