@@ -19,6 +19,7 @@ import orjson
 from correlator import __version__
 from correlator.config import Settings, load_settings
 from correlator.errors import ConfigError, InvalidInput
+from correlator.model import Exemplar
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CANNOT_SERVE", "EXIT_NOT_FOUND", "EXIT_OK", "EXIT_PARTIAL", "main"]
 
@@ -46,6 +47,7 @@ _EXIT_CODES = """exit codes:
 
 _EPILOG = """examples:
   correlator check                                  are the three backends reachable?
+  correlator slow                                   recent slow requests and their trace IDs
   correlator correlate 4bf92f3577b34da6a3ce929d0e0e4736
   correlator serve --port 8080                      the HTTP API (GET /correlate/{trace_id})
 
@@ -90,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
                            "this command runs from, else the current directory)")
     prov.add_argument("--check", action="store_true", help="only report whether the files are in sync (exit 1 if not)")
 
+    slow = command("slow", "list recent slow requests (Prometheus exemplars, slowest first) with their trace IDs")
+    slow.add_argument("query", nargs="?", help="PromQL selector of latency histogram series "
+                                               "(default: prometheus.slow_requests_selector, every *_bucket series)")
+    slow.add_argument("--since", default="15m", help="how far back to look: 90s, 15m, 2h (default: 15m)")
+    slow.add_argument("--limit", type=int, default=10, help="how many requests to list (default: 10)")
+
     command("check", "validate the config and probe the three backends at once")
     return parser
 
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             return _provision(settings, Path(args.out) if args.out else _repository_root(), args.check)
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "slow":
+            return asyncio.run(_slow(settings, args.query, args.since, args.limit))
     except InvalidInput as exc:
         print(f"correlator: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -300,3 +310,58 @@ async def _check(settings: Settings) -> int:
         url = getattr(settings, name).url
         print(f"{name}: ready ({url})" if problem is None else f"{name}: NOT ready ({url}): {problem}")
     return EXIT_OK if all(problem is None for _, problem in results) else EXIT_NOT_FOUND
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str) -> float:
+    number, unit = text[:-1], text[-1:]
+    try:
+        value = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise InvalidInput("--since", f"{text!r} is not a duration like 90s, 15m, 2h or 1d") from None
+    if not 0 < value <= 31 * 86400:
+        raise InvalidInput("--since", "must be between 1s and 31d")
+    return value
+
+
+async def _slow(settings: Settings, query: str | None, since: str, limit: int) -> int:
+    """Metric → traces from the shell: where to find a trace ID worth correlating."""
+    import time
+
+    from correlator.errors import SourceError
+    from correlator.sources._http import make_client
+    from correlator.sources.prometheus import PrometheusSource
+    from correlator.timeparams import rfc3339_ns
+
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("--limit", "must be between 1 and 1000")
+    query = query or settings.prometheus.slow_requests_selector
+    end_ns = time.time_ns()
+    start_ns = end_ns - int(_seconds(since) * 1e9)
+    async with make_client(settings.prometheus) as client:
+        try:
+            async with asyncio.timeout(settings.deadline_seconds):
+                found = await PrometheusSource(settings.prometheus, client).search(query, start_ns, end_ns)
+        except TimeoutError:
+            print(f"correlator: Prometheus ({settings.prometheus.url}) did not answer within {settings.deadline_seconds:g}s",
+                  file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except SourceError as exc:
+            print(f"correlator: Prometheus ({settings.prometheus.url}): {exc.message}", file=sys.stderr)
+            return EXIT_BAD_INPUT if getattr(exc, "status_code", None) == 400 else EXIT_NOT_FOUND
+    slowest: dict[str, Exemplar] = {}
+    for ex in found:  # one row per trace: its slowest exemplar
+        if ex.trace_id not in slowest or ex.value > slowest[ex.trace_id].value:
+            slowest[ex.trace_id] = ex
+    rows = sorted(slowest.values(), key=lambda ex: -ex.value if ex.value == ex.value else 0.0)[:limit]
+    if not rows:
+        print(f"no exemplars for {query} in the last {since}: is exemplar storage on "
+              "(--enable-feature=exemplar-storage), and does the app attach trace IDs to its histograms?")
+        return EXIT_NOT_FOUND
+    for ex in rows:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(ex.series.items()) if k not in ("__name__", "le"))
+        print(f"{ex.trace_id}  {ex.value:>9.3f}  {rfc3339_ns(ex.timestamp_ns)[:23]}Z  {ex.metric}{{{labels}}}")
+    print(f"\ncorrelate one: correlator correlate {rows[0].trace_id}")
+    return EXIT_OK
