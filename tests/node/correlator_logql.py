@@ -36,7 +36,8 @@ def queries() -> list[dict[str, str]]:
         out += [{"case": f"{case}: line filter", "query": line_filter}, {"case": f"{case}: metadata", "query": metadata}]
     static = LokiSource(load_settings(environ={"CORRELATOR_LOKI_SELECTOR_STRATEGY": "static"}).loki, httpx.AsyncClient())
     line_filter, metadata = static.queries(parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736"), ["nextgen-api"])
-    out += [{"case": "strategy static: line filter", "query": line_filter}, {"case": "strategy static: metadata", "query": metadata}]
+    out += [{"case": "strategy static: line filter", "query": line_filter},
+            {"case": "strategy static: metadata", "query": metadata}]
     return out
 
 
