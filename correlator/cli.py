@@ -167,11 +167,11 @@ def _provision(settings: Settings, out: Path, check: bool) -> int:
 
 
 async def _check(settings: Settings) -> int:
+    from correlator.errors import SourceError
     from correlator.sources._http import make_client
     from correlator.sources.jaeger import JaegerSource
     from correlator.sources.loki import LokiSource
     from correlator.sources.prometheus import PrometheusSource
-    from correlator.errors import SourceError
 
     ok = True
     async with make_client(settings.jaeger) as jc, make_client(settings.loki) as lc, make_client(settings.prometheus) as pc:

@@ -286,7 +286,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     shown = f"{env.text} (from {env.var})" if env else value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if env is not None and env.text == "" or value is None:
+        if (env is not None and env.text == "") or value is None:
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
@@ -368,7 +368,7 @@ def _validate(s: Settings) -> None:
     _check(s.loki.static_selector.startswith("{") and s.loki.static_selector.endswith("}"),
            "loki.static_selector", s.loki.static_selector, "must be a LogQL stream selector {…}")
     _check(bool(s.loki.trace_id_fields), "loki.trace_id_fields", s.loki.trace_id_fields, "must not be empty")
-    for i, expr in enumerate(s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths):
+    for _i, expr in enumerate(s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths):
         try:
             import jsonpath_ng
 

@@ -22,8 +22,18 @@ from correlator.config import Settings
 from correlator.logfields import derived_field_regex
 from correlator.logql import label_name
 
-__all__ = ["DASHBOARDS_FILE", "DATASOURCES_FILE", "check_provisioning", "dashboards_provider_yaml", "datasources",
-           "datasources_yaml", "explore_trace_url", "trace_to_logs_query", "trace_to_metrics_queries", "write_provisioning"]
+__all__ = [
+    "DASHBOARDS_FILE",
+    "DATASOURCES_FILE",
+    "check_provisioning",
+    "dashboards_provider_yaml",
+    "datasources",
+    "datasources_yaml",
+    "explore_trace_url",
+    "trace_to_logs_query",
+    "trace_to_metrics_queries",
+    "write_provisioning",
+]
 
 DATASOURCES_FILE = Path("provisioning/datasources/datasources.yaml")
 DASHBOARDS_FILE = Path("provisioning/dashboards/dashboards.yaml")

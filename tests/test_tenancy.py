@@ -7,8 +7,7 @@ from typing import Any
 
 from correlator.api import create_app
 from correlator.config import load_settings
-from tests.fakes.loki import Entry, recorded_entries
-from tests.fakes.loki import make_fake_loki_app
+from tests.fakes.loki import Entry, make_fake_loki_app, recorded_entries
 from tests.test_api import TRACE, Backends
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -111,9 +111,10 @@ async def test_silence_past_the_read_timeout_is_a_timeout(when: str) -> None:
 
 @pytest.mark.parametrize("base", ["http://loki:3100", "http://gateway/loki-prefix/", "https://h.example:8443/a/b"])
 def test_the_pre_encoded_url_means_what_httpx_params_would(base: str) -> None:
-    from hypothesis import given, settings as hsettings, strategies as st
-
     import httpx
+    from hypothesis import given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
 
     from correlator.sources._http import absolute_url
 
