@@ -58,11 +58,11 @@ function replaceVariables(text, scopedVars, format) {
   });
 }
 
-function links(destinations) {
-  const frame = exemplarFrame(recorded.response.body);
+function links(destinations, body = recorded.response.body, label = 'trace_id') {
+  const frame = exemplarFrame(body);
   const request = { targets: [{ refId: 'A', expr: recorded.request.params.query, exemplar: true }], app: data.CoreApp.Dashboard };
   const { data: [out] } = transformV2({ data: [frame] }, request, { exemplarTraceIdDestinations: destinations });
-  const traceIds = out.fields.find((f) => f.name === 'trace_id');
+  const traceIds = out.fields.find((f) => f.name === label);
   return traceIds.values.map((traceId, rowIndex) => {
     const supplier = data.getLinksSupplier(out, traceIds, {}, replaceVariables);
     return { traceId, links: supplier({ valueRowIndex: rowIndex }) };
@@ -138,4 +138,16 @@ test('why not a datasourceUid destination: Grafana 12.4 sends queryType traceql,
   assert.equal(pane.queries[0].query, traceId);
   assert.equal(pane.queries[0].queryType, 'traceql');
   assert.ok(!JAEGER_QUERY_TYPES.has(pane.queries[0].queryType), 'if Grafana ever sends a type Jaeger handles, revisit the url: destination');
+});
+
+test('span-metrics style exemplars (label traceID, a 31-character ID) get the same two links', () => {
+  // Our own answer in the span-metrics shape (tests/fixtures/own/README.md).
+  const body = JSON.parse(fs.readFileSync(path.join(REPO, 'tests/fixtures/own/prom_query_exemplars.spanmetrics_traceID.json'), 'utf8'));
+  const made = links(byType.prometheus.jsonData.exemplarTraceIdDestinations, body, 'traceID');
+  assert.ok(made.some(({ traceId }) => traceId.length === 31));
+  for (const { traceId, links: row } of made) {
+    assert.deepEqual(row.map((l) => l.title), ['Open trace', 'Correlate: trace + logs + exemplars']);
+    assert.equal(explorePanes(row[0].href)[0].queries[0].query, traceId);
+    assert.match(row[1].href, new RegExp(`/correlate/${traceId}\\?format=text$`));
+  }
 });
