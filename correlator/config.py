@@ -158,6 +158,7 @@ class ServerSettings:
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
     forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to Loki (+ jaeger/prometheus.forward_tenant)
+    access_log: bool = True  # one JSON line per request (method, route template, status, ms, own trace ID)
 
 
 @dataclass(frozen=True, slots=True)
