@@ -8,6 +8,7 @@ The queries come from the correlator's own code (LokiSource.queries) for realist
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -28,13 +29,21 @@ CASES: list[tuple[str, str, list[str] | None]] = [
 
 
 def queries() -> list[dict[str, str]]:
+    client = httpx.AsyncClient()  # LokiSource needs one; building queries sends nothing
+    try:
+        return _queries(client)
+    finally:
+        asyncio.run(client.aclose())
+
+
+def _queries(client: httpx.AsyncClient) -> list[dict[str, str]]:
     settings = load_settings(environ={}).loki
-    source = LokiSource(settings, httpx.AsyncClient())
+    source = LokiSource(settings, client)
     out = []
     for case, trace_id, services in CASES:
         line_filter, metadata = source.queries(parse_trace_id(trace_id), services)
         out += [{"case": f"{case}: line filter", "query": line_filter}, {"case": f"{case}: metadata", "query": metadata}]
-    static = LokiSource(load_settings(environ={"CORRELATOR_LOKI_SELECTOR_STRATEGY": "static"}).loki, httpx.AsyncClient())
+    static = LokiSource(load_settings(environ={"CORRELATOR_LOKI_SELECTOR_STRATEGY": "static"}).loki, client)
     line_filter, metadata = static.queries(parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736"), ["nextgen-api"])
     out += [{"case": "strategy static: line filter", "query": line_filter},
             {"case": "strategy static: metadata", "query": metadata}]
