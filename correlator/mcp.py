@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -90,30 +90,41 @@ class CorrelatorTools:
         return (f"More: get_span(trace_id, span_id) for a span's attributes, events and lines; budget_tokens up to "
                 f"{MAX_BUDGET}; everything: GET {base}/correlate/{trace_hex}")
 
-    async def _outcome(self, raw_id: str, start: str | None, end: str | None) -> Outcome:
+    def tenant(self, headers: Mapping[str, str] | None) -> str | None:
+        """X-Scope-OrgID of an HTTP call, as the REST API reads it (only when server.forward_tenant); none on stdio."""
+        if not self.settings.server.forward_tenant or headers is None:
+            return None
+        tenant = next((v for k, v in headers.items() if k.lower() == "x-scope-orgid"), None)
+        if tenant is not None and (not tenant or len(tenant) > 150 or not tenant.isprintable()):
+            raise InvalidInput("X-Scope-OrgID", "must be 1-150 printable characters")
+        return tenant
+
+    async def _outcome(self, raw_id: str, start: str | None, end: str | None, tenant: str | None) -> Outcome:
         trace_id = parse_trace_id(raw_id)
         hint = parse_window(start, end)
-        outcome = await self._correlator().correlate(trace_id, hint)
+        outcome = await self._correlator().correlate(trace_id, hint, tenant)
         if outcome.http_status == 404:
             states = ", ".join(f"{name} {r.status.value}" for name, r in outcome.correlation.sources.items())
             raise ToolError(f"Trace not found: no source knows trace {trace_id.hex} ({states}). "
                             "Check the ID, or pass start/end around the time the request ran.")
         return outcome
 
-    async def correlate_trace(self, trace_id: str, start: str | None, end: str | None, budget_tokens: int) -> str:
+    async def correlate_trace(self, trace_id: str, start: str | None, end: str | None, budget_tokens: int,
+                              tenant: str | None = None) -> str:
         budget = _budget(budget_tokens)
-        outcome = await self._outcome(trace_id, start, end)
+        outcome = await self._outcome(trace_id, start, end, tenant)
         c = outcome.correlation
         return trace_summary(c, outcome.tree, budget, self._more_hint(c.trace_id))
 
-    async def get_span(self, trace_id: str, span_id: str, start: str | None, end: str | None, budget_tokens: int) -> str:
+    async def get_span(self, trace_id: str, span_id: str, start: str | None, end: str | None, budget_tokens: int,
+                       tenant: str | None = None) -> str:
         budget = _budget(budget_tokens)
         parse_trace_id(trace_id)  # validated before the span ID, as the REST API validates in path order
         span = normalise_span_id(span_id)
         if span is None:
             shown = span_id if len(span_id) <= 64 else span_id[:64] + "…"
             raise InvalidInput("span_id", f"{shown!r} is not a valid span ID: a span ID is 1 to 16 hexadecimal characters")
-        outcome = await self._outcome(trace_id, start, end)
+        outcome = await self._outcome(trace_id, start, end, tenant)
         c = outcome.correlation
 
         def findings_of(sid: str) -> list[Finding]:
@@ -125,7 +136,7 @@ class CorrelatorTools:
         return text
 
     async def trace_from_log(self, line: str, metadata: Mapping[str, str] | None, start: str | None, end: str | None,
-                             budget_tokens: int) -> str:
+                             budget_tokens: int, tenant: str | None = None) -> str:
         budget = _budget(budget_tokens)
         if len(line.encode("utf-8", "surrogatepass")) > MAX_LOG_LINE_BYTES:
             raise InvalidInput("body", f"a log line is at most {MAX_LOG_LINE_BYTES} bytes")
@@ -137,13 +148,14 @@ class CorrelatorTools:
             loki = self.settings.loki
             raise ToolError("No trace ID in this line: none of the configured fields or patterns found a trace ID "
                             f"(fields: {', '.join(loki.trace_id_fields)}; JSONPaths: {', '.join(loki.trace_id_jsonpaths)})")
-        outcome = await self._outcome(context.trace_id, start, end)
+        outcome = await self._outcome(context.trace_id, start, end, tenant)
         c = outcome.correlation
         where = f", span {context.span_id}" if context.span_id else ""
         return f"The line carries trace {c.trace_id}{where}.\n" + trace_summary(c, outcome.tree, budget - 30,
                                                                                self._more_hint(c.trace_id))
 
-    async def slow_requests(self, query: str, start: str | None, end: str | None, limit: int) -> str:
+    async def slow_requests(self, query: str, start: str | None, end: str | None, limit: int,
+                            tenant: str | None = None) -> str:
         query = query.strip()
         if not query:
             raise InvalidInput("query", "a PromQL selector is required, e.g. http_server_duration_seconds_bucket")
@@ -172,7 +184,7 @@ class CorrelatorTools:
 
         async def verdict(ex: Exemplar) -> str:
             async with gate:
-                return await self._verdict(ex)
+                return await self._verdict(ex, tenant)
 
         verdicts = await asyncio.gather(*(verdict(ex) for ex in picked))
         lines = [f"{len(picked)} slowest exemplar traces of {query} (of {len(found)} exemplars), slowest first:"]
@@ -182,10 +194,11 @@ class CorrelatorTools:
         lines.append("Next: correlate_trace(trace_id) on the one to explain.")
         return "\n".join(lines)
 
-    async def _verdict(self, ex: Exemplar) -> str:
+    async def _verdict(self, ex: Exemplar, tenant: str | None) -> str:
         """One line: the top finding of the trace the exemplar points at, or why there is none."""
         try:
-            outcome = await self._correlator().correlate(parse_trace_id(ex.trace_id), Window(ex.timestamp_ns, ex.timestamp_ns))
+            outcome = await self._correlator().correlate(parse_trace_id(ex.trace_id), Window(ex.timestamp_ns, ex.timestamp_ns),
+                                                         tenant)
         except CorrelatorError:
             return "its trace ID is not valid"
         c, tree = outcome.correlation, outcome.tree
@@ -205,9 +218,9 @@ def build_server(tools: CorrelatorTools) -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("correlator", version=__version__, instructions=_INSTRUCTIONS, log_level="WARNING")
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
-    async def guarded(call: Any) -> str:
+    async def guarded(ctx: Context[Any, Any] | None, call: Callable[[str | None], Awaitable[str]]) -> str:
         try:
-            return str(await call)
+            return await call(tools.tenant(ctx.headers if ctx is not None else None))
         except InvalidInput as exc:
             raise _invalid(exc) from None
         except ToolError:
@@ -220,33 +233,36 @@ def build_server(tools: CorrelatorTools) -> MCPServer[Any]:
 
     @server.tool(annotations=read_only, structured_output=False)
     async def correlate_trace(trace_id: TraceIdArg, start: StartArg = None, end: EndArg = None,
-                              budget_tokens: BudgetArg = 2000) -> str:
+                              budget_tokens: BudgetArg = 2000, ctx: Context[Any, Any] | None = None) -> str:
         """Why was this request slow or failing? The trace joined with its log lines and exemplars, analysed:
         findings first (bottleneck, N+1, gaps, error root cause, with the log lines and span events behind them),
         the critical path, error lines, source statuses, then as much detail as fits budget_tokens."""
-        return await guarded(tools.correlate_trace(trace_id, start, end, budget_tokens))
+        return await guarded(ctx, lambda tenant: tools.correlate_trace(trace_id, start, end, budget_tokens, tenant))
 
     @server.tool(annotations=read_only, structured_output=False)
     async def get_span(trace_id: TraceIdArg,
                        span_id: Annotated[str, Field(description="Span ID: 1-16 hex characters, as correlate_trace names it")],
-                       start: StartArg = None, end: EndArg = None, budget_tokens: BudgetArg = 2000) -> str:
+                       start: StartArg = None, end: EndArg = None, budget_tokens: BudgetArg = 2000,
+                       ctx: Context[Any, Any] | None = None) -> str:
         """One span of a trace: its attributes, events, the log lines and exemplars joined to it, its children."""
-        return await guarded(tools.get_span(trace_id, span_id, start, end, budget_tokens))
+        return await guarded(ctx, lambda tenant: tools.get_span(trace_id, span_id, start, end, budget_tokens, tenant))
 
     @server.tool(annotations=read_only, structured_output=False)
     async def trace_from_log(line: Annotated[str, Field(description="A raw log line: text, logfmt or JSON")],
                              metadata: Annotated[dict[str, str] | None, Field(
                                  description="Optional Loki structured metadata of the line (trace_id, span_id)")] = None,
-                             start: StartArg = None, end: EndArg = None, budget_tokens: BudgetArg = 2000) -> str:
+                             start: StartArg = None, end: EndArg = None, budget_tokens: BudgetArg = 2000,
+                             ctx: Context[Any, Any] | None = None) -> str:
         """A log line → the trace it belongs to (the same fields and patterns as Grafana's derived fields), summarised."""
-        return await guarded(tools.trace_from_log(line, metadata, start, end, budget_tokens))
+        return await guarded(ctx, lambda tenant: tools.trace_from_log(line, metadata, start, end, budget_tokens, tenant))
 
     @server.tool(annotations=read_only, structured_output=False)
     async def slow_requests(query: Annotated[str, Field(description="PromQL selector, e.g. http_server_duration_seconds_bucket")],
                             start: StartArg = None, end: EndArg = None,
-                            limit: Annotated[int, Field(description="How many traces (1-50)")] = 10) -> str:
+                            limit: Annotated[int, Field(description="How many traces (1-50)")] = 10,
+                            ctx: Context[Any, Any] | None = None) -> str:
         """Metric → traces: the exemplar traces of a series, slowest first, each with a one-line verdict."""
-        return await guarded(tools.slow_requests(query, start, end, limit))
+        return await guarded(ctx, lambda tenant: tools.slow_requests(query, start, end, limit, tenant))
 
     return server
 

@@ -123,3 +123,18 @@ async def test_a_crash_reaches_the_model_without_its_details() -> None:
     text = text_of(result)
     assert result.is_error and text.endswith("the correlator failed; the error is in its own logs")
     assert "hunter2" not in text and TOKEN not in text and "Traceback" not in text
+
+
+async def test_the_callers_tenant_reaches_loki_as_over_rest(aiohttp_server: Any, loki: Any) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = load_settings(environ={"CORRELATOR_JAEGER_URL": closed, "CORRELATOR_PROMETHEUS_URL": closed,
+                                      "CORRELATOR_LOKI_URL": f"http://127.0.0.1:{loki.port}",
+                                      "CORRELATOR_SERVER_FORWARD_TENANT": "true", "CORRELATOR_DEADLINE_SECONDS": "2"})
+    service = await aiohttp_server(create_app(settings))
+    for tenant, expect_error in (("team-a", False), ("x" * 151, True)):
+        async with httpx2.AsyncClient(headers={"X-Scope-OrgID": tenant}, timeout=60) as http, \
+                Client(streamable_http_client(str(service.make_url("/mcp")), http_client=http)) as client:
+            result = await client.call_tool("correlate_trace", {"trace_id": TRACE})
+        assert result.is_error is expect_error, text_of(result)
+    assert "Invalid input: X-Scope-OrgID: must be 1-150 printable characters" in text_of(result)
+    assert {r.headers.get("X-Scope-OrgID") for r in loki.app[REQUESTS]} == {"team-a"}  # asked, and only for team-a
