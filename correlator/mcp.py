@@ -31,8 +31,9 @@ from correlator.correlate import Correlator, Outcome
 from correlator.errors import CorrelatorError, InvalidInput, SourceError
 from correlator.ids import normalise_span_id, parse_trace_id
 from correlator.logfields import extract_trace_context
-from correlator.model import Exemplar, Finding, Window
+from correlator.model import Correlation, Exemplar, Finding, Window
 from correlator.sources.prometheus import PrometheusSource
+from correlator.spantree import SpanTree
 from correlator.summary_budget import (
     MAX_BUDGET,
     MIN_BUDGET,
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 MAX_LOG_LINE_BYTES = 64 * 1024  # as POST /correlate/from-log
 _MAX_QUERY = 4096  # as GET /exemplars
 _VERDICT_CONCURRENCY = 4
+_INLINE_SPANS = 2_000  # a summary of up to this many spans takes a few ms: not worth a thread
 _INSTRUCTIONS = (
     "Correlates one request across Jaeger (trace), Loki (log lines) and Prometheus (exemplars) and reads the trace: "
     "critical path, bottleneck, N+1, gaps, error root cause, fan-out. Start with correlate_trace (or trace_from_log / "
@@ -66,6 +68,13 @@ def _budget(value: int) -> int:
     if isinstance(value, bool) or not MIN_BUDGET <= value <= MAX_BUDGET:
         raise InvalidInput("budget_tokens", f"must be an integer from {MIN_BUDGET} to {MAX_BUDGET}")
     return value
+
+
+async def _summarise(c: Correlation, tree: SpanTree | None, budget: int, more_hint: str) -> str:
+    """The summary off the event loop when the trace is big (100k spans: ~0.5 s of CPU)."""
+    if tree is not None and len(tree.by_id) > _INLINE_SPANS:
+        return await asyncio.to_thread(trace_summary, c, tree, budget, more_hint)
+    return trace_summary(c, tree, budget, more_hint)
 
 
 def _invalid(exc: InvalidInput) -> ToolError:
@@ -114,12 +123,12 @@ class CorrelatorTools:
         budget = _budget(budget_tokens)
         outcome = await self._outcome(trace_id, start, end, tenant)
         c = outcome.correlation
-        return trace_summary(c, outcome.tree, budget, self._more_hint(c.trace_id))
+        return await _summarise(c, outcome.tree, budget, self._more_hint(c.trace_id))
 
     async def get_span(self, trace_id: str, span_id: str, start: str | None, end: str | None, budget_tokens: int,
                        tenant: str | None = None) -> str:
         budget = _budget(budget_tokens)
-        parse_trace_id(trace_id)  # validated before the span ID, as the REST API validates in path order
+        parse_trace_id(trace_id)  # the trace ID first, with the REST text, then the span ID
         span = normalise_span_id(span_id)
         if span is None:
             shown = span_id if len(span_id) <= 64 else span_id[:64] + "…"
@@ -151,8 +160,8 @@ class CorrelatorTools:
         outcome = await self._outcome(context.trace_id, start, end, tenant)
         c = outcome.correlation
         where = f", span {context.span_id}" if context.span_id else ""
-        return f"The line carries trace {c.trace_id}{where}.\n" + trace_summary(c, outcome.tree, budget - 30,
-                                                                               self._more_hint(c.trace_id))
+        summary = await _summarise(c, outcome.tree, budget - 30, self._more_hint(c.trace_id))
+        return f"The line carries trace {c.trace_id}{where}.\n{summary}"
 
     async def slow_requests(self, query: str, start: str | None, end: str | None, limit: int,
                             tenant: str | None = None) -> str:

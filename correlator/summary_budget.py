@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from correlator.analysis import critical_path, fmt_ms
+from correlator.analysis import fmt_ms
 from correlator.analysis.common import label
 from correlator.errors import InvalidTraceId
 from correlator.ids import parse_trace_id
@@ -134,13 +134,21 @@ def _span_line(tree: SpanTree, sid: str) -> str:
     return f"{clean(label(span), 120)} {fmt_ms(span.duration_ns)}{self_part}{status} [span {sid}]"
 
 
-def _span_groups(tree: SpanTree, skip: set[str]) -> Iterable[tuple[str, str]]:
+def _by_self_time(tree: SpanTree) -> list[str]:
+    self_ns = tree.self_ns
+    return sorted(tree.by_id, key=lambda s: (-self_ns[s], s))
+
+
+def _span_groups(tree: SpanTree, ranked: Sequence[str], skip: set[str]) -> Iterable[tuple[str, str]]:
     """Spans not shown yet, one line per operation (most self time first), naming its slowest span."""
-    groups: dict[str, list[str]] = {}
-    for sid in sorted(tree.by_id, key=lambda s: (-tree.self_ns[s], s)):
+    groups: dict[tuple[str, str], list[str]] = {}
+    by_id = tree.by_id
+    for sid in ranked:
         if sid not in skip:
-            groups.setdefault(label(tree.by_id[sid]), []).append(sid)
-    for name, sids in groups.items():
+            span = by_id[sid]
+            groups.setdefault((span.service, span.operation), []).append(sid)
+    for (service, operation), sids in groups.items():
+        name = f"{service}: {operation}"
         if len(sids) == 1:
             yield "- " + _span_line(tree, sids[0]), sids[0]
             continue
@@ -151,19 +159,20 @@ def _span_groups(tree: SpanTree, skip: set[str]) -> Iterable[tuple[str, str]]:
                f"slowest {_span_line(tree, sids[0]).rsplit(' [', 1)[0].rsplit(' ', 1)[-1]} [span {sids[0]}]"), sids[0]
 
 
-def _chain(tree: SpanTree, path: Sequence[str], held: Mapping[str, int]) -> str:
+def _chain(tree: SpanTree, path: Sequence[str]) -> str:
     """The critical path as operations in order of first appearance, repeats folded: short for any size."""
-    order: dict[str, list[int]] = {}  # label → [count, held ns]
+    order: dict[tuple[str, str], list[int]] = {}  # (service, operation) → [count, self ns]
     for sid in path:
-        entry = order.setdefault(label(tree.by_id[sid]), [0, 0])
+        span = tree.by_id.get(sid)
+        if span is None:
+            continue
+        entry = order.setdefault((span.service, span.operation), [0, 0])
         entry[0] += 1
-        entry[1] += held.get(sid, 0)
+        entry[1] += tree.self_ns[sid]
     hops = []
-    for name, (count, held_ns) in order.items():
-        if count == 1:
-            hops.append(f"{clean(name, 80)}")
-        else:
-            hops.append(f"{clean(name, 80)} {_TIMES}{count} (holds {fmt_ms(held_ns)})")
+    for (service, operation), (count, own) in order.items():
+        name = clean(f"{service}: {operation}", 80)
+        hops.append(name if count == 1 else f"{name} {_TIMES}{count} (self {fmt_ms(own)})")
     if len(hops) > _CHAIN_HOPS:
         hidden = len(hops) - _CHAIN_HOPS
         hops = [*hops[: _CHAIN_HOPS - 2], f"… {hidden} more operations …", *hops[-2:]]
@@ -257,8 +266,8 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
 
     chain_line = ""
     if tree is not None:
-        path = critical_path(tree)
-        candidate = f"Critical path ({len(path.span_ids)} spans): {_chain(tree, path.span_ids, path.held_ns)}"
+        # The analysis' own path (recomputing it for hold times cost more than the rest of the summary).
+        candidate = f"Critical path ({len(c.critical_path)} spans): {_chain(tree, c.critical_path)}"
         if budget.take(candidate):
             chain_line = candidate
     logs_by_span: dict[str, list[int]] = {}
@@ -295,13 +304,14 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
 
     span_lines: list[str] = []
     if tree is not None:
-        for text, named in _span_groups(tree, shown.shown_spans):
+        ranked = _by_self_time(tree)
+        for text, named in _span_groups(tree, ranked, shown.shown_spans):
             if not budget.take(text, None if span_lines else _H_SPANS):
                 break
             span_lines.append(text)
             shown.shown_spans.add(named)
         if not budget.full:  # room left: the remaining spans one by one, most self time first
-            for sid in sorted(tree.by_id, key=lambda s: (-tree.self_ns[s], s)):
+            for sid in ranked:
                 if sid in shown.shown_spans:
                     continue
                 text = "- " + _span_line(tree, sid)
