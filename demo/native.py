@@ -30,9 +30,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 __all__ = [
-    "REPO", "Binaries", "Ports", "Service", "Stack", "StackError", "core_services", "correlator_env", "correlator_service",
-    "demo_env", "find_binaries", "grafana_files", "grafana_home", "grafana_service", "http_ok", "jaeger_binary_path", "jaeger_config", "jaeger_service",
-    "loadgen_service", "loki_config", "loki_service", "ports_in_use", "prometheus_config", "prometheus_service", "started",
+    "REPO", "Binaries", "Ports", "Service", "Stack", "StackError", "Stopped", "core_services",
+    "correlator_env", "correlator_service", "demo_env", "find_binaries", "grafana_files", "grafana_home", "grafana_service", "http_ok",
+    "jaeger_binary_path", "jaeger_config", "jaeger_service", "jaeger_version", "loadgen_service", "loki_config", "loki_service", "ports_in_use",
+    "prometheus_config", "prometheus_service", "started",
 ]
 
 
@@ -140,7 +141,10 @@ def jaeger_config(ports: Ports) -> str:
     text = (REPO / "stack/jaeger/config.yml").read_text()
     return _rewrite(text, [(":16686\"", f":{ports.jaeger_query}\""), (":16685\"", f":{ports.jaeger_query_grpc}\""),
                            (":4317\"", f":{ports.otlp_grpc}\""), (":4318\"", f":{ports.otlp_http}\""),
-                           (":13133\"", f":{ports.jaeger_health}\"")], "stack/jaeger/config.yml")
+                           (":13133\"", f":{ports.jaeger_health}\""),
+                           # Jaeger's own metrics default to localhost:8888, a fixed port two local
+                           # Jaegers would fight over (in a container nobody sees it); nothing scrapes them.
+                           ("  telemetry:\n", "  telemetry:\n    metrics:\n      level: none\n")], "stack/jaeger/config.yml")
 
 
 def prometheus_config(ports: Ports, correlator_port: int | None = None) -> str:
@@ -208,6 +212,7 @@ class Service:
     cwd: Path = REPO
     start_timeout: float = 60.0
     stop_grace: float = 5.0  # SIGTERM, then this long, then SIGKILL to the process group
+    backend: bool = False  # stopped after the processes that send it telemetry
     note: str = ""
 
 
@@ -220,10 +225,16 @@ def jaeger_service(binary: str, ports: Ports, config: Path) -> Service:
     env = _base_env({"JAEGER_LISTEN_HOST": "127.0.0.1", "JAEGER_SPANMETRICS_PORT": str(ports.spanmetrics)})
     return Service("jaeger", (binary, "--config", f"file:{config}"),
                    lambda: http_ok(f"http://127.0.0.1:{ports.jaeger_health}/status") and http_ok(f"{query}/api/v3/services"),
-                   url=query, env=env,
+                   url=query, env=env, backend=True,
                    # Its graceful stop takes ~10 s with nothing to flush (in-memory store).
                    stop_grace=2.0,
-                   note="query API + UI route; a Go-built Jaeger has no UI assets (placeholder page)")
+                   note=f"{jaeger_version(binary)}; query API (a Go-built Jaeger has no UI assets: its pages are a placeholder)")
+
+
+def jaeger_version(binary: str) -> str:
+    """What scripts/install-jaeger wrote beside the binary (the binary itself reports none)."""
+    stamp = Path(binary + ".version")
+    return "Jaeger " + (stamp.read_text().strip() if stamp.is_file() else "(version unknown)")
 
 
 def prometheus_service(binary: str, ports: Ports, config: Path, data: Path) -> Service:
@@ -231,7 +242,7 @@ def prometheus_service(binary: str, ports: Ports, config: Path, data: Path) -> S
     return Service("prometheus", (binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
                                   f"--web.listen-address=127.0.0.1:{ports.prometheus}",
                                   "--enable-feature=exemplar-storage", "--web.enable-lifecycle"),
-                   lambda: http_ok(f"{url}/-/ready"), url=url, env=_base_env({}))
+                   lambda: http_ok(f"{url}/-/ready"), url=url, env=_base_env({}), backend=True)
 
 
 def demo_env(ports: Ports, with_loki: bool, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -258,7 +269,7 @@ def core_services(binaries: Binaries, ports: Ports, with_loki: bool, extra_env: 
         for name, module, port in (("auth-service", "auth_service", ports.auth), ("course-service", "course_service", ports.courses))
     ]
     api = f"http://127.0.0.1:{ports.api}"
-    node_env = {**env, "PORT": str(ports.api), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{ports.otlp_http}/v1/traces"}
+    node_env = {**env, "PORT": str(ports.api), "HOST": "127.0.0.1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{ports.otlp_http}/v1/traces"}
     services.append(Service("nextgen-api", (binaries.node, "--require", "./tracing.js", "app.js"),
                             lambda: http_ok(f"{api}/healthz"), url=api, env=node_env, cwd=REPO / "demo/nextgen-api",
                             note="/api/courses, /api/courses/7/lessons, /api/enroll, /api/dashboard"))
@@ -300,7 +311,7 @@ def loki_service(binary: str, ports: Ports, config: Path) -> Service:
     url = f"http://127.0.0.1:{ports.loki}"
     # /ready turns 200 only after the ingester joined its (in-memory) ring: ~15 s.
     return Service("loki", (binary, f"-config.file={config}"), lambda: http_ok(f"{url}/ready"), url=url,
-                   env=_base_env({}), start_timeout=90.0)
+                   env=_base_env({}), start_timeout=90.0, backend=True)
 
 
 def grafana_home(binary: str) -> Path | None:
@@ -325,7 +336,7 @@ def grafana_service(binary: str, ports: Ports, provisioning: Path, data: Path) -
                      "GF_SECURITY_ADMIN_USER": "admin", "GF_SECURITY_ADMIN_PASSWORD": os.environ.get("GF_ADMIN_PASSWORD", "admin"),
                      "GF_AUTH_ANONYMOUS_ENABLED": "true", "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer"})
     return Service("grafana", (*argv, f"--homepath={home}"), lambda: http_ok(f"{url}/api/health"), url=url, env=env,
-                   start_timeout=90.0, note="admin / $GF_ADMIN_PASSWORD (default admin)")
+                   start_timeout=90.0, backend=True, note="admin / $GF_ADMIN_PASSWORD (default admin)")
 
 
 # ------------------------------------------------------------------------------ running
@@ -395,20 +406,36 @@ class Stack:
     def pids(self) -> list[int]:
         return [r.proc.pid for r in self.running]
 
-    def stop(self) -> None:
-        """SIGTERM every process group at once, SIGKILL those still there after their grace."""
+    def stop(self) -> list[Stopped]:
+        """Stop everything, in two waves: first what sends telemetry (the demo, the correlator),
+        so their last spans still reach a live Jaeger instead of timing out against a dead one;
+        then the backends. In a wave: SIGTERM every process group at once, SIGKILL each group
+        still there after its grace."""
         running, self.running = self.running, []
-        for r in running:
-            _signal_group(r.proc.pid, signal.SIGTERM)
-        for r in running:
-            deadline = time.monotonic() + r.service.stop_grace
-            while time.monotonic() < deadline and _group_alive(r.proc):
-                time.sleep(0.05)
-            if _group_alive(r.proc):
-                _signal_group(r.proc.pid, signal.SIGKILL)
-                r.proc.wait()
-                while _group_alive(r.proc):  # members exit asynchronously after SIGKILL
-                    time.sleep(0.02)
+        stopped: list[Stopped] = []
+        for wave in ([r for r in running if not r.service.backend], [r for r in running if r.service.backend]):
+            sent = time.monotonic()
+            for r in wave:
+                _signal_group(r.proc.pid, signal.SIGTERM)
+            for r in wave:
+                deadline = sent + r.service.stop_grace
+                while time.monotonic() < deadline and _group_alive(r.proc):
+                    time.sleep(0.05)
+                killed = _group_alive(r.proc)
+                if killed:
+                    _signal_group(r.proc.pid, signal.SIGKILL)
+                    r.proc.wait()
+                    while _group_alive(r.proc):  # members exit asynchronously after SIGKILL
+                        time.sleep(0.02)
+                stopped.append(Stopped(r.service.name, time.monotonic() - sent, killed))
+        return stopped
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    name: str
+    seconds: float  # from SIGTERM to the whole group gone
+    killed: bool  # needed SIGKILL after its grace
 
 
 def _signal_group(pgid: int, sig: int) -> None:
