@@ -7,8 +7,8 @@ from typing import Any
 
 from correlator.api import create_app
 from correlator.config import load_settings
+from tests.apiclient import TRACE, Backends
 from tests.fakes.loki import Entry, make_fake_loki_app, recorded_entries
-from tests.test_api import TRACE, Backends
 
 
 async def test_each_tenant_gets_only_its_own_lines(aiohttp_client: Any, aiohttp_server: Any) -> None:

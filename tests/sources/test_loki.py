@@ -4,7 +4,7 @@ and against the recorded and upstream answers replayed through httpx.MockTranspo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -29,15 +29,32 @@ SPANS = SC["span_ids"]
 RECORDED = FIXTURES / "recorded" / "loki"
 
 
+_OPEN_CLIENTS: list[httpx.AsyncClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    """Each test's clients are closed when it ends (their pools hold sockets)."""
+    yield
+    while _OPEN_CLIENTS:
+        await _OPEN_CLIENTS.pop().aclose()
+
+
+def _client(settings: LokiSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    client = make_client(settings, transport)
+    _OPEN_CLIENTS.append(client)
+    return client
+
+
 async def source_for(aiohttp_server: Any, settings: LokiSettings | None = None, **app_args: Any) -> tuple[LokiSource, Any]:
     server = await aiohttp_server(make_fake_loki_app(**app_args))
     settings = replace(settings or load_settings(environ={}).loki, url=f"http://127.0.0.1:{server.port}")
-    return LokiSource(settings, make_client(settings)), server
+    return LokiSource(settings, _client(settings)), server
 
 
 def mocked(handle: Callable[[httpx.Request], httpx.Response], **env: str) -> LokiSource:
     settings = load_settings(environ={"CORRELATOR_LOKI_RETRY_ATTEMPTS": "1", **env}).loki
-    return LokiSource(settings, make_client(settings, httpx.MockTransport(handle)))
+    return LokiSource(settings, _client(settings, httpx.MockTransport(handle)))
 
 
 def recorded_body(name: str) -> dict[str, Any]:

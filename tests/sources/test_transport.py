@@ -24,12 +24,21 @@ Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 @asynccontextmanager
 async def raw_peer(handle: Peer) -> AsyncIterator[str]:
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    writers: list[asyncio.StreamWriter] = []
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await handle(reader, writer)
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
+        for writer in writers:  # the peer's side of each connection, hung or not
+            writer.close()
+        await server.wait_closed()
 
 
 async def read_request(reader: asyncio.StreamReader) -> None:
@@ -118,7 +127,7 @@ def test_the_pre_encoded_url_means_what_httpx_params_would(base: str) -> None:
 
     from correlator.sources._http import absolute_url
 
-    client = httpx.AsyncClient(base_url=base)
+    client = httpx.AsyncClient(base_url=base)  # only builds URLs: never sends, never opens a socket
 
     @hsettings(max_examples=200, deadline=None)
     @given(st.dictionaries(st.text(min_size=1), st.text()))
