@@ -270,6 +270,9 @@ def core_services(binaries: Binaries, ports: Ports, with_loki: bool, extra_env: 
     ]
     api = f"http://127.0.0.1:{ports.api}"
     node_env = {**env, "PORT": str(ports.api), "HOST": "127.0.0.1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{ports.otlp_http}/v1/traces"}
+    node_env.pop("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", None)
+    if with_loki:
+        node_env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"] = f"http://127.0.0.1:{ports.loki}/otlp/v1/logs"
     services.append(Service("nextgen-api", (binaries.node, "--require", "./tracing.js", "app.js"),
                             lambda: http_ok(f"{api}/healthz"), url=api, env=node_env, cwd=REPO / "demo/nextgen-api",
                             note="/api/courses, /api/courses/7/lessons, /api/enroll, /api/dashboard"))
