@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import dataclasses
 import functools
+import http.client
 import os
 import shutil
 import signal
@@ -196,7 +197,7 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
         return False
 
 
