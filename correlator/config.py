@@ -110,7 +110,8 @@ class LokiSettings(_SourceCommon):
     span_id_fields: tuple[str, ...] = ("span_id", "spanID", "spanId", "span")
     trace_id_jsonpaths: tuple[str, ...] = ("$.otel.trace_id", "$.trace.id")
     span_id_jsonpaths: tuple[str, ...] = ("$.otel.span_id", "$.span.id")
-    level_fields: tuple[str, ...] = ("level", "severity_text", "detected_level", "severity")
+    # `log.level`: ECS; `levelname`: Python's logging records as JSON formatters write them.
+    level_fields: tuple[str, ...] = ("level", "severity_text", "detected_level", "severity", "log.level", "levelname")
 
 
 @dataclass(frozen=True, slots=True)

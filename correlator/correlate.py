@@ -50,6 +50,8 @@ _ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg",
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
 
 T = TypeVar("T")
+LOWER64_NOTE = ("only the lower 64 bits of the trace ID are known (a Datadog decimal ID): Jaeger finds the trace "
+                "only if it is a 64-bit trace, and log lines were matched on those 64 bits")
 
 
 class TraceSource(Protocol):
@@ -104,7 +106,7 @@ class Correlator:
         self.backend_calls = 0  # for tests and benchmarks: a cache hit adds none
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
-        key = (tenant, trace_id.hex)
+        key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
         cached = self._cache.get(key)
         if cached is not None:
             return Outcome(cached.correlation, cached.tree, cached=True)
@@ -215,11 +217,12 @@ class Correlator:
         logs = loki_res[1].value if loki_res[1] is not None else ()
         exemplars = prom_res[1].value if prom_res[1] is not None else ()
         sources = {"jaeger": jaeger_res[0], "loki": loki_res[0], "prometheus": prom_res[0]}
+        notes = (LOWER64_NOTE,) if trace_id.lower64_only else ()
         if trace is None:
             trace_level = Placement(None, Match.TRACE)
             correlation = Correlation(
                 trace_id.hex, window, None, logs, (trace_level,) * len(logs), exemplars,
-                (trace_level,) * len(exemplars), (), (), sources,
+                (trace_level,) * len(exemplars), (), (), sources, notes,
             )
             return Outcome(correlation, None)
         tree = build_tree(trace)
@@ -231,7 +234,7 @@ class Correlator:
         analysis = analyse(tree, self.settings.analysis, error_logs)
         correlation = Correlation(
             trace_id.hex, window, trace, logs, log_places, exemplars, exemplar_places,
-            analysis.critical_path, analysis.findings, sources,
+            analysis.critical_path, analysis.findings, sources, notes,
         )
         return Outcome(correlation, tree)
 

@@ -176,3 +176,4 @@ class Correlation:
     critical_path: tuple[str, ...]
     findings: tuple[Finding, ...]
     sources: Mapping[str, SourceReport]
+    notes: tuple[str, ...] = ()  # what the reader must know about the answer's certainty (shown in `warnings`)

@@ -139,7 +139,7 @@ def correlation_body(outcome: Outcome, settings: Settings) -> dict[str, Any]:
         "exemplars": [_exemplar(e, p) for e, p in zip(c.exemplars, c.exemplar_placements, strict=True)],
         "critical_path": list(c.critical_path),
         "findings": [_finding(f) for f in c.findings],
-        "warnings": list(tree.problems) if tree is not None else [],
+        "warnings": (list(tree.problems) if tree is not None else []) + list(c.notes),
         "sources": {name: _source(report) for name, report in c.sources.items()},
         "cached": outcome.cached,
         "links": {

@@ -61,6 +61,10 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         extra = f" — {src['error']}" if src["error"] else ""
         cut = " (truncated)" if src["truncated"] else ""
         out.append(f"  {name}: {src['status']}, {src['items']} items, {src['ms']}ms{cut}{extra}")
+    if body.get("warnings"):
+        out.append("")
+        out.append("Warnings:")
+        out.extend(f"  {warning}" for warning in body["warnings"])
     out.append("")
     out.append(f"Jaeger:  {body['links']['jaeger']}")
     out.append(f"Grafana: {body['links']['grafana']}")

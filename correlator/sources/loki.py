@@ -24,7 +24,7 @@ from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
 from correlator.ids import TraceId, parse_trace_id
 from correlator.gcpause import without_gc
-from correlator.logfields import extract_trace_context, line_carries
+from correlator.logfields import extract_trace_context, line_carries, lower64_carried
 from correlator.logql import line_filter_query, metadata_query, stream_selector
 from correlator.model import LogLine, Window
 from correlator.sources import SourceResult, _lazyjson
@@ -35,7 +35,7 @@ __all__ = ["LokiSource", "parse_streams", "parse_streams_body"]
 SOURCE = "loki"
 PATH = "/loki/api/v1/query_range"
 _ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
-_LOOKUPS = ("line-filter", "structured-metadata")
+_LOOKUPS = ("line-filter", "structured-metadata", "datadog-decimal")
 
 
 def _line_id(timestamp_ns: int, service: str | None, line: str) -> str:
@@ -192,12 +192,19 @@ class LokiSource:
             return stream_selector(self.settings.service_label, usable)
         return self.settings.static_selector
 
-    def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, str]:
-        """(line filter, structured-metadata filter) for this ID over the services' streams."""
+    def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, ...]:
+        """(line filter, structured-metadata filter) for this ID over the services' streams.
+
+        An ID known only by its lower 64 bits (a Datadog line) adds its decimal spelling: the
+        16-hex line filter finds every line whose full ID ends with those bits, not Datadog's own.
+        """
         selector = self.selector(services)
         # OTLP writes 32 hex into metadata; a pushed 64-bit ID may be the 16-character form.
         hexes = [trace_id.hex] + ([trace_id.short] if trace_id.is_64bit else [])
-        return line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes)
+        queries = (line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes))
+        if trace_id.lower64_only:
+            queries += (line_filter_query(selector, trace_id.low64_decimal),)
+        return queries
 
     async def _query(self, query: str, window: Window, tenant: str | None) -> tuple[list[LogLine], bool]:
         params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
@@ -263,6 +270,8 @@ class LokiSource:
                         return True
                 except InvalidTraceId:
                     continue
+        if trace_id.lower64_only:
+            return lower64_carried(line.line, trace_id)
         return line_carries(line.line, trace_id.spellings)
 
     async def ready(self) -> None:
