@@ -13,10 +13,10 @@ from correlator.analysis import Analysis, analyse, critical_path, normalise_stat
 from correlator.config import AnalysisSettings
 from correlator.model import Finding, LogLine, Span, SpanEvent, Trace
 from correlator.spantree import SpanTree, build_tree
+from tests.conftest import FIXTURES
 from tests.strategies import sequential_trees, span_trees
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-JAEGER_FIXTURES = SHARED / "fixtures" / "upstream" / "jaeger"
+JAEGER_FIXTURES = FIXTURES / "upstream" / "jaeger"
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
 S = AnalysisSettings()

@@ -281,10 +281,10 @@ def test_parse_drops_parser_errors_from_metadata() -> None:
 
 @pytest.mark.parametrize("path", ["upstream/loki/query_range.streams.uncategorized.json",
                                   "upstream/loki/query_range.streams.categorize_labels.json",
-                                  "upstream/grafana/loki_streams_simple.json",
-                                  "upstream/grafana/loki_streams_structured_metadata.json"])
+                                  "own/loki_streams_awkward_labels.json",
+                                  "own/loki_streams_awkward_labels_categorized.json"])
 def test_upstream_answers_parse_in_both_shapes(path: str) -> None:
-    """Loki's and Grafana's own example answers parse, whichever shape."""
+    """Loki's own example answers and ours (quotes, commas, emoji in labels; a duplicate; tabs) parse, whichever shape."""
     body = json.loads((FIXTURES / path).read_text())
     lines, entries = parse_streams(body, LokiSettings())
     assert entries == len(lines) > 0

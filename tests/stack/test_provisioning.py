@@ -1,7 +1,7 @@
 """Grafana provisioning: in sync with the config, and accepted field by field by Grafana.
 
 Allowed keys come from Grafana's provisioning reader and plugin option types, as summarised
-with sources in ../shared/reference/grafana-provisioning.md:
+with sources in Grafana's own code (paths and versions below):
   datasource level — pkg/services/provisioning/datasources/types.go (upsertDataSourceFromConfigV1);
   Prometheus jsonData — packages/grafana-prometheus/src/types.ts (PromOptions, ExemplarTraceIdDestination);
   Loki derivedFields — public/app/plugins/datasource/loki/types.ts (DerivedFieldConfig);
