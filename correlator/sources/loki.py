@@ -30,7 +30,7 @@ from correlator.model import LogLine, Window
 from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import get, not_json
 
-__all__ = ["LokiSource", "parse_streams", "parse_streams_body"]
+__all__ = ["LokiSource", "carries_trace", "merge_duplicate", "parse_streams", "parse_streams_body"]
 
 SOURCE = "loki"
 PATH = "/loki/api/v1/query_range"
@@ -169,7 +169,7 @@ class _Sharing:
         return self._mappings.setdefault(tuple(value.items()), value)
 
 
-def _merge(kept: LogLine, other: LogLine) -> LogLine:
+def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
     richer, poorer = (other, kept) if len(other.metadata) > len(kept.metadata) else (kept, other)
     return LogLine(
@@ -177,6 +177,23 @@ def _merge(kept: LogLine, other: LogLine) -> LogLine:
         level=richer.level or poorer.level, labels=richer.labels,
         metadata={**poorer.metadata, **richer.metadata}, span_id=richer.span_id or poorer.span_id,
     )
+
+
+def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings) -> bool:
+    """The line carries `trace_id` itself (metadata field or a whole token in the line), not a longer hex run
+    that merely contains the line filter's needle."""
+    for name in settings.trace_id_fields:
+        value = line.metadata.get(name)
+        if value:
+            try:
+                written = parse_trace_id(value).hex
+            except InvalidTraceId:
+                continue
+            if written == trace_id.hex or (trace_id.lower64_only and written[16:] == trace_id.hex[16:]):
+                return True
+    if trace_id.lower64_only:
+        return lower64_carried(line.line, trace_id)
+    return line_carries(line.line, trace_id.spellings)
 
 
 class LokiSource:
@@ -201,10 +218,10 @@ class LokiSource:
         selector = self.selector(services)
         # OTLP writes 32 hex into metadata; a pushed 64-bit ID may be the 16-character form.
         hexes = [trace_id.hex] + ([trace_id.short] if trace_id.is_64bit else [])
-        queries = (line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes))
+        queries = [line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes)]
         if trace_id.lower64_only:
-            queries += (line_filter_query(selector, trace_id.low64_decimal),)
-        return queries
+            queries.append(line_filter_query(selector, trace_id.low64_decimal))
+        return tuple(queries)
 
     async def _query(self, query: str, window: Window, tenant: str | None) -> tuple[list[LogLine], bool]:
         params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
@@ -252,7 +269,7 @@ class LokiSource:
             truncated |= cut
             for line in lines:
                 if self._carries(line, trace_id):
-                    merged[line.id] = _merge(merged[line.id], line) if line.id in merged else line
+                    merged[line.id] = merge_duplicate(merged[line.id], line) if line.id in merged else line
         ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
         note = None
         if failures:
@@ -261,18 +278,7 @@ class LokiSource:
         return SourceResult(ordered, truncated=truncated or bool(failures), note=note)
 
     def _carries(self, line: LogLine, trace_id: TraceId) -> bool:
-        """The needle may sit inside a longer hex run; keep only lines that really carry the ID."""
-        for name in self.settings.trace_id_fields:
-            value = line.metadata.get(name)
-            if value:
-                try:
-                    if parse_trace_id(value) == trace_id:
-                        return True
-                except InvalidTraceId:
-                    continue
-        if trace_id.lower64_only:
-            return lower64_carried(line.line, trace_id)
-        return line_carries(line.line, trace_id.spellings)
+        return carries_trace(line, trace_id, self.settings)
 
     async def ready(self) -> None:
         """Raises a SourceError unless Loki's /ready answers 200."""
