@@ -32,12 +32,14 @@ from correlator.model import (
     SourceReport,
     SourceStatus,
     Trace,
+    UntracedReport,
     Window,
 )
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
+from correlator.untraced import attach_untraced, untraced_window
 
 __all__ = ["Correlator", "Outcome", "SOURCES"]
 
@@ -50,6 +52,14 @@ _ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg",
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
 
 T = TypeVar("T")
+_OTHER_TRACES_DEPTH = 50  # per service: more traces than this around one request → "unknown", not "none"
+
+
+@dataclass(frozen=True, slots=True)
+class _Untraced:
+    lines: tuple[LogLine, ...]
+    other_traces: dict[str, list[tuple[int, int]] | None]
+    report: UntracedReport
 LOWER64_NOTE = ("only the lower 64 bits of the trace ID are known (a Datadog decimal ID): Jaeger finds the trace "
                 "only if it is a 64-bit trace, and log lines were matched on those 64 bits")
 
@@ -134,8 +144,13 @@ class Correlator:
             jaeger_window = hint.widened(_JAEGER_HINT_MARGIN_NS)
             # Services are unknown until the trace arrives: search the static selector instead
             # of waiting for Jaeger, so the cost is max() of the three, not a sum.
-            jaeger_res, loki_res, prom_res = await asyncio.gather(
-                self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline),
+            async def jaeger_then_untraced() -> tuple[tuple[SourceReport, SourceResult[Trace | None] | None], _Untraced]:
+                # Untraced lines need the trace's services and window: they follow Jaeger, beside Loki.
+                found = await self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline)
+                return found, await self._untraced(trace_id, found, tenant, jaeger_tenant, deadline)
+
+            (jaeger_res, untraced), loki_res, prom_res = await asyncio.gather(
+                jaeger_then_untraced(),
                 self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
                 self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
             )
@@ -152,11 +167,50 @@ class Correlator:
                 # No trace to narrow the search: look for orphan logs/exemplars in the recent past.
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
-            loki_res, prom_res = await asyncio.gather(
+            loki_res, prom_res, untraced = await asyncio.gather(
                 self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
                 self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
+                self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline),
             )
-        return self._assemble(trace_id, window, jaeger_res, loki_res, prom_res)
+        return self._assemble(trace_id, window, jaeger_res, loki_res, prom_res, untraced)
+
+    async def _untraced(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Trace | None] | None],
+                        tenant: str | None, jaeger_tenant: str | None, deadline: float) -> _Untraced:
+        """Lines of the trace's services in its window with no trace ID, and other traces of those services.
+
+        Never raises: a failure is a status in `summary.untraced`, the correlation goes on without them.
+        """
+        s = self.settings.join
+        trace = jaeger_res[1].value if jaeger_res[1] is not None else None
+        fetch = getattr(self.loki, "fetch_untraced", None)
+        if not s.untraced or fetch is None or trace is None or not trace.spans:
+            return _Untraced((), {}, UntracedReport("off"))
+        services = sorted({span.service for span in trace.spans})
+        window = untraced_window(trace, int(s.clock_skew_ms * 1_000_000))
+        search = getattr(self.jaeger, "other_traces", None)
+        check = (s.untraced_overlap_check and search is not None and 0 < len(services) <= s.untraced_overlap_max_services)
+        budget = deadline - time.monotonic()
+        if budget <= 0:
+            return _Untraced((), {}, UntracedReport("timeout", error="no time left in the deadline"))
+        self.backend_calls += 1 + (len(services) if check else 0)
+        try:
+            async with asyncio.timeout(budget):
+                lines_call = fetch(window, services, s.untraced_max_lines, tenant)
+                if check:
+                    assert search is not None
+                    searches = (search(name, window, trace_id.hex, _OTHER_TRACES_DEPTH, jaeger_tenant) for name in services)
+                    found, *others = await asyncio.gather(lines_call, *searches)
+                else:
+                    found, others = await lines_call, []
+        except TimeoutError:
+            return _Untraced((), {}, UntracedReport("timeout", error=f"no answer within {budget:.2f}s"))
+        except SourceError as exc:
+            return _Untraced((), {}, UntracedReport("error", error=str(exc)))
+        by_service = dict(zip(services, others, strict=True)) if check else {}
+        overlap = "off" if not s.untraced_overlap_check else "jaeger" if check and all(
+            v is not None for v in by_service.values()) else "unavailable"
+        report = UntracedReport("ok", len(found.value), found.truncated, overlap)
+        return _Untraced(found.value, by_service, report)
 
     async def _run(
         self, name: str, call: Awaitable[SourceResult[T]], source_settings: Any, deadline: float
@@ -210,6 +264,7 @@ class Correlator:
         jaeger_res: tuple[SourceReport, SourceResult[Trace | None] | None],
         loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
         prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None],
+        untraced: _Untraced | None = None,
     ) -> Outcome:
         trace = jaeger_res[1].value if jaeger_res[1] is not None else None
         if trace is not None and not trace.spans:
@@ -231,10 +286,14 @@ class Correlator:
         for line, placement in zip(logs, log_places, strict=True):
             if placement.span_id is not None and (line.level or "").lower() in _ERROR_LEVELS:
                 error_logs.setdefault(placement.span_id, []).append(line)
+        # Inferred lines are not the trace's own: never error evidence, never in `log_places`.
         analysis = analyse(tree, self.settings.analysis, error_logs)
+        inferred = attach_untraced(tree, untraced.lines, untraced.other_traces) if untraced is not None else []
         correlation = Correlation(
             trace_id.hex, window, trace, logs, log_places, exemplars, exemplar_places,
             analysis.critical_path, analysis.findings, sources, notes,
+            tuple(line for line, _p in inferred), tuple(p for _l, p in inferred),
+            untraced.report if untraced is not None else None,
         )
         return Outcome(correlation, tree)
 
@@ -243,6 +302,8 @@ class Correlator:
         if c.trace is None or outcome.cached:
             return False
         if any(r.status is not SourceStatus.OK or r.truncated for r in c.sources.values()):
+            return False
+        if c.untraced is not None and c.untraced.status not in ("ok", "off"):
             return False
         # A trace that ended moments ago may still be receiving spans and logs.
         age_s = self._wall() - c.trace.end_ns / 1e9

@@ -21,6 +21,7 @@ from correlator.sources.files import (
     FileLogSource,
     FileTraceSource,
     InputFile,
+    other_traces,
     read_exemplars,
     read_logs,
     read_trace,
@@ -73,7 +74,8 @@ async def correlate_files(settings: Settings, trace_file: InputFile, log_files: 
                        else _Skipped("prometheus", "--exemplars"))
     # The clock only places the lookback window the file source ignores; the trace's own end keeps it meaningful.
     end_s = trace.end_ns / 1e9 if trace.spans else 0.0
-    correlator = Correlator(settings, FileTraceSource(trace), logs_source, exemplar_source,  # type: ignore[arg-type]
+    others = other_traces(trace_file, trace)
+    correlator = Correlator(settings, FileTraceSource(trace, others or None), logs_source, exemplar_source,  # type: ignore[arg-type]
                             wall_clock=lambda: end_s)
     # The service's plan without a hint: the trace first, then logs and exemplars in its window.
     return await correlator.correlate(trace_id or parse_trace_id(trace.trace_id))

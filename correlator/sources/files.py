@@ -33,7 +33,7 @@ from correlator.sources.loki import carries_trace, merge_duplicate, parse_stream
 from correlator.sources.prometheus import parse_exemplars
 
 __all__ = ["FileExemplarSource", "FileFormatError", "FileLogSource", "FileTraceSource", "InputFile",
-           "read_exemplars", "read_logs", "read_trace", "trace_ids_in"]
+           "other_traces", "read_exemplars", "read_logs", "read_trace", "trace_ids_in"]
 
 _MAX_LISTED = 10
 
@@ -259,6 +259,18 @@ def _trace_candidates(file: InputFile) -> list[_Candidate]:
     return candidates
 
 
+def other_traces(file: InputFile, chosen: Trace) -> list[Trace]:
+    """The file's traces other than `chosen` (what else was running: evidence for untraced lines)."""
+    out = []
+    for candidate in _trace_candidates(file):
+        if candidate.trace_id != chosen.trace_id:
+            try:
+                out.append(candidate.parse())
+            except (ValueError, TypeError, AttributeError, KeyError):
+                continue  # a broken neighbour only costs its evidence
+    return out
+
+
 def read_trace(file: InputFile, trace_id: TraceId | None) -> Trace:
     """The one trace of the file, or the one named by `trace_id` when it holds several."""
     candidates = _trace_candidates(file)
@@ -431,10 +443,22 @@ def read_exemplars(file: InputFile, settings: PrometheusSettings) -> list[Exempl
 
 
 class FileTraceSource:
-    """The trace read from a file; the Correlator's `TraceSource`."""
+    """The trace read from a file; the Correlator's `TraceSource`.
 
-    def __init__(self, trace: Trace) -> None:
+    `others`: the file's other traces, which say which other requests of a service overlapped
+    (None when the file holds only this one: then nobody knows).
+    """
+
+    def __init__(self, trace: Trace, others: Sequence[Trace] | None = None) -> None:
         self.trace = trace
+        self.others = others
+
+    async def other_traces(self, service: str, window: Window, exclude_hex: str, depth: int,
+                           tenant: str | None = None) -> list[tuple[int, int]] | None:
+        if not self.others:
+            return None
+        return [(s.start_ns, s.end_ns) for t in self.others if t.trace_id != exclude_hex for s in t.spans
+                if s.service == service]
 
     async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None) -> SourceResult[Trace | None]:
         if trace_id.hex != self.trace.trace_id:
@@ -458,6 +482,17 @@ class FileLogSource:
                 merged[line.id] = merge_duplicate(merged[line.id], line) if line.id in merged else line
         ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
         return SourceResult(ordered, not_found=False)
+
+    async def fetch_untraced(self, window: Window, services: Sequence[str], limit: int,
+                             tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+        """The files' lines of `services` in `window` that carry no trace ID, oldest first, at most `limit`."""
+        wanted = set(services)
+        found = sorted((line for line in self.lines
+                        if line.service in wanted and window.start_ns <= line.timestamp_ns <= window.end_ns
+                        and not any(line.metadata.get(name) for name in self.settings.trace_id_fields)
+                        and extract_trace_context(line.line, self.settings).trace_id is None),
+                       key=lambda line: (line.timestamp_ns, line.id))
+        return SourceResult(tuple(found[:limit]), truncated=len(found) > limit)
 
 
 class FileExemplarSource:

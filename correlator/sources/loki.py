@@ -25,7 +25,7 @@ from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, Sour
 from correlator.ids import TraceId, parse_trace_id
 from correlator.gcpause import without_gc
 from correlator.logfields import extract_trace_context, line_carries, lower64_carried
-from correlator.logql import line_filter_query, metadata_query, stream_selector
+from correlator.logql import line_filter_query, metadata_query, stream_selector, untraced_query
 from correlator.model import LogLine, Window
 from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import get, not_json
@@ -223,9 +223,11 @@ class LokiSource:
             queries.append(line_filter_query(selector, trace_id.low64_decimal))
         return tuple(queries)
 
-    async def _query(self, query: str, window: Window, tenant: str | None) -> tuple[list[LogLine], bool]:
+    async def _query(self, query: str, window: Window, tenant: str | None, limit: int | None = None,
+                     direction: str = "backward") -> tuple[list[LogLine], bool]:
+        limit = limit or self.settings.max_lines
         params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
-                  "limit": str(self.settings.max_lines), "direction": "backward"}
+                  "limit": str(limit), "direction": direction}
         headers = dict(_ENCODING_FLAGS)
         org = tenant or self.settings.tenant
         if org:
@@ -240,7 +242,7 @@ class LokiSource:
             raise not_json(SOURCE, answer, f"GET {PATH}") from None
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
             raise SourceProtocolError(SOURCE, f"GET {PATH}: unexpected answer ({exc})") from None
-        return lines, entries >= self.settings.max_lines
+        return lines, entries >= limit
 
     async def fetch(self, trace_id: TraceId, window: Window, services: Sequence[str] | None,
                     tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
@@ -279,6 +281,23 @@ class LokiSource:
 
     def _carries(self, line: LogLine, trace_id: TraceId) -> bool:
         return carries_trace(line, trace_id, self.settings)
+
+    async def fetch_untraced(self, window: Window, services: Sequence[str], limit: int,
+                             tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+        """Lines of `services` in `window` that carry no trace ID at all (not in metadata, not in the line).
+
+        Oldest first, at most `limit` (truncated then): the caller attaches them by service and time.
+        """
+        wanted = set(services)
+        query = untraced_query(self.selector(services), "trace_id")
+        lines, cut = await self._query(query, Window(window.start_ns, window.end_ns + 1), tenant, limit, "forward")
+        kept = tuple(line for line in lines if line.service in wanted and not self._names_a_trace(line))
+        return SourceResult(kept, truncated=cut)
+
+    def _names_a_trace(self, line: LogLine) -> bool:
+        if any(line.metadata.get(name) for name in self.settings.trace_id_fields):
+            return True
+        return extract_trace_context(line.line, self.settings).trace_id is not None
 
     async def ready(self) -> None:
         """Raises a SourceError unless Loki's /ready answers 200."""
