@@ -39,6 +39,7 @@ from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
+from correlator.skew import estimate_clocks, skew_findings
 from correlator.untraced import attach_untraced, untraced_window
 
 __all__ = ["Correlator", "Outcome", "SOURCES"]
@@ -186,7 +187,10 @@ class Correlator:
         if not s.untraced or fetch is None or trace is None or not trace.spans:
             return _Untraced((), {}, UntracedReport("off"))
         services = sorted({span.service for span in trace.spans})
-        window = untraced_window(trace, int(s.clock_skew_ms * 1_000_000))
+        # A clock shown to be off moves that service's lines by as much: look that much further.
+        reference = next((sp.service for sp in trace.spans if sp.parent_span_id is None), None)
+        extra = estimate_clocks(trace.spans, reference).max_offset_ns()
+        window = untraced_window(trace, int(s.clock_skew_ms * 1_000_000) + extra)
         search = getattr(self.jaeger, "other_traces", None)
         check = (s.untraced_overlap_check and search is not None and 0 < len(services) <= s.untraced_overlap_max_services)
         budget = deadline - time.monotonic()
@@ -281,19 +285,22 @@ class Correlator:
             )
             return Outcome(correlation, None)
         tree = build_tree(trace)
-        log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms)
+        clock = estimate_clocks(list(tree.by_id.values()), tree.by_id[tree.roots[0]].service if tree.roots else None)
+        log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms, clock.offsets)
         error_logs: dict[str, list[LogLine]] = {}
         for line, placement in zip(logs, log_places, strict=True):
             if placement.span_id is not None and (line.level or "").lower() in _ERROR_LEVELS:
                 error_logs.setdefault(placement.span_id, []).append(line)
         # Inferred lines are not the trace's own: never error evidence, never in `log_places`.
         analysis = analyse(tree, self.settings.analysis, error_logs)
-        inferred = attach_untraced(tree, untraced.lines, untraced.other_traces) if untraced is not None else []
+        inferred = (attach_untraced(tree, untraced.lines, untraced.other_traces, clock.offsets)
+                    if untraced is not None else [])
         correlation = Correlation(
             trace_id.hex, window, trace, logs, log_places, exemplars, exemplar_places,
-            analysis.critical_path, analysis.findings, sources, notes,
+            analysis.critical_path, analysis.findings + skew_findings(clock, tree.by_id), sources, notes,
             tuple(line for line, _p in inferred), tuple(p for _l, p in inferred),
             untraced.report if untraced is not None else None,
+            clock,
         )
         return Outcome(correlation, tree)
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from correlator.skew import ClockEstimate
 
 __all__ = [
     "Confidence",
@@ -204,3 +207,4 @@ class Correlation:
     inferred_logs: tuple[LogLine, ...] = ()
     inferred_placements: tuple[Placement, ...] = ()  # parallel to `inferred_logs`
     untraced: UntracedReport | None = None
+    clock: ClockEstimate | None = None  # per service pair, how far the clocks disagree (`summary.clock_skew`)

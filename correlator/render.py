@@ -18,6 +18,7 @@ from correlator.correlate import Outcome
 from correlator.gcpause import without_gc
 from correlator.join import ids_by_span
 from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, Span
+from correlator.skew import clock_skew_summary
 from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 
@@ -110,7 +111,8 @@ def _source(r: SourceReport) -> dict[str, Any]:
 
 def _summary(c: Correlation, tree: SpanTree | None) -> dict[str, Any]:
     base: dict[str, Any] = {"log_count": len(c.logs), "exemplar_count": len(c.exemplars),
-                            "inferred_log_count": len(c.inferred_logs), "untraced": _untraced(c)}
+                            "inferred_log_count": len(c.inferred_logs), "untraced": _untraced(c),
+                            "clock_skew": clock_skew_summary(c.clock)}
     if c.trace is None or tree is None:
         return {"root_service": None, "root_operation": None, "duration_ms": None, "span_count": 0,
                 "services": sorted({line.service for line in c.logs if line.service}), "error_count": 0, **base}
