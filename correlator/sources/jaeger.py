@@ -405,12 +405,13 @@ class JaegerSource:
                            tenant: str | None = None) -> list[tuple[int, int]] | None:
         """(start, end) of the spans of `service` in other traces around `window`, or None when unknown.
 
-        One `GET /api/v3/traces` search (snake_case parameters: every v2 accepts them). Unknown when
+        One `GET /api/v3/traces` search (snake_case parameters and `query.num_traces`: what every v2 accepts;
+        v2.13 ignores `query.search_depth` and then refuses a depth of 0). Unknown when
         Jaeger fails or the search hits `depth` (more traces than were returned may overlap).
         """
         search = others_search_window(window)
         params = {"query.service_name": service, "query.start_time_min": rfc3339_ns(search.start_ns),
-                  "query.start_time_max": rfc3339_ns(search.end_ns), "query.search_depth": str(depth)}
+                  "query.start_time_max": rfc3339_ns(search.end_ns), "query.num_traces": str(depth)}
         try:
             answer = await get(self.client, SOURCE, "/api/v3/traces", params, self._headers(tenant),
                                self.settings.max_response_bytes)

@@ -7,6 +7,7 @@ Both must agree field by field (the v3 encoding); the UI model's file agrees up 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,11 @@ async def test_files_saved_from_the_real_servers_correlate_as_the_service_does(
     window = Window(t0 - 60 * 10**9, t0 + 200 * 10**6 + 60 * 10**9)
     logs = []
     for i, query in enumerate(LokiSource(settings.loki, make_client(settings.loki)).queries(parse_trace_id(TRACE), SERVICES)):
-        answer = httpx.get(f"{loki_url}/loki/api/v1/query_range", timeout=5,
-                           headers={"X-Loki-Response-Encoding-Flags": "categorize-labels"},
-                           params={"query": query, "start": str(window.start_ns), "end": str(window.end_ns), "limit": "1000"})
+        async with httpx.AsyncClient(timeout=5) as http:  # the fake Loki runs on this event loop
+            answer = await http.get(f"{loki_url}/loki/api/v1/query_range",
+                                    headers={"X-Loki-Response-Encoding-Flags": "categorize-labels"},
+                                    params={"query": query, "start": str(window.start_ns), "end": str(window.end_ns),
+                                            "limit": "1000"})
         assert answer.status_code == 200
         path = tmp_path / f"loki{i}.json"
         path.write_bytes(answer.content)
@@ -75,8 +78,9 @@ async def test_files_saved_from_the_real_servers_correlate_as_the_service_does(
     config = tmp_path / "config.yaml"
     config.write_text(f"jaeger: {{url: '{jaeger.query_url}'}}\nloki: {{url: '{loki_url}'}}\nprometheus: {{url: '{prometheus.url}'}}\n"
                       "deadline_seconds: 5\njoin: {untraced_overlap_check: false}\n")
-    code = main(["--config", str(config), "correlate", "--trace", str(tmp_path / "trace.json"), "--logs", *logs,
-                 "--exemplars", str(tmp_path / "exemplars.json"), "--format", "json"])
+    # The command as a user runs it (its own event loop: in a thread beside this test's).
+    code = await asyncio.to_thread(main, ["--config", str(config), "correlate", "--trace", str(tmp_path / "trace.json"),
+                                          "--logs", *logs, "--exemplars", str(tmp_path / "exemplars.json"), "--format", "json"])
     import json
 
     offline = json.loads(capsys.readouterr().out)
@@ -90,3 +94,20 @@ async def test_files_saved_from_the_real_servers_correlate_as_the_service_does(
            {s.span_id: (s.start_ns // 1000, s.end_ns // 1000, s.service) for s in from_v3.spans}
     mine = [ex for ex in read_exemplars(InputFile("exemplars.json", exemplars.content), settings.prometheus) if ex.trace_id == TRACE]
     assert sorted(ex.id for ex in mine) == sorted(ex["id"] for ex in online["exemplars"])
+
+
+async def test_the_overlap_search_reads_the_real_jaegers_answer(jaeger: Jaeger, t0: int) -> None:
+    """`other_traces` (the untraced lines' `high` evidence) against Jaeger v2: our own spans when not excluded,
+    none of them when excluded, and an empty list (known: nothing else) far from any trace."""
+    settings = load_settings(environ={"CORRELATOR_JAEGER_URL": jaeger.query_url}).jaeger
+    from correlator.sources.jaeger import JaegerSource
+
+    async with make_client(settings) as client:
+        source = JaegerSource(settings, client)
+        window = Window(t0, t0 + 145 * 10**6)
+        ours = await source.other_traces("auth-service", window, "0" * 32, 50)
+        others = await source.other_traces("auth-service", window, TRACE, 50)
+        nothing = await source.other_traces("auth-service", Window(t0 - 3600 * 10**9, t0 - 3599 * 10**9), TRACE, 50)
+    assert ours is not None and len(ours) >= 1 and all(t0 <= start <= end <= t0 + 145 * 10**6 for start, end in ours)
+    assert others is not None and not any(interval in ours for interval in others)
+    assert nothing == []
