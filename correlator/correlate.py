@@ -42,7 +42,7 @@ from correlator.telemetry import tracer
 from correlator.skew import estimate_clocks, skew_findings
 from correlator.untraced import attach_untraced, untraced_window
 
-__all__ = ["Correlator", "Outcome", "SOURCES"]
+__all__ = ["SOURCES", "Correlator", "Outcome"]
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+# `backends` / `make_client`: the app over counted mock backends, for any test module.
+pytest_plugins = ["tests.apiclient"]
+
 REPO = Path(__file__).resolve().parents[1]
 # Recorded answers of real servers and upstream samples, with their origin and licence: tests/fixtures/README.md
 FIXTURES = REPO / "tests" / "fixtures"

@@ -386,7 +386,7 @@ def test_critical_path_is_a_chain_of_non_overlapping_sections(t: Trace) -> None:
     assert root in tree.roots and len(path.span_ids) == len(set(path.span_ids)) == len(path.held_ns)
     for s in path.span_ids[1:]:
         assert tree.by_id[s].parent_span_id in path.held_ns
-    for a, b in zip(path.sections, path.sections[1:]):
+    for a, b in zip(path.sections, path.sections[1:], strict=False):
         assert a.end_ns == b.start_ns  # contiguous, so never overlapping
     assert all(s.end_ns > s.start_ns for s in path.sections)
     total = sum(path.held_ns.values())

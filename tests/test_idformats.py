@@ -143,11 +143,12 @@ async def test_a_lower64_correlation_also_finds_full_ids_ending_in_those_bits() 
     assert any(f'|= "{DD_TRACE}"' in q for q in seen) and any(f'|= "{TRACE[16:]}"' in q for q in seen)
 
 
-def test_a_full_id_correlation_asks_loki_twice_as_before() -> None:
+async def test_a_full_id_correlation_asks_loki_twice_as_before() -> None:
     """The decimal lookup exists only for IDs known by their lower 64 bits: no extra query otherwise."""
-    source = LokiSource(SETTINGS.loki, httpx.AsyncClient())
-    assert len(source.queries(parse_trace_id(TRACE), ["a"])) == 2
-    assert len(source.queries(replace(parse_trace_id(LOW64), lower64_only=True), ["a"])) == 3
+    async with httpx.AsyncClient() as client:
+        source = LokiSource(SETTINGS.loki, client)
+        assert len(source.queries(parse_trace_id(TRACE), ["a"])) == 2
+        assert len(source.queries(replace(parse_trace_id(LOW64), lower64_only=True), ["a"])) == 3
 
 
 def _expected_capture(row: Row) -> str | None:
@@ -191,7 +192,7 @@ async def test_from_log_on_a_datadog_line_looks_up_the_lower_64_bits_and_says_so
     """Jaeger is asked for the zero-padded 64-bit ID (it finds only a 64-bit trace), Loki for the 16-hex
     suffix and the decimal, and the answer warns that only the lower 64 bits were known."""
     from correlator.api import create_app
-    from tests.test_api import Backends
+    from tests.apiclient import Backends
 
     backends = Backends()
     client = await aiohttp_client(create_app(load_settings(environ={}), backends.transports()))

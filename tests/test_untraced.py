@@ -99,7 +99,7 @@ def test_clock_offset_moves_the_line_onto_the_services_clock() -> None:
 async def test_the_service_fetches_untraced_lines_from_loki_and_marks_them(aiohttp_client: Any, aiohttp_server: Any) -> None:
     """The real Loki's recorded answers (fake) plus lines with no trace ID: attached, inferred, not the trace's own."""
     from correlator.api import create_app
-    from tests.test_api import Backends
+    from tests.apiclient import Backends
 
     extra = [
         Entry(T0 + 10 * MS, "validating token for user 42", {"service_name": "auth-service", "level": "info"}),
@@ -137,7 +137,7 @@ async def test_the_service_fetches_untraced_lines_from_loki_and_marks_them(aioht
 @pytest.mark.parametrize(("setting", "expected"), [("false", "off"), ("true", "ok")])
 async def test_it_can_be_switched_off(aiohttp_client: Any, setting: str, expected: str) -> None:
     from correlator.api import create_app
-    from tests.test_api import Backends
+    from tests.apiclient import Backends
 
     backends = Backends()
     settings = load_settings(environ={"CORRELATOR_JOIN_UNTRACED": setting})
@@ -150,7 +150,7 @@ async def test_it_can_be_switched_off(aiohttp_client: Any, setting: str, expecte
 
 async def test_a_failing_jaeger_search_leaves_at_most_medium(aiohttp_client: Any, aiohttp_server: Any) -> None:
     from correlator.api import create_app
-    from tests.test_api import Backends, otlp_trace
+    from tests.apiclient import Backends, otlp_trace
 
     extra = [Entry(T0 + 10 * MS, "validating token", {"service_name": "auth-service"})]
     loki = await aiohttp_server(make_fake_loki_app(tenants={"t": [*recorded_entries(), *extra]}))

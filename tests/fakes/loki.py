@@ -18,9 +18,9 @@ import functools
 import json
 import re
 import time
-from datetime import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 

@@ -64,7 +64,9 @@ async def test_files_saved_from_the_real_servers_correlate_as_the_service_does(
     (tmp_path / "exemplars.json").write_bytes(exemplars.content)
     window = Window(t0 - 60 * 10**9, t0 + 200 * 10**6 + 60 * 10**9)
     logs = []
-    for i, query in enumerate(LokiSource(settings.loki, make_client(settings.loki)).queries(parse_trace_id(TRACE), SERVICES)):
+    async with make_client(settings.loki) as loki_client:  # only for the queries the service would send
+        queries = LokiSource(settings.loki, loki_client).queries(parse_trace_id(TRACE), SERVICES)
+    for i, query in enumerate(queries):
         async with httpx.AsyncClient(timeout=5) as http:  # the fake Loki runs on this event loop
             answer = await http.get(f"{loki_url}/loki/api/v1/query_range",
                                     headers={"X-Loki-Response-Encoding-Flags": "categorize-labels"},

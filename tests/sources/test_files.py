@@ -220,7 +220,7 @@ def _comparable(body: dict[str, Any]) -> dict[str, Any]:
 async def test_the_offline_correlation_of_the_seed_trace_equals_the_online_one(aiohttp_client: Any) -> None:
     """The same bodies, once from the (mocked) backends through the service, once from files: field by field equal."""
     from correlator.api import create_app
-    from tests.test_api import Backends, otlp_trace
+    from tests.apiclient import Backends, otlp_trace
 
     backends = Backends()
     # A single-trace file cannot say which other requests ran: compare with the service not asking Jaeger either.
@@ -243,7 +243,7 @@ async def test_the_offline_correlation_of_the_seed_trace_equals_the_online_one(a
 
 def test_the_command_reads_stdin_and_prints_json(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                                  tmp_path: Path) -> None:
-    from tests.test_api import otlp_trace
+    from tests.apiclient import otlp_trace
 
     logs = tmp_path / "loki.json"
     logs.write_bytes(orjson.dumps(recorded_body("query_range.line_filter_categorized.json")))
