@@ -35,11 +35,11 @@ from correlator.model import (
     UntracedReport,
     Window,
 )
+from correlator.skew import estimate_clocks, skew_findings
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
-from correlator.skew import estimate_clocks, skew_findings
 from correlator.untraced import attach_untraced, untraced_window
 
 __all__ = ["SOURCES", "Correlator", "Outcome"]
