@@ -202,7 +202,7 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
                        f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
     hint = parse_window(request.query.get("start"), request.query.get("end"))
     trace_id = replace(parse_trace_id(context.trace_id), lower64_only=context.lower64_only)
-    outcome = await request.app[BACKENDS].correlator.correlate(trace_id, hint, _tenant(request))
+    outcome = await request.app[BACKENDS].correlator.correlate_lower64(trace_id, hint, _tenant(request))
     return _respond(request, outcome)
 
 

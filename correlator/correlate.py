@@ -13,16 +13,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from correlator.analysis import analyse
 from correlator.cache import TTLCache
 from correlator.config import Settings
-from correlator.errors import SourceError
+from correlator.errors import InvalidTraceId, SourceError
 from correlator.gcpause import without_gc
-from correlator.ids import TraceId
+from correlator.ids import TraceId, parse_trace_id
 from correlator.join import join
+from correlator.logfields import extract_trace_context
 from correlator.model import (
     Correlation,
     Exemplar,
@@ -131,6 +132,25 @@ class Correlator:
         if self._cacheable(outcome):
             self._cache.put(key, outcome)
         return outcome
+
+    async def correlate_lower64(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
+        """An ID known only by its lower 64 bits (Datadog): correlate on them; when Jaeger has no 64-bit trace
+        by them but the lines found carry exactly one whole ID ending in them, correlate that one, and say so."""
+        first = await self.correlate(trace_id, hint, tenant)
+        if not trace_id.lower64_only or first.correlation.trace is not None:
+            return first
+        whole: dict[str, int] = {}
+        for line in first.correlation.logs:
+            for candidate in _whole_ids(line, self.settings):
+                if candidate[16:] == trace_id.hex[16:] and not candidate.startswith("0" * 16):
+                    whole[candidate] = whole.get(candidate, 0) + 1
+        if len(whole) != 1:
+            return first
+        ((full, count),) = whole.items()
+        second = await self.correlate(parse_trace_id(full), hint, tenant)
+        note = (f"only the lower 64 bits of the trace ID were given (a Datadog decimal ID); the whole ID {full} was "
+                f"read from {count} log line(s) that carry it and end in those bits")
+        return Outcome(replace(second.correlation, notes=(*second.correlation.notes, note)), second.tree, second.cached)
 
     # ------------------------------------------------------------------ internals
 
@@ -315,6 +335,22 @@ class Correlator:
         # A trace that ended moments ago may still be receiving spans and logs.
         age_s = self._wall() - c.trace.end_ns / 1e9
         return age_s >= self.settings.cache.settle_seconds
+
+
+def _whole_ids(line: LogLine, settings: Settings) -> set[str]:
+    """The 32-hex trace IDs a line carries (metadata or body)."""
+    found = set()
+    for name in settings.loki.trace_id_fields:
+        value = line.metadata.get(name)
+        if value:
+            try:
+                found.add(parse_trace_id(value).hex)
+            except InvalidTraceId:
+                pass
+    in_line = extract_trace_context(line.line, settings.loki).trace_id
+    if in_line:
+        found.add(in_line)
+    return found
 
 
 def _count(value: object) -> int:

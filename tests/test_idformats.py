@@ -198,9 +198,28 @@ async def test_from_log_on_a_datadog_line_looks_up_the_lower_64_bits_and_says_so
     client = await aiohttp_client(create_app(load_settings(environ={}), backends.transports()))
     response = await client.post("/correlate/from-log", data=ROWS[-3].line)
     body = await response.json()
-    assert response.status == 200 and body["trace_id"] == LOW64
+    # The mocked Jaeger answers every ID with the 128-bit trace, which is not a 64-bit one: no trace by the low bits;
+    # the recorded Loki lines carry the whole ID ending in them, so the second round correlates that one.
+    assert response.status == 200 and body["trace_id"] == TRACE
     assert any("lower 64 bits" in w for w in body["warnings"])
     asked = [str(r.url) for r in backends.requests]
     assert any(f"/api/v3/traces/{LOW64}" in url for url in asked)
     loki_queries = [r.url.params["query"] for r in backends.requests if r.url.path.endswith("query_range")]
     assert any(DD_TRACE in q for q in loki_queries) and any(TRACE[16:] in q for q in loki_queries)
+
+
+async def test_from_log_on_a_datadog_line_finds_the_whole_id_in_the_lines_of_the_other_services(aiohttp_client: Any) -> None:
+    """Jaeger has no 64-bit trace by those bits, but the other services' lines carry the whole 128-bit ID ending
+    in them: the correlation is redone with it, and the answer says where the upper bits came from."""
+    from correlator.api import create_app
+    from tests.apiclient import Backends, otlp_trace
+
+    backends = Backends()
+    backends.jaeger = lambda r: (httpx.Response(200, json=otlp_trace()) if TRACE in r.url.path
+                                 else httpx.Response(404, json={"error": {"httpCode": 404, "message": "trace not found"}}))
+    client = await aiohttp_client(create_app(load_settings(environ={}), backends.transports()))
+    body = await (await client.post("/correlate/from-log", data=ROWS[-3].line)).json()
+    assert body["trace_id"] == TRACE and body["summary"]["span_count"] == 5
+    assert any(f"the whole ID {TRACE} was read from" in w for w in body["warnings"])
+    asked = [r.url.path for r in backends.requests if r.url.path.startswith("/api/v3/traces/")]
+    assert asked[0].endswith(LOW64) and asked[-1].endswith(TRACE)
