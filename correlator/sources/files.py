@@ -325,6 +325,15 @@ def _check_streams(file: InputFile, body: dict[str, Any]) -> None:
                                       f"expected [\"<ns timestamp>\", \"<line>\"(, {{metadata}})], found {_shown(value)}")
 
 
+def _is_loki_answer(doc: Any) -> bool:
+    """Loki's envelope: status success/error with data (or an error), or data with a resultType."""
+    if not isinstance(doc, dict):
+        return False
+    data = doc.get("data")
+    return (isinstance(data, dict) and "resultType" in data) or (
+        doc.get("status") in ("success", "error") and ("data" in doc or "error" in doc))
+
+
 def _is_logcli(doc: Any) -> bool:
     return (isinstance(doc, dict) and isinstance(doc.get("line"), str) and "timestamp" in doc
             and set(doc) <= {"labels", "line", "timestamp"})
@@ -375,10 +384,12 @@ def read_logs(file: InputFile, service: str | None, settings: LokiSettings) -> l
         whole = orjson.loads(file.data)
     except orjson.JSONDecodeError:
         whole = None
-        first = next(iter(_lines(file)), (0, ""))[1].lstrip()
-        if first.startswith('{"status"') or first.startswith('{\n') or first == "{":
-            _whole(file)  # a Loki answer (pretty-printed or not) that is cut or broken: say where
-    if isinstance(whole, dict) and ("data" in whole or "status" in whole):
+        first = next(iter(_lines(file)), (0, ""))[1].strip()
+        # A Loki answer (pretty-printed or on one line) that is cut or broken: say where. A JSON log file
+        # has a whole document on its first line, so it is not mistaken for one.
+        if (first.startswith('{"status"') or first == "{") and not _parses(first):
+            _whole(file)
+    if _is_loki_answer(whole):
         _check_streams(file, whole)
         lines, _entries = parse_streams(whole, settings)
         if service:

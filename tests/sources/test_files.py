@@ -264,6 +264,13 @@ def test_the_command_names_the_broken_file_without_a_traceback(capsys: pytest.Ca
     assert "cannot read the file" in capsys.readouterr().err
 
 
+def test_a_json_log_file_with_a_status_field_is_a_log_file_not_a_loki_answer() -> None:
+    one = f'{{"status": 200, "time": "{T0}", "msg": "GET /", "trace_id": "{TRACE}"}}'
+    for data in (one, one + "\n" + one.replace("GET /", "GET /a")):
+        lines = read_logs(file("access.json", data), "gateway", SETTINGS.loki)
+        assert [x.timestamp_ns for x in lines] == [T0_NS] * len(lines) and lines[0].service == "gateway"
+
+
 def test_service_flag_names_plain_lines(tmp_path: Path) -> None:
     settings = replace(SETTINGS.loki)
     lines = read_logs(file("a.log", f"{T0} hello trace_id={TRACE}\n"), "billing", settings)
