@@ -33,11 +33,15 @@ _LINE_INSTANCE = ("host", "hostname", "host_name", "pod", "k8s_pod_name", "insta
 _SPAN_INSTANCE = ("host.name", "k8s.pod.name", "service.instance.id")
 
 
+_MAX_QUIET_PAD_NS = 1_000_000_000
+
+
 def untraced_window(trace: Trace, margin_ns: int) -> Window:
     """Where to look for a trace's untraced lines: its span ± the clock margin, and as long again on each
-    side, so that lines written outside any request (background writers, which cap confidence) show."""
+    side (at most 1 s: the lookup is capped, oldest first), so that lines written outside any request
+    (background writers, which cap confidence) show."""
     width = trace.end_ns - trace.start_ns
-    pad = margin_ns + width
+    pad = margin_ns + min(width, _MAX_QUIET_PAD_NS)
     return Window(trace.start_ns - pad, trace.end_ns + pad)
 
 
