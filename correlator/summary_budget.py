@@ -46,6 +46,8 @@ _H_ERRORS = "Error log lines:"
 _H_SPANS = "Other operations (most self time first; repeats folded, the slowest named):"
 _H_LOGS = "Other log lines:"
 _H_EXEMPLARS = "Exemplars:"
+_H_INFERRED = "Lines without a trace ID, placed by service and time (not the trace's own lines):"
+_MAX_NOTES = 3
 # C0/C1 controls (every line break str.splitlines knows: \x85, \v, \f, \x1c-\x1e too), the Unicode line and
 # paragraph separators, and the bidi overrides that can make text read differently from what it is.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
@@ -250,6 +252,10 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
         head.append(f"Trace {c.trace_id}: not in Jaeger; {len(c.logs)} log lines, {len(c.exemplars)} exemplars carry its ID")
     sources, _partial = _sources_line(c)
     head.append(sources)
+    # What the reader must know about the answer's certainty (clock skew, a cut answer, …): with the sources.
+    head.extend(f"Note: {clean(note, 240)}" for note in c.notes[:_MAX_NOTES])
+    if len(c.notes) > _MAX_NOTES:
+        head.append(f"Note: {len(c.notes) - _MAX_NOTES} more notes in the full answer")
     groups = group_findings(c.findings)
     for line in (*head, "", _findings_heading(c, groups)):
         budget.used += estimate_tokens(line) + 1  # always shown, even past a tiny budget
@@ -337,6 +343,14 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
             break
         exemplar_lines.append(text)
 
+    inferred_lines: list[str] = []
+    for entry, placement in zip(c.inferred_logs, c.inferred_placements, strict=True):
+        sure = placement.confidence.value if placement.confidence is not None else "unknown"
+        text = f"- ({sure} confidence) " + _log_line(entry, origin, placement.span_id, ids)
+        if not budget.take(text, None if inferred_lines else _H_INFERRED):
+            break
+        inferred_lines.append(text)
+
     out = list(head)
     out.append("")
     out.append(_findings_heading(c, groups))
@@ -358,8 +372,11 @@ def trace_summary(c: Correlation, tree: SpanTree | None, budget_tokens: int, mor
     if exemplar_lines:
         out.append(_H_EXEMPLARS)
         out.extend(exemplar_lines)
+    if inferred_lines:
+        out.append(_H_INFERRED)
+        out.extend(inferred_lines)
     left_spans = total_spans - len(shown.shown_spans)
-    left_logs = len(c.logs) - len(shown.shown_logs)
+    left_logs = len(c.logs) - len(shown.shown_logs) + len(c.inferred_logs) - len(inferred_lines)
     left_exemplars = len(c.exemplars) - len(exemplar_lines)
     if left_spans > 0 or left_logs > 0 or left_exemplars > 0 or len(finding_lines) < len(groups):
         out.append("")

@@ -7,6 +7,8 @@ checked by tiktoken against the SHA-256 tiktoken itself pins for cl100k_base).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import tiktoken
 
@@ -14,6 +16,7 @@ from bench.bench_analysis import synthetic_trace
 from correlator.analysis import analyse
 from correlator.config import AnalysisSettings
 from correlator.model import (
+    Confidence,
     Correlation,
     LogLine,
     Match,
@@ -149,3 +152,16 @@ def test_the_estimator_never_undercounts_and_is_within_a_third() -> None:
     for text in samples:
         real, estimate = real_tokens(text), estimate_tokens(text)
         assert real <= estimate <= real * 4 / 3, (real, estimate)
+
+
+def test_notes_come_with_the_sources_and_inferred_lines_are_labelled() -> None:
+    trace, logs, places = seed()
+    c, tree = correlation(trace, logs, places)
+    stray = LogLine("z", trace.spans[3].start_ns + 5 * MS, "pool exhausted, waiting", "course-service", "warn")
+    c = replace(c, notes=("clock skew: course-service runs 12ms behind api-gateway",), inferred_logs=(stray,),
+                inferred_placements=(Placement("b7ad6b7169203331", Match.INFERRED, Confidence.MEDIUM),))
+    lines = trace_summary(c, tree, 2000, HINT).splitlines()
+    assert lines[2] == "Note: clock skew: course-service runs 12ms behind api-gateway"
+    at = lines.index("Lines without a trace ID, placed by service and time (not the trace's own lines):")
+    assert lines[at + 1] == "- (medium confidence) +30ms course-service [warn] span b7ad6b7169203331: pool exhausted, waiting"
+    assert not any("pool exhausted" in line for line in lines[:at])  # never mixed with the trace's own lines
