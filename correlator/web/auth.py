@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["COOKIE", "cookie_value", "cookie_valid", "safe_next"]
+__all__ = ["COOKIE", "cookie_valid", "cookie_value", "safe_next"]
 
 COOKIE = "correlator_session"
 

@@ -25,7 +25,7 @@ from correlator.timeparams import rfc3339_ns
 from correlator.web.auth import COOKIE, cookie_valid, cookie_value, safe_next
 from correlator.web.negotiate import wants_html
 from correlator.web.pages import html_response, render
-from correlator.web.view import build_page
+from correlator.web.view import render_correlation
 
 __all__ = ["CSP", "OPEN_PREFIXES", "authorised_by_cookie", "browser_problem", "correlation_page", "exemplars_page", "setup_web",
            "wants_html_request"]
@@ -47,8 +47,8 @@ def _page(request: web.Request, template: str, http_status: int = 200, **context
 
 
 def correlation_page(request: web.Request, outcome: Outcome, body: Mapping[str, Any]) -> web.Response:
-    page = build_page(body, outcome, request.app[_SETTINGS])
-    return _page(request, "correlation.html", outcome.http_status, page=page)
+    html = render_correlation(body, outcome, request.app[_SETTINGS])
+    return web.Response(body=html, status=outcome.http_status, content_type="text/html", charset="utf-8")
 
 
 def browser_problem(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -87,7 +87,9 @@ def exemplars_page(request: web.Request, query: str, found: Sequence[Exemplar]) 
 
 async def _home(request: web.Request) -> web.StreamResponse:
     """Paste a trace ID or a log line; below, the slowest recent requests (exemplars of `web.home_query`)."""
-    from correlator.api import BACKENDS  # the API module registers us: import at call time
+    from correlator.api import (
+        BACKENDS,  # the API module registers us: import at call time
+    )
 
     settings = request.app[_SETTINGS]
     query = request.query.get("query", "").strip() or settings.web.home_query
