@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -38,3 +40,12 @@ def skip_or_fail(reason: str) -> None:
 @pytest.fixture
 def shared() -> Path:
     return SHARED
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's chromium under Playwright (tests/browser.py); a skip locally, a failure in CI, when absent."""
+    from tests.browser import launched
+
+    async with launched() as launched_browser:
+        yield launched_browser
