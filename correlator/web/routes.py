@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlencode
 from typing import Any
 
 import orjson
@@ -52,14 +53,13 @@ def correlation_page(request: web.Request, outcome: Outcome, body: Mapping[str, 
 
 
 def browser_problem(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """A problem+json answer as a page, for browsers; a 401 becomes the sign-in form."""
+    """A problem+json answer as a page, for browsers; a 401 sends them to the sign-in form."""
     if response.content_type != "application/problem+json" or not isinstance(response, web.Response):
         return response
     if not wants_html_request(request) and not request.path.startswith("/open"):
         return response
-    if response.status == 401:
-        target = safe_next(request.path_qs)
-        return _page(request, "login.html", 401, next=target, failed=False)
+    if response.status == 401:  # to the sign-in form, and back here after it
+        return web.Response(status=303, headers={"Location": f"/login?{urlencode({'next': safe_next(request.path_qs)})}"})
     try:
         problem = orjson.loads(response.body) if isinstance(response.body, bytes) else {}
     except orjson.JSONDecodeError:
