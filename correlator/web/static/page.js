@@ -301,7 +301,8 @@
       tr.insertCell().appendChild(el("code", null, x.metric));
       Object.keys(x.series || {}).forEach(function (k) {
         if (k === "__name__" || k === "le") return;
-        var lab = el("span", "lab", k + "="); lab.appendChild(el("code", null, x.series[k])); series.appendChild(lab);
+        var lab = el("span", "lab", k + "="); lab.appendChild(el("code", null, x.series[k]));
+        series.appendChild(lab); series.appendChild(document.createTextNode(" "));
       });
       tr.appendChild(series);
       var bucket = tr.insertCell();
