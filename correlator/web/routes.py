@@ -56,7 +56,7 @@ def browser_problem(request: web.Request, response: web.StreamResponse) -> web.S
     """A problem+json answer as a page, for browsers; a 401 sends them to the sign-in form."""
     if response.content_type != "application/problem+json" or not isinstance(response, web.Response):
         return response
-    if not wants_html_request(request) and not request.path.startswith("/open"):
+    if not wants_html_request(request) and request.path != "/open":  # the home page box: always a browser
         return response
     if response.status == 401:  # to the sign-in form, and back here after it
         return web.Response(status=303, headers={"Location": f"/login?{urlencode({'next': safe_next(request.path_qs)})}"})
