@@ -118,6 +118,8 @@ class LokiSettings(_SourceCommon):
 class PrometheusSettings(_SourceCommon):
     url: str = "http://localhost:9090"
     exemplar_selector: str = '{__name__=~".+"}'
+    # "recent slow requests" (`correlator slow`, the home page): exemplars of every histogram bucket series
+    slow_requests_selector: str = '{__name__=~".+_bucket"}'
     trace_id_labels: tuple[str, ...] = ("trace_id", "traceID", "trace.id")
     span_id_labels: tuple[str, ...] = ("span_id", "spanID", "span.id")
     max_exemplars: int = 2000
@@ -159,6 +161,7 @@ class ServerSettings:
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
     forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to Loki (+ jaeger/prometheus.forward_tenant)
+    access_log: bool = True  # one JSON line per request (method, route template, status, ms, own trace ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +176,7 @@ class GrafanaSettings:
 class WebSettings:
     """The HTML page (docs/page.md)."""
 
-    # Home page "recent slow requests": the exemplars of these series over the last lookback.
-    home_query: str = '{__name__=~".+_bucket"}'
+    # Home page "recent slow requests": exemplars of prometheus.slow_requests_selector over this lookback.
     home_lookback_seconds: float = 3600.0
     home_limit: int = 20
     grafana_links: bool = True  # "open in Grafana Explore" links (grafana.url); Jaeger's need jaeger.ui_url
@@ -301,7 +303,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     shown = f"{env.text} (from {env.var})" if env else value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if env is not None and env.text == "" or value is None:
+        if (env is not None and env.text == "") or value is None:
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
@@ -383,15 +385,17 @@ def _validate(s: Settings) -> None:
     _check(s.loki.static_selector.startswith("{") and s.loki.static_selector.endswith("}"),
            "loki.static_selector", s.loki.static_selector, "must be a LogQL stream selector {…}")
     _check(bool(s.loki.trace_id_fields), "loki.trace_id_fields", s.loki.trace_id_fields, "must not be empty")
-    for i, expr in enumerate(s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths):
+    for expr in s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths:
         try:
-            import jsonpath_ng
+            from jsonpath_ng.parser import parse as jsonpath_parse
 
-            jsonpath_ng.parse(expr)
+            jsonpath_parse(expr)
         except Exception as exc:  # jsonpath-ng raises several unrelated types
             raise ConfigError("loki.trace_id_jsonpaths/span_id_jsonpaths", expr, f"is not a JSONPath: {exc}") from None
     _check(1 <= s.prometheus.max_exemplars <= 1_000_000, "prometheus.max_exemplars", s.prometheus.max_exemplars,
            "must be in [1, 1000000]")
+    _check(bool(s.prometheus.slow_requests_selector.strip()), "prometheus.slow_requests_selector",
+           s.prometheus.slow_requests_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.exemplar_selector.strip()), "prometheus.exemplar_selector",
            s.prometheus.exemplar_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.trace_id_labels), "prometheus.trace_id_labels", s.prometheus.trace_id_labels,
@@ -410,7 +414,6 @@ def _validate(s: Settings) -> None:
     _check(0 < s.server.port < 65536, "server.port", s.server.port, "must be a TCP port (1-65535)")
     _check_url("server.public_url", s.server.public_url)
     _check_url("grafana.url", s.grafana.url)
-    _check(bool(s.web.home_query.strip()), "web.home_query", s.web.home_query, "must be a PromQL selector")
     _check(s.web.home_lookback_seconds > 0, "web.home_lookback_seconds", s.web.home_lookback_seconds, "must be > 0")
     _check(1 <= s.web.home_limit <= 500, "web.home_limit", s.web.home_limit, "must be in [1, 500]")
     _check(s.web.visible_rows >= 1, "web.visible_rows", s.web.visible_rows, "must be ≥ 1")

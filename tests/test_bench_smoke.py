@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
 from tests.browser import CHROMIUM
+from tests.conftest import REPO
 from tests.integration.servers import jaeger_binary, prometheus_binary
 
 

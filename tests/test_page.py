@@ -17,7 +17,7 @@ from correlator.config import load_settings
 from correlator.web.auth import safe_next
 from correlator.web.negotiate import wants_html
 from correlator.web.view import embedded_json
-from tests.test_api import TRACE, Backends
+from tests.apiclient import TRACE, Backends
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 TOKEN = "s3cret-token-0123456789"
@@ -83,7 +83,7 @@ async def test_everything_a_backend_says_is_escaped(aiohttp_client: Any) -> None
     evil = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
 
     def jaeger(_request: httpx.Request) -> httpx.Response:
-        from tests.test_api import otlp_trace
+        from tests.apiclient import otlp_trace
 
         trace = otlp_trace()
         span = trace["result"]["resourceSpans"][2]["scopeSpans"][0]["spans"][1]

@@ -11,8 +11,8 @@ import pytest
 
 from correlator.api import create_app
 from correlator.config import load_settings
+from tests.apiclient import T0, TRACE, Backends, otlp_trace
 from tests.browser import ready, watch
-from tests.test_api import T0, TRACE, Backends, otlp_trace
 
 XSS = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "javascript:alert(1)"]
 DB = "b7ad6b7169203331"

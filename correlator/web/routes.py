@@ -11,8 +11,8 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from urllib.parse import urlencode
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -44,7 +44,7 @@ def wants_html_request(request: web.Request) -> bool:
 
 def _page(request: web.Request, template: str, http_status: int = 200, **context: Any) -> web.Response:
     settings = request.app[_SETTINGS]
-    return html_response(render(template, home_query=settings.web.home_query, **context), http_status)
+    return html_response(render(template, home_query=settings.prometheus.slow_requests_selector, **context), http_status)
 
 
 def correlation_page(request: web.Request, outcome: Outcome, body: Mapping[str, Any]) -> web.Response:
@@ -86,13 +86,13 @@ def exemplars_page(request: web.Request, query: str, found: Sequence[Exemplar]) 
 
 
 async def _home(request: web.Request) -> web.StreamResponse:
-    """Paste a trace ID or a log line; below, the slowest recent requests (exemplars of `web.home_query`)."""
+    """Paste a trace ID or a log line; below, the slowest recent requests (prometheus.slow_requests_selector)."""
     from correlator.api import (
         BACKENDS,  # the API module registers us: import at call time
     )
 
     settings = request.app[_SETTINGS]
-    query = request.query.get("query", "").strip() or settings.web.home_query
+    query = request.query.get("query", "").strip() or settings.prometheus.slow_requests_selector
     if len(query) > 4096:
         raise InvalidInput("query", "at most 4096 characters")
     end_ns = time.time_ns()
@@ -105,8 +105,11 @@ async def _home(request: web.Request) -> web.StreamResponse:
         error = f"no answer within {settings.source_deadline(settings.prometheus)} s"
     except SourceError as exc:
         error = exc.message
-    # Slowest first: the page is for finding the requests worth a look.
-    found.sort(key=lambda ex: -ex.value if ex.value == ex.value else 0.0)
+    slowest: dict[str, Exemplar] = {}
+    for ex in found:  # one row per trace, its slowest exemplar, slowest first (as `correlator slow`)
+        if ex.trace_id not in slowest or ex.value > slowest[ex.trace_id].value:
+            slowest[ex.trace_id] = ex
+    found = sorted(slowest.values(), key=lambda ex: -ex.value if ex.value == ex.value else 0.0)
     minutes = settings.web.home_lookback_seconds / 60
     return _page(request, "home.html", heading="Recent slow requests", form_action="/", query=query,
                  exemplars=_exemplar_rows(found, settings.web.home_limit), error=error,

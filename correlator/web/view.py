@@ -119,7 +119,7 @@ def render_correlation(body: Mapping[str, Any], outcome: Outcome, settings: Sett
     spans it is megabytes that Jinja would only copy (the marker is random per process: no data can forge it)."""
     page = build_page(body, outcome, settings)
     data, page.data = page.data, b""
-    html = render("correlation.html", page=page, data_mark=_DATA_MARK, home_query=settings.web.home_query)
+    html = render("correlation.html", page=page, data_mark=_DATA_MARK, home_query=settings.prometheus.slow_requests_selector)
     head, _, tail = html.partition(_DATA_MARK)
     return b"".join((head.encode(), data, tail.encode()))
 
