@@ -51,11 +51,13 @@ def css_token(value: object) -> str:
 
 
 def fmt_ms(ms: float) -> str:
-    """Milliseconds as people read them: 80 ms, 1.25 ms, 0.004 ms, 12.3 s (page.js fmtMs says the same)."""
+    """Milliseconds as people read them: 80 ms, 1.25 ms, 0.004 ms, 6.47 s (page.js fmtMs says the same)."""
     if ms == 0:
         return "0 ms"
-    if abs(ms) >= 10_000:
-        return f"{ms / 1000:.1f} s"
+    if abs(ms) >= 999_500:  # .3g would print 1e+03
+        return f"{ms / 1000:.0f} s"
+    if abs(ms) >= 1000:
+        return f"{ms / 1000:.3g} s"
     if abs(ms) >= 100:
         return f"{ms:.0f} ms"
     if abs(ms) >= 1:

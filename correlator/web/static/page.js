@@ -212,7 +212,8 @@
   function fmtMs(ms) {
     var a = Math.abs(ms);
     if (ms === 0) return "0 ms";
-    if (a >= 10000) return (ms / 1000).toFixed(1) + " s";
+    if (a >= 1e6) return (ms / 1000).toFixed(0) + " s";
+    if (a >= 1000) return String(Number((ms / 1000).toPrecision(3))) + " s";
     if (a >= 100) return ms.toFixed(0) + " ms";
     if (a >= 1) return String(Number(ms.toPrecision(3))) + " ms";
     return ms.toFixed(3) + " ms";
