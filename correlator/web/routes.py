@@ -32,7 +32,7 @@ __all__ = ["CSP", "OPEN_PREFIXES", "authorised_by_cookie", "browser_problem", "c
            "wants_html_request"]
 
 STATIC = Path(__file__).parent / "static"
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 OPEN_PREFIXES = ("/static/", "/login")  # reachable without the token: the sign-in form and its CSS/JS
 _SETTINGS = web.AppKey("web_settings", Settings)
