@@ -169,3 +169,17 @@ async def test_the_token_rule_holds_for_pages_with_a_sign_in_cookie(aiohttp_clie
 ])
 def test_sign_in_only_returns_to_this_service(target: str | None, expected: str) -> None:
     assert safe_next(target) == expected
+
+
+async def test_lines_of_a_trace_jaeger_lost_are_all_shown_unplaced(aiohttp_client: Any) -> None:
+    backends = Backends()
+    backends.jaeger = lambda r: httpx.Response(404, json={"error": {"code": 5, "message": "trace not found"}})
+    api = await client(aiohttp_client, backends)
+    as_json = await (await api.get(f"/correlate/{TRACE}")).json()
+    assert as_json["logs"], "the recorded Loki answer has lines for this trace"
+    page = await api.get(f"/correlate/{TRACE}", headers=BROWSER)
+    html = await page.text()
+    assert page.status == 200 and "Trace not in Jaeger" in html and 'id="wf"' not in html
+    assert 'data-source="jaeger"' in html  # the banner: Jaeger did not know it
+    unplaced = html.split('<section class="unplaced"', 1)[1]
+    assert unplaced.count('<li class="lv-') == len(as_json["logs"])  # every line, none dropped
