@@ -183,3 +183,20 @@ async def test_lines_of_a_trace_jaeger_lost_are_all_shown_unplaced(aiohttp_clien
     assert 'data-source="jaeger"' in html  # the banner: Jaeger did not know it
     unplaced = html.split('<section class="unplaced"', 1)[1]
     assert unplaced.count('<li class="lv-') == len(as_json["logs"])  # every line, none dropped
+
+
+def test_the_page_ships_inside_the_package() -> None:
+    """A non-editable install (the Docker image) has the templates and static files: correlator.web is a
+    package setuptools finds, and pyproject's package-data covers every file the page serves."""
+    import tomllib
+    from fnmatch import fnmatch
+
+    from setuptools import find_packages
+
+    from tests.conftest import REPO
+
+    assert "correlator.web" in find_packages(str(REPO), include=["correlator*"])
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["correlator"]
+    served = [p.relative_to(REPO / "correlator").as_posix() for p in (REPO / "correlator" / "web").rglob("*")
+              if p.is_file() and p.suffix in (".html", ".js", ".css", ".svg")]
+    assert len(served) >= 10 and all(any(fnmatch(name, pattern) for pattern in patterns) for name in served), served
