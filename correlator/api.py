@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -210,10 +210,10 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
                        f"(fields: {', '.join(settings.loki.trace_id_fields)}; "
                        f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
     hint = parse_window(request.query.get("start"), request.query.get("end"))
-    trace_id = parse_trace_id(context.trace_id)
-    if from_form and web_routes.wants_html_request(request):  # a browser: to the trace's own page (a URL to share)
-        raise web.HTTPSeeOther(f"/correlate/{trace_id.hex}")
-    outcome = await request.app[BACKENDS].correlator.correlate(trace_id, hint, _tenant(request))
+    trace_id = replace(parse_trace_id(context.trace_id), lower64_only=context.lower64_only)
+    if from_form and not trace_id.lower64_only and web_routes.wants_html_request(request):
+        raise web.HTTPSeeOther(f"/correlate/{trace_id.hex}")  # a browser: to the trace's own page (a URL to share)
+    outcome = await request.app[BACKENDS].correlator.correlate_lower64(trace_id, hint, _tenant(request))
     return _respond(request, outcome)
 
 

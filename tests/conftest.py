@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -42,3 +43,19 @@ async def browser() -> AsyncIterator[Any]:
 
     async with launched() as launched_browser:
         yield launched_browser
+
+
+_OPEN_CLIENTS: list[httpx.AsyncClient] = []
+
+
+def closed_after_test(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A client a test helper builds outside `async with`: closed when the test ends (its pool holds sockets)."""
+    _OPEN_CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _close_test_clients() -> AsyncIterator[None]:
+    yield
+    while _OPEN_CLIENTS:
+        await _OPEN_CLIENTS.pop().aclose()

@@ -182,3 +182,29 @@ async def test_both_colour_schemes_render(aiohttp_server: Any, browser: Any, sch
     assert (background == "rgb(255, 255, 255)") is (scheme == "light"), background
     # Nothing wider than the window at 1280 px.
     assert await page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+async def test_lines_without_a_trace_id_show_under_their_span_as_inferred(aiohttp_server: Any, browser: Any) -> None:
+    """The join's inferred lines (no trace ID, placed by service and time) sit apart from the trace's own."""
+    from tests.fakes.loki import Entry, make_fake_loki_app, recorded_entries
+
+    extra = [Entry(T0 + 50 * 1_000_000, 'level=error msg="pool exhausted"', {"service_name": "course-service"})]
+    loki = await aiohttp_server(make_fake_loki_app(tenants={"t": [*recorded_entries(), *extra]}))
+    backends = Backends()
+    settings = load_settings(environ={"CORRELATOR_LOKI_URL": f"http://127.0.0.1:{loki.port}", "CORRELATOR_LOKI_TENANT": "t"})
+    server = await aiohttp_server(create_app(settings, {k: v for k, v in backends.transports().items() if k != "loki"}))
+    page = await browser.new_page()
+    problems = watch(page)
+    await page.goto(f"http://127.0.0.1:{server.port}/correlate/{TRACE}")
+    await ready(page)
+    row = page.locator(f"#s-{DB}")
+    assert await row.locator(".lc").inner_text() == "2 logs + 1 inferred"
+    await row.locator(".op").click()
+    headings = [await h.inner_text() for h in await row.locator(".det h4").all()]
+    assert headings[-2:] == ["Log lines", "Log lines without a trace ID (inferred by time)"]
+    inferred = row.locator(".det ul.logs").last.locator("li")
+    assert await inferred.count() == 1
+    assert await inferred.locator(".m").inner_text() == "inferred (high)"
+    assert await inferred.locator(".line").inner_text() == 'level=error msg="pool exhausted"'
+    assert "+ 1 inferred" in await page.locator(".facts").inner_text()
+    assert problems == [], problems

@@ -94,6 +94,7 @@ class Page:
     sources: Sequence[tuple[str, Mapping[str, Any]]]
     failed: Sequence[tuple[str, Mapping[str, Any]]]
     warnings: Sequence[str]
+    availability: str | None  # the API's one-sentence note on a partial answer
     findings: Sequence[Mapping[str, Any]]
     has_rows: bool
     ticks: Sequence[tuple[int, str]]
@@ -134,6 +135,8 @@ def build_page(body: Mapping[str, Any], outcome: Outcome, settings: Settings) ->
     total_ms = float(summary.get("duration_ms") or 0.0)
     colours = {svc: i % COLOURS for i, svc in enumerate(summary.get("services") or [])}
 
+    lines = c.logs + c.inferred_logs  # the body's `logs`, in its order: lines with the trace ID, then inferred ones
+
     def rel(ns: int) -> str:
         return ("+" if ns >= origin else "") + fmt_ms((ns - origin) / 1e6)
 
@@ -141,7 +144,7 @@ def build_page(body: Mapping[str, Any], outcome: Outcome, settings: Settings) ->
         LogItem(rel(line.timestamp_ns), str(entry.get("level") or ""), level_class(entry.get("level")),
                 MATCH_LABELS.get(entry.get("match") or "", str(entry.get("match"))), str(entry.get("service") or ""),
                 str(entry.get("line")))
-        for entry, line in zip(body["logs"], c.logs, strict=True) if entry.get("span_id") is None]
+        for entry, line in zip(body["logs"], lines, strict=True) if entry.get("span_id") is None]
     unplaced_exemplars = [
         ExemplarItem(rel(ex.timestamp_ns), str(entry.get("metric")),
                      [(k, str(v)) for k, v in (entry.get("series") or {}).items() if k not in ("__name__", "le")],
@@ -156,7 +159,7 @@ def build_page(body: Mapping[str, Any], outcome: Outcome, settings: Settings) ->
     grafana = settings.web.grafana_links
     data = {
         "body": body,
-        "log_rel_ms": [(line.timestamp_ns - origin) / 1e6 for line in c.logs],
+        "log_rel_ms": [(line.timestamp_ns - origin) / 1e6 for line in lines],
         "exemplar_rel_ms": [(ex.timestamp_ns - origin) / 1e6 for ex in c.exemplars],
         "event_rel_ms": event_rel,
         "origin_ms": origin // 1_000_000,
@@ -172,6 +175,7 @@ def build_page(body: Mapping[str, Any], outcome: Outcome, settings: Settings) ->
     return Page(
         trace_id=c.trace_id, summary=summary, duration=fmt_ms(total_ms) if summary.get("duration_ms") is not None else "—",
         colours=colours, sources=list(body["sources"].items()), failed=failed, warnings=list(body.get("warnings") or ()),
+        availability=body.get("availability"),
         findings=list(body.get("findings") or ()), has_rows=bool(body["spans"]),
         ticks=[(p, fmt_ms(total_ms * p / 100)) for p in (0, 25, 50, 75, 100)],
         unplaced_logs=unplaced_logs, unplaced_exemplars=unplaced_exemplars,

@@ -115,8 +115,9 @@
     if (W.critical[id]) { var cp = el("span", "cp", "◆"); cp.title = "critical path"; name.appendChild(cp); }
     (W.badges[id] || []).forEach(function (kind) { name.appendChild(el("span", "bd k-" + token(kind), kind)); });
     if (error) name.appendChild(el("span", "em", s.status_message || "error"));
-    var logs = (s.log_ids || []).length, exemplars = (s.exemplar_ids || []).length, num = el("div", "num");
-    num.appendChild(el("span", "lc" + (logs ? "" : " z"), logs + " logs"));
+    var logs = (s.log_ids || []).length, inferred = (s.inferred_log_ids || []).length;
+    var exemplars = (s.exemplar_ids || []).length, num = el("div", "num");
+    num.appendChild(el("span", "lc" + (logs || inferred ? "" : " z"), logs + " logs" + (inferred ? " + " + inferred + " inferred" : "")));
     num.appendChild(el("span", "xc" + (exemplars ? "" : " z"), exemplars + " ex"));
     num.appendChild(el("span", "du", fmtMs(s.duration_ms)));
     num.appendChild(el("span", "self", "self " + fmtMs(s.self_ms || 0)));
@@ -196,7 +197,7 @@
     informational: "info", notice: "info", debug: "debug", trace: "debug", dbg: "debug", fine: "debug", verbose: "debug" };
   var MATCH = { span_id: "span_id", time: "service+time", trace: "trace level", inferred: "inferred" };
   var KNOWN = ["span_id", "parent_span_id", "service", "operation", "start_ms", "duration_ms", "self_ms", "depth", "kind",
-    "status", "status_message", "attributes", "events", "log_ids", "exemplar_ids"];
+    "status", "status_message", "attributes", "events", "log_ids", "exemplar_ids", "inferred_log_ids"];
   var LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
   function data() {
@@ -362,6 +363,11 @@
       box.appendChild(ul);
     }
     if ((span.log_ids || []).length) { empty = false; box.appendChild(el("h4", null, "Log lines")); box.appendChild(logList(span.log_ids)); }
+    if ((span.inferred_log_ids || []).length) {  // lines that carry no trace ID, placed by service and time
+      empty = false;
+      box.appendChild(el("h4", null, "Log lines without a trace ID (inferred by time)"));
+      box.appendChild(logList(span.inferred_log_ids));
+    }
     if ((span.exemplar_ids || []).length) {
       empty = false; box.appendChild(el("h4", null, "Exemplars")); box.appendChild(exemplarTable(span.exemplar_ids));
     }
