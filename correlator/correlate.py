@@ -44,7 +44,6 @@ __all__ = ["Correlator", "Outcome", "SOURCES"]
 log = logging.getLogger(__name__)
 
 SOURCES = ("jaeger", "loki", "prometheus")
-_ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg", "alert", "panic"})
 # Jaeger's storage lookup only needs a bound, not a tight one: a trace may start well before
 # the instant an exemplar or log line was stamped.
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
@@ -224,11 +223,11 @@ class Correlator:
             return Outcome(correlation, None)
         tree = build_tree(trace)
         log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms)
-        error_logs: dict[str, list[LogLine]] = {}
+        span_logs: dict[str, list[LogLine]] = {}  # evidence: errors, waits and retries the lines describe
         for line, placement in zip(logs, log_places, strict=True):
-            if placement.span_id is not None and (line.level or "").lower() in _ERROR_LEVELS:
-                error_logs.setdefault(placement.span_id, []).append(line)
-        analysis = analyse(tree, self.settings.analysis, error_logs)
+            if placement.span_id is not None:
+                span_logs.setdefault(placement.span_id, []).append(line)
+        analysis = analyse(tree, self.settings.analysis, span_logs)
         correlation = Correlation(
             trace_id.hex, window, trace, logs, log_places, exemplars, exemplar_places,
             analysis.critical_path, analysis.findings, sources,
