@@ -95,7 +95,7 @@ def n_plus_one(ctx: Context) -> list[Finding]:
                             failed_span_ids=[sp.span_id for sp in retried])
         # A call far slower than its loop-mates is evidence here, not a long-span finding of its own.
         median = statistics.median(sp.duration_ns for sp in spans)
-        slow = [sp for sp in spans if sp.duration_ns > ctx.settings.long_span_factor * median
+        slow = [sp for sp in spans if median > 0 and sp.duration_ns > ctx.settings.long_span_factor * median
                 and sp.duration_ns - median >= MS]
         slowest = ""
         if slow:
