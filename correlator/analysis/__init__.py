@@ -72,13 +72,15 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
     path = critical_path(tree)
     logs = span_logs or {}
     keys = {sid: operation_key(span) for sid, span in tree.by_id.items()}
+    failing = frozenset(sid for sid, span in tree.by_id.items() if is_error(span))
     findings: list[Finding] = []
     try:
         loops = n_plus_one_groups(tree, settings, keys)  # shared: N+1 reports them, fan-out leaves them out
-        retries = find_retries(tree, keys, {sid for sid, span in tree.by_id.items() if is_error(span)}, logs)
+        retries = find_retries(tree, keys, failing, logs)
     except Exception as exc:  # noqa: BLE001 - reported as a finding instead
         loops, retries, findings = (), {}, [_failure("n_plus_one", exc)]
-    ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, logs, loops, keys, retries)
+    ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, logs, loops, keys, retries,
+                  failing)
     findings += [f for detector in DETECTORS for f in _run(detector, ctx)]
     try:
         findings = merge(ctx, findings)

@@ -33,6 +33,7 @@ class Context:
     n_plus_one: tuple[tuple[str, tuple[Span, ...], str], ...]  # (parent, members, shape): two detectors use it
     keys: Mapping[str, OperationKey]  # span id → what it does (identity.operation_key)
     retries: Mapping[str, str]  # retry span id → the failed call it repeats
+    failing: frozenset[str]  # span ids that failed (is_error)
 
 
 def fmt_ms(ns: float) -> str:

@@ -16,7 +16,6 @@ from correlator.analysis.common import (
     ERROR_LEVELS,
     Context,
     error_detail,
-    is_error,
     is_timeout,
     label,
     shorten,
@@ -56,7 +55,7 @@ def _root_cause(ctx: Context, sid: str, propagated: list[str]) -> Finding:
     )
 
 
-def _retried_ok(ctx: Context, failing: set[str]) -> dict[str, str]:
+def _retried_ok(ctx: Context, failing: frozenset[str]) -> dict[str, str]:
     """failed span id → the retry that finally succeeded (following retries of retries)."""
     retry_of = {failed: retry for retry, failed in ctx.retries.items()}
     out: dict[str, str] = {}
@@ -98,7 +97,7 @@ def _recovered(ctx: Context, spans: list[Span], retried_ok: dict[str, str]) -> F
 
 def errors(ctx: Context) -> list[Finding]:
     tree = ctx.tree
-    failing = {sid for sid, span in tree.by_id.items() if is_error(span)}
+    failing = ctx.failing
     roots = set(tree.roots)
     superseded = set(ctx.retries.values())  # failed attempts: the last attempt speaks for them
     retried_ok = _retried_ok(ctx, failing)

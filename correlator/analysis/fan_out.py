@@ -104,9 +104,11 @@ def fan_out(ctx: Context) -> list[Finding]:
         if len(singles) >= 2:
             measured.append((singles, False))
         for spans, same in measured:
+            if same and spans[0].span_id in in_loops:
+                continue  # a loop: N+1 reports it, and one-by-one calls have no parallelism to measure
             lo, hi = min(sp.start_ns for sp in spans), max(sp.end_ns for sp in spans)
             wall = covered_ns([(sp.start_ns, sp.end_ns) for sp in spans], lo, hi)
-            pool = capped(spans) if same and spans[0].span_id not in in_loops else None
+            pool = capped(spans) if same else None
             if pool is not None:
                 saved = wall - max(sp.duration_ns for sp in spans)
                 if saved >= s.gap_min_ms * MS:

@@ -30,6 +30,9 @@ _ROUTE_KEYS = ("http.route", "url.template")
 _PATH_KEYS = ("url.path", "http.target")
 _URL_KEYS = ("url.full", "http.url")
 _DESTINATION_KEYS = ("messaging.destination.name", "messaging.destination")
+_PEER_KEYS = ("server.address", "net.peer.name")
+_TARGET_KEYS = frozenset(("rpc.method", "peer.service", *_STATEMENT_KEYS, *_ROUTE_KEYS, *_PATH_KEYS, *_URL_KEYS,
+                          *_DESTINATION_KEYS, *_PEER_KEYS))
 _LABEL_TARGET_MAX = 60
 
 # Names repeat thousands of times in a big trace; the regexes run once per distinct string.
@@ -100,14 +103,14 @@ def _what(span: Span) -> str | None:
 
 def target(span: Span) -> str | None:
     """What the span calls or serves: `route /route`, `/customer`, `SELECT … WHERE id = ?`, or None."""
-    if not span.attributes:
-        return None
     attrs = span.attributes
+    if not attrs or _TARGET_KEYS.isdisjoint(attrs):  # most spans: one C-level check, no lookups
+        return None
     what = _what(span)
     peer = attrs.get("peer.service")
     if not (isinstance(peer, str) and peer) and what is None and span.kind in ("client", "producer"):
         # A host or IP names the callee only when nothing better does.
-        peer = _text(attrs, ("server.address", "net.peer.name"))
+        peer = _text(attrs, _PEER_KEYS)
     if isinstance(peer, str) and peer:
         return f"{peer} {what}" if what else peer
     return what

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
@@ -94,7 +93,8 @@ def n_plus_one(ctx: Context) -> list[Finding]:
             evidence.update(distinct_calls=len(spans) - len(retry_ids), retries=len(retry_ids), retry_span_ids=retry_ids,
                             failed_span_ids=[sp.span_id for sp in retried])
         # A call far slower than its loop-mates is evidence here, not a long-span finding of its own.
-        median = statistics.median(sp.duration_ns for sp in spans)
+        durations = sorted(sp.duration_ns for sp in spans)
+        median = durations[len(durations) // 2]  # upper median: an outlier needs a clear majority below it
         slow = [sp for sp in spans if median > 0 and sp.duration_ns > ctx.settings.long_span_factor * median
                 and sp.duration_ns - median >= MS]
         slowest = ""

@@ -34,7 +34,7 @@ def arguments(span: Span) -> tuple[tuple[str, Any], ...]:
                         if _is_argument(k) and isinstance(v, str | int | float | bool)))
 
 
-def find_retries(tree: SpanTree, keys: Mapping[str, OperationKey], failing: set[str],
+def find_retries(tree: SpanTree, keys: Mapping[str, OperationKey], failing: frozenset[str],
                  span_logs: Mapping[str, Sequence[LogLine]]) -> dict[str, str]:
     """retry span id → the failed sibling it repeats (each failure retried at most once here; chains follow)."""
     out: dict[str, str] = {}
