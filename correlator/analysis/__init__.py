@@ -17,7 +17,7 @@ from correlator.analysis.critical_path import CriticalPath, Section, critical_pa
 from correlator.analysis.errors import errors
 from correlator.analysis.fan_out import fan_out
 from correlator.analysis.gap import gaps
-from correlator.analysis.identity import label, operation_key, operation_label, target
+from correlator.analysis.identity import OperationKeys, label, operation_key, operation_label, target
 from correlator.analysis.long_span import long_spans
 from correlator.analysis.malformed import malformed
 from correlator.analysis.merge import merge
@@ -71,7 +71,7 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
         return Analysis((), ())
     path = critical_path(tree)
     logs = span_logs or {}
-    keys = {sid: operation_key(span) for sid, span in tree.by_id.items()}
+    keys = OperationKeys(tree.by_id)
     failing = frozenset(sid for sid, span in tree.by_id.items() if is_error(span))
     findings: list[Finding] = []
     try:

@@ -96,31 +96,43 @@ def fan_out(ctx: Context) -> list[Finding]:
         if len(kids) < max(2, s.fan_out_min_children):
             continue
         # Parallelism is measured per same-target group; distinct one-off calls form one more group.
-        by_key: dict[OperationKey, list[Span]] = defaultdict(list)
-        for kid in kids:
-            by_key[ctx.keys[kid]].append(tree.by_id[kid])
-        singles = [group[0] for group in by_key.values() if len(group) == 1]
-        measured = [(group, True) for group in by_key.values() if len(group) >= 2]
-        if len(singles) >= 2:
-            measured.append((singles, False))
-        for spans, same in measured:
-            if same and spans[0].span_id in in_loops:
-                continue  # a loop: N+1 reports it, and one-by-one calls have no parallelism to measure
-            lo, hi = min(sp.start_ns for sp in spans), max(sp.end_ns for sp in spans)
-            wall = covered_ns([(sp.start_ns, sp.end_ns) for sp in spans], lo, hi)
-            pool = capped(spans) if same else None
-            if pool is not None:
-                saved = wall - max(sp.duration_ns for sp in spans)
-                if saved >= s.gap_min_ms * MS:
-                    pools.append((saved, parent, spans, pool[0], pool[1], wall))
-                continue
-            total = sum(sp.duration_ns for sp in spans)
-            if wall > 0 and total > _GOOD_PARALLELISM * wall:
-                overlapping = _overlapping(spans)
-                if overlapping >= s.fan_out_min_children:
-                    parallel.append((total - wall, parent, spans, overlapping, total, wall, same))
-        me = tree.by_id[parent].service
+        keys = ctx.keys
         spans = [tree.by_id[k] for k in kids]
+        measured: list[tuple[list[Span], bool]]
+        if len({sp.operation for sp in spans}) == len(spans):
+            measured = [(spans, False)]  # all different calls: no target needed to tell them apart
+        elif all(keys[k] == keys[kids[0]] for k in kids):
+            measured = [(spans, True)]
+        else:
+            by_key: dict[OperationKey, list[Span]] = defaultdict(list)
+            for kid, sp in zip(kids, spans, strict=True):
+                by_key[keys[kid]].append(sp)
+            singles = [group[0] for group in by_key.values() if len(group) == 1]
+            measured = [(group, True) for group in by_key.values() if len(group) >= 2]
+            if len(singles) >= 2:
+                measured.append((singles, False))
+        reported = False
+        for group_spans, same in measured:
+            if same and group_spans[0].span_id in in_loops:
+                continue  # a loop: N+1 reports it, and one-by-one calls have no parallelism to measure
+            lo, hi = min(sp.start_ns for sp in group_spans), max(sp.end_ns for sp in group_spans)
+            wall = covered_ns([(sp.start_ns, sp.end_ns) for sp in group_spans], lo, hi)
+            pool = capped(group_spans) if same else None
+            if pool is not None:
+                saved = wall - max(sp.duration_ns for sp in group_spans)
+                if saved >= s.gap_min_ms * MS:
+                    pools.append((saved, parent, group_spans, pool[0], pool[1], wall))
+                    reported = True
+                continue
+            total = sum(sp.duration_ns for sp in group_spans)
+            if wall > 0 and total > _GOOD_PARALLELISM * wall:
+                overlapping = _overlapping(group_spans)
+                if overlapping >= s.fan_out_min_children:
+                    parallel.append((total - wall, parent, group_spans, overlapping, total, wall, same))
+                    reported = True
+        if reported:
+            continue  # calls that overlap are not "one after another"
+        me = tree.by_id[parent].service
         calls = [sp for sp in spans if sp.span_id not in in_loops and (sp.kind == "client" or sp.service != me)]
         if len(calls) >= 2 and len({_callee(sp) for sp in calls}) >= 2 and sequential_share(calls) == 1.0:
             sum_calls = sum(sp.duration_ns for sp in calls)

@@ -9,11 +9,13 @@ compare spans through `operation_key`, so they can never disagree about what is 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from correlator.model import Span
 
-__all__ = ["OperationKey", "label", "normalise_path", "normalise_statement", "operation_key", "operation_label", "target"]
+__all__ = ["OperationKey", "OperationKeys", "label", "normalise_path", "normalise_statement", "operation_key",
+           "operation_label", "operation_name", "target"]
 
 OperationKey = tuple[str, str, str]  # (service, name with IDs stripped, target or "")
 
@@ -31,8 +33,10 @@ _PATH_KEYS = ("url.path", "http.target")
 _URL_KEYS = ("url.full", "http.url")
 _DESTINATION_KEYS = ("messaging.destination.name", "messaging.destination")
 _PEER_KEYS = ("server.address", "net.peer.name")
-_TARGET_KEYS = frozenset(("rpc.method", "peer.service", *_STATEMENT_KEYS, *_ROUTE_KEYS, *_PATH_KEYS, *_URL_KEYS,
-                          *_DESTINATION_KEYS, *_PEER_KEYS))
+_WHAT_ORDER = ("rpc.method", *_STATEMENT_KEYS, *_DESTINATION_KEYS, *_ROUTE_KEYS, *_PATH_KEYS, *_URL_KEYS)
+_WHAT_KEYS = frozenset(_WHAT_ORDER)
+_TARGET_KEYS = frozenset((*_WHAT_ORDER, "peer.service", *_PEER_KEYS))
+_RANK = {key: rank for rank, key in enumerate((*_WHAT_ORDER, "peer.service", *_PEER_KEYS))}
 _LABEL_TARGET_MAX = 60
 
 # Names repeat thousands of times in a big trace; the regexes run once per distinct string.
@@ -65,49 +69,51 @@ def normalise_path(text: str) -> str:
     return out
 
 
-def _text(attrs: object, keys: tuple[str, ...]) -> str | None:
+def _text(attrs: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
     for key in keys:
-        value = attrs.get(key)  # type: ignore[attr-defined]
+        value = attrs.get(key)
         if isinstance(value, str) and value:
             return value
     return None
 
 
-def _what(span: Span) -> str | None:
-    """The called thing itself: RPC method, statement shape, destination, route or path."""
-    attrs = span.attributes
-    rpc_service, rpc_method = attrs.get("rpc.service"), attrs.get("rpc.method")
-    if isinstance(rpc_method, str) and rpc_method:
-        return f"{rpc_service}/{rpc_method}" if isinstance(rpc_service, str) and rpc_service else rpc_method
-    statement = _text(attrs, _STATEMENT_KEYS)
-    if statement:
-        return normalise_statement(statement)
-    destination = _text(attrs, _DESTINATION_KEYS)
-    if destination:
-        return destination
-    route = _text(attrs, _ROUTE_KEYS)
-    if route:
-        return route
-    path = _text(attrs, _PATH_KEYS)
-    if path:
-        return normalise_path(path)
-    url = _text(attrs, _URL_KEYS)
-    if url:
-        try:
-            path = urlsplit(url).path
-        except ValueError:  # a malformed URL is still a target, just not a parsed one
-            return normalise_path(url)
-        return normalise_path(path or "/")
-    return None
+def _url_path(url: str) -> str:
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # a malformed URL is still a target, just not a parsed one
+        return normalise_path(url)
+    return normalise_path(path or "/")
+
+
+def _what(key: str, value: str, attrs: Mapping[str, object]) -> str:
+    """The called thing itself, from the most telling attribute present."""
+    if key == "rpc.method":
+        service = attrs.get("rpc.service")
+        return f"{service}/{value}" if isinstance(service, str) and service else value
+    if key in _STATEMENT_KEYS:
+        return normalise_statement(value)
+    if key in _PATH_KEYS:
+        return normalise_path(value)
+    if key in _URL_KEYS:
+        return _url_path(value)
+    return value  # a route or a destination: already a template
 
 
 def target(span: Span) -> str | None:
     """What the span calls or serves: `route /route`, `/customer`, `SELECT … WHERE id = ?`, or None."""
     attrs = span.attributes
-    if not attrs or _TARGET_KEYS.isdisjoint(attrs):  # most spans: one C-level check, no lookups
+    if not attrs or _TARGET_KEYS.isdisjoint(attrs):  # most spans: one C-level pass, nothing found
         return None
-    what = _what(span)
-    peer = attrs.get("peer.service")
+    present = _TARGET_KEYS.intersection(attrs)
+    what = None
+    # RPC method, statement, destination, route, path, URL: the first one present with a value.
+    for key in sorted(present, key=_RANK.__getitem__) if len(present) > 1 else present:
+        if key in _WHAT_KEYS:
+            value = attrs[key]
+            if isinstance(value, str) and value:
+                what = _what(key, value, attrs)
+                break
+    peer = attrs.get("peer.service") if "peer.service" in present else None
     if not (isinstance(peer, str) and peer) and what is None and span.kind in ("client", "producer"):
         # A host or IP names the callee only when nothing better does.
         peer = _text(attrs, _PEER_KEYS)
@@ -118,7 +124,26 @@ def target(span: Span) -> str | None:
 
 def operation_key(span: Span) -> OperationKey:
     """Spans with equal keys do the same thing: comparable durations, one loop, one collapsed line."""
-    return span.service, normalise_path(span.operation), target(span) or ""
+    return span.service, operation_name(span), target(span) or ""
+
+
+def operation_name(span: Span) -> str:
+    name = span.operation
+    return normalise_path(name) if "/" in name else name
+
+
+class OperationKeys(dict[str, OperationKey]):
+    """span id → operation key, computed on first use: most detectors look at few spans' targets."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self, by_id: Mapping[str, Span]) -> None:
+        super().__init__()
+        self._by_id = by_id
+
+    def __missing__(self, sid: str) -> OperationKey:
+        key = self[sid] = operation_key(self._by_id[sid])
+        return key
 
 
 def _shorten(text: str, limit: int) -> str:

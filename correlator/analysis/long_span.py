@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from correlator.analysis.common import MS, Context, fmt_ms, label
 from correlator.analysis.events import wait_of
-from correlator.analysis.identity import OperationKey, operation_label
+from correlator.analysis.identity import OperationKey, operation_label, operation_name
 from correlator.model import Finding, Severity, Span
 
 __all__ = ["long_spans", "wait_clause"]
@@ -35,10 +35,20 @@ def wait_clause(ctx: Context, span: Span) -> tuple[str, dict[str, str]]:
 def long_spans(ctx: Context) -> list[Finding]:
     s, tree = ctx.settings, ctx.tree
     in_loops = {sp.span_id for _parent, members, _shape in ctx.n_plus_one for sp in members}
-    groups: dict[OperationKey, list[Span]] = defaultdict(list)
-    for sid, span in tree.by_id.items():
-        groups[ctx.keys[sid]].append(span)
     absolute_ns = s.long_span_absolute_ms * MS
+    by_name: dict[tuple[str, str], list[Span]] = defaultdict(list)
+    for span in tree.by_id.values():
+        by_name[(span.service, operation_name(span))].append(span)
+    groups: dict[OperationKey, list[Span]] = defaultdict(list)
+    for named in by_name.values():
+        # A same-target group's median is at least the fastest same-name span: when nothing clears
+        # that bound (nor the absolute limit), no span here can be long, and no target is needed.
+        fastest = min(sp.duration_ns for sp in named)
+        if not any((sp.duration_ns > s.long_span_factor * fastest and sp.duration_ns - fastest >= _MIN_EXCESS_NS)
+                   or tree.self_ns[sp.span_id] >= absolute_ns for sp in named):
+            continue
+        for span in named:
+            groups[ctx.keys[span.span_id]].append(span)
     out: list[Finding] = []
     for spans in groups.values():
         median = statistics.median(sp.duration_ns for sp in spans) if len(spans) >= _MIN_SAMPLES else None
