@@ -313,3 +313,32 @@ class TestJaegerFixturesWithEvents:
         first = _span(tree.by_id[sid(2)], tree, tree.start_ns, {}, {})
         assert [e["name"] for e in first["events"]] == ["some-event", ""]
         assert first["events"][1]["attributes"] == {"x": "y"}
+
+
+class TestReportLinks:
+    def report(self, environ: dict[str, str]) -> str:
+        from correlator.config import load_settings
+        from correlator.correlate import Outcome
+        from correlator.model import Correlation, SourceReport, SourceStatus, Window
+        from correlator.render import correlation_body
+        from correlator.report import render_text
+
+        t = pool_trace()
+        tree = build_tree(t)
+        result = analyse(tree, S)
+        correlation = Correlation(t.trace_id, Window(T0, T0 + 400 * MS), t, (), (), (), (), result.critical_path,
+                                  result.findings, {"jaeger": SourceReport(SourceStatus.OK, 1.0, len(t.spans))})
+        outcome = Outcome(correlation, tree)
+        settings = load_settings(environ=environ)
+        return render_text(outcome, correlation_body(outcome, settings))
+
+    def test_no_link_lines_to_unconfigured_localhost_defaults(self) -> None:
+        text = self.report({})
+        assert "Jaeger:" not in text and "Grafana:" not in text
+        assert "[warning] 10 calls to /route run at most 3 at a time" in text and text.count("run at most 3") == 1
+
+    def test_configured_uis_get_their_link_lines(self) -> None:
+        text = self.report({"CORRELATOR_JAEGER_UI_URL": "https://jaeger.example.com",
+                            "CORRELATOR_GRAFANA_URL": "https://grafana.example.com"})
+        assert f"Jaeger:  https://jaeger.example.com/trace/{'1' * 32}" in text
+        assert "Grafana: https://grafana.example.com/explore?" in text
