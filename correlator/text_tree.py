@@ -25,7 +25,7 @@ from correlator.analysis.common import shorten
 from correlator.analysis.events import event_text
 from correlator.analysis.fan_out import max_concurrency
 from correlator.analysis.identity import label, operation_key, operation_label
-from correlator.spantree import SpanTree
+from correlator.spantree import SpanTree, bfs
 
 __all__ = ["render_tree"]
 
@@ -48,10 +48,10 @@ def _counts(ids: tuple[str, ...], logs: Mapping[str, int], exemplars: Mapping[st
 class _Group:
     """Sibling spans drawn as one line: a finding's loop or pool, or a run of same-target calls."""
 
-    __slots__ = ("mark", "members", "what")
+    __slots__ = ("below", "mark", "members", "what")
 
-    def __init__(self, members: tuple[str, ...], what: str, mark: str) -> None:
-        self.members, self.what, self.mark = members, what, mark
+    def __init__(self, members: tuple[str, ...], what: str, mark: str, below: int = 0) -> None:
+        self.members, self.what, self.mark, self.below = members, what, mark, below  # below: spans nested inside
 
 
 def _finding_groups(tree: SpanTree, analysis: Analysis) -> dict[str, _Group]:
@@ -72,7 +72,8 @@ def _finding_groups(tree: SpanTree, analysis: Analysis) -> dict[str, _Group]:
             continue
         first = tree.by_id[members[0]]
         what = str(finding.evidence.get("statement") or operation_label(first))
-        group = _Group(members, what, mark)
+        below = sum(len(bfs(tree, m)) - 1 for m in members if tree.children[m])
+        group = _Group(members, what, mark, below)
         group_of.update(dict.fromkeys(members, group))
     return group_of
 
@@ -93,8 +94,24 @@ def _group_line(tree: SpanTree, group: _Group) -> str:
     return f"× {len(spans)} {shorten(group.what, 80)} ({stats})"
 
 
-def _visible(tree: SpanTree, kids: list[str], group_of: dict[str, _Group]) -> list[tuple[str, _Group | None]]:
-    """Children to draw: a group stands in its first member's place; runs of same-target siblings fold."""
+def _nested(tree: SpanTree, run: list[str], keep: set[str]) -> int | None:
+    """How many spans the run's members contain, or None when one of them must stay visible."""
+    count = 0
+    for member in run:
+        if member in keep:
+            return None
+        if tree.children[member]:
+            inside = bfs(tree, member)
+            if not keep.isdisjoint(inside):
+                return None
+            count += len(inside) - 1
+    return count
+
+
+def _visible(tree: SpanTree, kids: list[str], group_of: dict[str, _Group],
+             keep: set[str]) -> list[tuple[str, _Group | None]]:
+    """Children to draw: a group stands in its first member's place; runs of same-target siblings fold
+    (unless that would hide a span a finding points at: the bottleneck, a failure's root cause)."""
     out: list[tuple[str, _Group | None]] = []
     seen: set[int] = set()
     i = 0
@@ -111,8 +128,9 @@ def _visible(tree: SpanTree, kids: list[str], group_of: dict[str, _Group]) -> li
         j = i + 1
         while j < len(kids) and kids[j] not in group_of and operation_key(tree.by_id[kids[j]]) == key:
             j += 1
-        if j - i >= _MIN_RUN and all(not tree.children[k] for k in kids[i:j]):  # leaves only: nothing hidden below
-            out.append((kid, _Group(tuple(kids[i:j]), operation_label(tree.by_id[kid]), "")))
+        below = _nested(tree, kids[i:j], keep) if j - i >= _MIN_RUN else None
+        if below is not None:
+            out.append((kid, _Group(tuple(kids[i:j]), operation_label(tree.by_id[kid]), "", below)))
             i = j
             continue
         out.append((kid, None))
@@ -131,6 +149,8 @@ def render_tree(tree: SpanTree, analysis: Analysis, log_counts: Mapping[str, int
     critical = set(analysis.critical_path)
     bottlenecks = {f.span_ids[0] for f in analysis.findings if f.kind == "bottleneck" and f.span_ids}
     group_of = _finding_groups(tree, analysis)
+    keep = bottlenecks | {f.span_ids[0] for f in analysis.findings
+                          if f.kind == "error" and f.severity.value == "critical" and f.span_ids}
     hidden = 0  # span lines past `max_lines`
 
     def offset(ns: int) -> str:
@@ -138,7 +158,7 @@ def render_tree(tree: SpanTree, analysis: Analysis, log_counts: Mapping[str, int
 
     # Every root draws with "├──": the closing "└── Response" line ends the tree, as in the seed.
     stack: list[tuple[str, _Group | None, str, bool, int]] = [
-        (r, g, "", False, 0) for r, g in reversed(_visible(tree, tree.roots, group_of))]
+        (r, g, "", False, 0) for r, g in reversed(_visible(tree, tree.roots, group_of, keep))]
     while stack:
         sid, group, prefix, last, depth = stack.pop()
         branch = "└── " if last else "├── "
@@ -148,10 +168,11 @@ def render_tree(tree: SpanTree, analysis: Analysis, log_counts: Mapping[str, int
                 continue
             failed = sum(1 for m in group.members if is_error(tree.by_id[m]))
             on_path = CRITICAL if any(m in critical for m in group.members) else ""
-            lines.append(f"{prefix}{branch}{on_path}{offset(tree.by_id[sid].start_ns)} {_group_line(tree, group)}"
+            nested = f" +{_plural(group.below, 'nested span')}" if group.below else ""
+            lines.append(f"{prefix}{branch}{on_path}{offset(tree.by_id[sid].start_ns)} {_group_line(tree, group)}{nested}"
                          f"{_counts(group.members, logs, exemplars)}{group.mark}" + (f" ✗ {failed} failed" if failed else ""))
             continue
-        kids = _visible(tree, tree.children.get(sid, []), group_of)
+        kids = _visible(tree, tree.children.get(sid, []), group_of, keep)
         child_prefix = prefix if depth >= _MAX_INDENT else prefix + ("    " if last else "│   ")
         if len(lines) - 1 >= max_lines:
             hidden += 1

@@ -342,3 +342,24 @@ class TestReportLinks:
                             "CORRELATOR_GRAFANA_URL": "https://grafana.example.com"})
         assert f"Jaeger:  https://jaeger.example.com/trace/{'1' * 32}" in text
         assert "Grafana: https://grafana.example.com/explore?" in text
+
+
+class TestCollapsingKeepsWhatMatters:
+    def calls(self, slow_server: bool = False) -> Trace:
+        """4 parallel client calls to /route, each answered by a route server span."""
+        spans = [span(1, None, 0, 400, "frontend", "GET /dispatch", kind="server")]
+        for i in range(4):
+            end = 300 if slow_server and i == 2 else 38 + i
+            spans.append(http_get(2 + i, 1, 1, end + 2, "/route"))
+            spans.append(span(10 + i, 2 + i, 2, end, "route", "GET /route", kind="server"))
+        return trace(*spans)
+
+    def test_a_run_of_calls_with_their_servers_folds_and_counts_what_it_holds(self) -> None:
+        lines = draw(self.calls()).splitlines()
+        assert lines[2] == "│   └── ● +1.0ms × 4 HTTP GET → /route (39–42ms, all at once, 42ms) +4 nested spans"
+        assert len(lines) == 4
+
+    def test_a_run_hiding_the_bottleneck_is_drawn_in_full(self) -> None:
+        """One server span is the bottleneck: the calls stay expanded so its mark is seen."""
+        text = draw(self.calls(slow_server=True))
+        assert "route: GET /route (298ms) ← Bottleneck!" in text and "× 4" not in text

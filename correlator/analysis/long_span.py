@@ -29,7 +29,8 @@ def wait_clause(ctx: Context, span: Span) -> tuple[str, dict[str, str]]:
         return "", {}
     what, text = found
     quoted = text if len(text) <= 100 else text[:99] + "…"
-    return f" — waited for {what} ('{quoted}')", {"waited_for": what, "wait_text": text}
+    waited = "waited" if what == "something" else f"waited for {what}"
+    return f" — {waited} ('{quoted}')", {"waited_for": what, "wait_text": text}
 
 
 def long_spans(ctx: Context) -> list[Finding]:

@@ -8,6 +8,7 @@ parent between them — calls it a retry ("Retrying GetDriver after error").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,11 +22,12 @@ __all__ = ["arguments", "find_retries"]
 # Attributes that describe the outcome or the attempt, not what was asked for.
 _OUTCOME_PREFIXES = ("otel.", "exception.", "error", "thread.", "code.", "net.sock.", "network.peer.", "http.response.",
                      "db.response.", "rpc.grpc.status", "retry", "status")
-_OUTCOME_WORDS = ("status", "duration", "attempt", "retry", "resend", "error", "port")
+_OUTCOME_WORDS = frozenset(("status", "duration", "attempt", "retry", "retries", "resend", "error", "port", "elapsed"))
+_SEPARATORS = re.compile(r"[._\-]")
 
 
 def _is_argument(key: str) -> bool:
-    return not key.startswith(_OUTCOME_PREFIXES) and not any(word in key for word in _OUTCOME_WORDS)
+    return not key.startswith(_OUTCOME_PREFIXES) and _OUTCOME_WORDS.isdisjoint(_SEPARATORS.split(key.lower()))
 
 
 def arguments(span: Span) -> tuple[tuple[str, Any], ...]:

@@ -76,8 +76,9 @@ async def schedule(request: web.Request) -> web.Response:
                 t.log("warn", "Retrying cache get after timeout", key=f"schedule:{course_id}")
                 continue
             await asyncio.sleep(0.003)
+    statement = f"UPDATE course_views SET n = n + 1 WHERE course_id = {course_id}"
     with t.tracer.start_as_current_span("UPDATE course_views", kind=SpanKind.CLIENT, attributes={
-            "db.system": "postgresql", "db.statement": f"UPDATE course_views SET n = n + 1 WHERE course_id = {course_id}"}) as span:
+            "db.system": "postgresql", "db.statement": statement}) as span:
         span.add_event("Waiting for lock behind 3 transactions", {"lock.table": "course_views"})
         await asyncio.sleep(0.150)
         span.add_event("Acquired lock with 0 transactions waiting behind")
