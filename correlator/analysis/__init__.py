@@ -55,7 +55,7 @@ def _run(detector: Detector, ctx: Context) -> list[Finding]:
     # One detector tripping over an input nobody foresaw must not cost the user the other six.
     try:
         return detector(ctx)
-    except Exception as exc:  # noqa: BLE001 - reported as a finding instead
+    except Exception as exc:
         return [_failure(detector.__name__, exc)]
 
 
@@ -77,14 +77,14 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
     try:
         loops = n_plus_one_groups(tree, settings, keys)  # shared: N+1 reports them, fan-out leaves them out
         retries = find_retries(tree, keys, failing, logs)
-    except Exception as exc:  # noqa: BLE001 - reported as a finding instead
+    except Exception as exc:
         loops, retries, findings = (), {}, [_failure("n_plus_one", exc)]
     ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, logs, loops, keys, retries,
                   failing)
     findings += [f for detector in DETECTORS for f in _run(detector, ctx)]
     try:
         findings = merge(ctx, findings)
-    except Exception as exc:  # noqa: BLE001 - the unmerged findings still stand
+    except Exception as exc:  # the unmerged findings still stand
         findings.append(_failure("merge", exc))
     findings.sort(key=_sort_key)
     return Analysis(path.span_ids, tuple(findings), path.held_ns, path.sections)
