@@ -50,8 +50,9 @@ class _Group:
 
     __slots__ = ("below", "mark", "members", "what")
 
-    def __init__(self, members: tuple[str, ...], what: str, mark: str, below: int = 0) -> None:
-        self.members, self.what, self.mark, self.below = members, what, mark, below  # below: spans nested inside
+    def __init__(self, members: tuple[str, ...], what: str, mark: str, below: int | None = None) -> None:
+        self.members, self.what, self.mark = members, what, mark
+        self.below = below  # spans nested inside the members; None until the line is drawn
 
 
 def _finding_groups(tree: SpanTree, analysis: Analysis) -> dict[str, _Group]:
@@ -72,8 +73,7 @@ def _finding_groups(tree: SpanTree, analysis: Analysis) -> dict[str, _Group]:
             continue
         first = tree.by_id[members[0]]
         what = str(finding.evidence.get("statement") or operation_label(first))
-        below = sum(len(bfs(tree, m)) - 1 for m in members if tree.children[m])
-        group = _Group(members, what, mark, below)
+        group = _Group(members, what, mark)
         group_of.update(dict.fromkeys(members, group))
     return group_of
 
@@ -92,6 +92,14 @@ def _group_line(tree: SpanTree, group: _Group) -> str:
     else:
         stats = f"{each}, {k} at a time, {-(-len(spans) // k)} waves, {fmt_ms(end - start)}"
     return f"× {len(spans)} {shorten(group.what, 80)} ({stats})"
+
+
+def _descendants(tree: SpanTree, sid: str) -> int:
+    count, stack = 0, list(tree.children[sid])
+    while stack:
+        count += 1
+        stack.extend(tree.children[stack.pop()])
+    return count
 
 
 def _nested(tree: SpanTree, run: list[str], keep: set[str]) -> int | None:
@@ -124,10 +132,16 @@ def _visible(tree: SpanTree, kids: list[str], group_of: dict[str, _Group],
                 out.append((kid, group))
             i += 1
             continue
-        key = operation_key(tree.by_id[kid])
+        # Same name first (a string comparison), the target only for a run that long.
+        span = tree.by_id[kid]
         j = i + 1
-        while j < len(kids) and kids[j] not in group_of and operation_key(tree.by_id[kids[j]]) == key:
+        while j < len(kids) and kids[j] not in group_of and tree.by_id[kids[j]].operation == span.operation:
             j += 1
+        if j - i >= _MIN_RUN:
+            key, end = operation_key(span), i + 1
+            while end < j and operation_key(tree.by_id[kids[end]]) == key:
+                end += 1
+            j = end
         below = _nested(tree, kids[i:j], keep) if j - i >= _MIN_RUN else None
         if below is not None:
             out.append((kid, _Group(tuple(kids[i:j]), operation_label(tree.by_id[kid]), "", below)))
@@ -168,6 +182,8 @@ def render_tree(tree: SpanTree, analysis: Analysis, log_counts: Mapping[str, int
                 continue
             failed = sum(1 for m in group.members if is_error(tree.by_id[m]))
             on_path = CRITICAL if any(m in critical for m in group.members) else ""
+            if group.below is None:  # counted only for lines drawn: a loop under the root may hold the whole trace
+                group.below = sum(_descendants(tree, m) for m in group.members)
             nested = f" +{_plural(group.below, 'nested span')}" if group.below else ""
             lines.append(f"{prefix}{branch}{on_path}{offset(tree.by_id[sid].start_ns)} {_group_line(tree, group)}{nested}"
                          f"{_counts(group.members, logs, exemplars)}{group.mark}" + (f" ✗ {failed} failed" if failed else ""))
@@ -196,5 +212,5 @@ def render_tree(tree: SpanTree, analysis: Analysis, log_counts: Mapping[str, int
             stack.append((kid, kid_group, child_prefix, i == len(kids) - 1, depth + 1))
     if hidden:
         lines.append(f"… {hidden} more spans")
-    lines.append(f"└── Response (total: {fmt_ms(tree.end_ns - tree.start_ns)})")
+    lines.append(f"└── Response (total: {fmt_ms(tree.end_ns - origin)})")
     return "\n".join(lines)
