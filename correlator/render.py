@@ -59,7 +59,9 @@ def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[st
         "status": span.status,
         "status_message": span.status_message,
         "attributes": dict(span.attributes),
-        "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "attributes": dict(e.attributes)} for e in span.events],
+        # In time order (the sources sort them); offset_ms as the text tree's `· +12ms` lines.
+        "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "offset_ms": _ms(e.time_ns - origin_ns),
+                    "attributes": dict(e.attributes)} for e in span.events],
         "log_ids": logs.get(span.span_id, []),
         "exemplar_ids": exemplars.get(span.span_id, []),
     }

@@ -312,7 +312,7 @@ class TestJaegerFixturesWithEvents:
         tree = build_tree(t)
         first = _span(tree.by_id[sid(2)], tree, tree.start_ns, {}, {})
         assert [e["name"] for e in first["events"]] == ["some-event", ""]
-        assert first["events"][1]["attributes"] == {"x": "y"}
+        assert first["events"][1]["attributes"] == {"x": "y"} and first["events"][1]["offset_ms"] == 0.0
 
 
 class TestReportLinks:
@@ -363,3 +363,21 @@ class TestCollapsingKeepsWhatMatters:
         """One server span is the bottleneck: the calls stay expanded so its mark is seen."""
         text = draw(self.calls(slow_server=True))
         assert "route: GET /route (298ms) ← Bottleneck!" in text and "× 4" not in text
+
+
+class TestGapsNameTheirWait:
+    def test_a_gap_whose_span_logged_a_wait_says_so(self) -> None:
+        """40 ms no child covers, and the span's event in that time says it queued: the gap names the queue."""
+        t = trace(span(1, None, 0, 100, "api", "POST /orders", events=(
+                      SpanEvent("request accepted", T0 + 1 * MS),
+                      SpanEvent("queued behind 12 jobs in the 'orders' worker queue", T0 + 25 * MS))),
+                  span(2, 1, 0, 20, "api", "validate"), span(3, 1, 60, 100, "api", "store"))
+        (gap,) = of_kind(t, "gap")
+        assert gap.message.endswith("— waited for a queue ('queued behind 12 jobs in the 'orders' worker queue')")
+        assert gap.evidence["waited_for"] == "a queue"
+
+    def test_an_event_outside_the_gap_is_not_its_explanation(self) -> None:
+        t = trace(span(1, None, 0, 100, "api", "POST /orders", events=(SpanEvent("lock acquired", T0 + 80 * MS),)),
+                  span(2, 1, 0, 20, "api", "validate"), span(3, 1, 60, 100, "api", "store"))
+        (gap,) = of_kind(t, "gap")
+        assert gap.message.endswith("— uninstrumented work or waiting")

@@ -50,16 +50,22 @@ def event_text(event: SpanEvent) -> str:
     return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
-def _texts(span: Span, logs: Sequence[LogLine]) -> Iterable[str]:
+def _texts(span: Span, logs: Sequence[LogLine], lo: int, hi: int) -> Iterable[str]:
     for event in span.events:
-        yield event_text(event)
+        if lo <= event.time_ns <= hi:
+            yield event_text(event)
     for line in logs:
-        yield line.line
+        if lo <= line.timestamp_ns <= hi:
+            yield line.line
 
 
-def wait_of(span: Span, logs: Sequence[LogLine] = ()) -> tuple[str, str] | None:
-    """(what it waited for, the words that say so) from the span's events and log lines, or None."""
-    for text in _texts(span, logs):
+def wait_of(span: Span, logs: Sequence[LogLine] = (), start_ns: int | None = None,
+            end_ns: int | None = None) -> tuple[str, str] | None:
+    """(what it waited for, the words that say so) from the span's events and log lines, or None;
+    only those stamped within [start, end] when given."""
+    lo = start_ns if start_ns is not None else -(1 << 62)
+    hi = end_ns if end_ns is not None else 1 << 62
+    for text in _texts(span, logs, lo, hi):
         for what, pattern in _WAITS:
             if pattern.search(text):
                 return what, text
