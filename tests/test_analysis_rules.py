@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from correlator.analysis import analyse, label, operation_key
 from correlator.config import AnalysisSettings
 from correlator.model import Finding, LogLine, Span, SpanEvent, Trace
@@ -381,3 +384,55 @@ class TestGapsNameTheirWait:
                   span(2, 1, 0, 20, "api", "validate"), span(3, 1, 60, 100, "api", "store"))
         (gap,) = of_kind(t, "gap")
         assert gap.message.endswith("— uninstrumented work or waiting")
+
+
+# ------------------------------------------------------------------------------ properties
+
+_ATTRIBUTE_POOL: list[dict[str, Any]] = [
+    {}, {"http.route": "/route"}, {"url.full": "http://route:8083/route?x=1"}, {"url.full": "http://[bad"},
+    {"url.path": "/users/42"}, {"peer.service": "redis"}, {"server.address": "10.0.0.1"},
+    {"rpc.service": "Driver", "rpc.method": "Find"}, {"rpc.method": 7}, {"db.statement": "SELECT 1 WHERE id = 3"},
+    {"messaging.destination.name": "orders"}, {"param.driverID": "T7"}, {"http.status_code": 503},
+    {"db.statement": ""}, {"peer.service": ["not", "a", "string"]},
+]
+_EVENT_TEXTS = ["Waiting for lock behind 9 transactions", "Retrying GetDriver after error", "queued", "", "done",
+                "rate limited by upstream", "exception"]
+
+
+@st.composite
+def target_rich_traces(draw: st.DrawFn) -> tuple[Trace, dict[str, list[LogLine]]]:
+    """Siblings that share names but not targets, failures and retries, events and log lines that talk."""
+    n = draw(st.integers(1, 30))
+    spans, logs = [], {}
+    for i in range(n):
+        start = draw(st.integers(0, 2000))
+        events = tuple(SpanEvent(draw(st.sampled_from(_EVENT_TEXTS)), T0 + (start + draw(st.integers(-5, 50))) * MS,
+                                 draw(st.sampled_from([{}, {"exception.message": "redis timeout"}, {"n": 1.5}])))
+                       for _ in range(draw(st.integers(0, 3))))
+        spans.append(Span(sid(i + 1), sid(draw(st.integers(1, i))) if i else None, draw(st.sampled_from(["a", "b"])),
+                          draw(st.sampled_from(["HTTP GET", "GetDriver", "SELECT"])), T0 + start * MS,
+                          T0 + (start + draw(st.integers(0, 400))) * MS,
+                          kind=draw(st.sampled_from(["server", "client", "internal", "producer"])),
+                          status=draw(st.sampled_from(["ok", "unset", "error"])),
+                          status_message=draw(st.sampled_from([None, "An error occurred", "timeout"])),
+                          attributes=draw(st.sampled_from(_ATTRIBUTE_POOL)), events=events))
+        if draw(st.booleans()):
+            logs[sid(i + 1)] = [LogLine(f"l{i}", T0 + start * MS, draw(st.sampled_from(_EVENT_TEXTS)), level="error")]
+    return Trace("1" * 32, tuple(spans)), logs
+
+
+@given(target_rich_traces())
+def test_every_rule_reads_any_trace_without_tripping(case: tuple[Trace, dict[str, list[LogLine]]]) -> None:
+    """No detector fails, every finding names real spans, evidence is JSON, the tree draws every root."""
+    t, logs = case
+    tree = build_tree(t)
+    result = analyse(tree, S, logs)
+    assert not [f for f in result.findings if "could not read" in f.message]
+    assert all(s in tree.by_id for f in result.findings for s in f.span_ids)
+    json.dumps([f.evidence for f in result.findings])
+    text = render_tree(tree, result)
+    assert text.endswith(")") and text.count("\n├── ") + text.count("\n└── ") >= 2
+    critical = [f for f in result.findings if f.kind == "error" and f.severity.value == "critical"]
+    for finding in critical:  # a root cause reached the root or a failed entry span
+        chain = [tree.by_id[s] for s in finding.span_ids]
+        assert chain[-1].span_id in tree.roots or any(sp.kind == "server" for sp in chain)
