@@ -311,29 +311,34 @@ class TestJaegerFixturesWithEvents:
         t = parse_ui_trace(json.loads((JAEGER / "ui_01.ui_model_trace.json").read_text()))
         text = draw(t)
         assert "│   · +0ms some-event\n" in text and "│   · +0ms x=y\n" in text
-        from correlator.render import _span
-        tree = build_tree(t)
-        first = _span(tree.by_id[sid(2)], tree, tree.start_ns, {}, {})
+        body = TestReportLinks().body(t, {})
+        first = next(s for s in body["spans"] if s["span_id"] == sid(2))
         assert [e["name"] for e in first["events"]] == ["some-event", ""]
         assert first["events"][1]["attributes"] == {"x": "y"} and first["events"][1]["offset_ms"] == 0.0
 
 
 class TestReportLinks:
-    def report(self, environ: dict[str, str]) -> str:
-        from correlator.config import load_settings
+    def outcome(self, t: Trace) -> Any:
         from correlator.correlate import Outcome
         from correlator.model import Correlation, SourceReport, SourceStatus, Window
-        from correlator.render import correlation_body
-        from correlator.report import render_text
 
-        t = pool_trace()
         tree = build_tree(t)
         result = analyse(tree, S)
         correlation = Correlation(t.trace_id, Window(T0, T0 + 400 * MS), t, (), (), (), (), result.critical_path,
                                   result.findings, {"jaeger": SourceReport(SourceStatus.OK, 1.0, len(t.spans))})
-        outcome = Outcome(correlation, tree)
-        settings = load_settings(environ=environ)
-        return render_text(outcome, correlation_body(outcome, settings))
+        return Outcome(correlation, tree)
+
+    def body(self, t: Trace, environ: dict[str, str]) -> dict[str, Any]:
+        from correlator.config import load_settings
+        from correlator.render import correlation_body
+
+        return correlation_body(self.outcome(t), load_settings(environ=environ))
+
+    def report(self, environ: dict[str, str]) -> str:
+        from correlator.report import render_text
+
+        t = pool_trace()
+        return render_text(self.outcome(t), self.body(t, environ))
 
     def test_no_link_lines_to_unconfigured_localhost_defaults(self) -> None:
         text = self.report({})
