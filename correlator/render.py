@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from correlator.analysis.identity import target
 from correlator.config import Settings
 from correlator.correlate import Outcome
 from correlator.gcpause import without_gc
@@ -54,6 +55,7 @@ def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[st
         "parent_span_id": span.parent_span_id,
         "service": span.service,
         "operation": span.operation,
+        "target": target(span),  # what it calls (analysis.identity): spans compare, loop and fold by service+name+target
         "start_ms": _ms(span.start_ns - origin_ns),
         "duration_ms": _ms(span.duration_ns),
         "self_ms": _ms(tree.self_ns[span.span_id]),

@@ -316,6 +316,12 @@ class TestJaegerFixturesWithEvents:
         assert [e["name"] for e in first["events"]] == ["some-event", ""]
         assert first["events"][1]["attributes"] == {"x": "y"} and first["events"][1]["offset_ms"] == 0.0
 
+    def test_each_span_in_the_json_names_its_target(self) -> None:
+        """The page folds and compares by the same identity the analysis uses: the body's `target`."""
+        body = TestReportLinks().body(pool_trace(), {})
+        targets = {s["span_id"]: s["target"] for s in body["spans"]}
+        assert targets[sid(1)] is None and targets[sid(2)] == "/route"
+
 
 class TestReportLinks:
     def outcome(self, t: Trace) -> Any:
