@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from correlator.analysis import Analysis, fmt_ms, is_error
-from correlator.analysis.common import shorten
+from correlator.analysis.common import error_detail, shorten
 from correlator.analysis.events import event_text
 from correlator.analysis.fan_out import max_concurrency
 from correlator.analysis.identity import label, operation_key, operation_label
@@ -196,7 +196,8 @@ def render_tree(tree: SpanTree, analysis: Analysis, log_counts: Mapping[str, int
             span = tree.by_id[sid]
             marks = " ← Bottleneck!" if sid in bottlenecks else ""
             if is_error(span):
-                marks += " ✗ error" + (f": {shorten(span.status_message, 80)}" if span.status_message else "")
+                detail = error_detail(span)  # the exception's message before a generic status text
+                marks += " ✗ error" + (f": {shorten(detail, 80)}" if detail else "")
             deep = f"(depth {depth}) " if depth > _MAX_INDENT else ""
             on_path = CRITICAL if sid in critical else ""
             lines.append(f"{prefix}{branch}{deep}{on_path}{offset(span.start_ns)} {label(span)} ({fmt_ms(span.duration_ns)})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from correlator.analysis import analyse
 from correlator.config import AnalysisSettings
-from correlator.model import Span, Trace
+from correlator.model import Span, SpanEvent, Trace
 from correlator.spantree import build_tree
 from correlator.text_tree import render_tree
 from tests.test_analysis import CACHE, DB, MS, T0, seed_trace, sid, span, trace
@@ -44,6 +44,14 @@ def test_error_spans_are_marked_with_their_message() -> None:
     text = draw(trace(span(1, None, 0, 100, "api", "GET"), span(2, 1, 10, 20, "db", "SELECT", status="error",
                                                                 status_message="deadlock detected")))
     assert "│   └── ● +10ms db: SELECT (10ms) ✗ error: deadlock detected" in text
+
+
+def test_the_exception_message_beats_a_generic_status_message() -> None:
+    """'An error occurred' says nothing; the exception event says what happened."""
+    failed = span(2, 1, 10, 20, "cache", "get", status="error", status_message="An error occurred",
+                  events=(SpanEvent("exception", T0 + 19 * MS, {"exception.message": "redis timeout after 10ms"}),))
+    text = draw(trace(span(1, None, 0, 100, "api", "GET"), failed))
+    assert "cache: get (10ms) ✗ error: redis timeout after 10ms" in text and "An error occurred" not in text
 
 
 def test_an_n_plus_one_loop_collapses_into_one_line() -> None:
