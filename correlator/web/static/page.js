@@ -197,7 +197,7 @@
     informational: "info", notice: "info", debug: "debug", trace: "debug", dbg: "debug", fine: "debug", verbose: "debug" };
   var MATCH = { span_id: "span_id", time: "service+time", trace: "trace level", inferred: "inferred" };
   var KNOWN = ["span_id", "parent_span_id", "service", "operation", "start_ms", "duration_ms", "self_ms", "depth", "kind",
-    "status", "status_message", "attributes", "events", "log_ids", "exemplar_ids", "inferred_log_ids"];
+    "status", "status_message", "attributes", "events", "log_ids", "exemplar_ids", "inferred_log_ids", "target"];
   var LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
   function data() {
@@ -324,7 +324,8 @@
     var meta = el("p", "meta");
     meta.appendChild(document.createTextNode("span "));
     meta.appendChild(el("code", null, span.span_id));
-    meta.appendChild(document.createTextNode(" · " + span.kind + " · status " + span.status + " "));
+    meta.appendChild(document.createTextNode(" · " + span.kind + (span.target ? " → " + str(span.target) : "") +
+      " · status " + span.status + " "));
     if (span.status_message) meta.appendChild(el("span", "em", span.status_message));
     meta.appendChild(document.createTextNode(" · starts " + rel(span.start_ms) + " · " + fmtMs(span.duration_ms) +
       " (self " + fmtMs(span.self_ms || 0) + ")"));
