@@ -78,7 +78,8 @@ async def test_the_seed_trace_summary_names_the_bottleneck_and_its_lines(service
     assert lines[0].startswith(f"Trace {TRACE}: api-gateway: GET /api/courses, 145ms, 5 spans")
     assert lines[1] == "Sources: jaeger ok (5 items); loki ok (8 items); prometheus ok (2 items)"
     first = next(i for i, line in enumerate(lines) if line.startswith("1. "))
-    assert "bottleneck: course-service: SELECT courses (80ms)" in lines[first] and f"span {DB}" in lines[first]
+    assert "bottleneck: course-service: SELECT courses" in lines[first] and "(80ms) is 55% of the trace" in lines[first]
+    assert f"span {DB}" in lines[first]
     evidence = "\n".join(lines[first + 1:first + 4])
     assert "SELECT * FROM courses" in evidence and "slow query" in evidence
     assert estimate_tokens(text) <= 2000
@@ -89,7 +90,7 @@ async def test_get_span_and_trace_from_log_over_http(service: Any) -> None:
         span = text_of(await client.call_tool("get_span", {"trace_id": TRACE, "span_id": DB.upper()}))
         from_log = await client.call_tool("trace_from_log", {"line": f'level=warn msg="slow" trace_id={TRACE} span_id={DB}'})
         no_id = await client.call_tool("trace_from_log", {"line": "level=info msg=no ids here"})
-    assert span.startswith(f"Span {DB}: course-service: SELECT courses 80ms")
+    assert span.startswith(f"Span {DB}: course-service: SELECT courses") and " 80ms [span " in span.splitlines()[0]
     assert "db.statement = SELECT * FROM courses WHERE active = true" in span and "slow query" in span
     assert text_of(from_log).startswith(f"The line carries trace {TRACE}, span {DB}.\nTrace {TRACE}")
     assert no_id.is_error and "No trace ID in this line" in text_of(no_id)
@@ -105,8 +106,8 @@ async def test_slow_requests_over_http(service: Any) -> None:
     assert lines[0] == "2 slowest exemplar traces of http_server_duration_seconds_bucket (of 2 exemplars), slowest first:"
     # Slowest first: the legacy 64-bit trace (0.345 s; only a log line knows it), then ours (0.145 s) with its verdict.
     assert lines[1].startswith("1. 0.345 ") and "trace not in Jaeger; 1 log lines carry its ID" in lines[1]
-    assert lines[2].startswith("2. 0.145 ") and f"trace {TRACE} — 145ms, 5 spans; course-service: SELECT courses (80ms) " \
-           "is 55% of the trace — the bottleneck" in lines[2]
+    assert lines[2].startswith("2. 0.145 ") and f"trace {TRACE} — 145ms, 5 spans; course-service: SELECT courses" in lines[2]
+    assert "(80ms) is 55% of the trace — the bottleneck" in lines[2]
     assert text_of(one).splitlines()[1:2] == lines[1:2] and len(text_of(one).splitlines()) == 3
 
 
