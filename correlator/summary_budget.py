@@ -206,7 +206,10 @@ def _finding_head(n: int, group: FindingGroup, tree: SpanTree | None, total_ns: 
     details = []
     if tree is not None and f.span_ids and f.span_ids[0] in tree.by_id:
         span = tree.by_id[f.span_ids[0]]
-        details.append(f"span {span.span_id} ({clean(label(span), 100)}, {fmt_ms(span.duration_ns)})")
+        named = label(span)
+        # The message usually names the span already: the ID and duration are what it adds.
+        what = "" if named in f.message else f"{clean(named, 100)}, "
+        details.append(f"span {span.span_id} ({what}{fmt_ms(span.duration_ns)})")
     if f.impact_ns > 0 and total_ns > 0:
         share = f.impact_ns / total_ns
         details.append(f"{share:.0%} of the critical path" if share >= 0.01 else "<1% of the critical path")
