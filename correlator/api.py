@@ -274,6 +274,9 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
     app.router.add_get("/correlate/{trace_id:[^/]*}", correlate_handler)
     app.router.add_post("/correlate/from-log", from_log_handler)
     app.router.add_get("/exemplars", exemplars_handler)
+    from correlator.investigate_api import investigate_handler  # late: it uses this module's keys
+
+    app.router.add_get("/investigate", investigate_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

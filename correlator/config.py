@@ -29,6 +29,7 @@ __all__ = [
     "AnalysisSettings",
     "CacheSettings",
     "GrafanaSettings",
+    "InvestigateSettings",
     "JaegerSettings",
     "JoinSettings",
     "LokiSettings",
@@ -150,6 +151,14 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class InvestigateSettings:
+    max_traces: int = 50  # the largest `limit` a caller may ask for
+    concurrency: int = 8  # trace fetches in flight at once, per investigation
+    deadline_seconds: float = 20.0  # one deadline for the whole investigation
+    lookback_seconds: float = 3600.0  # window when no start/end is given
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -180,6 +189,7 @@ class Settings:
     join: JoinSettings = field(default_factory=JoinSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    investigate: InvestigateSettings = field(default_factory=InvestigateSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     grafana: GrafanaSettings = field(default_factory=GrafanaSettings)
 
@@ -389,6 +399,13 @@ def _validate(s: Settings) -> None:
            a.n_plus_one_sequential_share, "must be in [0, 1]")
     _check(s.cache.max_entries >= 0, "cache.max_entries", s.cache.max_entries, "must be ≥ 0 (0 disables the cache)")
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
+    inv = s.investigate
+    _check(1 <= inv.max_traces <= 500, "investigate.max_traces", inv.max_traces, "must be in [1, 500]")
+    _check(1 <= inv.concurrency <= 100, "investigate.concurrency", inv.concurrency, "must be in [1, 100]")
+    _check(0 < inv.deadline_seconds <= 300, "investigate.deadline_seconds", inv.deadline_seconds,
+           "must be in (0, 300] seconds")
+    _check(0 < inv.lookback_seconds <= 31 * 86400, "investigate.lookback_seconds", inv.lookback_seconds,
+           "must be in (0, 31 days]")
     if s.server.auth_token is not None:
         _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")
     _check(1 <= s.server.workers <= 64, "server.workers", s.server.workers, "must be in [1, 64]")

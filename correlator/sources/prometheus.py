@@ -125,10 +125,30 @@ class PrometheusSource:
         limit = self.settings.max_exemplars
         return SourceResult(tuple(mine[:limit]), truncated=len(mine) > limit)
 
-    async def search(self, query: str, start_ns: int | None, end_ns: int | None) -> list[Exemplar]:
-        """Metric → traces: exemplars of the selected series, newest first, then slowest first."""
+    async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window,
+                         tenant: str | None = None) -> SourceResult[dict[str, tuple[Exemplar, ...]]]:
+        """`fetch` for several traces with one query over their joint window, split per trace (by hex)."""
+        margin = int(self.settings.margin_seconds * 1e9)
+        wide = window.widened(margin)
+        found = await self._query(self.settings.exemplar_selector, wide.start_ns, wide.end_ns, tenant)
+        split: dict[str, list[Exemplar]] = {t.hex: [] for t in trace_ids}
+        for ex in found:
+            if ex.trace_id in split:
+                split[ex.trace_id].append(ex)
+        limit = self.settings.max_exemplars
+        for mine in split.values():
+            mine.sort(key=lambda ex: (ex.timestamp_ns, ex.metric))
+        return SourceResult({hex_: tuple(mine[:limit]) for hex_, mine in split.items()},
+                            truncated=any(len(mine) > limit for mine in split.values()))
+
+    async def search(self, query: str, start_ns: int | None, end_ns: int | None, slowest_first: bool = False) -> list[Exemplar]:
+        """Metric → traces: exemplars of the selected series, newest first, then slowest first
+        (`slowest_first`: by value only, NaN last)."""
         found = await self._query(query, start_ns, end_ns)
-        found.sort(key=lambda ex: (-ex.timestamp_ns, -(ex.value if not math.isnan(ex.value) else -math.inf)))
+        if slowest_first:
+            found.sort(key=lambda ex: (-(ex.value if not math.isnan(ex.value) else -math.inf), -ex.timestamp_ns))
+        else:
+            found.sort(key=lambda ex: (-ex.timestamp_ns, -(ex.value if not math.isnan(ex.value) else -math.inf)))
         return found[: self.settings.max_exemplars]
 
     async def ready(self) -> None:
