@@ -1,4 +1,4 @@
-"""`correlator serve | correlate | provision | check`; asyncio.run only at this edge.
+"""`correlator serve | correlate | investigate | provision | check`; asyncio.run only at this edge.
 
 Exit codes: 0 ok; 1 the trace is unknown to every source; 2 bad input or config;
 3 a partial answer (some source failed) for `correlate`.
@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     corr.add_argument("--start", help="time hint: RFC 3339 or Unix s/ms/µs/ns")
     corr.add_argument("--end", help="time hint: RFC 3339 or Unix s/ms/µs/ns")
 
+    from correlator.investigate_cli import add_parser as add_investigate
+
+    add_investigate(sub)
+
     prov = sub.add_parser("provision", help="write Grafana provisioning generated from the config")
     prov.add_argument("--out", default=".", help="repository root to write provisioning/ under (default: .)")
     prov.add_argument("--check", action="store_true", help="only report whether the files are in sync (exit 1 if not)")
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(settings, args.host, args.port, args.workers)
         if args.command == "correlate":
             return asyncio.run(_correlate(settings, args.trace_id, args.start, args.end, args.json))
+        if args.command == "investigate":
+            from correlator.investigate_cli import run as run_investigate
+
+            return asyncio.run(run_investigate(settings, args))
         if args.command == "provision":
             return _provision(settings, Path(args.out), args.check)
         if args.command == "check":
