@@ -1,9 +1,9 @@
 """Many correlations at once, for the price of a few: the orchestration behind /investigate.
 
 K traces correlated one by one would cost K Jaeger fetches, 2K Loki queries and K exemplar
-queries. Here the Jaeger fetches run concurrently (bounded), then the Loki lookups run once per
-*service set* over the joint window of its traces, matching any of their IDs, and one exemplar
-query covers every trace; each answer is split per trace and joined and analysed exactly as
+queries. Here the Jaeger fetches run concurrently (bounded) beside one exemplar query over the
+hints' joint window, then the Loki lookups run once per *service set* over the joint window of
+its traces, matching any of their IDs; each answer is split per trace and joined and analysed exactly as
 `Correlator.correlate` does. The cache is read and filled with the same rules, and every trace
 being computed here is registered as in flight, so a concurrent `/correlate` of one of them
 waits for this batch instead of fetching again (and the other way round).
@@ -134,7 +134,17 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
             call = correlator.jaeger.fetch(w.trace_id, w.hint.widened(_JAEGER_HINT_MARGIN_NS), jaeger_tenant)
             return await correlator._run("jaeger", call, s.jaeger, deadline)
 
-    traces = dict(zip((w.trace_id.hex for w in todo), await asyncio.gather(*(fetch_trace(w) for w in todo)), strict=True))
+    # Exemplars need no trace: ask for them over the hints' joint window while the traces arrive
+    # (as a hinted /correlate does), so only Loki waits for Jaeger.
+    hints = Window(min(w.hint.start_ns for w in todo), max(w.hint.end_ns for w in todo))
+    prom_task = asyncio.ensure_future(correlator._run(
+        "prometheus", prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant), s.prometheus, deadline))
+    try:
+        fetched = await asyncio.gather(*(fetch_trace(w) for w in todo))
+    except BaseException:
+        prom_task.cancel()
+        raise
+    traces = dict(zip((w.trace_id.hex for w in todo), fetched, strict=True))
 
     # Where each trace stands in time, and which services' streams hold its lines.
     windows: dict[str, Window] = {}
@@ -154,12 +164,9 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
 
     group_list = list(groups.items())
     loki_calls = [correlator._run("loki", loki.fetch_many([m.trace_id for m in members], joint(members),
-                                                                      list(services) if services else None, tenant),
-                                  s.loki, deadline)
+                                                          list(services) if services else None, tenant), s.loki, deadline)
                   for services, members in group_list]
-    prom_call = correlator._run("prometheus", prometheus.fetch_many([w.trace_id for w in todo], joint(todo),
-                                                                               prom_tenant), s.prometheus, deadline)
-    loki_answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_call)
+    loki_answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_task)
 
     logs_of: dict[str, tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None]] = {}
     for (_services, members), answer in zip(group_list, loki_answers, strict=True):
