@@ -181,7 +181,8 @@ def rss_child(url: str) -> None:
             correlator = Correlator(s, JaegerSource(s.jaeger, jc), LokiSource(s.loki, lc), prometheus)
             before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             t = time.perf_counter()
-            found = await investigate(s, correlator, prometheus, Request("m_bucket", Window(t0 - 3600 * 10**9, t0 + 60 * 10**9), 20))
+            window = Window(t0 - 3600 * 10**9, t0 + 60 * 10**9)
+            found = await investigate(s, correlator, prometheus, Request("m_bucket", window, 20))
             body = investigation_body(found, s)
             took = (time.perf_counter() - t) * 1000
         spans = sum(len(r.outcome.correlation.trace.spans) for r in found.traces
