@@ -35,6 +35,7 @@ from correlator.sources._http import make_client
 from correlator.sources.jaeger import JaegerSource
 from correlator.sources.loki import LokiSource
 from correlator.sources.prometheus import PrometheusSource
+from correlator.standing_run import StandingLookup, add_standings
 from correlator.telemetry import Metrics, current_exemplar, tracer
 from correlator.timeparams import parse_window
 
@@ -57,6 +58,7 @@ class Backends:
 BACKENDS = web.AppKey("backends", Backends)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
+STANDINGS = web.AppKey("standings", StandingLookup)
 
 Transports = dict[str, httpx.AsyncBaseTransport]
 
@@ -122,7 +124,7 @@ def _tenant(request: web.Request) -> str | None:
     return tenant
 
 
-def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
+async def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     if outcome.cached:
         request.app[METRICS].cache_hits.inc()
@@ -130,6 +132,9 @@ def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
         for name, report in outcome.correlation.sources.items():
             request.app[METRICS].source_seconds.labels(name, report.status.value).observe(report.ms / 1000)
     body = correlation_body(outcome, settings)
+    # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
+    standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request))
+    add_standings(body, outcome.correlation, standings)
     status = outcome.http_status
     if request.query.get("format") == "text":
         return web.Response(text=render_text(outcome, body), status=status, content_type="text/plain")
@@ -148,7 +153,7 @@ async def correlate_handler(request: web.Request) -> web.StreamResponse:
     if request.query.get("format") not in (None, "json", "text"):
         raise InvalidInput("format", "must be json or text")
     outcome = await request.app[BACKENDS].correlator.correlate(trace_id, hint, _tenant(request))
-    return _respond(request, outcome)
+    return await _respond(request, outcome)
 
 
 async def from_log_handler(request: web.Request) -> web.StreamResponse:
@@ -180,7 +185,7 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
                        f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
     hint = parse_window(request.query.get("start"), request.query.get("end"))
     outcome = await request.app[BACKENDS].correlator.correlate(parse_trace_id(context.trace_id), hint, _tenant(request))
-    return _respond(request, outcome)
+    return await _respond(request, outcome)
 
 
 async def exemplars_handler(request: web.Request) -> web.StreamResponse:
@@ -256,6 +261,7 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
                           handler_args={"max_field_size": 16384, "max_line_size": 32768})
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[STANDINGS] = StandingLookup(settings)
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:

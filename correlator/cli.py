@@ -148,10 +148,13 @@ async def _correlate(settings: Settings, raw_id: str, start: str | None, end: st
     trace_id = parse_trace_id(raw_id)
     hint = parse_window(start, end)
     async with make_client(settings.jaeger) as jc, make_client(settings.loki) as lc, make_client(settings.prometheus) as pc:
-        correlator = Correlator(settings, JaegerSource(settings.jaeger, jc), LokiSource(settings.loki, lc),
-                                PrometheusSource(settings.prometheus, pc))
+        prometheus = PrometheusSource(settings.prometheus, pc)
+        correlator = Correlator(settings, JaegerSource(settings.jaeger, jc), LokiSource(settings.loki, lc), prometheus)
         outcome = await correlator.correlate(trace_id, hint)
-    body = correlation_body(outcome, settings)
+        body = correlation_body(outcome, settings)
+        from correlator.standing_run import StandingLookup, add_standings
+
+        add_standings(body, outcome.correlation, await StandingLookup(settings).lookup(prometheus, outcome.correlation, None))
     if as_json:
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

@@ -182,7 +182,7 @@ class Digest:
     value: float  # the exemplar's value
     duration_ns: int
     symptoms: tuple[Symptom, ...]
-    operation_ns: Mapping[OperationKey, int]  # the time of all spans of each operation
+    operation_ns: Mapping[OperationKey, int]  # the own (self) time of all spans of each operation
     logs: frozenset[tuple[str, str, str]]  # (service, level, masked message)
 
 
@@ -195,9 +195,10 @@ def digest(correlation: Correlation, tree: SpanTree, slow: bool, value: float) -
         if finding.kind == "gap" and finding.evidence.get("clock_skew"):
             continue  # says the clocks disagree, not where the time went
         symptoms.append(_symptom(finding, by_id[finding.span_ids[0]]))
+    # Own (self) time, not duration: a parent whose child got slow did not change itself.
     operation_ns: dict[OperationKey, int] = defaultdict(int)
     for span in by_id.values():
-        operation_ns[operation_key(span)] += span.duration_ns
+        operation_ns[operation_key(span)] += tree.self_ns[span.span_id]
     logs = frozenset((line.service or "", (line.level or "").lower(), mask_message(message_of(line.line)))
                      for line in correlation.logs)
     return Digest(correlation.trace_id, slow, value, tree.end_ns - tree.start_ns, tuple(symptoms), dict(operation_ns), logs)
@@ -343,7 +344,7 @@ class Comparison:
 
 
 def compare(digests: Sequence[Digest], min_per_side: int = MIN_PER_SIDE) -> Comparison:
-    """Per operation: median time in slow vs baseline traces, the biggest differences first."""
+    """Per operation: median own time in slow vs baseline traces, the biggest differences first."""
     slow = [d for d in digests if d.slow]
     normal = [d for d in digests if not d.slow]
     if len(slow) < min_per_side or len(normal) < min_per_side:

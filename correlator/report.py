@@ -30,6 +30,8 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         )
     else:
         out.append(f"trace not found in Jaeger; {summary['log_count']} logs, {summary['exemplar_count']} exemplars")
+    if body.get("standing"):
+        out.append(f"Where it stands: {body['standing']['message']}")
     if c.findings:
         out.append("")
         out.append("Findings:")

@@ -151,6 +151,24 @@ class PrometheusSource:
             found.sort(key=lambda ex: (-ex.timestamp_ns, -(ex.value if not math.isnan(ex.value) else -math.inf)))
         return found[: self.settings.max_exemplars]
 
+    async def bucket_counts(self, query: str, at_ns: int, tenant: str | None = None) -> list[tuple[str, float]]:
+        """An instant query whose answer is a vector by `le` (histogram buckets) → (le, value) pairs."""
+        params = {"query": query, "time": f"{at_ns / 1e9:.3f}"}
+        headers = {"X-Scope-OrgID": tenant} if tenant else None
+        answer = await get(self.client, SOURCE, "/api/v1/query", params, headers, self.settings.max_response_bytes)
+        body = parse_json(SOURCE, answer, "GET /api/v1/query")
+        if answer.status != 200 or not isinstance(body, dict) or body.get("status") != "success":
+            detail = body.get("error", "") if isinstance(body, dict) else ""
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /api/v1/query: {detail}")
+        data = body.get("data")
+        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            raise SourceProtocolError(SOURCE, "GET /api/v1/query: not a vector answer")
+        try:
+            return [(str(item["metric"]["le"]), float(item["value"][1])) for item in data["result"]
+                    if isinstance(item, dict) and "le" in (item.get("metric") or {})]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise SourceProtocolError(SOURCE, f"GET /api/v1/query: malformed sample ({exc})") from None
+
     async def ready(self) -> None:
         answer = await get(self.client, SOURCE, "/-/ready", None, None, 64 * 1024)
         if answer.status != 200:

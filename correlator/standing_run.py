@@ -1,0 +1,120 @@
+"""Looking up where a correlated trace stands (see standing.py), cached once its windows are past.
+
+One instant query per distinct exemplar series and time (at most `_MAX_LOOKUPS` per trace),
+concurrently, inside the Prometheus source deadline; a failed or late lookup makes that
+exemplar's standing "unknown" with the reason, never the correlation fail. A standing whose
+5-minute window ended more than a minute ago no longer changes: it is cached with the trace, so
+a cached correlation costs no backend call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from correlator.cache import TTLCache
+from correlator.config import Settings
+from correlator.errors import SourceError
+from correlator.model import Correlation, Exemplar
+from correlator.sources.prometheus import PrometheusSource
+from correlator.standing import Standing, histogram_query, standing_of, unknown
+from correlator.timeparams import rfc3339_ns
+
+__all__ = ["StandingLookup", "standing_body"]
+
+_MAX_LOOKUPS = 10
+_SETTLE_NS = 60 * 1_000_000_000
+
+
+class StandingLookup:
+    def __init__(self, settings: Settings, wall_clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._cache: TTLCache[tuple[Standing, ...]] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
+        self._wall = wall_clock
+
+    async def lookup(self, prometheus: PrometheusSource, correlation: Correlation, tenant: str | None) -> tuple[Standing, ...]:
+        if not correlation.exemplars:
+            return ()
+        key = (tenant, correlation.trace_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        found = await self._lookup(prometheus, correlation.exemplars, tenant)
+        now_ns = int(self._wall() * 1e9)
+        if all(s.window.end_ns + _SETTLE_NS < now_ns for s in found) and all(s.known or s.reason for s in found):
+            self._cache.put(key, found)
+        return found
+
+    async def _lookup(self, prometheus: PrometheusSource, exemplars: Sequence[Exemplar],
+                      tenant: str | None) -> tuple[Standing, ...]:
+        s = self.settings
+        prom_tenant = tenant if s.prometheus.forward_tenant else None
+        queries: dict[tuple[str, int], list[Exemplar]] = {}
+        for ex in exemplars:
+            query = histogram_query(ex)
+            if query is not None:
+                queries.setdefault((query, ex.timestamp_ns), []).append(ex)
+        asked = list(queries)[:_MAX_LOOKUPS]
+        budget = s.source_deadline(s.prometheus)
+
+        async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:
+            try:
+                async with asyncio.timeout(budget):
+                    return await prometheus.bucket_counts(query, at_ns + 150 * 1_000_000_000, prom_tenant)
+            except TimeoutError:
+                return f"Prometheus did not answer within {budget:.1f}s"
+            except SourceError as exc:
+                return str(exc)
+
+        answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
+        out = []
+        for ex in exemplars:
+            query = histogram_query(ex)
+            if query is None:
+                out.append(unknown(ex, f"{ex.metric} is not a histogram bucket series"))
+                continue
+            answer = answers.get((query, ex.timestamp_ns))
+            if answer is None:
+                out.append(unknown(ex, f"not looked up (at most {_MAX_LOOKUPS} series per trace)"))
+            elif isinstance(answer, str):
+                out.append(unknown(ex, answer))
+            else:
+                out.append(standing_of(ex, answer))
+        return tuple(out)
+
+
+def _hhmm(ns: int) -> str:
+    return rfc3339_ns(ns)[11:16]
+
+
+def standing_body(standing: Standing) -> dict[str, Any]:
+    """The JSON of one standing, with its sentence."""
+    if not standing.known or standing.faster_share is None:
+        message = f"unknown: {standing.reason}"
+    else:
+        share = f"{'at least ' if standing.at_least else '~'}{standing.faster_share:.0%}"
+        message = (f"slower than {share} of {standing.series} between {_hhmm(standing.window.start_ns)} and "
+                   f"{_hhmm(standing.window.end_ns)} UTC ({standing.observations:.0f} observations; bucket {standing.bucket})")
+    return {"known": standing.known, "series": standing.series, "bucket": standing.bucket,
+            "faster_share": None if standing.faster_share is None else round(standing.faster_share, 4),
+            "at_least": standing.at_least, "observations": standing.observations,
+            "window": {"start": rfc3339_ns(standing.window.start_ns), "end": rfc3339_ns(standing.window.end_ns)},
+            "reason": standing.reason, "message": message}
+
+
+def add_standings(body: dict[str, Any], correlation: Correlation, standings: Sequence[Standing]) -> None:
+    """Each exemplar's `standing` in the correlation body, and the trace's own: that of the
+    exemplar on its root span (the request's latency), else of its slowest known exemplar."""
+    by_id = {s.exemplar_id: s for s in standings}
+    for entry in body.get("exemplars", ()):
+        found = by_id.get(entry["id"])
+        entry["standing"] = standing_body(found) if found is not None else None
+    roots = {s.span_id for s in correlation.trace.spans if s.parent_span_id is None} if correlation.trace else set()
+    on_root = [by_id[ex.id] for ex, place in zip(correlation.exemplars, correlation.exemplar_placements, strict=True)
+               if ex.id in by_id and place.span_id in roots and by_id[ex.id].known]
+    known = sorted((s for s in standings if s.known), key=lambda s: -(s.faster_share or 0.0))
+    candidates = on_root or known or list(standings)
+    body["standing"] = standing_body(candidates[0]) if candidates else {
+        "known": False, "message": "unknown: this trace left no exemplar on a latency histogram"}
