@@ -33,7 +33,7 @@ def growing() -> Iterator[tuple[str, int]]:
     scrapes = [0]
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             scrapes[0] += 1
             n = scrapes[0]
             labels = 'service="api-gateway",route="/api/courses"'
@@ -54,7 +54,7 @@ def growing() -> Iterator[tuple[str, int]]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
