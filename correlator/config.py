@@ -153,7 +153,7 @@ class CacheSettings:
 @dataclass(frozen=True, slots=True)
 class InvestigateSettings:
     max_traces: int = 50  # the largest `limit` a caller may ask for
-    concurrency: int = 10  # trace fetches in flight at once, per investigation
+    concurrency: int = 20  # trace fetches in flight at once, per investigation (the default limit: one round)
     deadline_seconds: float = 20.0  # one deadline for the whole investigation
     lookback_seconds: float = 3600.0  # window when no start/end is given
 
