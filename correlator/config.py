@@ -118,6 +118,8 @@ class LokiSettings(_SourceCommon):
 class PrometheusSettings(_SourceCommon):
     url: str = "http://localhost:9090"
     exemplar_selector: str = '{__name__=~".+"}'
+    # "recent slow requests" (`correlator slow`, the home page): exemplars of every histogram bucket series
+    slow_requests_selector: str = '{__name__=~".+_bucket"}'
     trace_id_labels: tuple[str, ...] = ("trace_id", "traceID", "trace.id")
     span_id_labels: tuple[str, ...] = ("span_id", "spanID", "span.id")
     max_exemplars: int = 2000
@@ -167,6 +169,7 @@ class ServerSettings:
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
     forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to Loki (+ jaeger/prometheus.forward_tenant)
+    access_log: bool = True  # one JSON line per request (method, route template, status, ms, own trace ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +299,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     shown = f"{env.text} (from {env.var})" if env else value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if env is not None and env.text == "" or value is None:
+        if (env is not None and env.text == "") or value is None:
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
@@ -378,7 +381,7 @@ def _validate(s: Settings) -> None:
     _check(s.loki.static_selector.startswith("{") and s.loki.static_selector.endswith("}"),
            "loki.static_selector", s.loki.static_selector, "must be a LogQL stream selector {…}")
     _check(bool(s.loki.trace_id_fields), "loki.trace_id_fields", s.loki.trace_id_fields, "must not be empty")
-    for i, expr in enumerate(s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths):
+    for _i, expr in enumerate(s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths):
         try:
             import jsonpath_ng
 
@@ -387,6 +390,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError("loki.trace_id_jsonpaths/span_id_jsonpaths", expr, f"is not a JSONPath: {exc}") from None
     _check(1 <= s.prometheus.max_exemplars <= 1_000_000, "prometheus.max_exemplars", s.prometheus.max_exemplars,
            "must be in [1, 1000000]")
+    _check(bool(s.prometheus.slow_requests_selector.strip()), "prometheus.slow_requests_selector",
+           s.prometheus.slow_requests_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.exemplar_selector.strip()), "prometheus.exemplar_selector",
            s.prometheus.exemplar_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.trace_id_labels), "prometheus.trace_id_labels", s.prometheus.trace_id_labels,

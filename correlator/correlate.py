@@ -39,7 +39,7 @@ from correlator.sources._resilience import deadline as retry_deadline
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
 
-__all__ = ["Correlator", "Outcome", "SOURCES"]
+__all__ = ["SOURCES", "Correlator", "Outcome"]
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
 import orjson
 
@@ -16,8 +17,10 @@ from correlator.config import Settings
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    inv = sub.add_parser("investigate", help="why are this series' requests slow: its exemplar traces read together")
+def add_parser(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """Registers the subcommand through the CLI's own `command(name, summary)` factory."""
+    inv = command("investigate", "why are this series' requests slow: its exemplar traces read together, "
+                                 "suspects ranked (exit 1: no exemplars; 3: some traces could not be read)")
     inv.add_argument("query", help='PromQL selector or histogram, e.g. http_server_duration_seconds_bucket{route="/api/courses"}')
     inv.add_argument("--start", help="window start: RFC 3339 or Unix s/ms/µs/ns (default: end - investigate.lookback_seconds)")
     inv.add_argument("--end", help="window end (default: now)")

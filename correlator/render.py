@@ -16,7 +16,7 @@ from correlator.config import Settings
 from correlator.correlate import Outcome
 from correlator.gcpause import without_gc
 from correlator.join import ids_by_span
-from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, Span
+from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, SourceStatus, Span
 from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 
@@ -119,6 +119,36 @@ def _summary(c: Correlation, tree: SpanTree | None) -> dict[str, Any]:
     }
 
 
+_NAMES = {"jaeger": "Jaeger", "loki": "Loki", "prometheus": "Prometheus"}
+_ANSWERED = (SourceStatus.OK, SourceStatus.NOT_FOUND)
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _failure(name: str, report: SourceReport) -> str:
+    if not report.error:
+        return f"{name}: {report.status.value}"
+    return report.error if report.error.startswith(name) else f"{name}: {report.error}"
+
+
+def availability_note(outcome: Outcome) -> str | None:
+    """One plain sentence when the answer is incomplete: which sources were not asked or failed,
+    and what that means for the ID. None when every source answered."""
+    sources = outcome.correlation.sources
+    failed = {name: report for name, report in sources.items() if report.status not in _ANSWERED}
+    if not failed:
+        return None
+    why = "; ".join(_failure(n, r) for n, r in failed.items())
+    failed_names = _listing([_NAMES.get(n, n) for n in failed])
+    if outcome.found:
+        return f"partial answer: {failed_names} could not be asked ({why}); what they hold about this trace is missing"
+    empty = [_NAMES.get(n, n) for n, r in sources.items() if r.status in _ANSWERED]  # answered, and had nothing
+    known = f"not found in {_listing(empty)}; " if empty else ""
+    return f"{known}{failed_names} could not be asked ({why}), so the ID may still exist there"
+
+
 @without_gc
 def correlation_body(outcome: Outcome, settings: Settings) -> dict[str, Any]:
     c, tree = outcome.correlation, outcome.tree
@@ -141,6 +171,7 @@ def correlation_body(outcome: Outcome, settings: Settings) -> dict[str, Any]:
         "findings": [_finding(f) for f in c.findings],
         "warnings": list(tree.problems) if tree is not None else [],
         "sources": {name: _source(report) for name, report in c.sources.items()},
+        "availability": availability_note(outcome),
         "cached": outcome.cached,
         "links": {
             "grafana": grafana_explore_url(settings, c.trace_id, start_ns, end_ns),

@@ -29,7 +29,14 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
             f"{summary['error_count']} errors, {summary['log_count']} logs, {summary['exemplar_count']} exemplars"
         )
     else:
-        out.append(f"trace not found in Jaeger; {summary['log_count']} logs, {summary['exemplar_count']} exemplars")
+        jaeger = body["sources"].get("jaeger", {})
+        if jaeger.get("status") in ("ok", "not_found"):
+            where = "trace not found in Jaeger"
+        else:
+            where = f"Jaeger could not be asked ({jaeger.get('status')}: {jaeger.get('error') or 'no detail'})"
+        out.append(f"{where}; {summary['log_count']} logs, {summary['exemplar_count']} exemplars")
+    if body.get("availability"):
+        out.append(f"Note: {body['availability']}")
     if body.get("standing"):
         out.append(f"Where it stands: {body['standing']['message']}")
     if c.findings:

@@ -23,7 +23,7 @@ from correlator.config import load_settings
 from correlator.errors import InvalidInput
 from correlator.ids import parse_trace_id
 from correlator.timeparams import parse_window
-from tests.test_api import Backends
+from tests.apiclient import Backends
 
 
 class LiveApp:

@@ -124,11 +124,11 @@ class _ScopeSpans(msgspec.Struct):
 
 class _ResourceSpans(msgspec.Struct):
     resource: msgspec.Raw = msgspec.Raw(b"null")
-    scopeSpans: list[_ScopeSpans] | None = None  # noqa: N815 (OTLP's spelling)
+    scopeSpans: list[_ScopeSpans] | None = None
 
 
 class _TracesData(msgspec.Struct):
-    resourceSpans: list[_ResourceSpans] | None = None  # noqa: N815
+    resourceSpans: list[_ResourceSpans] | None = None
 
 
 class _V3Answer(msgspec.Struct):

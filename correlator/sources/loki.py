@@ -22,8 +22,8 @@ import msgspec
 
 from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
-from correlator.ids import TraceId, parse_trace_id
 from correlator.gcpause import without_gc
+from correlator.ids import TraceId, parse_trace_id
 from correlator.logfields import extract_trace_context, line_carries
 from correlator.logql import line_filter_any_query, line_filter_query, metadata_any_query, metadata_query, stream_selector
 from correlator.model import LogLine, Window
@@ -86,8 +86,8 @@ class _Stream(msgspec.Struct):
 
 class _Data(msgspec.Struct):
     result: list[_Stream]
-    resultType: str = "streams"  # noqa: N815 (Loki's spelling)
-    encodingFlags: list[str] | None = None  # noqa: N815
+    resultType: str = "streams"
+    encodingFlags: list[str] | None = None
 
 
 class _Answer(msgspec.Struct):
@@ -233,7 +233,7 @@ class LokiSource:
         wide = Window(wide.start_ns, wide.end_ns + 1)
         results = await asyncio.gather(*(self._query(q, wide, tenant) for q in self.queries(trace_id, services)),
                                        return_exceptions=True)
-        failures = [(name, r) for name, r in zip(_LOOKUPS, results) if isinstance(r, BaseException)]
+        failures = [(name, r) for name, r in zip(_LOOKUPS, results, strict=False) if isinstance(r, BaseException)]
         for _name, failure in failures:
             if not isinstance(failure, SourceError):
                 raise failure  # a bug or a cancellation, not Loki's answer
