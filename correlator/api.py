@@ -48,7 +48,7 @@ _OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 _MAX_LOG_LINE_BYTES = 64 * 1024
 _MAX_TARGET_BYTES = 16 * 1024  # longer request targets get 414; the parser accepts up to _PARSER_LINE_BYTES to say so
 _PARSER_LINE_BYTES = 1024 * 1024
-_ROUTES = "/correlate/{trace_id}, POST /correlate/from-log, /exemplars, /healthz, /readyz, /metrics, /openapi.json"
+_ROUTES = "/correlate/{trace_id}, POST /correlate/from-log, /exemplars, /investigate, /healthz, /readyz, /metrics, /openapi.json"
 
 
 @dataclass(slots=True)

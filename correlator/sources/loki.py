@@ -273,7 +273,7 @@ class LokiSource:
         limit = min(_LOKI_MAX_ENTRIES, self.settings.max_lines * max(1, len(trace_ids)))
         results = await asyncio.gather(*(self._query(q, wide, tenant, limit) for q in self.queries_many(trace_ids, services)),
                                        return_exceptions=True)
-        failures = [(name, r) for name, r in zip(_LOOKUPS, results) if isinstance(r, BaseException)]
+        failures = [(name, r) for name, r in zip(_LOOKUPS, results, strict=True) if isinstance(r, BaseException)]
         for _name, failure in failures:
             if not isinstance(failure, SourceError):
                 raise failure  # a bug or a cancellation, not Loki's answer

@@ -61,7 +61,7 @@ def growing() -> Iterator[tuple[str, int]]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"127.0.0.1:{server.server_address[1]}", int(round(stamp * 1000)) * 1_000_000
+        yield f"127.0.0.1:{server.server_address[1]}", round(stamp * 1000) * 1_000_000
     finally:
         server.shutdown()
         server.server_close()
