@@ -182,6 +182,8 @@ def _change(c: Change) -> dict[str, Any]:
 def _headline(inv: Investigation) -> str:
     if not inv.traces:
         return NO_EXEMPLARS
+    if not inv.selection.slow:
+        return f"no trace is slow by {inv.split.rule} (slow from {inv.split.threshold:g}): nothing slow to explain"
     if inv.suspects:
         return suspect_message(inv.suspects[0])
     read = sum(1 for r in inv.traces if r.failure is None)
