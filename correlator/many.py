@@ -23,7 +23,7 @@ from correlator.ids import TraceId
 from correlator.model import Exemplar, LogLine, SourceReport, Trace, Window
 from correlator.sources import SourceResult
 
-__all__ = ["Wanted", "correlate_many"]
+__all__ = ["Failed", "Wanted", "correlate_many"]
 
 # Same margin `Correlator` gives Jaeger around a hint: a trace may start well before its exemplar.
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
@@ -91,8 +91,9 @@ async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenan
                 continue
             if task.cancelled():
                 future.cancel()
-            elif task.exception() is not None:
-                future.cancel()  # waiters see a cancellation; the error itself is raised below
+            elif (error := task.exception()) is not None:
+                future.set_exception(error)  # a bug, not a backend: waiting /correlate calls see it too
+                future.exception()  # retrieved here, so an unawaited future does not log it again
             else:
                 future.set_result(task.result()[hex_])
 

@@ -204,3 +204,27 @@ def test_bad_input_names_the_parameter(params: dict[str, str], param: str) -> No
 def test_the_default_window_is_the_lookback_before_now() -> None:
     request = parse_request({"query": "m_bucket"}, load_settings(environ={}), T0)
     assert (request.window, request.limit, request.threshold) == (Window(T0 - 3600 * 10**9, T0), 20, None)
+
+
+def lessons_trace(n: int, loops: int) -> Trace:
+    """gateway → `loops` sequential SELECT lessons (40 ms each): an N+1 when loops ≥ 5."""
+    tid, t = f"{n:032x}", T0 + n * 10_000 * MS
+    root = Span(f"{n:08x}{0:08x}", None, "api-gateway", "GET /api/courses/7/lessons", t, t + (10 + 40 * loops) * MS)
+    calls = tuple(Span(f"{n:08x}{k + 1:08x}", root.span_id, "course-service", "SELECT lessons",
+                       t + (5 + 40 * k) * MS, t + (44 + 40 * k) * MS,
+                       attributes={"db.statement": f"SELECT * FROM lessons WHERE course_id = {k}"}) for k in range(loops))
+    return Trace(tid, (root, *calls))
+
+
+def test_n_plus_one_is_counted_with_its_calls_and_statement_shape() -> None:
+    ds = []
+    for i, loops in enumerate([9, 10, 9, 12]):
+        c, tree = correlation(lessons_trace(i + 1, loops))
+        ds.append(digest(c, tree, True, 0.4))
+    for j in range(3):
+        c, tree = correlation(lessons_trace(100 + j, 2))
+        ds.append(digest(c, tree, False, 0.09))
+    loop = next(s for s in suspects(ds) if s.kind == "n_plus_one")
+    assert (len(loop.slow_traces), loop.median_count, loop.detail) == (4, 10, "SELECT * FROM lessons WHERE course_id = ?")
+    assert suspect_message(loop) == ("N+1 on SELECT lessons on course-service in 4 of 4 slow traces (median 10 calls, 370 ms in all): "
+                                     "SELECT * FROM lessons WHERE course_id = ?; in 0 of 3 baseline traces")
