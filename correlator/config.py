@@ -41,6 +41,7 @@ __all__ = [
 ]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_ROOT_HISTOGRAM = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*_bucket\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\}')
 
 
 def _check(ok: bool, key: str, value: object, reason: str) -> None:
@@ -125,6 +126,13 @@ class PrometheusSettings(_SourceCommon):
     max_exemplars: int = 2000
     margin_seconds: float = 60.0  # an exemplar is stamped when the observation is made
     forward_tenant: bool = False  # also send the caller's X-Scope-OrgID here (Cortex/Mimir/Thanos)
+    # Where a trace's root span stands when none of its exemplars sits on it: latency histogram
+    # series to try, in order; $service and $operation become the root span's (escaped). The unit
+    # (seconds or milliseconds) is read from the metric name. Default: Jaeger's span metrics. (Set it in
+    # YAML: a CORRELATOR_PROMETHEUS_ROOT_HISTOGRAMS value is split at commas, so one label each there.)
+    root_histograms: tuple[str, ...] = (
+        'traces_span_metrics_duration_milliseconds_bucket{service_name="$service",span_name="$operation",'
+        'span_kind="SPAN_KIND_SERVER"}',)
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +402,9 @@ def _validate(s: Settings) -> None:
            s.prometheus.slow_requests_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.exemplar_selector.strip()), "prometheus.exemplar_selector",
            s.prometheus.exemplar_selector, "must be a PromQL selector")
+    for series in s.prometheus.root_histograms:
+        _check(_ROOT_HISTOGRAM.fullmatch(series) is not None, "prometheus.root_histograms", series,
+               'each must be a histogram bucket series: name_bucket{label="value",…} ($service, $operation allowed)')
     _check(bool(s.prometheus.trace_id_labels), "prometheus.trace_id_labels", s.prometheus.trace_id_labels,
            "must not be empty")
     _check(s.join.clock_skew_ms >= 0, "join.clock_skew_ms", s.join.clock_skew_ms, "must be ≥ 0")

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from correlator.model import Exemplar, Window
+from correlator.model import Exemplar, Span, Window
 
-__all__ = ["WINDOW_NS", "Standing", "histogram_query", "series_label", "standing_of", "unknown"]
+__all__ = ["WINDOW_NS", "Standing", "histogram_query", "root_exemplar", "series_label", "standing_of", "unknown"]
 
 WINDOW_NS = 5 * 60 * 1_000_000_000
 
@@ -90,3 +91,27 @@ def standing_of(exemplar: Exemplar, buckets: Sequence[tuple[str, float]]) -> Sta
                             min(1.0, rank / total), at_least, total)
         lower, below = upper, count
     return unknown(exemplar, "the value lies above every bucket")  # unreachable with a +Inf bucket
+
+
+_LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def root_exemplar(template: str, span: Span) -> Exemplar | None:
+    """The root span as if it had left an exemplar on a configured latency histogram series
+    (`name_bucket{label="$service",…}`): the span's duration in the metric's unit, stamped at its end.
+    None when the unit cannot be read from the name."""
+    metric, _, rest = template.partition("{")
+    if "_milliseconds" in metric:
+        value = span.duration_ns / 1_000_000
+    elif "_seconds" in metric:
+        value = span.duration_ns / 1_000_000_000
+    else:
+        return None
+    fill = {"$service": span.service, "$operation": span.operation}
+    series = {"__name__": metric, "le": ""}  # `le` marks it a bucket series; histogram_query drops it
+    for name, raw in _LABEL_PAIR.findall(rest):
+        text = json.loads(f'"{raw}"')
+        for placeholder, actual in fill.items():
+            text = text.replace(placeholder, actual)
+        series[name] = text
+    return Exemplar(f"root-{span.span_id}", metric, series, {}, value, span.end_ns, "", span.span_id)

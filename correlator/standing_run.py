@@ -17,9 +17,9 @@ from typing import Any
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import SourceError
-from correlator.model import Correlation, Exemplar
+from correlator.model import Correlation, Exemplar, Span
 from correlator.sources.prometheus import PrometheusSource
-from correlator.standing import Standing, histogram_query, standing_of, unknown
+from correlator.standing import Standing, histogram_query, root_exemplar, standing_of, unknown
 from correlator.timeparams import rfc3339_ns
 
 __all__ = ["StandingLookup", "standing_body"]
@@ -35,13 +35,23 @@ class StandingLookup:
         self._wall = wall_clock
 
     async def lookup(self, prometheus: PrometheusSource, correlation: Correlation, tenant: str | None) -> tuple[Standing, ...]:
-        if not correlation.exemplars:
+        """A standing per exemplar of the trace, plus one for the root span (id `root-<span>`) when no
+        exemplar sits on it and a configured latency histogram knows it."""
+        root = _root_without_exemplar(correlation)
+        wanted = list(correlation.exemplars)
+        if root is not None:
+            wanted += [ex for ex in (root_exemplar(t, root) for t in self.settings.prometheus.root_histograms) if ex]
+        if not wanted:
             return ()
         key = (tenant, correlation.trace_id)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        found = await self._lookup(prometheus, correlation.exemplars, tenant)
+        found = await self._lookup(prometheus, wanted, tenant)
+        if root is not None:  # the first configured histogram that knows the root span; none: no root standing
+            rooted = [s for s in found if s.exemplar_id.startswith("root-")]
+            kept = next((s for s in rooted if s.known), None)
+            found = tuple(s for s in found if not s.exemplar_id.startswith("root-")) + ((kept,) if kept else ())
         now_ns = int(self._wall() * 1e9)
         if all(s.window.end_ns + _SETTLE_NS < now_ns for s in found) and all(s.known or s.reason for s in found):
             self._cache.put(key, found)
@@ -85,6 +95,16 @@ class StandingLookup:
         return tuple(out)
 
 
+def _root_without_exemplar(correlation: Correlation) -> Span | None:
+    trace = correlation.trace
+    if trace is None or not trace.spans:
+        return None
+    root = min(trace.spans, key=lambda sp: (sp.parent_span_id is not None, sp.start_ns, sp.span_id))
+    if any(place.span_id == root.span_id for place in correlation.exemplar_placements):
+        return None
+    return root
+
+
 def _hhmm(ns: int) -> str:
     return rfc3339_ns(ns)[11:16]
 
@@ -106,7 +126,8 @@ def standing_body(standing: Standing) -> dict[str, Any]:
 
 def add_standings(body: dict[str, Any], correlation: Correlation, standings: Sequence[Standing]) -> None:
     """Each exemplar's `standing` in the correlation body, and the trace's own: that of the
-    exemplar on its root span (the request's latency), else of its slowest known exemplar."""
+    exemplar on its root span (the request's latency), else the root span's on a configured latency
+    histogram, else that of its slowest known exemplar."""
     by_id = {s.exemplar_id: s for s in standings}
     for entry in body.get("exemplars", ()):
         found = by_id.get(entry["id"])
@@ -114,6 +135,7 @@ def add_standings(body: dict[str, Any], correlation: Correlation, standings: Seq
     roots = {s.span_id for s in correlation.trace.spans if s.parent_span_id is None} if correlation.trace else set()
     on_root = [by_id[ex.id] for ex, place in zip(correlation.exemplars, correlation.exemplar_placements, strict=True)
                if ex.id in by_id and place.span_id in roots and by_id[ex.id].known]
+    on_root += [s for s in standings if s.exemplar_id.startswith("root-") and s.known]
     known = sorted((s for s in standings if s.known), key=lambda s: -(s.faster_share or 0.0))
     candidates = on_root or known or list(standings)
     body["standing"] = standing_body(candidates[0]) if candidates else {

@@ -68,3 +68,16 @@ def test_the_trace_s_own_standing_is_that_of_its_root_span_exemplar() -> None:
     empty: dict[str, Any] = {"exemplars": []}
     add_standings(empty, correlation, ())
     assert empty["standing"] == {"known": False, "message": "unknown: this trace left no exemplar on a latency histogram"}
+
+
+def test_a_root_span_stands_in_as_an_exemplar_of_a_configured_histogram() -> None:
+    from correlator.standing import root_exemplar
+
+    span = Span("1" * 16, None, 'api"gw', "GET /x", T - 250 * 10**6, T)
+    ms = root_exemplar('traces_span_metrics_duration_milliseconds_bucket{service_name="$service",span_name="$operation"}', span)
+    assert ms is not None and ms.value == 250.0 and ms.timestamp_ns == T
+    assert histogram_query(ms) == ('sum by (le) (increase({__name__="traces_span_metrics_duration_milliseconds_bucket",'
+                                   'service_name="api\\"gw",span_name="GET /x"}[5m]))')
+    seconds = root_exemplar('http_server_duration_seconds_bucket{service="$service"}', span)
+    assert seconds is not None and seconds.value == 0.25
+    assert root_exemplar('requests_bucket{service="$service"}', span) is None  # no unit in the name

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from correlator.config import load_settings
-from correlator.model import Correlation, Window
+from correlator.model import Correlation, Span, Trace, Window
 from correlator.sources._http import make_client
 from correlator.sources.prometheus import PrometheusSource
-from correlator.standing_run import StandingLookup, standing_body
+from correlator.standing_run import StandingLookup, add_standings, standing_body
 from tests.integration.prometheus_server import OPENMETRICS, prometheus_scraping
 from tests.integration.servers import wait_until
 
@@ -46,7 +46,15 @@ def growing() -> Iterator[tuple[str, int]]:
             lines += [f"http_server_duration_seconds_count{{{labels}}} {10 * n}",
                       f"http_server_duration_seconds_sum{{{labels}}} {1.5 * n}",
                       "# TYPE http_requests counter",
-                      f'http_requests_total{{{labels}}} {10 * n} # {{trace_id="{TRACE}"}} 1 {stamp:.3f}', "# EOF"]
+                      f'http_requests_total{{{labels}}} {10 * n} # {{trace_id="{TRACE}"}} 1 {stamp:.3f}',
+                      "# TYPE traces_span_metrics_duration_milliseconds histogram"]
+            # Jaeger's span metrics (unit ms), for the root span that left no exemplar.
+            spans = 'service_name="api-gateway",span_name="GET /api/\\"courses\\"",span_kind="SPAN_KIND_SERVER"'
+            for le, share in SHARES:
+                bound = le if le == "+Inf" else str(float(le) * 1000)
+                lines.append(f'traces_span_metrics_duration_milliseconds_bucket{{{spans},le="{bound}"}} {share * n}')
+            lines += [f"traces_span_metrics_duration_milliseconds_count{{{spans}}} {10 * n}",
+                      f"traces_span_metrics_duration_milliseconds_sum{{{spans}}} {1500 * n}", "# EOF"]
             body = ("\n".join(lines) + "\n").encode()
             self.send_response(200)
             self.send_header("Content-Type", OPENMETRICS)
@@ -92,3 +100,27 @@ async def test_an_exemplar_s_standing_in_its_series(growing: tuple[str, int]) ->
         'slower than ~82% of http_server_duration_seconds{instance="' + target + '",job="standing",route="/api/courses",'
         'service="api-gateway"} between ')
     assert standing_body(standings[counter.id])["message"] == "unknown: http_requests_total is not a histogram bucket series"
+
+
+async def test_a_root_span_without_exemplar_stands_on_the_span_metrics(growing: tuple[str, int]) -> None:
+    target, stamp_ns = growing
+    root = Span("1" * 16, None, "api-gateway", 'GET /api/"courses"', stamp_ns - 300 * 1_000_000, stamp_ns, kind="server")
+    child = Span("2" * 16, root.span_id, "course-service", "SELECT courses", stamp_ns - 250 * 1_000_000, stamp_ns - 10**6)
+    correlation = Correlation(TRACE, Window(root.start_ns, root.end_ns), Trace(TRACE, (root, child)), (), (), (), (), (), (), {})
+    with prometheus_scraping(target, job="standing") as url:
+        def counted() -> bool:
+            result = httpx.get(f"{url}/api/v1/query", params={
+                "query": "sum by (le) (increase(traces_span_metrics_duration_milliseconds_bucket[5m]))"},
+                timeout=2).json()["data"]["result"]
+            return len(result) == 5 and all(float(r["value"][1]) > 0 for r in result)
+        wait_until(counted, 30, "a few scrapes of the span metrics")
+        settings = load_settings(environ={"CORRELATOR_PROMETHEUS_URL": url})
+        async with make_client(settings.prometheus) as client:
+            standings = await StandingLookup(settings).lookup(PrometheusSource(settings.prometheus, client), correlation, None)
+    [mine] = standings
+    assert mine.known and mine.bucket == "(250, 500]" and mine.faster_share == pytest.approx(0.82, abs=0.01)
+    body: dict[str, Any] = {"exemplars": []}
+    add_standings(body, correlation, standings)
+    assert body["standing"]["message"].startswith(
+        'slower than ~82% of traces_span_metrics_duration_milliseconds{service_name="api-gateway",'
+        'span_kind="SPAN_KIND_SERVER",span_name="GET /api/\\"courses\\""} between ')
