@@ -146,7 +146,7 @@ def _tenant(request: web.Request) -> str | None:
     return tenant
 
 
-async def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
+async def _respond(request: web.Request, outcome: Outcome, started: float) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     if outcome.cached:
         request.app[METRICS].cache_hits.inc()
@@ -155,7 +155,9 @@ async def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse
             request.app[METRICS].source_seconds.labels(name, report.status.value).observe(report.ms / 1000)
     body = correlation_body(outcome, settings)
     # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
-    standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request))
+    left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
+    standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request),
+                                                    left)
     add_standings(body, outcome.correlation, standings)
     status = outcome.http_status
     if request.query.get("format") == "text":
@@ -174,8 +176,9 @@ async def correlate_handler(request: web.Request) -> web.StreamResponse:
     hint = parse_window(request.query.get("start"), request.query.get("end"))
     if request.query.get("format") not in (None, "json", "text"):
         raise InvalidInput("format", "must be json or text")
+    started = time.monotonic()
     outcome = await request.app[BACKENDS].correlator.correlate(trace_id, hint, _tenant(request))
-    return await _respond(request, outcome)
+    return await _respond(request, outcome, started)
 
 
 async def from_log_handler(request: web.Request) -> web.StreamResponse:
@@ -206,8 +209,9 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
                        f"(fields: {', '.join(settings.loki.trace_id_fields)}; "
                        f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
     hint = parse_window(request.query.get("start"), request.query.get("end"))
+    started = time.monotonic()
     outcome = await request.app[BACKENDS].correlator.correlate(parse_trace_id(context.trace_id), hint, _tenant(request))
-    return await _respond(request, outcome)
+    return await _respond(request, outcome, started)
 
 
 async def exemplars_handler(request: web.Request) -> web.StreamResponse:

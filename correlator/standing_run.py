@@ -34,9 +34,15 @@ class StandingLookup:
         self._cache: TTLCache[tuple[Standing, ...]] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
         self._wall = wall_clock
 
-    async def lookup(self, prometheus: PrometheusSource, correlation: Correlation, tenant: str | None) -> tuple[Standing, ...]:
+    async def lookup(self, prometheus: PrometheusSource, correlation: Correlation, tenant: str | None,
+                     budget: float | None = None) -> tuple[Standing, ...]:
         """A standing per exemplar of the trace, plus one for the root span (id `root-<span>`) when no
-        exemplar sits on it and a configured latency histogram knows it."""
+        exemplar sits on it and a configured latency histogram knows it. `budget`: seconds left of
+        the request's deadline (default: the Prometheus source deadline)."""
+        report = correlation.sources.get("prometheus")
+        if report is not None and report.status.value not in ("ok", "not_found"):
+            # It just failed or timed out for this very correlation: do not wait on it again.
+            return tuple(unknown(ex, f"Prometheus {report.status.value} in this correlation") for ex in correlation.exemplars)
         root = _root_without_exemplar(correlation)
         wanted = list(correlation.exemplars)
         if root is not None:
@@ -47,7 +53,11 @@ class StandingLookup:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        found = await self._lookup(prometheus, wanted, tenant)
+        limit = self.settings.source_deadline(self.settings.prometheus)
+        budget = limit if budget is None else min(limit, budget)
+        if budget <= 0:
+            return tuple(unknown(ex, "no time left in the deadline") for ex in correlation.exemplars)
+        found = await self._lookup(prometheus, wanted, tenant, budget)
         if root is not None:  # the first configured histogram that knows the root span; none: no root standing
             rooted = [s for s in found if s.exemplar_id.startswith("root-")]
             kept = next((s for s in rooted if s.known), None)
@@ -58,7 +68,7 @@ class StandingLookup:
         return found
 
     async def _lookup(self, prometheus: PrometheusSource, exemplars: Sequence[Exemplar],
-                      tenant: str | None) -> tuple[Standing, ...]:
+                      tenant: str | None, budget: float) -> tuple[Standing, ...]:
         s = self.settings
         prom_tenant = tenant if s.prometheus.forward_tenant else None
         queries: dict[tuple[str, int], list[Exemplar]] = {}
@@ -67,7 +77,6 @@ class StandingLookup:
             if query is not None:
                 queries.setdefault((query, ex.timestamp_ns), []).append(ex)
         asked = list(queries)[:_MAX_LOOKUPS]
-        budget = s.source_deadline(s.prometheus)
 
         async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:
             try:

@@ -81,3 +81,24 @@ def test_a_root_span_stands_in_as_an_exemplar_of_a_configured_histogram() -> Non
     seconds = root_exemplar('http_server_duration_seconds_bucket{service="$service"}', span)
     assert seconds is not None and seconds.value == 0.25
     assert root_exemplar('requests_bucket{service="$service"}', span) is None  # no unit in the name
+
+
+async def test_no_lookup_when_prometheus_just_failed_or_no_time_is_left() -> None:
+    from correlator.config import load_settings
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.standing_run import StandingLookup
+
+    class Refusing:
+        async def bucket_counts(self, *args: object) -> list[tuple[str, float]]:
+            raise AssertionError("Prometheus must not be asked")
+
+    ex = exemplar(0.3)
+    failed = Correlation("a" * 32, Window(T, T), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                         {"prometheus": SourceReport(SourceStatus.TIMEOUT, 2000.0)})
+    lookup = StandingLookup(load_settings(environ={}))
+    [standing] = await lookup.lookup(Refusing(), failed, None)  # type: ignore[arg-type]
+    assert standing_body(standing)["message"] == "unknown: Prometheus timeout in this correlation"
+    answered = Correlation("a" * 32, Window(T, T), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                           {"prometheus": SourceReport(SourceStatus.OK, 20.0)})
+    [late] = await lookup.lookup(Refusing(), answered, None, budget=0.0)  # type: ignore[arg-type]
+    assert standing_body(late)["message"] == "unknown: no time left in the deadline"
