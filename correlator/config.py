@@ -389,11 +389,11 @@ def _validate(s: Settings) -> None:
     _check(s.loki.static_selector.startswith("{") and s.loki.static_selector.endswith("}"),
            "loki.static_selector", s.loki.static_selector, "must be a LogQL stream selector {…}")
     _check(bool(s.loki.trace_id_fields), "loki.trace_id_fields", s.loki.trace_id_fields, "must not be empty")
-    for _i, expr in enumerate(s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths):
+    for expr in s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths:
         try:
-            import jsonpath_ng
+            from jsonpath_ng.parser import parse as jsonpath_parse
 
-            jsonpath_ng.parse(expr)
+            jsonpath_parse(expr)
         except Exception as exc:  # jsonpath-ng raises several unrelated types
             raise ConfigError("loki.trace_id_jsonpaths/span_id_jsonpaths", expr, f"is not a JSONPath: {exc}") from None
     _check(1 <= s.prometheus.max_exemplars <= 1_000_000, "prometheus.max_exemplars", s.prometheus.max_exemplars,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from jsonpath_ng import parse as jsonpath_parse
+from jsonpath_ng.parser import parse as jsonpath_parse
 
 from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId

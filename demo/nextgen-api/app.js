@@ -81,4 +81,5 @@ const server = http.createServer(async (req, res) => {
   }
 });
 
-server.listen(Number(process.env.PORT || 3001), () => log('info', 'nextgen-api listening'));
+// HOST unset (compose): every interface, as before; scripts/demo sets 127.0.0.1.
+server.listen(Number(process.env.PORT || 3001), process.env.HOST, () => log('info', 'nextgen-api listening'));

@@ -34,6 +34,7 @@ NOT_RUN = {
     "python bench/run.py": "minutes-long benchmarks; their --quick smoke runs in tests/test_bench_smoke.py",
     "HYPOTHESIS_PROFILE=nightly": "the 10,000-case property run, minutes long; the same tests run at 150 cases",
     ". .venv/bin/activate": "changes the calling shell only",
+    "scripts/demo": "runs until Ctrl-C; tests/stack/test_demo_script.py runs it for real and stops it",
 }
 
 

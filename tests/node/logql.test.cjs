@@ -51,7 +51,7 @@ function assertValid(query, what) {
 }
 
 test('every LogQL the correlator sends parses, with a selector Loki accepts', () => {
-  const cases = JSON.parse(execFileSync('python3', ['-m', 'tests.node.correlator_logql'], { cwd: REPO, encoding: 'utf8' }));
+  const cases = JSON.parse(execFileSync(process.env.PYTHON || 'python3', ['-m', 'tests.node.correlator_logql'], { cwd: REPO, encoding: 'utf8' }));
   assert.ok(cases.length >= 12);
   for (const { case: what, query } of cases) assertValid(query, what);
 });
