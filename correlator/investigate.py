@@ -195,6 +195,9 @@ def digest(correlation: Correlation, tree: SpanTree, slow: bool, value: float) -
         if finding.kind == "gap" and finding.evidence.get("clock_skew"):
             continue  # says the clocks disagree, not where the time went
         symptoms.append(_symptom(finding, by_id[finding.span_ids[0]]))
+    # The bottleneck span is "long" too: one symptom per span says it once.
+    bottlenecks = {s.span_id for s in symptoms if s.kind == "bottleneck"}
+    symptoms = [s for s in symptoms if not (s.kind == "long_span" and s.span_id in bottlenecks)]
     # Own (self) time, not duration: a parent whose child got slow did not change itself.
     operation_ns: dict[OperationKey, int] = defaultdict(int)
     for span in by_id.values():

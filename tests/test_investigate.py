@@ -133,6 +133,8 @@ def test_the_injected_cause_is_the_top_suspect_with_counts_median_and_share() ->
     assert "in 4 of 4 baseline traces" in suspect_message(top)
     # Its evidence: the slow traces, the one it explains most first.
     assert top.slow_traces[0] == f"{3:032x}"
+    # The bottleneck span is also "long" (≥ 1 s of its own): said once, as the bottleneck.
+    assert [(s.kind, s.operation[1]) for s in found if s.operation[1] == "SELECT courses"] == [("bottleneck", "SELECT courses")]
 
 
 def test_errors_are_grouped_by_operation_and_masked_message() -> None:

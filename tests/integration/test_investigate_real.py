@@ -78,6 +78,7 @@ async def test_the_injected_cause_is_the_top_suspect_and_the_baseline_names_it(
     assert (top["kind"], top["service"], top["operation"]) == ("bottleneck", "course-service", "SELECT courses")
     assert top["message"].startswith("SELECT courses on course-service is the bottleneck in 11 of 11 slow traces (median 1.9 s, ")
     assert summary["message"] == top["message"]
+    assert [s["kind"] for s in body["suspects"]] == ["bottleneck"]  # one cause, said once
     slow_sent = {r.trace_id for r in scene.requests if r.slow and r.sent}
     assert {e["trace_id"] for e in top["evidence"]} == slow_sent
     assert all(e["correlate"].endswith(f"/correlate/{e['trace_id']}?start={e['correlate'].split('start=')[1].split('&')[0]}"
