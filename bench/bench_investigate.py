@@ -77,14 +77,11 @@ def cost(quick: bool) -> None:
             await web.TCPSite(runner, "127.0.0.1", port).start()
             return runner, f"http://127.0.0.1:{port}"
 
-        async def main() -> None:
-            loki_app = make_fake_loki_app(latency_s=LATENCY_S, extra=data.log_entries(reqs))
-            runners = [await serve(loki_app), await serve(delayed("jaeger", jaeger.query_url)),
-                       await serve(delayed("prometheus", prom_url))]
-            (_, loki_url), (_, jaeger_url), (_, prometheus_url) = runners
+        async def measure(strategy: str, loki_app: web.Application, loki_url: str, jaeger_url: str, prometheus_url: str) -> None:
             s = load_settings(environ={"CORRELATOR_JAEGER_URL": jaeger_url, "CORRELATOR_LOKI_URL": loki_url,
                                        "CORRELATOR_PROMETHEUS_URL": prometheus_url, "CORRELATOR_CACHE_MAX_ENTRIES": "0",
-                                       "CORRELATOR_PROMETHEUS_EXEMPLAR_SELECTOR": QUERY})
+                                       "CORRELATOR_PROMETHEUS_EXEMPLAR_SELECTOR": QUERY,
+                                       "CORRELATOR_LOKI_SELECTOR_STRATEGY": strategy})
             slow = next(r for r in reqs if r.slow and r.sent)
             tid, hint = parse_trace_id(slow.trace_id), Window(slow.end_ns, slow.end_ns)
             request = Request(QUERY, Window(now - 15 * 60 * 10**9, now), 20)
@@ -108,16 +105,24 @@ def cost(quick: bool) -> None:
                     used = counts - before
                     used["loki"] = len(loki_app[REQUESTS]) - loki_before
                     per_investigation.append(used)
+            inv, one_h, one_u = (statistics.median(x) for x in (investigations, hinted, unhinted))
+            last = per_investigation[-1]
+            print(f"[loki.selector_strategy={strategy}] one correlation p50: with hint (Grafana links) {one_h:.1f} ms, "
+                  f"without {one_u:.1f} ms; investigate of 20 traces (19 read, 1 lost) {inv:.1f} ms")
+            print(f"[loki.selector_strategy={strategy}] investigate ÷ one correlation: {inv / one_u:.2f} (without hint), "
+                  f"{inv / one_h:.2f} (with hint); backend requests per investigation: prometheus {last['prometheus']}, "
+                  f"jaeger {last['jaeger']}, loki {last['loki']}")
+
+        async def main() -> None:
+            loki_app = make_fake_loki_app(latency_s=LATENCY_S, extra=data.log_entries(reqs))
+            runners = [await serve(loki_app), await serve(delayed("jaeger", jaeger.query_url)),
+                       await serve(delayed("prometheus", prom_url))]
+            (_, loki_url), (_, jaeger_url), (_, prometheus_url) = runners
+            print(f"backends answer {LATENCY_S * 1000:.0f} ms late; {runs} runs each; cache off")
+            for strategy in ("services", "static"):
+                await measure(strategy, loki_app, loki_url, jaeger_url, prometheus_url)
             for runner, _url in runners:
                 await runner.cleanup()
-            inv, one_h, one_u = (statistics.median(x) for x in (investigations, hinted, unhinted))
-            print(f"backends answer {LATENCY_S * 1000:.0f} ms late; {runs} runs; cache off; p50")
-            print(f"one correlation, with hint (Grafana links): {one_h:.1f} ms; without: {one_u:.1f} ms")
-            print(f"investigate, 20 traces (19 read, 1 lost):   {inv:.1f} ms")
-            print(f"investigate ÷ one correlation: {inv / one_u:.2f} (without hint), {inv / one_h:.2f} (with hint)")
-            last = per_investigation[-1]
-            print(f"backend requests per investigation: prometheus {last['prometheus']} (the series' exemplars + all traces' "
-                  f"exemplars), jaeger {last['jaeger']}, loki {last['loki']} (2 per service set: 1 set + the lost trace)")
 
         asyncio.run(main())
 

@@ -32,7 +32,7 @@ class Jaeger:
     def __init__(self, delay: float = 0.05, stuck: Sequence[str] = (), lost: Sequence[str] = ()) -> None:
         self.delay, self.stuck, self.lost = delay, set(stuck), set(lost)
         self.calls: list[str] = []
-        self.active = self.peak = 0
+        self.active = self.peak = self.finished = 0
 
     async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None) -> SourceResult[Trace | None]:
         self.calls.append(trace_id.hex)
@@ -42,15 +42,18 @@ class Jaeger:
             await asyncio.sleep(3600 if trace_id.hex in self.stuck else self.delay)
         finally:
             self.active -= 1
+            self.finished += 1
         if trace_id.hex in self.lost:
             return SourceResult(None, not_found=True)
         return SourceResult(trace_for(trace_id))
 
 
 class Loki:
-    def __init__(self) -> None:
+    def __init__(self, jaeger: Jaeger | None = None) -> None:
         self.single: list[str] = []
         self.many: list[tuple[tuple[str, ...], tuple[str, ...] | None]] = []
+        self.jaeger = jaeger
+        self.jaeger_done: list[int] = []  # trace fetches finished when each fetch_many came
 
     async def fetch(self, trace_id: TraceId, window: Window, services: Sequence[str] | None,
                     tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
@@ -60,6 +63,7 @@ class Loki:
     async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window, services: Sequence[str] | None,
                          tenant: str | None = None) -> SourceResult[dict[str, tuple[LogLine, ...]]]:
         self.many.append((tuple(t.hex for t in trace_ids), tuple(services) if services else None))
+        self.jaeger_done.append(self.jaeger.finished if self.jaeger else 0)
         return SourceResult({t.hex: (LogLine(f"l-{t.hex}", T0 + MS, f"hello {t.hex}", "api-gateway"),) for t in trace_ids})
 
 
@@ -79,7 +83,7 @@ class Prometheus:
 
 
 def make(jaeger: Jaeger, **env: str) -> tuple[Correlator, Loki, Prometheus]:
-    loki, prom = Loki(), Prometheus()
+    loki, prom = Loki(jaeger), Prometheus()
     return Correlator(load_settings(environ=env), jaeger, loki, prom, wall_clock=lambda: NOW), loki, prom
 
 
@@ -95,7 +99,7 @@ async def test_bounded_concurrency_one_loki_pair_per_service_set_one_exemplar_qu
     assert jaeger.peak == 2 and sorted(jaeger.calls) == sorted(t.hex for t in IDS)
     assert sorted(services or () for _ids, services in loki.many) == [
         ("api-gateway", "auth-service", "billing", "course-service"), ("api-gateway", "auth-service", "course-service")]
-    assert loki.single == [] and prom.calls == 1
+    assert loki.single == [] and prom.calls == 1 and loki.jaeger_done == [len(IDS)] * 2  # services known first
     for t in IDS:  # each trace got its own lines and exemplar, joined to its spans
         c = outcomes[t.hex].correlation
         assert [line.line for line in c.logs] == [f"hello {t.hex}"] and [e.trace_id for e in c.exemplars] == [t.hex]
@@ -141,3 +145,12 @@ async def test_one_deadline_a_stuck_trace_times_out_alone_and_a_lost_one_is_repo
     assert outcomes[IDS[2].hex].correlation.trace is None
     assert outcomes[IDS[0].hex].correlation.trace is not None and outcomes[IDS[3].hex].correlation.trace is not None
     assert not correlator._inflight  # nothing left registered as in flight
+
+
+async def test_with_the_static_selector_loki_runs_beside_jaeger_once_for_all() -> None:
+    jaeger = Jaeger(delay=0.1)
+    correlator, loki, prom = make(jaeger, CORRELATOR_LOKI_SELECTOR_STRATEGY="static")
+    outcomes, _ = await correlate_many(correlator, wanted(), None, deadline=time.monotonic() + 5, concurrency=10)
+    assert [(sorted(ids), services) for ids, services in loki.many] == [(sorted(t.hex for t in IDS), None)]
+    assert loki.jaeger_done == [0]  # asked before any trace had arrived
+    assert all(len(outcomes[t.hex].correlation.logs) == 1 for t in IDS) and prom.calls == 1
