@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -209,8 +209,9 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
                        f"(fields: {', '.join(settings.loki.trace_id_fields)}; "
                        f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
     hint = parse_window(request.query.get("start"), request.query.get("end"))
+    trace_id = replace(parse_trace_id(context.trace_id), lower64_only=context.lower64_only)
     started = time.monotonic()
-    outcome = await request.app[BACKENDS].correlator.correlate(parse_trace_id(context.trace_id), hint, _tenant(request))
+    outcome = await request.app[BACKENDS].correlator.correlate_lower64(trace_id, hint, _tenant(request))
     return await _respond(request, outcome, started)
 
 

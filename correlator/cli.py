@@ -79,9 +79,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="TCP port to listen on (default: server.port, 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the port, one per core (default: server.workers, 1)")
 
-    corr = command("correlate", "correlate one trace ID and print the report (findings first, then the span tree)")
-    corr.add_argument("trace_id", help="the trace ID: 32 or 16 hex digits, any case, leading zeros optional")
-    corr.add_argument("--json", action="store_true", help="print the API's JSON body instead of the report")
+    corr = command("correlate", "correlate one trace ID (or exported files: --trace) and print the report "
+                                "(findings first, then the span tree)")
+    corr.add_argument("trace_id", nargs="?", help="the trace ID: 32 or 16 hex digits, any case, leading zeros optional "
+                                                  "(with --trace: optional, picks one of several traces)")
+    corr.add_argument("--json", action="store_true", help="print the API's JSON body instead of the report (= --format json)")
+    corr.add_argument("--format", choices=("text", "json"), help="text (default) or json")
+    offline = corr.add_argument_group("offline: exported files, no server (formats detected from content; - is stdin)")
+    offline.add_argument("--trace", metavar="FILE", help="Jaeger UI JSON, Jaeger /api/v3 answer or OTLP JSON TracesData")
+    offline.add_argument("--logs", metavar="FILE", nargs="+", action="extend", default=[],
+                         help="Loki query_range answers, logcli --output=jsonl, plain log files (text/logfmt/JSON)")
+    offline.add_argument("--exemplars", metavar="FILE", nargs="+", action="extend", default=[],
+                         help="Prometheus query_exemplars answers")
+    offline.add_argument("--trace-id", dest="file_trace_id", metavar="ID", help="the trace to pick when --trace holds several")
+    offline.add_argument("--service", help="the service of plain log files whose lines do not name one")
     corr.add_argument("--start", help="when the request happened, from: RFC 3339 or Unix s/ms/µs/ns "
                                       "(lets all three backends be asked at once)")
     corr.add_argument("--end", help="when the request happened, until: RFC 3339 or Unix s/ms/µs/ns")
@@ -116,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, args.host, args.port, args.workers)
         if args.command == "correlate":
-            return asyncio.run(_correlate(settings, args.trace_id, args.start, args.end, args.json))
+            as_json = args.json or args.format == "json"
+            if args.trace is not None:
+                return asyncio.run(_correlate_files(settings, args, as_json))
+            if args.trace_id is None or args.logs or args.exemplars:
+                raise InvalidInput("correlate", "give a trace ID, or --trace FILE (with --logs/--exemplars) for exported files")
+            return asyncio.run(_correlate(settings, args.trace_id, args.start, args.end, as_json))
         if args.command == "provision":
             return _provision(settings, Path(args.out) if args.out else _repository_root(), args.check)
         if args.command == "check":
@@ -275,6 +291,22 @@ async def _correlate(settings: Settings, raw_id: str, start: str | None, end: st
     if outcome.http_status == 404:
         return EXIT_NOT_FOUND
     return EXIT_OK if outcome.all_answered else EXIT_PARTIAL
+
+
+async def _correlate_files(settings: Settings, args: argparse.Namespace, as_json: bool) -> int:
+    from correlator.ids import parse_trace_id
+    from correlator.offline import correlate_files, exit_code, read_inputs
+    from correlator.render import correlation_body
+    from correlator.report import render_text
+
+    raw_id = args.file_trace_id or args.trace_id
+    trace_id = parse_trace_id(raw_id) if raw_id else None
+    trace_file, *files = read_inputs([args.trace, *args.logs, *args.exemplars])  # one read each; stdin at most once
+    log_files, exemplar_files = files[: len(args.logs)], files[len(args.logs):]
+    outcome = await correlate_files(settings, trace_file, log_files, exemplar_files, trace_id, args.service)
+    body = correlation_body(outcome, settings)
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n" if as_json else render_text(outcome, body))
+    return exit_code(outcome)
 
 
 def _provision(settings: Settings, out: Path, check: bool) -> int:

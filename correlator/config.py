@@ -112,7 +112,8 @@ class LokiSettings(_SourceCommon):
     span_id_fields: tuple[str, ...] = ("span_id", "spanID", "spanId", "span")
     trace_id_jsonpaths: tuple[str, ...] = ("$.otel.trace_id", "$.trace.id")
     span_id_jsonpaths: tuple[str, ...] = ("$.otel.span_id", "$.span.id")
-    level_fields: tuple[str, ...] = ("level", "severity_text", "detected_level", "severity")
+    # `log.level`: ECS; `levelname`: Python's logging records as JSON formatters write them.
+    level_fields: tuple[str, ...] = ("level", "severity_text", "detected_level", "severity", "log.level", "levelname")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,14 @@ class PrometheusSettings(_SourceCommon):
 @dataclass(frozen=True, slots=True)
 class JoinSettings:
     clock_skew_ms: float = 50.0
+    # Lines of the trace's services, in its window, that carry no trace ID: attached by service and
+    # time with a confidence (`match: inferred`). One more Loki query per correlation, capped.
+    untraced: bool = True
+    untraced_max_lines: int = 500
+    # Ask Jaeger which other traces of each service overlap (a search per service, at most
+    # `untraced_overlap_max_services`): needed for `high`; without it attachments are at most `medium`.
+    untraced_overlap_check: bool = True
+    untraced_overlap_max_services: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +417,9 @@ def _validate(s: Settings) -> None:
     _check(bool(s.prometheus.trace_id_labels), "prometheus.trace_id_labels", s.prometheus.trace_id_labels,
            "must not be empty")
     _check(s.join.clock_skew_ms >= 0, "join.clock_skew_ms", s.join.clock_skew_ms, "must be ≥ 0")
+    _check(1 <= s.join.untraced_max_lines <= 5000, "join.untraced_max_lines", s.join.untraced_max_lines, "must be in [1, 5000]")
+    _check(0 <= s.join.untraced_overlap_max_services <= 50, "join.untraced_overlap_max_services",
+           s.join.untraced_overlap_max_services, "must be in [0, 50]")
     a = s.analysis
     _check(0 < a.bottleneck_share <= 1, "analysis.bottleneck_share", a.bottleneck_share, "must be in (0, 1]")
     _check(a.n_plus_one_min_count >= 2, "analysis.n_plus_one_min_count", a.n_plus_one_min_count, "must be ≥ 2")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 
 __all__ = ["label_name", "line_filter_any_query", "line_filter_query", "metadata_any_query", "metadata_query", "quote",
-           "regex_escape", "stream_selector"]
+           "regex_escape", "stream_selector", "untraced_query"]
 
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # RE2 metacharacters; `-` is special only inside a class, which we never open, so
@@ -93,3 +93,11 @@ def metadata_any_query(selector: str, trace_id_hexes: Sequence[str], field: str 
     if len(unique) <= 1:
         return metadata_query(selector, unique, field)
     return f"{selector} | {label_name(field)}=~{quote('|'.join(regex_escape(h) for h in unique))}"
+
+
+def untraced_query(selector: str, field: str = "trace_id") -> str:
+    """Lines with no trace ID in structured metadata: `{…} | trace_id=""` (an absent label is empty).
+
+    Lines whose body carries an ID still match; the caller drops those after parsing.
+    """
+    return f"{selector} | {label_name(field)}=\"\""

@@ -52,11 +52,14 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
                                title=f"Request: {summary['root_operation']}"))
     if body["logs"]:
         out.append("")
-        out.append(f"Logs ({len(body['logs'])}):")
+        inferred = summary["inferred_log_count"]
+        extra = f", {inferred} without a trace ID attached by time (inferred)" if inferred else ""
+        out.append(f"Logs ({len(body['logs']) - inferred}{extra}):")
         for entry in body["logs"][:_MAX_LOG_LINES]:
             where = entry["span_id"] or "trace"
+            how = f"inferred, {entry['confidence']}" if entry["match"] == "inferred" else entry["match"]
             out.append(f"  {entry['timestamp']} {entry['service'] or '-'} [{entry['level'] or '-'}] "
-                       f"({entry['match']}→{where}) {entry['line']}")
+                       f"({how}→{where}) {entry['line']}")
         if len(body["logs"]) > _MAX_LOG_LINES:
             out.append(f"  … {len(body['logs']) - _MAX_LOG_LINES} more (use --json)")
     if body["exemplars"]:
@@ -70,6 +73,10 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         extra = f" — {src['error']}" if src["error"] else ""
         cut = " (truncated)" if src["truncated"] else ""
         out.append(f"  {name}: {src['status']}, {src['items']} items, {src['ms']}ms{cut}{extra}")
+    if body.get("warnings"):
+        out.append("")
+        out.append("Warnings:")
+        out.extend(f"  {warning}" for warning in body["warnings"])
     out.append("")
     out.append(f"Jaeger:  {body['links']['jaeger']}")
     out.append(f"Grafana: {body['links']['grafana']}")
