@@ -6,6 +6,8 @@
     python bench/run.py p3 [--quick]   sustained load from a separate process: correlations/s, p50/p99, errors, RSS
     python bench/run.py p4 [--quick]   repeat correlation of a completed trace (cache hit): p50, backend calls
     python bench/run.py soak [--quick] P3 with faults in 10 % of backend answers: 5xx count, RSS and fds flat
+    python bench/run.py page [--quick] the HTML page: render ÷ JSON render, gzipped bytes per span, Chromium
+                                        time to interactive at 10k ÷ 1k spans (bench/page.py)
     python bench/run.py all --quick    the CI smoke: every figure, tiny sizes, seconds
 """
 
@@ -430,7 +432,7 @@ def main() -> int:
     if sys.argv[1:2] == ["p2-peak"]:  # internal: one P2 size's peak RSS in a fresh process
         p2_peak(*map(int, sys.argv[2:5]))
         return 0
-    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "all"])
+    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "page", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")
     parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp"],
@@ -442,6 +444,10 @@ def main() -> int:
             p3(args.quick, workers=args.workers, floor=args.floor)
         elif name == "soak":
             soak(args.quick, workers=args.workers)
+        elif name == "page":  # the HTML page's figures (issue 13); needs Debian's chromium for the browser column
+            from bench.page import main as page_main
+
+            page_main(args.quick)
         else:
             globals()[name](args.quick)
     return 0

@@ -37,6 +37,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "Timeouts",
+    "WebSettings",
     "load_settings",
 ]
 
@@ -198,6 +199,18 @@ class GrafanaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The HTML page (docs/page.md)."""
+
+    # Home page "recent slow requests": exemplars of prometheus.slow_requests_selector over this lookback.
+    home_lookback_seconds: float = 3600.0
+    home_limit: int = 20
+    grafana_links: bool = True  # "open in Grafana Explore" links (grafana.url); Jaeger's need jaeger.ui_url
+    # Rows shown expanded on a big trace; deeper subtrees start collapsed so a 10k-span page stays responsive.
+    visible_rows: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     deadline_seconds: float = 10.0
     # When Jaeger doesn't know the ID and no hint was given, Loki and Prometheus are searched
@@ -212,6 +225,7 @@ class Settings:
     investigate: InvestigateSettings = field(default_factory=InvestigateSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     grafana: GrafanaSettings = field(default_factory=GrafanaSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def source_deadline(self, source: _SourceCommon) -> float:
         return min(source.deadline_seconds or self.deadline_seconds, self.deadline_seconds)
@@ -440,3 +454,6 @@ def _validate(s: Settings) -> None:
     _check(0 < s.server.port < 65536, "server.port", s.server.port, "must be a TCP port (1-65535)")
     _check_url("server.public_url", s.server.public_url)
     _check_url("grafana.url", s.grafana.url)
+    _check(s.web.home_lookback_seconds > 0, "web.home_lookback_seconds", s.web.home_lookback_seconds, "must be > 0")
+    _check(1 <= s.web.home_limit <= 500, "web.home_limit", s.web.home_limit, "must be in [1, 500]")
+    _check(s.web.visible_rows >= 1, "web.visible_rows", s.web.visible_rows, "must be ≥ 1")
