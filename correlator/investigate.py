@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from correlator.analysis.n_plus_one import normalise_path
+from correlator.analysis import operation_key as analysis_operation_key
 from correlator.model import Correlation, Exemplar, Finding, Span
 from correlator.spantree import SpanTree
 
@@ -61,18 +61,22 @@ MIN_PER_SIDE = 3  # fewer traces than this on either side: the comparison says s
 _GAP_RATIO = 2.0  # a jump of ≥ 2 times between neighbouring exemplar values separates two populations
 _SYMPTOM_KINDS = frozenset({"bottleneck", "n_plus_one", "long_span", "gap", "error"})
 _UNCHANGED_RATIO = 1.5  # an operation within 1.5 times its baseline median did not change
+_TARGET_MAX = 60
 
 
 def operation_key(span: Span) -> OperationKey:
-    """What "the same operation" is across traces. The one place to swap in the analysis package's
-    operation identity (service, name, target) once it exists; until then: service and name, IDs
-    in URL-like names masked."""
-    return (span.service, normalise_path(span.operation), "")
+    """What "the same operation" is across traces: the analysis package's identity (service, name
+    with IDs masked, target), so the aggregate and every detector agree on it."""
+    return analysis_operation_key(span)
 
 
 def operation_label(key: OperationKey) -> str:
+    """`SELECT courses on course-service (SELECT * FROM courses WHERE …)`; the target only when the
+    name does not already say it."""
     service, operation, target = key
-    return f"{operation} on {service}" + (f" ({target})" if target else "")
+    shown = f" ({target if len(target) <= _TARGET_MAX else target[: _TARGET_MAX - 1] + '…'})" \
+        if target and target not in operation else ""
+    return f"{operation} on {service}{shown}"
 
 
 # ------------------------------------------------------------------ choosing the traces

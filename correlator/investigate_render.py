@@ -63,7 +63,7 @@ def suspect_message(s: Suspect) -> str:
     if s.kind == "bottleneck":
         text = f"{what} is the bottleneck in {seen} (median {fmt_duration(s.median_measure_ns)}, {share})"
     elif s.kind == "n_plus_one":
-        shape = f": {s.detail}" if s.detail else ""
+        shape = f": {s.detail}" if s.detail and s.detail != s.operation[2] else ""  # unless the label says it
         text = (f"N+1 on {what} in {seen} (median {s.median_count} calls, {fmt_duration(s.median_measure_ns)} in all)"
                 f"{shape}")
     elif s.kind == "error":

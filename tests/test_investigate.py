@@ -228,5 +228,5 @@ def test_n_plus_one_is_counted_with_its_calls_and_statement_shape() -> None:
         ds.append(digest(c, tree, False, 0.09))
     loop = next(s for s in suspects(ds) if s.kind == "n_plus_one")
     assert (len(loop.slow_traces), loop.median_count, loop.detail) == (4, 10, "SELECT * FROM lessons WHERE course_id = ?")
-    assert suspect_message(loop) == ("N+1 on SELECT lessons on course-service in 4 of 4 slow traces (median 10 calls, 370 ms in all): "
-                                     "SELECT * FROM lessons WHERE course_id = ?; in 0 of 3 baseline traces")
+    assert suspect_message(loop) == ("N+1 on SELECT lessons on course-service (SELECT * FROM lessons WHERE course_id = ?) in 4 of 4 "
+                                     "slow traces (median 10 calls, 370 ms in all); in 0 of 3 baseline traces")
