@@ -15,6 +15,8 @@ from correlator.investigate_render import empty_body, investigation_body, invest
 from correlator.investigate_run import Request, investigate
 from correlator.model import Window
 from correlator.timeparams import MAX_WINDOW_NS, parse_instant
+from correlator.web.investigate_page import investigation_page
+from correlator.web.negotiate import wants_html
 
 __all__ = ["investigate_handler", "parse_request"]
 
@@ -56,8 +58,8 @@ async def investigate_handler(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     wanted = parse_request(request.query, settings, time.time_ns())
     as_text = request.query.get("format") == "text"
-    if request.query.get("format") not in (None, "json", "text"):
-        raise InvalidInput("format", "must be json or text")
+    if request.query.get("format") not in (None, "json", "text", "html"):
+        raise InvalidInput("format", "must be json, text or html")
     tenant = _tenant(request)
     backends = request.app[BACKENDS]
     try:
@@ -73,4 +75,6 @@ async def investigate_handler(request: web.Request) -> web.StreamResponse:
     body = investigation_body(found, settings) if found.traces else empty_body(wanted, found.exemplar_count)
     if as_text:
         return web.Response(text=investigation_text(body), content_type="text/plain")
+    if wants_html(request.query, request.headers.get("Accept")):
+        return investigation_page(settings, body)
     return _json(body)
