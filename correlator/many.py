@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, cast
 
-from correlator.correlate import Correlator, Outcome
+from correlator.correlate import Correlator, Outcome, _Untraced
 from correlator.ids import TraceId
 from correlator.model import Exemplar, LogLine, SourceReport, Trace, Window
 from correlator.sources import SourceResult
@@ -170,6 +170,13 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         spans = [windows[m.trace_id.hex] for m in members]
         return Window(min(x.start_ns for x in spans), max(x.end_ns for x in spans))
 
+    # Lines without any trace ID (join.untraced): per trace, as /correlate does, so an outcome shared
+    # with /correlate or its cache is the same either way. Beside Loki, within the same bound.
+    async def untraced_of(w: Wanted) -> _Untraced:
+        async with gate:
+            return await correlator._untraced(w.trace_id, traces[w.trace_id.hex], tenant, jaeger_tenant, deadline)
+
+    untraced_task = asyncio.ensure_future(asyncio.gather(*(untraced_of(w) for w in todo)))
     if static_task is not None:
         group_list: list[tuple[tuple[str, ...] | None, list[Wanted]]] = [(None, list(todo))]
         static_answer, prom_answer = await asyncio.gather(static_task, prom_task)
@@ -182,6 +189,7 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_task)
         loki_answers = list(answers)
 
+    untraced = dict(zip((w.trace_id.hex for w in todo), await untraced_task, strict=True))
     logs_of: dict[str, tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None]] = {}
     for (_services, members), answer in zip(group_list, loki_answers, strict=True):
         for m in members:
@@ -190,7 +198,7 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     for w in todo:
         hex_ = w.trace_id.hex
         outcomes[hex_] = correlator._assemble(w.trace_id, windows[hex_], traces[hex_], logs_of[hex_],
-                                              _share(prom_answer, hex_))
+                                              _share(prom_answer, hex_), untraced[hex_])
     return outcomes
 
 

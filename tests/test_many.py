@@ -154,3 +154,26 @@ async def test_with_the_static_selector_loki_runs_beside_jaeger_once_for_all() -
     assert [(sorted(ids), services) for ids, services in loki.many] == [(sorted(t.hex for t in IDS), None)]
     assert loki.jaeger_done == [0]  # asked before any trace had arrived
     assert all(len(outcomes[t.hex].correlation.logs) == 1 for t in IDS) and prom.calls == 1
+
+
+async def test_lines_without_a_trace_id_are_looked_up_per_trace_as_correlate_does() -> None:
+    class UntracedLoki(Loki):
+        def __init__(self) -> None:
+            super().__init__()
+            self.untraced_calls = 0
+
+        async def fetch_untraced(self, window: Window, services: Sequence[str], limit: int,
+                                 tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+            self.untraced_calls += 1
+            return SourceResult((LogLine(f"u-{window.start_ns}", window.start_ns + 30 * MS, "pool exhausted", "course-service"),))
+
+    loki = UntracedLoki()
+    settings = load_settings(environ={"CORRELATOR_JOIN_UNTRACED_OVERLAP_CHECK": "false"})
+    correlator = Correlator(settings, Jaeger(), loki, Prometheus(), wall_clock=lambda: NOW)  # type: ignore[arg-type]
+    outcomes, _ = await correlate_many(correlator, wanted(IDS[:3]), None, deadline=time.monotonic() + 5, concurrency=4)
+    single = await Correlator(settings, Jaeger(), UntracedLoki(), Prometheus(), wall_clock=lambda: NOW).correlate(  # type: ignore[arg-type]
+        IDS[0], Window(T0 + 145 * MS, T0 + 145 * MS))
+    assert loki.untraced_calls == 3
+    assert outcomes[IDS[0].hex].correlation.untraced == single.correlation.untraced
+    assert [ln.line for ln in outcomes[IDS[0].hex].correlation.inferred_logs] == \
+        [ln.line for ln in single.correlation.inferred_logs]

@@ -105,9 +105,11 @@ async def test_the_injected_cause_is_the_top_suspect_and_the_baseline_names_it(
     row = next(t for t in body["traces"] if t["trace_id"] == lost.trace_id)
     assert (row["group"], row["status"], row["sources"]["loki"]["items"]) == ("slow", "failed", 2)
 
-    # Cost: one Loki pair for the 19 traces' service set, one for the lost trace (static selector).
+    # Cost: one Loki pair for the 19 traces' service set, one for the lost trace (static selector) —
+    # and, as /correlate does per trace, one lookup for lines without a trace ID per trace found.
     queries = [r.query["query"] for r in loki.app[REQUESTS]]
-    assert len(queries) == 4 and sum("|~" in q for q in queries) == 1
+    by_id = [q for q in queries if not q.endswith('trace_id=""')]
+    assert len(by_id) == 4 and sum("|~" in q for q in by_id) == 1 and len(queries) - len(by_id) == 19
 
 
 async def test_a_second_look_is_served_from_the_cache_and_says_so(
@@ -119,7 +121,7 @@ async def test_a_second_look_is_served_from_the_cache_and_says_so(
     again = await (await client.get("/investigate", params=params)).json()
     assert again["suspects"][0]["message"] == first["suspects"][0]["message"]
     assert sum(t["cached"] for t in again["traces"]) == 19
-    assert len(loki.app[REQUESTS]) == asked + 2  # only the lost trace is asked for again
+    assert len(loki.app[REQUESTS]) == asked + 2  # only the lost trace is asked for again (it has no untraced lookup)
     text = await (await client.get("/investigate", params={**params, "format": "text"})).text()
     assert "1. SELECT courses on course-service (SELECT * FROM courses WHERE active = true) is the bottleneck in 11 of 11 slow" in text
     assert "FAILED: Jaeger does not have this trace" in text
