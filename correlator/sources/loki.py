@@ -263,20 +263,10 @@ class LokiSource:
         wide = window.widened(round(self.settings.margin_seconds * 1e9))
         # Loki's `end` is exclusive: one more ns keeps a line stamped exactly at the end.
         wide = Window(wide.start_ns, wide.end_ns + 1)
-        results = await asyncio.gather(*(self._query(q, wide, tenant) for q in self.queries(trace_id, services)),
-                                       return_exceptions=True)
-        failures = [(name, r) for name, r in zip(_LOOKUPS, results, strict=False) if isinstance(r, BaseException)]
-        for _name, failure in failures:
-            if not isinstance(failure, SourceError):
-                raise failure  # a bug or a cancellation, not Loki's answer
-        if len(failures) == len(results):
-            raise failures[0][1]
+        answers, failures = await self._lookups(_LOOKUPS, self.queries(trace_id, services), wide, tenant)
         merged: dict[str, LogLine] = {}
         truncated = False
-        for result in results:
-            if isinstance(result, BaseException):
-                continue
-            lines, cut = result
+        for lines, cut in answers:
             truncated |= cut
             for line in lines:
                 if self._carries(line, trace_id):
@@ -303,20 +293,10 @@ class LokiSource:
         wide = window.widened(round(self.settings.margin_seconds * 1e9))
         wide = Window(wide.start_ns, wide.end_ns + 1)
         limit = min(_LOKI_MAX_ENTRIES, self.settings.max_lines * max(1, len(trace_ids)))
-        results = await asyncio.gather(*(self._query(q, wide, tenant, limit) for q in self.queries_many(trace_ids, services)),
-                                       return_exceptions=True)
-        failures = [(name, r) for name, r in zip(_MANY_LOOKUPS, results, strict=True) if isinstance(r, BaseException)]
-        for _name, failure in failures:
-            if not isinstance(failure, SourceError):
-                raise failure  # a bug or a cancellation, not Loki's answer
-        if len(failures) == len(results):
-            raise failures[0][1]
+        answers, failures = await self._lookups(_MANY_LOOKUPS, self.queries_many(trace_ids, services), wide, tenant, limit)
         merged: dict[str, dict[str, LogLine]] = {t.hex: {} for t in trace_ids}
         truncated = False
-        for result in results:
-            if isinstance(result, BaseException):
-                continue
-            lines, cut = result
+        for lines, cut in answers:
             truncated |= cut
             for line in lines:
                 for trace_id in self._carried(line, trace_ids):
@@ -326,6 +306,24 @@ class LokiSource:
                  for hex_, lines_ in merged.items()}
         note = f"partial: the {failures[0][0]} lookup failed: {failures[0][1]}" if failures else None
         return SourceResult(split, truncated=truncated or bool(failures), note=note)
+
+    async def _lookups(self, names: Sequence[str], queries: Sequence[str], window: Window, tenant: str | None,
+                       limit: int | None = None) -> tuple[list[tuple[list[LogLine], bool]], list[tuple[str, SourceError]]]:
+        """Run the lookups at once: (each answer that came, (name, error) of each that failed).
+        All failing raises the first failure; anything but a SourceError is a bug or a cancellation and is raised."""
+        results = await asyncio.gather(*(self._query(q, window, tenant, limit) for q in queries), return_exceptions=True)
+        answers: list[tuple[list[LogLine], bool]] = []
+        failures: list[tuple[str, SourceError]] = []
+        for name, result in zip(names, results, strict=False):
+            if isinstance(result, SourceError):
+                failures.append((name, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answers.append(result)
+        if not answers:
+            raise failures[0][1]
+        return answers, failures
 
     def _carried(self, line: LogLine, trace_ids: Sequence[TraceId]) -> list[TraceId]:
         """Which of `trace_ids` the line really carries (usually one)."""
