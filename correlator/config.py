@@ -29,6 +29,7 @@ __all__ = [
     "AnalysisSettings",
     "CacheSettings",
     "GrafanaSettings",
+    "InvestigateSettings",
     "JaegerSettings",
     "JoinSettings",
     "LokiSettings",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_ROOT_HISTOGRAM = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*_bucket\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\}')
 
 
 def _check(ok: bool, key: str, value: object, reason: str) -> None:
@@ -126,6 +128,13 @@ class PrometheusSettings(_SourceCommon):
     max_exemplars: int = 2000
     margin_seconds: float = 60.0  # an exemplar is stamped when the observation is made
     forward_tenant: bool = False  # also send the caller's X-Scope-OrgID here (Cortex/Mimir/Thanos)
+    # Where a trace's root span stands when none of its exemplars sits on it: latency histogram
+    # series to try, in order; $service and $operation become the root span's (escaped). The unit
+    # (seconds or milliseconds) is read from the metric name. Default: Jaeger's span metrics. (Set it in
+    # YAML: a CORRELATOR_PROMETHEUS_ROOT_HISTOGRAMS value is split at commas, so one label each there.)
+    root_histograms: tuple[str, ...] = (
+        'traces_span_metrics_duration_milliseconds_bucket{service_name="$service",span_name="$operation",'
+        'span_kind="SPAN_KIND_SERVER"}',)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +168,14 @@ class CacheSettings:
     ttl_seconds: float = 600.0
     # A trace younger than this may still be receiving spans: don't cache it.
     settle_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class InvestigateSettings:
+    max_traces: int = 50  # the largest `limit` a caller may ask for
+    concurrency: int = 20  # trace fetches in flight at once, per investigation (the default limit: one round)
+    deadline_seconds: float = 20.0  # one deadline for the whole investigation
+    lookback_seconds: float = 3600.0  # window when no start/end is given
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +222,7 @@ class Settings:
     join: JoinSettings = field(default_factory=JoinSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    investigate: InvestigateSettings = field(default_factory=InvestigateSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     grafana: GrafanaSettings = field(default_factory=GrafanaSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -407,6 +425,9 @@ def _validate(s: Settings) -> None:
            s.prometheus.slow_requests_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.exemplar_selector.strip()), "prometheus.exemplar_selector",
            s.prometheus.exemplar_selector, "must be a PromQL selector")
+    for series in s.prometheus.root_histograms:
+        _check(_ROOT_HISTOGRAM.fullmatch(series) is not None, "prometheus.root_histograms", series,
+               'each must be a histogram bucket series: name_bucket{label="value",…} ($service, $operation allowed)')
     _check(bool(s.prometheus.trace_id_labels), "prometheus.trace_id_labels", s.prometheus.trace_id_labels,
            "must not be empty")
     _check(s.join.clock_skew_ms >= 0, "join.clock_skew_ms", s.join.clock_skew_ms, "must be ≥ 0")
@@ -420,6 +441,13 @@ def _validate(s: Settings) -> None:
            a.n_plus_one_sequential_share, "must be in [0, 1]")
     _check(s.cache.max_entries >= 0, "cache.max_entries", s.cache.max_entries, "must be ≥ 0 (0 disables the cache)")
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
+    inv = s.investigate
+    _check(1 <= inv.max_traces <= 500, "investigate.max_traces", inv.max_traces, "must be in [1, 500]")
+    _check(1 <= inv.concurrency <= 100, "investigate.concurrency", inv.concurrency, "must be in [1, 100]")
+    _check(0 < inv.deadline_seconds <= 300, "investigate.deadline_seconds", inv.deadline_seconds,
+           "must be in (0, 300] seconds")
+    _check(0 < inv.lookback_seconds <= 31 * 86400, "investigate.lookback_seconds", inv.lookback_seconds,
+           "must be in (0, 31 days]")
     if s.server.auth_token is not None:
         _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")
     _check(1 <= s.server.workers <= 64, "server.workers", s.server.workers, "must be in [1, 64]")
