@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -28,7 +30,7 @@ from pydantic import Field
 from correlator import __version__
 from correlator.config import Settings
 from correlator.correlate import Correlator, Outcome
-from correlator.errors import CorrelatorError, InvalidInput, SourceError
+from correlator.errors import CorrelatorError, InvalidInput, SourceError, SourceHTTPError, SourceTimeout
 from correlator.ids import normalise_span_id, parse_trace_id
 from correlator.logfields import extract_trace_context
 from correlator.model import Correlation, Exemplar, Finding, Window
@@ -37,6 +39,8 @@ from correlator.spantree import SpanTree
 from correlator.summary_budget import (
     MAX_BUDGET,
     MIN_BUDGET,
+    clean_strings,
+    fit_lines,
     group_findings,
     span_detail,
     trace_summary,
@@ -54,7 +58,7 @@ _INLINE_SPANS = 2_000  # a summary of up to this many spans takes a few ms: not 
 _INSTRUCTIONS = (
     "Correlates one request across Jaeger (trace), Loki (log lines) and Prometheus (exemplars) and reads the trace: "
     "critical path, bottleneck, N+1, gaps, error root cause, fan-out. Start with correlate_trace (or trace_from_log / "
-    "slow_requests to find a trace), then get_span for the details of a span it names."
+    "slow_requests to find a trace, investigate for a whole slow series), then get_span for the details of a span it names."
 )
 
 TraceIdArg = Annotated[str, Field(description="Trace ID: 1-32 hex characters, any case (W3C 32, legacy Jaeger 16)")]
@@ -203,6 +207,32 @@ class CorrelatorTools:
         lines.append("Next: correlate_trace(trace_id) on the one to explain.")
         return "\n".join(lines)
 
+    async def investigate(self, query: str, start: str | None, end: str | None, limit: int | None,
+                          threshold: float | None, budget_tokens: int, tenant: str | None = None) -> str:
+        """GET /investigate's text, its input checked by the same function, cut to the budget."""
+        from correlator.investigate_api import parse_request
+        from correlator.investigate_render import empty_body, investigation_body, investigation_text
+        from correlator.investigate_run import investigate
+
+        budget = _budget(budget_tokens)
+        raw = {"query": query, "start": start, "end": end, "limit": None if limit is None else str(limit),
+               "threshold": None if threshold is None else repr(threshold)}
+        wanted = parse_request({k: v for k, v in raw.items() if v is not None}, self.settings, time.time_ns())
+        try:
+            found = await investigate(self.settings, self._correlator(), self._prometheus(), wanted, tenant)
+        except SourceTimeout as exc:
+            raise ToolError(f"Prometheus did not answer in time: {exc.message}") from None
+        except SourceHTTPError as exc:
+            refused = exc.status_code == 400  # Prometheus' bad_data: the caller's PromQL
+            raise ToolError(f"{'Prometheus refused the query' if refused else 'Prometheus failed'}: {exc.message}") from None
+        except SourceError as exc:
+            raise ToolError(f"Prometheus failed: {exc.message}") from None
+        body = investigation_body(found, self.settings) if found.traces else empty_body(wanted, found.exemplar_count)
+        base = self.settings.server.public_url.rstrip("/")
+        everything = f"{base}/investigate?{urlencode({k: v for k, v in raw.items() if v is not None})}"
+        return fit_lines(investigation_text(clean_strings(body)), budget,
+                         f"More: correlate_trace(trace_id) on a suspect's evidence; everything: GET {everything}")
+
     async def _verdict(self, ex: Exemplar, tenant: str | None) -> str:
         """One line: the top finding of the trace the exemplar points at, or why there is none."""
         try:
@@ -272,6 +302,17 @@ def build_server(tools: CorrelatorTools) -> MCPServer[Any]:
                             ctx: Context[Any, Any] | None = None) -> str:
         """Metric → traces: the exemplar traces of a series, slowest first, each with a one-line verdict."""
         return await guarded(ctx, lambda tenant: tools.slow_requests(query, start, end, limit, tenant))
+
+    @server.tool(annotations=read_only, structured_output=False)
+    async def investigate(query: Annotated[str, Field(description="PromQL selector or histogram of a latency series")],
+                          start: StartArg = None, end: EndArg = None,
+                          limit: Annotated[int | None, Field(description="How many traces to read (default 20)")] = None,
+                          threshold: Annotated[float | None, Field(
+                              description="What counts as slow, in the metric's unit (default: from the exemplars)")] = None,
+                          budget_tokens: BudgetArg = 2000, ctx: Context[Any, Any] | None = None) -> str:
+        """Why is this series slow? Reads many of its exemplar traces, slow against a baseline, and ranks the
+        suspects (operations, errors, log messages) by the time they explain; each with its evidence traces."""
+        return await guarded(ctx, lambda tenant: tools.investigate(query, start, end, limit, threshold, budget_tokens, tenant))
 
     return server
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from correlator.analysis import fmt_ms
 from correlator.analysis.common import label
@@ -32,7 +33,8 @@ from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 from correlator.tokens import estimate_tokens
 
-__all__ = ["MAX_BUDGET", "MIN_BUDGET", "FindingGroup", "clean", "group_findings", "span_detail", "trace_summary"]
+__all__ = ["MAX_BUDGET", "MIN_BUDGET", "FindingGroup", "clean", "clean_strings", "fit_lines", "group_findings", "span_detail",
+           "trace_summary"]
 
 MIN_BUDGET = 300  # the header, the sources and the trailer need ~150 tokens
 MAX_BUDGET = 100_000
@@ -414,6 +416,27 @@ def _fit(text: str, budget_tokens: int) -> str:
     while len(lines) > 1 and estimate_tokens("\n".join(lines)) > budget_tokens:
         lines.pop(-2 if len(lines) > 2 else -1)
     return "\n".join(lines)
+
+
+def clean_strings(value: Any) -> Any:
+    """Every string in a JSON-like body made one clean line (the body is rendered to text afterwards)."""
+    if isinstance(value, str):
+        return clean(value, 10_000)
+    if isinstance(value, dict):
+        return {k: clean_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_strings(v) for v in value]
+    return value
+
+
+def fit_lines(text: str, budget_tokens: int, more_hint: str) -> str:
+    """`text`'s lines in order while they fit the budget; then how many were left out and where the rest is."""
+    lines = text.rstrip("\n").split("\n")
+    budget = _Budget(max(budget_tokens - estimate_tokens(f"… 9999999 more lines did not fit. {more_hint}") - 2, 0))
+    kept = [line for line in lines if not budget.full and budget.take(line)]
+    if len(kept) < len(lines):
+        kept += ["", f"… {len(lines) - len(kept)} more lines did not fit. {more_hint}"]
+    return "\n".join(kept)
 
 
 def span_detail(c: Correlation, tree: SpanTree | None, span_id: str, budget_tokens: int,

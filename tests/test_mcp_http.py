@@ -63,7 +63,7 @@ async def test_tools_and_their_schemas_over_http(service: Any) -> None:
     async with http_client(service) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert service.app[BACKENDS].correlator.backend_calls == 0
-    assert set(tools) == {"correlate_trace", "get_span", "trace_from_log", "slow_requests"}
+    assert set(tools) == {"correlate_trace", "get_span", "trace_from_log", "slow_requests", "investigate"}
     schema = tools["correlate_trace"].input_schema
     assert schema["required"] == ["trace_id"]
     assert schema["properties"]["trace_id"]["type"] == "string"
@@ -71,6 +71,7 @@ async def test_tools_and_their_schemas_over_http(service: Any) -> None:
     assert tools["get_span"].input_schema["required"] == ["trace_id", "span_id"]
     assert tools["trace_from_log"].input_schema["required"] == ["line"]
     assert tools["slow_requests"].input_schema["properties"]["limit"]["default"] == 10
+    assert tools["investigate"].input_schema["required"] == ["query"]
     assert all(tool.annotations is not None and tool.annotations.read_only_hint for tool in tools.values())
 
 

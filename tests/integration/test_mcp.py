@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,7 +27,9 @@ from correlator.model import Trace
 from correlator.tokens import estimate_tokens
 from tests.conftest import REPO
 from tests.fakes.loki import make_fake_loki_app, scenario
-from tests.integration.servers import Jaeger, Prometheus
+from tests.integration import investigation_data as data
+from tests.integration.prometheus_server import prometheus_scraping, serve_openmetrics
+from tests.integration.servers import Jaeger, Prometheus, wait_until
 
 pytestmark = pytest.mark.integration
 SC = scenario()
@@ -118,7 +120,7 @@ async def test_over_stdio(jaeger: Jaeger, prometheus: Prometheus, loki: Any) -> 
         names = {tool.name for tool in (await client.list_tools()).tools}
         summary = await client.call_tool("correlate_trace", {"trace_id": TRACE.upper(), "budget_tokens": 500})
         bad = await client.call_tool("correlate_trace", {"trace_id": "' OR 1=1 --"})
-    assert names == {"correlate_trace", "get_span", "trace_from_log", "slow_requests"}
+    assert names == {"correlate_trace", "get_span", "trace_from_log", "slow_requests", "investigate"}
     text = text_of(summary)
     assert "bottleneck: course-service: SELECT courses" in text and estimate_tokens(text) <= 500
     assert bad.is_error and "is not a valid trace ID" in text_of(bad) and "Traceback" not in text_of(bad)
@@ -170,3 +172,46 @@ async def test_the_budget_holds_on_a_10k_span_trace(service: Any, big_trace: Tra
         assert f"{len(big_trace.spans)} spans" in text.splitlines()[0] and "Left out to fit" in text
     assert "did not fit" not in texts[2000]  # every finding group at the default budget
     assert len(texts[500]) < len(texts[2000]) < len(texts[8000])
+
+
+INVESTIGATE = 'http_server_duration_seconds_bucket{job="investigate",route="/api/courses"}'
+
+
+@pytest.fixture(scope="module")
+def slow_series(jaeger: Jaeger) -> Iterator[tuple[str, int, int, list[data.Request]]]:
+    """tests/integration/test_investigate_real.py's scene: 20 requests, 12 slow because of SELECT courses."""
+    now = time.time_ns()
+    reqs = data.requests(now)
+    data.send(jaeger.otlp_url, reqs)
+    with serve_openmetrics(data.exposition(reqs)) as target, prometheus_scraping(target, job="investigate") as url:
+        def scraped() -> bool:
+            body = httpx.get(f"{url}/api/v1/query_exemplars",
+                             params={"query": INVESTIGATE, "start": now / 1e9 - 3600, "end": now / 1e9 + 60}, timeout=2).json()
+            return sum(len(s["exemplars"]) for s in body.get("data") or ()) == len(reqs)
+        wait_until(scraped, 30, "the investigation's exemplars scraped")
+        wait_until(lambda: all(httpx.get(f"{jaeger.query_url}/api/v3/traces/{r.trace_id}", timeout=2).text.count('"spanId"') >= 5
+                               for r in reqs if r.sent), 15, "the investigation's traces in Jaeger")
+        yield url, now - 15 * 60 * 10**9, now, reqs
+
+
+async def test_investigate_names_the_injected_cause_within_the_budget(aiohttp_server: Any, jaeger: Jaeger,
+                                                                     slow_series: tuple[str, int, int, list[data.Request]]) -> None:
+    prometheus_url, start, end, reqs = slow_series
+    loki = await aiohttp_server(make_fake_loki_app(extra=data.log_entries(reqs)))
+    settings = load_settings(environ={"CORRELATOR_JAEGER_URL": jaeger.query_url, "CORRELATOR_LOKI_URL": f"http://127.0.0.1:{loki.port}",
+                                      "CORRELATOR_PROMETHEUS_URL": prometheus_url, "CORRELATOR_SERVER_AUTH_TOKEN": TOKEN})
+    service = await aiohttp_server(create_app(settings))
+    args = {"query": INVESTIGATE, "start": str(start), "end": str(end), "limit": 20}
+    async with http_client(service) as client:
+        full = await client.call_tool("investigate", args)
+        small = await client.call_tool("investigate", {**args, "budget_tokens": 300})
+        bad = await client.call_tool("investigate", {**args, "limit": 0})
+    text = text_of(full)
+    assert not full.is_error, text
+    lines = text.splitlines()
+    top = lines[lines.index("Suspects (by the time they explain):") + 1]
+    assert top.startswith("  1. SELECT courses on course-service") and "is the bottleneck in 11 of 11 slow traces" in top
+    assert estimate_tokens(text) <= 2000
+    cut = text_of(small)
+    assert estimate_tokens(cut) <= 300 and "more lines did not fit" in cut and "GET http://localhost:8080/investigate?" in cut
+    assert bad.is_error and "Invalid input: limit: must be a whole number in [1, " in text_of(bad)
