@@ -6,6 +6,8 @@
     python bench/run.py p3 [--quick]   sustained load from a separate process: correlations/s, p50/p99, errors, RSS
     python bench/run.py p4 [--quick]   repeat correlation of a completed trace (cache hit): p50, backend calls
     python bench/run.py soak [--quick] P3 with faults in 10 % of backend answers: 5xx count, RSS and fds flat
+    python bench/run.py flood [--quick] unique IDs at 5× the sustainable rate: backend queries in flight vs the
+                                        bulkhead caps, 503 latency, cache-hit and /healthz p99, recovery
     python bench/run.py all --quick    the CI smoke: every figure, tiny sizes, seconds
 """
 
@@ -190,8 +192,10 @@ def p4(quick: bool) -> None:
 # ------------------------------------------------------------------------------ P3
 
 
-def _backends(port: int, latency_ms: int, fault_rate: float) -> subprocess.Popen[bytes]:
-    """The Go backends when Go is here (they leave the CPU to the correlator), else the Python ones."""
+def _backends(port: int, latency_ms: int, fault_rate: float, big_spans: int = 0) -> subprocess.Popen[bytes]:
+    """The Go backends when Go is here (they leave the CPU to the correlator), else the Python ones.
+
+    `big_spans`: trace IDs starting `b16b16` get a trace of that many spans (Go backends only; P8)."""
     from bench.fake_backends import exemplars, loki_streams, otlp_trace
 
     source = REPO / "bench" / "backends.go"
@@ -205,6 +209,8 @@ def _backends(port: int, latency_ms: int, fault_rate: float) -> subprocess.Popen
         templates = Path(tempfile.mkdtemp(prefix="bench-templates-"))
         for name, body in (("trace.json", otlp_trace(20)), ("logs.json", loki_streams(20)), ("exemplars.json", exemplars(2))):
             (templates / name).write_bytes(body)
+        if big_spans:
+            (templates / "trace_big.json").write_bytes(otlp_trace(big_spans))
         print(f"    backends: Go ({binary.name}), {latency_ms} ms latency")
         try:
             return subprocess.Popen([str(binary), str(port), str(latency_ms), str(templates), str(fault_rate)])
@@ -308,6 +314,88 @@ def p3(quick: bool, fault_rate: float = 0.0, workers: int = 1, floor: str | None
 def soak(quick: bool, workers: int = 1) -> None:
     """100 clients for 60 s with faults mixed in: no 5xx, RSS and fd count flat."""
     p3(quick, fault_rate=0.1, workers=workers)
+
+
+# ------------------------------------------------------------------------------ flood (overload protection)
+
+
+def _serve(api_port: int, backend: str, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`correlator serve`, one worker, against `backend`; returns once /healthz answers."""
+    import httpx
+
+    env = {**os.environ, "CORRELATOR_JAEGER_URL": backend, "CORRELATOR_LOKI_URL": backend, "CORRELATOR_PROMETHEUS_URL": backend,
+           "CORRELATOR_DEADLINE_SECONDS": "5", **extra_env}
+    server = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--port", str(api_port)], cwd=REPO, env=env,
+                              stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the correlator did not start")
+
+
+def _helper(*args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(REPO / "bench" / "flood.py"), *map(str, args)], stdout=subprocess.PIPE, text=True)
+
+
+def _result(proc: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
+    out, _ = proc.communicate(timeout=300)
+    return orjson.loads(out)  # type: ignore[no-any-return]
+
+
+def flood(quick: bool) -> None:
+    """Unique IDs at 5× the sustainable rate against small backend caps (the backends are the limit):
+    backend queries in flight vs the caps, how fast the excess is refused, cache hits and /healthz
+    during the flood vs before, and how soon a correlation succeeds once it stops."""
+    import httpx
+
+    latency_ms, caps = 50, {"jaeger": 8, "loki": 16, "prometheus": 8}
+    seconds = 3 if quick else 15
+    backend_port, api_port = free_port(), free_port()
+    backends = _backends(backend_port, latency_ms, 0.0)
+    backend, api = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{api_port}"
+    env = {f"CORRELATOR_{name.upper()}_MAX_IN_FLIGHT": str(cap) for name, cap in caps.items()}
+    server = _serve(api_port, backend, env)
+    try:
+        cached = "/correlate/4bf92f3577b34da6a3ce929d0e0e4736"
+        for _ in range(2):
+            warm = httpx.get(api + cached, timeout=10).json()
+        assert warm["cached"], "the cache-hit probe's trace must be cached"
+        sustainable = _result(_helper("closed", api, 2 * caps["jaeger"], 2 if quick else 5))
+        rate = sustainable["200"]["n"] / sustainable["seconds"]  # type: ignore[index]
+        before = _result(_helper("probe", api, f"{cached},/healthz", 2 if quick else 5))
+        httpx.get(f"{backend}/stats?reset=1")
+        load = _helper("open", api, 5 * rate, seconds)
+        during = _result(_helper("probe", api, f"{cached},/healthz", seconds - 0.5))
+        flood_result = _result(load)
+        peaks = httpx.get(f"{backend}/stats").json()
+        t = time.perf_counter()
+        statuses = []
+        while len(statuses) < 20:
+            statuses.append(httpx.get(f"{api}/correlate/{random.getrandbits(128):032x}", timeout=10).status_code)
+        recovery_ms = (time.perf_counter() - t) * 1000
+    finally:
+        for proc in (server, backends):
+            proc.terminate()
+            proc.wait(10)
+
+    def p99(result: dict, key: str) -> str:  # type: ignore[type-arg]
+        return f"{result[key]['p99']:.1f}" if key in result else "n/a"
+
+    counts = {k: v["n"] for k, v in flood_result.items() if isinstance(v, dict)}
+    print(f"FLOOD caps {caps} (per worker), backends {latency_ms} ms: sustainable {rate:.0f}/s; "
+          f"flood at {5 * rate:.0f}/s for {seconds}s: statuses {counts}")
+    print("FLOOD backend queries in flight, peak: " + ", ".join(f"{n} {peaks[n]['peak']} (cap {caps[n]})" for n in caps)
+          + ("  ✓" if all(peaks[n]["peak"] <= caps[n] for n in caps) else "  ✗ OVER THE CAP"))
+    print(f"FLOOD 503 latency p50 {flood_result.get('503', {}).get('p50', float('nan')):.1f} ms, p99 {p99(flood_result, '503')} ms; "
+          f"200 p99 {p99(flood_result, '200')} ms")
+    print(f"FLOOD cache hit p99 {p99(before, cached)} ms before → {p99(during, cached)} ms during; "
+          f"/healthz p99 {p99(before, '/healthz')} → {p99(during, '/healthz')} ms; probe statuses during {during['statuses']}")
+    print(f"FLOOD after the flood: 20 sequential new correlations {sorted(set(statuses))} in {recovery_ms:.0f} ms")
 
 
 # ------------------------------------------------------------------------------ P1 / P1b
@@ -432,14 +520,14 @@ def main() -> int:
     if sys.argv[1:2] == ["p2-peak"]:  # internal: one P2 size's peak RSS in a fresh process
         p2_peak(*map(int, sys.argv[2:5]))
         return 0
-    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "all"])
+    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "flood", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")
     parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp"],
                         help="p3: load bench/floor.py (the four backend calls alone, with this client) instead")
     args = parser.parse_args()
     random.seed(1)
-    for name in (["p2", "p4", "p3", "soak", "p1"] if args.figure == "all" else [args.figure]):
+    for name in (["p2", "p4", "p3", "soak", "flood", "p1"] if args.figure == "all" else [args.figure]):
         if name == "p3":
             p3(args.quick, workers=args.workers, floor=args.floor)
         elif name == "soak":

@@ -23,6 +23,7 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from correlator import __version__
+from correlator.bulkhead import Overloaded
 from correlator.config import Settings
 from correlator.correlate import Correlator, Outcome
 from correlator.errors import InvalidInput, SourceError
@@ -82,6 +83,10 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
             response = await _authorise(request, handler)
         except InvalidInput as exc:
             response = problem(400, "Invalid input", exc.message, param=exc.param)
+        except Overloaded as exc:  # a backend's bulkhead is full: refuse now rather than queue without end
+            response = problem(503, "Overloaded", f"too many correlations in flight ({exc}); retry later",
+                               source=exc.source)
+            response.headers["Retry-After"] = str(exc.retry_after)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -80,6 +80,11 @@ class _SourceCommon:
     # worker asks of a backend at once: at 20 ms per Loki query, 20 connections capped a worker
     # at 500 correlations/s (two Loki queries each) in bench P3.
     max_connections: int = 100
+    # Bulkhead: backend queries this worker has in flight at most (a Loki lookup is two); beyond
+    # it correlations wait in a queue of `max_queued` for at most server.admission_wait_seconds,
+    # then get 503 + Retry-After. Sized from bench P3 (one worker at full speed peaks near 60).
+    max_in_flight: int = 128
+    max_queued: int = 64
     max_response_bytes: int = 64 * 1024 * 1024
     retry_attempts: int = 3  # total tries for a GET that fails to connect or answers 429/502/503/504
     retry_base_seconds: float = 0.05
@@ -158,6 +163,8 @@ class ServerSettings:
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
     forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to Loki (+ jaeger/prometheus.forward_tenant)
+    admission_wait_seconds: float = 0.04  # longest wait for a backend slot before 503 (see <source>.max_in_flight)
+    retry_after_seconds: int = 1  # the Retry-After sent with an overload 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +355,8 @@ def _validate(s: Settings) -> None:
         _check(src.retry_base_seconds >= 0, f"{name}.retry_base_seconds", src.retry_base_seconds, "must be ≥ 0")
         _check(src.breaker_failures >= 0, f"{name}.breaker_failures", src.breaker_failures, "must be ≥ 0")
         _check(src.breaker_reset_seconds > 0, f"{name}.breaker_reset_seconds", src.breaker_reset_seconds, "must be > 0")
+        _check(src.max_in_flight >= 1, f"{name}.max_in_flight", src.max_in_flight, "must be ≥ 1")
+        _check(src.max_queued >= 0, f"{name}.max_queued", src.max_queued, "must be ≥ 0")
         _check(src.max_response_bytes >= 1024, f"{name}.max_response_bytes", src.max_response_bytes, "must be ≥ 1024")
         _check((src.basic_auth_user is None) == (src.basic_auth_password is None), f"{name}.basic_auth_user",
                src.basic_auth_user, "basic_auth_user and basic_auth_password go together")
@@ -391,6 +400,10 @@ def _validate(s: Settings) -> None:
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
     if s.server.auth_token is not None:
         _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")
+    _check(0 <= s.server.admission_wait_seconds <= 10, "server.admission_wait_seconds", s.server.admission_wait_seconds,
+           "must be in [0, 10] seconds")
+    _check(1 <= s.server.retry_after_seconds <= 3600, "server.retry_after_seconds", s.server.retry_after_seconds,
+           "must be in [1, 3600]")
     _check(1 <= s.server.workers <= 64, "server.workers", s.server.workers, "must be in [1, 64]")
     _check(0 < s.server.port < 65536, "server.port", s.server.port, "must be a TCP port (1-65535)")
     _check_url("server.public_url", s.server.public_url)

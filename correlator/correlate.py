@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from correlator.analysis import analyse
+from correlator.bulkhead import Bulkhead, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import SourceError
@@ -50,6 +51,10 @@ _ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg",
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
 
 T = TypeVar("T")
+# Backend queries per source in each phase (a Loki lookup is two queries: line filter + metadata).
+_ALL_AT_ONCE = {"jaeger": 1, "loki": 2, "prometheus": 1}
+_TRACE_FIRST = {"jaeger": 1}
+_THEN_THE_REST = {"loki": 2, "prometheus": 1}
 
 
 class TraceSource(Protocol):
@@ -101,6 +106,12 @@ class Correlator:
         self._wall = wall_clock
         self._cache: TTLCache[Outcome] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
         self._inflight: dict[tuple[str | None, str], asyncio.Future[Outcome]] = {}
+        # One bulkhead per backend (this worker's share): see correlator/bulkhead.py.
+        self.bulkheads = {
+            name: Bulkhead(name, src.max_in_flight, src.max_queued, settings.server.admission_wait_seconds,
+                           settings.server.retry_after_seconds)
+            for name in SOURCES for src in [getattr(settings, name)]
+        }
         self.backend_calls = 0  # for tests and benchmarks: a cache hit adds none
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
@@ -132,16 +143,18 @@ class Correlator:
             jaeger_window = hint.widened(_JAEGER_HINT_MARGIN_NS)
             # Services are unknown until the trace arrives: search the static selector instead
             # of waiting for Jaeger, so the cost is max() of the three, not a sum.
-            jaeger_res, loki_res, prom_res = await asyncio.gather(
-                self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline),
-                self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
-                self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
-            )
+            async with admitted(self.bulkheads, _ALL_AT_ONCE):
+                jaeger_res, loki_res, prom_res = await asyncio.gather(
+                    self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline),
+                    self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
+                    self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
+                )
             window = hint
         else:
             now_ns = int(self._wall() * 1e9)
             lookback = Window(now_ns - int(s.jaeger.lookback_seconds * 1e9), now_ns + 60_000_000_000)
-            jaeger_res = await self._run("jaeger", self.jaeger.fetch(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
+            async with admitted(self.bulkheads, _TRACE_FIRST):
+                jaeger_res = await self._run("jaeger", self.jaeger.fetch(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
             if trace is not None and trace.spans:
                 window = Window(trace.start_ns, trace.end_ns)
@@ -150,10 +163,11 @@ class Correlator:
                 # No trace to narrow the search: look for orphan logs/exemplars in the recent past.
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
-            loki_res, prom_res = await asyncio.gather(
-                self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
-                self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
-            )
+            async with admitted(self.bulkheads, _THEN_THE_REST):
+                loki_res, prom_res = await asyncio.gather(
+                    self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
+                    self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
+                )
         return self._assemble(trace_id, window, jaeger_res, loki_res, prom_res)
 
     async def _run(
