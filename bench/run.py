@@ -303,6 +303,11 @@ def p3(quick: bool, fault_rate: float = 0.0, workers: int = 1, floor: str | None
                        if line.startswith("VmHWM")) for pid in pids()) / 1024
         label = f"SOAK (faults in {fault_rate:.0%} of backend answers)" if fault_rate else f"P3 floor {floor}" if floor else "P3"
         print(_summarise_wrk(out, clients, duration).replace("P3 ", label + " ", 1) + f", {workers} worker(s)")
+        try:  # the backends count the queries in flight (the bulkhead caps are sized from this)
+            peaks = {name: g["peak"] for name, g in httpx.get(f"{base}/stats", timeout=2).json().items()}
+            print(f"    backend queries in flight, peak: {peaks}")
+        except (httpx.HTTPError, ValueError):
+            pass
         print(f"{'SOAK' if fault_rate else 'P5 '} server RSS at 25% {early[0]:.0f} MB → end {late[0]:.0f} MB (peak {hwm:.0f} MB); "
               f"open fds {early[1]} → {late[1]}")
     finally:

@@ -29,6 +29,7 @@ from correlator.correlate import Correlator, Outcome
 from correlator.errors import InvalidInput, SourceError
 from correlator.ids import parse_trace_id
 from correlator.logfields import extract_trace_context
+from correlator.offload import Offloader
 from correlator.openapi import OPENAPI
 from correlator.render import correlation_body
 from correlator.report import render_text
@@ -134,6 +135,12 @@ def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
     else:
         for name, report in outcome.correlation.sources.items():
             request.app[METRICS].source_seconds.labels(name, report.status.value).observe(report.ms / 1000)
+    if outcome.prerendered is not None:  # a big trace, rendered in the worker process (offload.py)
+        done = outcome.prerendered
+        if request.query.get("format") == "text" and done.status != 404:
+            return web.Response(text=done.text, status=done.status, content_type="text/plain")
+        return web.Response(body=done.json_body(outcome.cached), status=done.status,
+                            content_type="application/problem+json" if done.status == 404 else "application/json")
     body = correlation_body(outcome, settings)
     status = outcome.http_status
     if request.query.get("format") == "text":
@@ -271,7 +278,11 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
             jaeger = JaegerSource(settings.jaeger, clients["jaeger"])
             loki = LokiSource(settings.loki, clients["loki"])
             prometheus = PrometheusSource(settings.prometheus, clients["prometheus"])
-            app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus))
+            offload = None
+            if settings.server.offload_bytes:
+                offload = Offloader(settings.server.offload_bytes)
+                stack.callback(offload.close)  # the worker process starts with the first big trace
+            app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus, offload=offload))
             yield
 
     app.cleanup_ctx.append(backends_ctx)

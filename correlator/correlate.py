@@ -13,8 +13,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar, cast
 
 from correlator.analysis import analyse
 from correlator.bulkhead import Bulkhead, admitted
@@ -24,6 +24,7 @@ from correlator.errors import SourceError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId
 from correlator.join import join
+from correlator.offload import Offloader, Outline, Prerendered, RawTrace, WorkerFailed
 from correlator.model import (
     Correlation,
     Exemplar,
@@ -37,6 +38,7 @@ from correlator.model import (
 )
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
+from correlator.sources.jaeger import JaegerSource
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
 
@@ -76,9 +78,14 @@ class Outcome:
     correlation: Correlation
     tree: SpanTree | None
     cached: bool = False
+    # A big trace's answer, rendered in the worker process (offload.py); then `correlation` has
+    # everything but the trace (findings, placements, logs, exemplars, sources) and `tree` is None.
+    prerendered: Prerendered | None = None
 
     @property
     def found(self) -> bool:
+        if self.prerendered is not None:
+            return self.prerendered.found
         c = self.correlation
         return c.trace is not None or bool(c.logs) or bool(c.exemplars)
 
@@ -100,6 +107,7 @@ class Correlator:
         loki: LogSource,
         prometheus: ExemplarSource,
         wall_clock: Callable[[], float] = time.time,
+        offload: Offloader | None = None,
     ) -> None:
         self.settings = settings
         self.jaeger, self.loki, self.prometheus = jaeger, loki, prometheus
@@ -113,12 +121,13 @@ class Correlator:
             for name in SOURCES for src in [getattr(settings, name)]
         }
         self.backend_calls = 0  # for tests and benchmarks: a cache hit adds none
+        self.offload = offload  # big traces to a worker process (None: everything on the event loop)
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex)
         cached = self._cache.get(key)
         if cached is not None:
-            return Outcome(cached.correlation, cached.tree, cached=True)
+            return replace(cached, cached=True)
         # Identical concurrent requests (a dashboard refresh, a retry storm) share one fetch.
         shared = self._inflight.get(key)
         if shared is None:
@@ -145,20 +154,28 @@ class Correlator:
             # of waiting for Jaeger, so the cost is max() of the three, not a sum.
             async with admitted(self.bulkheads, _ALL_AT_ONCE):
                 jaeger_res, loki_res, prom_res = await asyncio.gather(
-                    self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline),
+                    self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline),
                     self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
                     self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
                 )
-            window = hint
+            window, outline = hint, None
         else:
             now_ns = int(self._wall() * 1e9)
             lookback = Window(now_ns - int(s.jaeger.lookback_seconds * 1e9), now_ns + 60_000_000_000)
             async with admitted(self.bulkheads, _TRACE_FIRST):
-                jaeger_res = await self._run("jaeger", self.jaeger.fetch(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
+                jaeger_res = await self._run("jaeger", self._fetch_trace(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
-            if trace is not None and trace.spans:
+            outline = None
+            services: Sequence[str] | None
+            if isinstance(trace, RawTrace):
+                jaeger_res, outline = await self._outline(jaeger_res[0], trace)
+                trace = None
+            if outline is not None:
+                window = Window(outline.start_ns, outline.end_ns)
+                services = list(outline.services)
+            elif trace is not None and trace.spans:
                 window = Window(trace.start_ns, trace.end_ns)
-                services: Sequence[str] | None = sorted({span.service for span in trace.spans})
+                services = sorted({span.service for span in trace.spans})
             else:
                 # No trace to narrow the search: look for orphan logs/exemplars in the recent past.
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
@@ -168,7 +185,45 @@ class Correlator:
                     self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
                     self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
                 )
-        return self._assemble(trace_id, window, jaeger_res, loki_res, prom_res)
+        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, outline)
+
+    def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
+        if self.offload is None or not isinstance(self.jaeger, JaegerSource):
+            return self.jaeger.fetch(trace_id, window, tenant)
+        return self.jaeger.fetch(trace_id, window, tenant, raw_above=self.offload.threshold)  # big ones: RawTrace
+
+    async def _outline(self, report: SourceReport, raw: RawTrace) -> tuple[tuple[SourceReport, Any], Outline | None]:
+        """A big trace's services and span, from the worker; a trace without spans becomes not_found."""
+        assert self.offload is not None
+        try:
+            async with asyncio.timeout(self.settings.deadline_seconds):
+                outline = await self.offload.outline(raw)
+        except (WorkerFailed, TimeoutError) as exc:
+            return _failed(report, exc, self.settings.deadline_seconds), None
+        if outline is None:
+            return (replace(report, status=SourceStatus.NOT_FOUND, items=0), None), None
+        return (report, SourceResult(raw)), outline
+
+    async def _finish(
+        self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+        loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
+        prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], outline: Outline | None,
+    ) -> Outcome:
+        raw = jaeger_res[1].value if jaeger_res[1] is not None else None
+        if isinstance(raw, RawTrace) and self.offload is not None:
+            reports = {"jaeger": jaeger_res[0], "loki": loki_res[0], "prometheus": prom_res[0]}
+            logs = loki_res[1].value if loki_res[1] is not None else ()
+            exemplars = prom_res[1].value if prom_res[1] is not None else ()
+            try:
+                # Bounded like a backend: a worker that never answers must not hang the request.
+                async with asyncio.timeout(self.settings.deadline_seconds):
+                    light, prerendered = await self.offload.assemble(
+                        self.settings, trace_id.hex, window, raw, outline.token if outline else None, reports, logs, exemplars)
+                return Outcome(light, None, prerendered=prerendered)
+            except (WorkerFailed, TimeoutError) as exc:
+                jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
+        return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
+                              loki_res, prom_res)
 
     async def _run(
         self, name: str, call: Awaitable[SourceResult[T]], source_settings: Any, deadline: float
@@ -251,13 +306,22 @@ class Correlator:
 
     def _cacheable(self, outcome: Outcome) -> bool:
         c = outcome.correlation
-        if c.trace is None or outcome.cached:
+        end_ns = c.trace.end_ns if c.trace is not None else outcome.prerendered.trace_end_ns if outcome.prerendered else None
+        if end_ns is None or outcome.cached:
             return False
         if any(r.status is not SourceStatus.OK or r.truncated for r in c.sources.values()):
             return False
         # A trace that ended moments ago may still be receiving spans and logs.
-        age_s = self._wall() - c.trace.end_ns / 1e9
+        age_s = self._wall() - end_ns / 1e9
         return age_s >= self.settings.cache.settle_seconds
+
+
+def _failed(report: SourceReport, exc: Exception, budget: float) -> tuple[SourceReport, None]:
+    """The worker could not turn a big answer into a trace: the trace is missing, and the report says why."""
+    if isinstance(exc, TimeoutError):
+        error = f"jaeger: the big trace was not analysed within {budget}s"
+        return replace(report, status=SourceStatus.TIMEOUT, items=0, error=error), None
+    return replace(report, status=SourceStatus.BAD_RESPONSE, items=0, error=str(exc)), None
 
 
 def _count(value: object) -> int:

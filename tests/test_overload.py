@@ -103,8 +103,8 @@ async def flood(correlator: Any, count: int, hint: Window | None) -> tuple[list[
 @pytest.mark.parametrize("hinted", [True, False], ids=["hint", "no-hint"])
 async def test_a_flood_never_puts_more_than_the_cap_in_flight_and_the_excess_is_refused_fast(hinted: bool) -> None:
     gauges = {name: Gauge() for name in ("jaeger", "loki", "prometheus")}
-    c = make(capped(limit=4, queued=2), jaeger=SlowJaeger(gauges["jaeger"], 0.2), loki=SlowLoki(gauges["loki"], 0.2),
-             prometheus=SlowPrometheus(gauges["prometheus"], 0.2))
+    c = make(capped(limit=4, queued=2), jaeger=SlowJaeger(gauges["jaeger"], 1.0), loki=SlowLoki(gauges["loki"], 1.0),
+             prometheus=SlowPrometheus(gauges["prometheus"], 1.0))
     hint = Window(seed_trace().start_ns, seed_trace().end_ns) if hinted else None
 
     ok, refused = await flood(c, 60, hint)
@@ -112,8 +112,8 @@ async def test_a_flood_never_puts_more_than_the_cap_in_flight_and_the_excess_is_
     assert gauges["jaeger"].peak <= 4 and gauges["prometheus"].peak <= 4 and gauges["loki"].peak <= 8
     assert gauges["jaeger"].peak == 4  # the cap is used, not just respected
     assert len(ok) >= 4 and len(refused) >= 40
-    # Refused at once, or after the 40 ms queue wait at most: never after a backend's 200 ms.
-    assert max(refused) < 150, sorted(refused)[-5:]
+    # Refused at once, or after the 40 ms queue wait: never after waiting for a backend (1 s here).
+    assert max(refused) < 500, sorted(refused)[-5:]
     assert all(b.in_flight == 0 for b in c.bulkheads.values())
 
 

@@ -1,0 +1,237 @@
+"""Big traces are parsed, joined, analysed and rendered in a worker process, off the event loop.
+
+Why: a 100k-span answer is seconds of pure-Python CPU (parse, tree, join, analysis, render);
+on the event loop every other request of the worker — a health probe, a cache hit, a small
+correlation — would wait for all of it (bench P8). Threads do not help (the GIL: /healthz p50
+went 0.5 → 6 ms beside one busy thread), and sending the model back costs as much as building
+it (unpickling a 100k-span Outcome: ~0.8 s). So the worker process does everything from the
+answer's bytes to the response's bytes, and only small things cross back: the rendered JSON and
+text, the findings, placements and source reports.
+
+Identity: the worker runs the very functions the event loop runs for small traces
+(`parse_otlp_answer`, `Correlator._assemble`, `correlation_body`, `render_text`), so a big trace's
+answer is the one the inline path would give (tests/test_offload.py compares them).
+
+One worker process: on the project's 2 cores the event loop keeps one, big traces queue for the
+other. Without a time hint the orchestrator needs the trace's services and span before asking Loki
+and Prometheus; the worker keeps the trace it parsed for that (`outline`) until `assemble` asks
+for it, and parses again only if it was lost (a restarted worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copyreg
+import logging
+import multiprocessing
+import os
+import types
+from collections import OrderedDict
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import orjson
+
+from correlator.model import (
+    Correlation,
+    Exemplar,
+    Finding,
+    LogLine,
+    Placement,
+    SourceReport,
+    SourceStatus,
+    Trace,
+    Window,
+)
+
+__all__ = ["Offloader", "Outline", "Prerendered", "RawTrace"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Read-only mappings (shared empty metadata, a series' labels) cross to the worker as what they are.
+copyreg.pickle(types.MappingProxyType, lambda m: (types.MappingProxyType, (dict(m),)))
+
+
+@dataclass(frozen=True, slots=True)
+class RawTrace:
+    """A Jaeger v3 answer too big for the event loop, not parsed yet (JaegerSource.fetch's raw_above)."""
+
+    body: bytes | bytearray
+    trace_id: str
+    max_spans: int
+    what: str  # "GET /api/v3/traces/…", for error messages
+
+
+@dataclass(frozen=True, slots=True)
+class Outline:
+    """What the orchestrator needs from a big trace before asking Loki and Prometheus."""
+
+    token: int  # the worker keeps the parsed trace under it, for `assemble`
+    services: tuple[str, ...]
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prerendered:
+    """A big trace's answer, rendered in the worker. `json` says `"cached": false` at `cached_at`."""
+
+    status: int  # 200, or 404 (problem+json in `json`)
+    json: bytes
+    cached_at: int  # offset of the top-level `false` to turn into `true` for a cache hit; -1 if none
+    text: str
+    found: bool
+    trace_end_ns: int | None
+
+    def json_body(self, cached: bool) -> bytes:
+        if not cached or self.cached_at < 0:
+            return self.json
+        return b"".join((self.json[:self.cached_at], b"true", self.json[self.cached_at + 5:]))
+
+
+class WorkerFailed(Exception):
+    """The worker could not make sense of the answer, or died; the message says which."""
+
+
+# ------------------------------------------------------------------------------ in the worker process
+
+_kept: OrderedDict[int, tuple[Trace | None, bool]] = OrderedDict()  # token → (trace, truncated)
+_KEEP = 4
+
+
+def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
+    """The bytes → the trace exactly as JaegerSource.fetch makes it inline (cap and error words included)."""
+    from correlator.errors import SourceProtocolError
+    from correlator.sources._http import HttpAnswer
+    from correlator.sources.jaeger import SOURCE, _parsed, parse_otlp_answer
+
+    try:
+        trace = _parsed(HttpAnswer(200, raw.body, "", {}), raw.what, parse_otlp_answer, raw.body, raw.trace_id)
+    except SourceProtocolError as exc:
+        raise WorkerFailed(str(exc)) from None
+    if trace is None:
+        raise WorkerFailed(str(SourceProtocolError(SOURCE, f"{raw.what}: 200 without a `result` object")))
+    if not trace.spans:
+        return None, False
+    if len(trace.spans) > raw.max_spans:
+        return Trace(trace.trace_id, trace.spans[:raw.max_spans], trace.warnings), True
+    return trace, False
+
+
+def _outline(raw: RawTrace, token: int) -> Outline | None:
+    trace, truncated = _parse(raw)
+    _kept[token] = (trace, truncated)
+    while len(_kept) > _KEEP:
+        _kept.popitem(last=False)
+    if trace is None:
+        return None
+    return Outline(token, tuple(sorted({span.service for span in trace.spans})), trace.start_ns, trace.end_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Assembled:
+    prerendered: Prerendered
+    log_places: tuple[Placement, ...]
+    exemplar_places: tuple[Placement, ...]
+    critical_path: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    sources: dict[str, SourceReport]
+
+
+def _assemble(settings: Any, trace_id_hex: str, window: Window, raw: RawTrace, token: int | None,
+              reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...]) -> _Assembled:
+    from correlator.correlate import Correlator
+    from correlator.ids import parse_trace_id
+    from correlator.render import correlation_body
+    from correlator.report import render_text
+    from correlator.sources import SourceResult
+
+    kept = _kept.pop(token, None) if token is not None else None
+    trace, truncated = kept if kept is not None else _parse(raw)
+    jaeger = reports["jaeger"]
+    if trace is None:
+        jaeger = replace(jaeger, status=SourceStatus.NOT_FOUND, items=0)
+    else:
+        jaeger = replace(jaeger, items=len(trace.spans), truncated=jaeger.truncated or truncated)
+    correlator = Correlator(settings, None, None, None)  # type: ignore[arg-type]  # only its pure assembly is used
+    outcome = correlator._assemble(
+        parse_trace_id(trace_id_hex), window,
+        (jaeger, SourceResult(trace, truncated=truncated) if trace is not None else None),
+        (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)),
+    )
+    body = correlation_body(outcome, settings)
+    status = outcome.http_status
+    if status == 404:  # as api._respond words it
+        problem = {"type": "about:blank", "title": "Trace not found", "status": 404,
+                   "detail": f"no source knows trace {body['trace_id']}", "sources": body["sources"]}
+        json, cached_at = orjson.dumps(problem), -1
+    else:
+        json = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        # The top-level flag sits just before "links" (whose values are URLs: no raw quote in them).
+        cached_at = json.rfind(b',"cached":false,"links":')
+        cached_at = cached_at + len(b',"cached":') if cached_at >= 0 else -1
+    c = outcome.correlation
+    text = render_text(outcome, body)
+    prerendered = Prerendered(status, json, cached_at, text, outcome.found, c.trace.end_ns if c.trace is not None else None)
+    return _Assembled(prerendered, c.log_placements, c.exemplar_placements, c.critical_path, c.findings, dict(c.sources))
+
+
+def _warm() -> int:
+    import correlator.correlate
+    import correlator.render
+    import correlator.report
+    import correlator.sources.jaeger  # noqa: F401  (imports paid once, not by the first big trace)
+
+    return os.getpid()
+
+
+# ------------------------------------------------------------------------------ on the event loop
+
+
+class Offloader:
+    """The worker process, and the size above which a trace goes to it (`server.offload_bytes`)."""
+
+    def __init__(self, threshold_bytes: int) -> None:
+        self.threshold = threshold_bytes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._tokens = 0
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: never fork a process that runs an event loop and client threads.
+            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool:
+            log.error("the offload worker died (out of memory?); starting a new one")
+            self._pool = None
+            raise WorkerFailed("jaeger: the worker parsing this big trace died (see the service's log)") from None
+
+    async def warm(self) -> None:
+        """Start the worker and import what it needs, before the first big trace."""
+        await self._run(_warm)
+
+    async def outline(self, raw: RawTrace) -> Outline | None:
+        self._tokens += 1
+        result: Outline | None = await self._run(_outline, raw, self._tokens)
+        return result
+
+    async def assemble(self, settings: Any, trace_id_hex: str, window: Window, raw: RawTrace, token: int | None,
+                       reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
+                       ) -> tuple[Correlation, Prerendered]:
+        done: _Assembled = await self._run(_assemble, settings, trace_id_hex, window, raw, token, reports, logs, exemplars)
+        # The model stays in the worker; what crosses back is what callers other than the renderers use.
+        light = Correlation(trace_id_hex, window, None, logs, done.log_places, exemplars, done.exemplar_places,
+                            done.critical_path, done.findings, done.sources)
+        return light, done.prerendered
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
