@@ -2,7 +2,8 @@
 
     python bench/flood.py open URL RATE SECONDS          open loop: RATE unique-ID correlations/s, whatever the answers
     python bench/flood.py closed URL CLIENTS SECONDS     closed loop: CLIENTS callers, each waits for its answer
-    python bench/flood.py probe URL PATHS SECONDS        one caller, every 10 ms: each of PATHS (comma-separated) in turn
+    python bench/flood.py probe URL PATHS SECONDS        a caller per path (comma-separated), each asking again 10 ms after its answer
+                                                         (`unique`: a new small correlation; `big`: a new big one)
 
 Each prints one JSON object: statuses, and latencies in ms per status (open/closed) or per path (probe).
 """
@@ -20,6 +21,16 @@ import orjson
 
 def _unique_path() -> str:
     return f"/correlate/{random.getrandbits(128):032x}"
+
+
+def _path(name: str) -> str:
+    """A probe path; `unique`: a new trace ID each time (a small correlation), `big`: a new one the
+    bench backends answer with their big trace (P8)."""
+    if name == "unique":
+        return _unique_path()
+    if name == "big":
+        return f"/correlate/b16b16{random.getrandbits(104):026x}"
+    return name
 
 
 def _summary(samples: dict[str, list[float]], seconds: float) -> dict[str, object]:
@@ -78,16 +89,20 @@ async def closed_loop(base: str, clients: int, seconds: float) -> dict[str, obje
 
 
 async def probe(base: str, paths: list[str], seconds: float) -> dict[str, object]:
+    """One sequential caller per path, all at once: a stall in one path does not space out the others' samples."""
     samples: dict[str, list[float]] = {}
     statuses: dict[str, int] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            for path in paths:
-                status, ms = await _get(session, base + (path if path != "unique" else _unique_path()))
+
+        async def caller(path: str) -> None:
+            while time.perf_counter() < end:
+                status, ms = await _get(session, base + _path(path))
                 samples.setdefault(path, []).append(ms)
                 statuses[status] = statuses.get(status, 0) + 1
-            await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(caller(path) for path in paths))
     return {"statuses": statuses, **_summary(samples, seconds)}
 
 

@@ -6,6 +6,8 @@
     python bench/run.py p3 [--quick]   sustained load from a separate process: correlations/s, p50/p99, errors, RSS
     python bench/run.py p4 [--quick]   repeat correlation of a completed trace (cache hit): p50, backend calls
     python bench/run.py soak [--quick] P3 with faults in 10 % of backend answers: 5xx count, RSS and fds flat
+    python bench/run.py p8 [--quick]   small correlations, /healthz, cache hits: p99 alone vs beside a 100k-span
+                                        correlation, with the worker process and without; peak RSS (P5)
     python bench/run.py flood [--quick] unique IDs at 5× the sustainable rate: backend queries in flight vs the
                                         bulkhead caps, 503 latency, cache-hit and /healthz p99, recovery
     python bench/run.py all --quick    the CI smoke: every figure, tiny sizes, seconds
@@ -403,6 +405,74 @@ def flood(quick: bool) -> None:
     print(f"FLOOD after the flood: 20 sequential new correlations {sorted(set(statuses))} in {recovery_ms:.0f} ms")
 
 
+# ------------------------------------------------------------------------------ P8 (a big trace does not stall the worker)
+
+
+def _tree_hwm_mb(pid: int) -> tuple[float, float]:
+    """(peak RSS of the process itself, summed peak RSS of it and every descendant) in MB."""
+    def hwm(p: int) -> float:
+        status = Path(f"/proc/{p}/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
+
+    def descendants(p: int) -> list[int]:
+        kids: list[int] = []
+        for task in Path(f"/proc/{p}/task").iterdir():
+            kids += map(int, (task / "children").read_text().split())
+        return kids + [d for k in kids for d in descendants(k)]
+
+    own = hwm(pid)
+    return own, own + sum(hwm(k) for k in descendants(pid))
+
+
+def p8(quick: bool) -> None:
+    """p99 of small correlations, /healthz and cache hits alone, then beside one 100k-span correlation
+    in flight all the time (one caller asking for big traces back to back); with the worker process
+    (the default) and without it (server.offload_bytes=0: everything on the event loop). Also P5: the
+    service's peak RSS (its own, and with the worker process) under that load."""
+    import httpx
+
+    spans = 5000 if quick else 100_000
+    seconds = 4 if quick else 20
+    backend_port = free_port()
+    backends = _backends(backend_port, 20, 0.0, big_spans=spans)
+    backend = f"http://127.0.0.1:{backend_port}"
+    probes = "unique,/healthz,/correlate/4bf92f3577b34da6a3ce929d0e0e4736"
+    rows = []
+    try:
+        for label, offload in (("worker process (default)", None), ("all on the event loop", "0")):
+            api_port = free_port()
+            env = {"CORRELATOR_DEADLINE_SECONDS": "60"} | ({"CORRELATOR_SERVER_OFFLOAD_BYTES": offload} if offload else {})
+            server = _serve(api_port, backend, env)
+            api = f"http://127.0.0.1:{api_port}"
+            try:
+                for _ in range(2):
+                    httpx.get(api + "/correlate/4bf92f3577b34da6a3ce929d0e0e4736", timeout=10)
+                alone = _result(_helper("probe", api, probes, seconds))
+                big = _helper("probe", api, "big", seconds + 5)
+                time.sleep(2)  # the first big answer is on its way
+                beside = _result(_helper("probe", api, probes, seconds))
+                big_result = _result(big)
+                own, total = _tree_hwm_mb(server.pid)
+            finally:
+                server.terminate()
+                server.wait(10)
+            rows.append((label, alone, beside, big_result, own, total))
+    finally:
+        backends.terminate()
+        backends.wait(10)
+    names = {"unique": "small correlation", "/healthz": "/healthz", "/correlate/4bf92f3577b34da6a3ce929d0e0e4736": "cache hit"}
+    print(f"P8  p99 ms alone → beside one {spans}-span correlation in flight (ratio; goal ≤ 2)")
+    for label, alone, beside, big_result, own, total in rows:
+        cells = []
+        for key, name in names.items():
+            a, b = alone[key]["p99"], beside[key]["p99"]
+            cells.append(f"{name} {a:.1f} → {b:.1f} (×{b / a:.1f})")
+        big_stats = big_result["big"]
+        print(f"P8  [{label}] " + "; ".join(cells) + f"; big correlations {big_stats['n']} × p50 {big_stats['p50']:.0f} ms "
+              f"{big_result['statuses']}; probe statuses {beside['statuses']}")
+        print(f"P5  [{label}] peak RSS under P8's load: service process {own:.0f} MB, with its worker {total:.0f} MB")
+
+
 # ------------------------------------------------------------------------------ P1 / P1b
 
 
@@ -525,14 +595,14 @@ def main() -> int:
     if sys.argv[1:2] == ["p2-peak"]:  # internal: one P2 size's peak RSS in a fresh process
         p2_peak(*map(int, sys.argv[2:5]))
         return 0
-    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "flood", "all"])
+    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "flood", "p8", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")
     parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp"],
                         help="p3: load bench/floor.py (the four backend calls alone, with this client) instead")
     args = parser.parse_args()
     random.seed(1)
-    for name in (["p2", "p4", "p3", "soak", "flood", "p1"] if args.figure == "all" else [args.figure]):
+    for name in (["p2", "p4", "p3", "soak", "flood", "p8", "p1"] if args.figure == "all" else [args.figure]):
         if name == "p3":
             p3(args.quick, workers=args.workers, floor=args.floor)
         elif name == "soak":

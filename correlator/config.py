@@ -152,6 +152,9 @@ class CacheSettings:
     ttl_seconds: float = 600.0
     # A trace younger than this may still be receiving spans: don't cache it.
     settle_seconds: float = 60.0
+    # Big answers (rendered by the worker process, server.offload_bytes) kept besides: each holds its
+    # JSON and text (~45 MB at 100k spans), so few of them (bench P5).
+    max_big_entries: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +403,7 @@ def _validate(s: Settings) -> None:
     _check(0 <= a.n_plus_one_sequential_share <= 1, "analysis.n_plus_one_sequential_share",
            a.n_plus_one_sequential_share, "must be in [0, 1]")
     _check(s.cache.max_entries >= 0, "cache.max_entries", s.cache.max_entries, "must be ≥ 0 (0 disables the cache)")
+    _check(s.cache.max_big_entries >= 0, "cache.max_big_entries", s.cache.max_big_entries, "must be ≥ 0")
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
     if s.server.auth_token is not None:
         _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")

@@ -113,6 +113,8 @@ class Correlator:
         self.jaeger, self.loki, self.prometheus = jaeger, loki, prometheus
         self._wall = wall_clock
         self._cache: TTLCache[Outcome] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
+        self._big_cache: TTLCache[Outcome] = TTLCache(min(settings.cache.max_entries, settings.cache.max_big_entries),
+                                                      settings.cache.ttl_seconds)
         self._inflight: dict[tuple[str | None, str], asyncio.Future[Outcome]] = {}
         # One bulkhead per backend (this worker's share): see correlator/bulkhead.py.
         self.bulkheads = {
@@ -125,7 +127,7 @@ class Correlator:
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex)
-        cached = self._cache.get(key)
+        cached = self._cache.get(key) or self._big_cache.get(key)
         if cached is not None:
             return replace(cached, cached=True)
         # Identical concurrent requests (a dashboard refresh, a retry storm) share one fetch.
@@ -136,7 +138,7 @@ class Correlator:
             shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
         outcome = await asyncio.shield(shared)
         if self._cacheable(outcome):
-            self._cache.put(key, outcome)
+            (self._cache if outcome.prerendered is None else self._big_cache).put(key, outcome)
         return outcome
 
     # ------------------------------------------------------------------ internals
@@ -202,7 +204,8 @@ class Correlator:
             return _failed(report, exc, self.settings.deadline_seconds), None
         if outline is None:
             return (replace(report, status=SourceStatus.NOT_FOUND, items=0), None), None
-        return (report, SourceResult(raw)), outline
+        # The worker keeps the parsed trace under the outline's token: the body can go now (32 MB at 100k spans).
+        return (report, SourceResult(replace(raw, body=b""))), outline
 
     async def _finish(
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],

@@ -150,6 +150,8 @@ def _assemble(settings: Any, trace_id_hex: str, window: Window, raw: RawTrace, t
     from correlator.sources import SourceResult
 
     kept = _kept.pop(token, None) if token is not None else None
+    if kept is None and token is not None:
+        raise WorkerFailed("jaeger: the worker lost the parsed trace (it was restarted); ask again")
     trace, truncated = kept if kept is not None else _parse(raw)
     jaeger = reports["jaeger"]
     if trace is None:
@@ -202,7 +204,9 @@ class Offloader:
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             # spawn: never fork a process that runs an event loop and client threads.
-            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            # Niced: when the cores are busy the kernel runs the event loop first, the big trace after.
+            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                                initializer=os.nice, initargs=(10,))
         return self._pool
 
     async def _run(self, fn: Any, *args: Any) -> Any:
