@@ -2,8 +2,9 @@
 
     python bench/flood.py open URL RATE SECONDS          open loop: RATE unique-ID correlations/s, whatever the answers
     python bench/flood.py closed URL CLIENTS SECONDS     closed loop: CLIENTS callers, each waits for its answer
-    python bench/flood.py probe URL PATHS SECONDS        a caller per path (comma-separated), each asking again 10 ms after its answer
-                                                         (`unique`: a new small correlation; `big`: a new big one)
+    python bench/flood.py probe URL PATHS SECONDS        a caller per path (comma-separated), each asking again
+                                                         10 ms after its answer (`unique`: a new small
+                                                         correlation; `big`: a new big one)
 
 Each prints one JSON object: statuses, and latencies in ms per status (open/closed) or per path (probe).
 """
