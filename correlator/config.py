@@ -166,7 +166,7 @@ class ServerSettings:
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
     forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to Loki (+ jaeger/prometheus.forward_tenant)
-    admission_wait_seconds: float = 0.04  # longest wait for a backend slot before 503 (see <source>.max_in_flight)
+    admission_wait_seconds: float = 0.02  # longest wait for a backend slot before 503 (see <source>.max_in_flight)
     retry_after_seconds: int = 1  # the Retry-After sent with an overload 503
     # Jaeger answers this big or bigger are parsed, analysed and rendered in a worker process, off
     # the event loop (0: never). ~256 KiB ≈ 800 spans ≈ 15 ms of loop time inline (bench P8).
