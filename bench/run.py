@@ -2,7 +2,8 @@
 
     python bench/run.py p1 [--quick]   correlate p50 ÷ slowest single backend call (real Prometheus + real Jaeger
                                         + recorded Loki with latency), with and without a hint; P1b naive ÷ ours
-    python bench/run.py p2 [--quick]   join + analysis time ÷ JSON parse time at 1k/10k/100k spans; peak RSS (P5)
+    python bench/run.py p2 [--quick]   whole pipeline (model parse + join + analysis + JSON render) ÷ orjson parse
+                                        of the same bytes, at 1k/10k/100k spans, each stage's ms; peak RSS (P5)
     python bench/run.py p3 [--quick]   sustained load from a separate process: correlations/s, p50/p99, errors, RSS
     python bench/run.py p4 [--quick]   repeat correlation of a completed trace (cache hit): p50, backend calls
     python bench/run.py soak [--quick] P3 with faults in 10 % of backend answers: 5xx count, RSS and fds flat
@@ -62,17 +63,20 @@ def free_port() -> int:
 def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
     """One size, in its own process (peak RSS is per process): prints one table row."""
     from bench.fake_backends import exemplars, loki_streams, otlp_trace
-    from correlator.analysis import analyse
     from correlator.gcpause import gc_paused
-    from correlator.join import join
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.render import correlation_body
+    from correlator.sources import SourceResult
     from correlator.sources.jaeger import parse_otlp_answer
     from correlator.sources.loki import parse_streams_body
     from correlator.sources.prometheus import parse_exemplars
-    from correlator.spantree import build_tree
 
     settings = load_settings(environ={})
+    correlator = Correlator(settings, None, None, None)  # type: ignore[arg-type]  # its pure assembly only
+    tid = parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736")
+    ok = SourceReport(SourceStatus.OK, 1.0)
     bodies = [otlp_trace(spans), loki_streams(lines), exemplars(exes)]
-    parse_ms, model_ms, work_ms, control_ms = [], [], [], []
+    parse_ms, model_ms, work_ms, render_ms, control_ms = [], [], [], [], []
     for _ in range(repeats):
         # The yardstick: orjson (C) parsing the same bodies into dicts, the collector paused.
         t = time.perf_counter()
@@ -82,7 +86,7 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
         del raw
         # What the service does with the bytes (the sources' parse functions), JSON decoding included.
         t = time.perf_counter()
-        trace = parse_otlp_answer(bodies[0], "4bf92f3577b34da6a3ce929d0e0e4736")
+        trace = parse_otlp_answer(bodies[0], tid.hex)
         logs, _ = parse_streams_body(bodies[1], settings.loki)
         with gc_paused():
             raw_exemplars = orjson.loads(bodies[2])
@@ -90,12 +94,15 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
         model_ms.append((time.perf_counter() - t) * 1000)
         del raw_exemplars  # the service drops the parsed JSON once the model is built
         assert trace is not None
+        # Join + analysis exactly as the service assembles a correlation (tree, join, error logs, detectors).
         t = time.perf_counter()
-        with gc_paused():  # as Correlator._assemble
-            tree = build_tree(trace)
-            join(tree, logs, found, settings.join.clock_skew_ms)
-            analyse(tree, settings.analysis)
+        outcome = correlator._assemble(tid, Window(trace.start_ns, trace.end_ns), (ok, SourceResult(trace)),
+                                       (ok, SourceResult(tuple(logs))), (ok, SourceResult(tuple(found))))
         work_ms.append((time.perf_counter() - t) * 1000)
+        # The response body, as api._respond renders it.
+        t = time.perf_counter()
+        orjson.dumps(correlation_body(outcome, settings), option=orjson.OPT_NON_STR_KEYS)
+        render_ms.append((time.perf_counter() - t) * 1000)
         # Control: the barest linear pass over the same spans (index by ID, look each parent up).
         # Its per-span cost grows with the input too (caches), which sets what "linear" can mean.
         t = time.perf_counter()
@@ -103,10 +110,11 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
             by_id = {span.span_id: span for span in trace.spans}
             sum(1 for span in trace.spans if span.parent_span_id in by_id)
         control_ms.append((time.perf_counter() - t) * 1000)
-        del trace, logs, found, tree, by_id
-    pm, mm, wm, cm = (statistics.median(v) for v in (parse_ms, model_ms, work_ms, control_ms))
-    print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:13.1f} | {mm:14.1f} | {wm:16.1f} | {wm / pm:20.2f} | "
-          f"PEAK | {cm:.2f}")
+        del trace, logs, found, outcome, by_id
+    pm, mm, wm, rm, cm = (statistics.median(v) for v in (parse_ms, model_ms, work_ms, render_ms, control_ms))
+    whole = mm + wm + rm
+    print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:8.1f} | {mm:8.1f} | {wm:8.1f} | {rm:8.1f} | {whole:8.1f} | "
+          f"{whole / pm:6.2f} | PEAK | {cm:.2f}")
 
 
 def p2_peak(spans: int, lines: int, exes: int) -> None:
@@ -145,8 +153,8 @@ def p2_peak(spans: int, lines: int, exes: int) -> None:
 
 def p2(quick: bool) -> None:
     sizes = [(200, 1000, 40), (1000, 5000, 200)] if quick else [(1000, 5000, 200), (10_000, 50_000, 2000),
-                                                                  (100_000, 500_000, 20_000), (100_000, 2000, 20_000)]
-    print("P2  spans   logs   exemplars | json parse ms | model parse ms | join+analysis ms | (join+analysis)/json | peak RSS MB "
+                                                                  (100_000, 2000, 20_000)]
+    print("P2  spans   logs   exemplars | json ms  | model ms | join+an. | render   | whole ms | ÷json  | peak RSS MB "
           "| control ms")
     previous = None
     for spans, lines, exes in sizes:
@@ -157,14 +165,14 @@ def p2(quick: bool) -> None:
                               check=True, capture_output=True, text=True).stdout.strip()
         out = out.replace("PEAK", f"{peak:>11}")
         print(out.rstrip())
-        work, control = float(out.split("|")[3]), float(out.split("|")[6])
+        whole, control = float(out.split("|")[5]), float(out.split("|")[8])
         if previous and lines == spans * 5:
-            print(f"    scaling ×{spans / previous[0]:.0f} input → ×{work / previous[1]:.1f} join+analysis time "
+            print(f"    scaling ×{spans / previous[0]:.0f} input → ×{whole / previous[1]:.1f} whole-pipeline time "
                   f"(control: ×{control / previous[2]:.1f})")
         if lines == spans * 5:
-            previous = (spans, work, control)
+            previous = (spans, whole, control)
     if not quick:
-        print("    (the last row is the service's own cap: loki.max_lines = 1000 per lookup, two lookups)")
+        print("    (the last row is the service's own caps: jaeger.max_spans, loki.max_lines = 1000 per lookup × 2)")
 
 
 # ------------------------------------------------------------------------------ P4
@@ -302,15 +310,26 @@ def p3(quick: bool, fault_rate: float = 0.0, workers: int = 1, floor: str | None
                 fds += len(os.listdir(f"/proc/{pid}/fd"))
             return rss, fds
 
+        def cpu_seconds() -> float:  # user + system time of the server's processes (noise-proof, unlike rates)
+            ticks = os.sysconf("SC_CLK_TCK")
+            return sum(sum(map(int, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])) / ticks
+                       for pid in pids())
+
+        cpu_before = cpu_seconds()
         load = _load(f"http://127.0.0.1:{api_port}", clients, duration)
         time.sleep(duration * 0.25)
         early = sample()
         out, _ = load.communicate(timeout=duration + 60)
         late = sample()
+        cpu_used = cpu_seconds() - cpu_before
         hwm = sum(next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                        if line.startswith("VmHWM")) for pid in pids()) / 1024
         label = f"SOAK (faults in {fault_rate:.0%} of backend answers)" if fault_rate else f"P3 floor {floor}" if floor else "P3"
         print(_summarise_wrk(out, clients, duration).replace("P3 ", label + " ", 1) + f", {workers} worker(s)")
+        served = re.search(r"(\d+) requests in", out)
+        if served:
+            print(f"    server CPU per request: {cpu_used * 1000 / int(served.group(1)):.3f} ms "
+                  f"({cpu_used:.1f} s for {served.group(1)} requests)")
         try:  # the backends count the queries in flight (the bulkhead caps are sized from this)
             peaks = {name: g["peak"] for name, g in httpx.get(f"{base}/stats", timeout=2).json().items()}
             print(f"    backend queries in flight, peak: {peaks}")

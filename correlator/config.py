@@ -82,7 +82,8 @@ class _SourceCommon:
     max_connections: int = 100
     # Bulkhead: backend queries this worker has in flight at most (a Loki lookup is two); beyond
     # it correlations wait in a queue of `max_queued` for at most server.admission_wait_seconds,
-    # then get 503 + Retry-After. Sized from bench P3 (one worker at full speed peaks near 60).
+    # then get 503 + Retry-After. Sized from bench P3: its 100 concurrent correlations on one
+    # worker (100 Jaeger, 200 Loki, 100 Prometheus queries at most) fit without queueing.
     max_in_flight: int = 128
     max_queued: int = 64
     max_response_bytes: int = 64 * 1024 * 1024
@@ -108,6 +109,7 @@ class LokiSettings(_SourceCommon):
     max_lines: int = 1000
     margin_seconds: float = 60.0  # logs are written a little before/after their span
     service_label: str = "service_name"
+    max_in_flight: int = 256  # two queries per correlation (line filter + structured metadata)
     # "services": {service_label=~"svc1|svc2"} from the trace; "static": `static_selector`
     selector_strategy: str = "services"
     static_selector: str = '{service_name=~".+"}'
