@@ -397,8 +397,11 @@ def flood(quick: bool) -> None:
         for _ in range(2):
             warm = httpx.get(api + cached, timeout=10).json()
         assert warm["cached"], "the cache-hit probe's trace must be cached"
+        # What the caps let through: each correlation holds a Jaeger slot for one backend latency, then
+        # two Loki and one Prometheus slot for another (no hint) → min(cap ÷ (weight × latency)).
+        rate = min(caps["jaeger"], caps["loki"] / 2, caps["prometheus"]) / (latency_ms / 1000)
         sustainable = _result(_helper("closed", api, 2 * caps["jaeger"], 2 if quick else 5))
-        rate = sustainable["200"]["n"] / sustainable["seconds"]  # type: ignore[index]
+        measured = sustainable["200"]["n"] / sustainable["seconds"]  # type: ignore[index]
         before = _result(_helper("probe", api, f"{cached},/healthz", 2 if quick else 5))
         httpx.get(f"{backend}/stats?reset=1")
         generator = _go_build("flood")  # Go: a Python generator at this rate costs more CPU than the server
@@ -421,7 +424,8 @@ def flood(quick: bool) -> None:
         return f"{result[key]['p99']:.1f}" if key in result else "n/a"
 
     counts = {k: v["n"] for k, v in flood_result.items() if isinstance(v, dict)}
-    print(f"FLOOD caps {caps} (per worker), backends {latency_ms} ms: sustainable {rate:.0f}/s; "
+    print(f"FLOOD caps {caps} (per worker), backends {latency_ms} ms: sustainable {rate:.0f}/s "
+          f"(closed loop of {2 * caps['jaeger']} callers here: {measured:.0f}/s); "
           f"flood at {5 * rate:.0f}/s for {seconds}s: statuses {counts}")
     print("FLOOD backend queries in flight, peak: " + ", ".join(f"{n} {peaks[n]['peak']} (cap {caps[n]})" for n in caps)
           + ("  ✓" if all(peaks[n]["peak"] <= caps[n] for n in caps) else "  ✗ OVER THE CAP"))
