@@ -23,11 +23,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from correlator.analysis import analyse  # noqa: E402
-from correlator.config import AnalysisSettings  # noqa: E402
-from correlator.model import Span, Trace  # noqa: E402
-from correlator.spantree import build_tree  # noqa: E402
-from correlator.text_tree import render_tree  # noqa: E402
+from correlator.analysis import analyse
+from correlator.config import AnalysisSettings
+from correlator.model import Span, Trace
+from correlator.spantree import build_tree
+from correlator.text_tree import render_tree
 
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000

@@ -31,7 +31,7 @@ async def main(base: str, clients: int, duration: float) -> None:
                         statuses[response.status] = statuses.get(response.status, 0) + 1
                         if response.status >= 500:
                             errors += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     errors += 1
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)

@@ -24,7 +24,6 @@ import hashlib
 import os
 import random
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -179,7 +178,7 @@ def p2(quick: bool) -> None:
 
 
 def p4(quick: bool) -> None:
-    from tests.test_correlate import FakeJaeger, FakeLoki, FakePrometheus, LINES, TID, EXEMPLAR, NOW
+    from tests.test_correlate import EXEMPLAR, LINES, NOW, TID, FakeJaeger, FakeLoki, FakePrometheus
     from tests.test_join import seed_trace
 
     async def main() -> None:
@@ -508,8 +507,10 @@ def p8(quick: bool) -> None:
 
 
 def p1(quick: bool) -> None:
+    import aiohttp
     import httpx
     import requests
+    from aiohttp import web
 
     from correlator.sources._http import make_client
     from correlator.sources.jaeger import JaegerSource
@@ -519,16 +520,13 @@ def p1(quick: bool) -> None:
     from tests.integration.otlp import send_seed_trace
     from tests.integration.servers import jaeger_server, prometheus_server
 
-    import aiohttp
-    from aiohttp import web
-
     sc = scenario()
     runs = 10 if quick else 60
     loki_latency = 0.05
     with jaeger_server() as jaeger, prometheus_server() as prom:
         exemplar = httpx.get(f"{prom.url}/api/v1/query_exemplars", params={"query": "http_server_duration_seconds_bucket"}).json()
         stamp = next(ex["timestamp"] for s in exemplar["data"] for ex in s["exemplars"] if ex["labels"]["trace_id"] == sc["trace_id"])
-        t0 = int(round(stamp * 1000)) * 1_000_000 - 145_000_000
+        t0 = round(stamp * 1000) * 1_000_000 - 145_000_000
         send_seed_trace(jaeger.otlp_url, sc["trace_id"], sc["span_ids"], t0)
         time.sleep(1)
 

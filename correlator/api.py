@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -44,9 +44,13 @@ from correlator.timeparams import parse_window
 __all__ = ["Backends", "create_app"]
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("correlator.access")
 
 _OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 _MAX_LOG_LINE_BYTES = 64 * 1024
+_MAX_TARGET_BYTES = 16 * 1024  # longer request targets get 414; the parser accepts up to _PARSER_LINE_BYTES to say so
+_PARSER_LINE_BYTES = 1024 * 1024
+_ROUTES = "/correlate/{trace_id}, POST /correlate/from-log, /exemplars, /healthz, /readyz, /metrics, /openapi.json"
 
 
 @dataclass(slots=True)
@@ -79,16 +83,28 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     route = route.replace("{trace_id:[^/]*}", "{trace_id}")
+    response: web.StreamResponse
     with tracer.start_as_current_span(f"{request.method} {route}", kind=SpanKind.SERVER,
                                       context=propagate.extract(request.headers)) as span:
         try:
-            response = await _authorise(request, handler)
+            if len(request.raw_path) > _MAX_TARGET_BYTES:
+                # Never echo the target back: it is arbitrary bytes from the client.
+                response = problem(414, "URI too long", f"the request target is longer than {_MAX_TARGET_BYTES} bytes; "
+                                   "a trace ID is at most 32 hex digits")
+            else:
+                response = await _authorise(request, handler)
         except InvalidInput as exc:
             response = problem(400, "Invalid input", exc.message, param=exc.param)
         except Overloaded as exc:  # a backend's bulkhead is full: refuse now rather than queue without end
             response = problem(503, "Overloaded", f"too many correlations in flight ({exc}); retry later",
                                source=exc.source)
             response.headers["Retry-After"] = str(exc.retry_after)
+        except web.HTTPMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            response = problem(405, "Method not allowed", f"{request.path[:200]} answers {allowed}, not {exc.method}")
+            response.headers["Allow"] = allowed
+        except web.HTTPNotFound:
+            response = problem(404, "No such route", f"nothing is served at this path; the routes are {_ROUTES}")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -100,7 +116,13 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
             response = problem(500, "Internal error", "the correlator failed; the error is in its own logs")
         span.set_attribute("http.route", route)
         span.set_attribute("http.response.status_code", response.status)
-        request.app[METRICS].observe_request(route, response.status, time.perf_counter() - started, current_exemplar())
+        seconds = time.perf_counter() - started
+        request.app[METRICS].observe_request(route, response.status, seconds, current_exemplar())
+        if request.app[SETTINGS].server.access_log:
+            # One JSON line per request (telemetry's formatter adds our own trace_id/span_id when traced).
+            access_log.info("%s %s %d", request.method, route, response.status,
+                            extra={"method": request.method, "route": route, "status": response.status,
+                                   "ms": round(seconds * 1000, 3)})
     return response
 
 
@@ -194,7 +216,8 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
                        f"(fields: {', '.join(settings.loki.trace_id_fields)}; "
                        f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
     hint = parse_window(request.query.get("start"), request.query.get("end"))
-    outcome = await request.app[BACKENDS].correlator.correlate(parse_trace_id(context.trace_id), hint, _tenant(request))
+    trace_id = replace(parse_trace_id(context.trace_id), lower64_only=context.lower64_only)
+    outcome = await request.app[BACKENDS].correlator.correlate_lower64(trace_id, hint, _tenant(request))
     return _respond(request, outcome)
 
 
@@ -267,8 +290,9 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
     """The aiohttp application; `transports` lets tests put httpx mock transports under the clients."""
     transports = transports or {}
     app = web.Application(middlewares=[_errors_and_metrics], client_max_size=_MAX_LOG_LINE_BYTES * 2,
-                          # A 10 kB garbage ID must reach our handler (400 problem+json), not aiohttp's line limit.
-                          handler_args={"max_field_size": 16384, "max_line_size": 32768})
+                          # A 10 kB garbage ID must reach our handler (400 problem+json), not aiohttp's line limit;
+                          # longer targets (up to _PARSER_LINE_BYTES) reach the middleware for a 414 that does not echo them.
+                          handler_args={"max_field_size": 16384, "max_line_size": _PARSER_LINE_BYTES})
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
 

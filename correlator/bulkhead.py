@@ -103,7 +103,7 @@ async def admitted(bulkheads: Mapping[str, Bulkhead], weights: Mapping[str, int]
     try:
         for name in sorted(weights):  # one order everywhere: no two correlations wait on each other
             bulkhead = bulkheads.get(name)
-            if bulkhead is None:
+            if bulkhead is None or weights[name] <= 0:
                 continue
             await bulkhead.acquire(weights[name])
             taken.append((bulkhead, weights[name]))

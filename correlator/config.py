@@ -117,13 +117,16 @@ class LokiSettings(_SourceCommon):
     span_id_fields: tuple[str, ...] = ("span_id", "spanID", "spanId", "span")
     trace_id_jsonpaths: tuple[str, ...] = ("$.otel.trace_id", "$.trace.id")
     span_id_jsonpaths: tuple[str, ...] = ("$.otel.span_id", "$.span.id")
-    level_fields: tuple[str, ...] = ("level", "severity_text", "detected_level", "severity")
+    # `log.level`: ECS; `levelname`: Python's logging records as JSON formatters write them.
+    level_fields: tuple[str, ...] = ("level", "severity_text", "detected_level", "severity", "log.level", "levelname")
 
 
 @dataclass(frozen=True, slots=True)
 class PrometheusSettings(_SourceCommon):
     url: str = "http://localhost:9090"
     exemplar_selector: str = '{__name__=~".+"}'
+    # "recent slow requests" (`correlator slow`, the home page): exemplars of every histogram bucket series
+    slow_requests_selector: str = '{__name__=~".+_bucket"}'
     trace_id_labels: tuple[str, ...] = ("trace_id", "traceID", "trace.id")
     span_id_labels: tuple[str, ...] = ("span_id", "spanID", "span.id")
     max_exemplars: int = 2000
@@ -134,6 +137,14 @@ class PrometheusSettings(_SourceCommon):
 @dataclass(frozen=True, slots=True)
 class JoinSettings:
     clock_skew_ms: float = 50.0
+    # Lines of the trace's services, in its window, that carry no trace ID: attached by service and
+    # time with a confidence (`match: inferred`). One more Loki query per correlation, capped.
+    untraced: bool = True
+    untraced_max_lines: int = 500
+    # Ask Jaeger which other traces of each service overlap (a search per service, at most
+    # `untraced_overlap_max_services`): needed for `high`; without it attachments are at most `medium`.
+    untraced_overlap_check: bool = True
+    untraced_overlap_max_services: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +184,7 @@ class ServerSettings:
     # Jaeger answers this big or bigger are parsed, analysed and rendered in a worker process, off
     # the event loop (0: never). ~256 KiB ≈ 800 spans ≈ 15 ms of loop time inline (bench P8).
     offload_bytes: int = 256 * 1024
+    access_log: bool = True  # one JSON line per request (method, route template, status, ms, own trace ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +313,7 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     shown = f"{env.text} (from {env.var})" if env else value
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if env is not None and env.text == "" or value is None:
+        if (env is not None and env.text == "") or value is None:
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)]
@@ -385,20 +397,25 @@ def _validate(s: Settings) -> None:
     _check(s.loki.static_selector.startswith("{") and s.loki.static_selector.endswith("}"),
            "loki.static_selector", s.loki.static_selector, "must be a LogQL stream selector {…}")
     _check(bool(s.loki.trace_id_fields), "loki.trace_id_fields", s.loki.trace_id_fields, "must not be empty")
-    for i, expr in enumerate(s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths):
+    for expr in s.loki.trace_id_jsonpaths + s.loki.span_id_jsonpaths:
         try:
-            import jsonpath_ng
+            from jsonpath_ng.parser import parse as jsonpath_parse
 
-            jsonpath_ng.parse(expr)
+            jsonpath_parse(expr)
         except Exception as exc:  # jsonpath-ng raises several unrelated types
             raise ConfigError("loki.trace_id_jsonpaths/span_id_jsonpaths", expr, f"is not a JSONPath: {exc}") from None
     _check(1 <= s.prometheus.max_exemplars <= 1_000_000, "prometheus.max_exemplars", s.prometheus.max_exemplars,
            "must be in [1, 1000000]")
+    _check(bool(s.prometheus.slow_requests_selector.strip()), "prometheus.slow_requests_selector",
+           s.prometheus.slow_requests_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.exemplar_selector.strip()), "prometheus.exemplar_selector",
            s.prometheus.exemplar_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.trace_id_labels), "prometheus.trace_id_labels", s.prometheus.trace_id_labels,
            "must not be empty")
     _check(s.join.clock_skew_ms >= 0, "join.clock_skew_ms", s.join.clock_skew_ms, "must be ≥ 0")
+    _check(1 <= s.join.untraced_max_lines <= 5000, "join.untraced_max_lines", s.join.untraced_max_lines, "must be in [1, 5000]")
+    _check(0 <= s.join.untraced_overlap_max_services <= 50, "join.untraced_overlap_max_services",
+           s.join.untraced_overlap_max_services, "must be in [0, 50]")
     a = s.analysis
     _check(0 < a.bottleneck_share <= 1, "analysis.bottleneck_share", a.bottleneck_share, "must be in (0, 1]")
     _check(a.n_plus_one_min_count >= 2, "analysis.n_plus_one_min_count", a.n_plus_one_min_count, "must be ≥ 2")

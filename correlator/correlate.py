@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar, cast
 
 from correlator.analysis import analyse
-from correlator.bulkhead import Bulkhead, admitted
+from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
-from correlator.errors import SourceError
+from correlator.errors import InvalidTraceId, SourceError
 from correlator.gcpause import without_gc
-from correlator.ids import TraceId
+from correlator.ids import TraceId, parse_trace_id
 from correlator.join import join
-from correlator.offload import Offloader, Outline, Prerendered, RawTrace, WorkerFailed
+from correlator.logfields import extract_trace_context
 from correlator.model import (
     Correlation,
     Exemplar,
@@ -34,15 +34,19 @@ from correlator.model import (
     SourceReport,
     SourceStatus,
     Trace,
+    UntracedReport,
     Window,
 )
+from correlator.offload import Offloader, Outline, Prerendered, RawTrace, WorkerFailed
+from correlator.skew import estimate_clocks, skew_findings
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
 from correlator.sources.jaeger import JaegerSource
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
+from correlator.untraced import attach_untraced, untraced_window
 
-__all__ = ["Correlator", "Outcome", "SOURCES"]
+__all__ = ["SOURCES", "Correlator", "Outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,16 @@ T = TypeVar("T")
 _ALL_AT_ONCE = {"jaeger": 1, "loki": 2, "prometheus": 1}
 _TRACE_FIRST = {"jaeger": 1}
 _THEN_THE_REST = {"loki": 2, "prometheus": 1}
+_OTHER_TRACES_DEPTH = 50  # per service: more traces than this around one request → "unknown", not "none"
+
+
+@dataclass(frozen=True, slots=True)
+class _Untraced:
+    lines: tuple[LogLine, ...]
+    other_traces: dict[str, list[tuple[int, int]] | None]
+    report: UntracedReport
+LOWER64_NOTE = ("only the lower 64 bits of the trace ID are known (a Datadog decimal ID): Jaeger finds the trace "
+                "only if it is a 64-bit trace, and log lines were matched on those 64 bits")
 
 
 class TraceSource(Protocol):
@@ -126,7 +140,7 @@ class Correlator:
         self.offload = offload  # big traces to a worker process (None: everything on the event loop)
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
-        key = (tenant, trace_id.hex)
+        key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
         cached = self._cache.get(key) or self._big_cache.get(key)
         if cached is not None:
             return replace(cached, cached=True)
@@ -141,6 +155,25 @@ class Correlator:
             (self._cache if outcome.prerendered is None else self._big_cache).put(key, outcome)
         return outcome
 
+    async def correlate_lower64(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
+        """An ID known only by its lower 64 bits (Datadog): correlate on them; when Jaeger has no 64-bit trace
+        by them but the lines found carry exactly one whole ID ending in them, correlate that one, and say so."""
+        first = await self.correlate(trace_id, hint, tenant)
+        if not trace_id.lower64_only or first.correlation.trace is not None:
+            return first
+        whole: dict[str, int] = {}
+        for line in first.correlation.logs:
+            for candidate in _whole_ids(line, self.settings):
+                if candidate[16:] == trace_id.hex[16:] and not candidate.startswith("0" * 16):
+                    whole[candidate] = whole.get(candidate, 0) + 1
+        if len(whole) != 1:
+            return first
+        ((full, count),) = whole.items()
+        second = await self.correlate(parse_trace_id(full), hint, tenant)
+        note = (f"only the lower 64 bits of the trace ID were given (a Datadog decimal ID); the whole ID {full} was "
+                f"read from {count} log line(s) that carry it and end in those bits")
+        return replace(second, correlation=replace(second.correlation, notes=(*second.correlation.notes, note)))
+
     # ------------------------------------------------------------------ internals
 
     async def _correlate(self, trace_id: TraceId, hint: Window | None, tenant: str | None) -> Outcome:
@@ -154,28 +187,32 @@ class Correlator:
             jaeger_window = hint.widened(_JAEGER_HINT_MARGIN_NS)
             # Services are unknown until the trace arrives: search the static selector instead
             # of waiting for Jaeger, so the cost is max() of the three, not a sum.
+            async def jaeger_then_untraced() -> tuple[tuple[SourceReport, SourceResult[Any] | None], Outline | None, _Untraced]:
+                # Untraced lines need the trace's services and window: they follow Jaeger, beside Loki.
+                found = await self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline)
+                found, outline = await self._outline(found)
+                untraced = await self._untraced(trace_id, self._scope(found, outline), tenant, jaeger_tenant, deadline)
+                return found, outline, untraced
+
             async with admitted(self.bulkheads, _ALL_AT_ONCE):
-                jaeger_res, loki_res, prom_res = await asyncio.gather(
-                    self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline),
+                (jaeger_res, outline, untraced), loki_res, prom_res = await asyncio.gather(
+                    jaeger_then_untraced(),
                     self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
                     self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
                 )
-            window, outline = hint, None
+            window = hint
         else:
             now_ns = int(self._wall() * 1e9)
             lookback = Window(now_ns - int(s.jaeger.lookback_seconds * 1e9), now_ns + 60_000_000_000)
             async with admitted(self.bulkheads, _TRACE_FIRST):
                 jaeger_res = await self._run("jaeger", self._fetch_trace(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
+            jaeger_res, outline = await self._outline(jaeger_res)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
-            outline = None
             services: Sequence[str] | None
-            if isinstance(trace, RawTrace):
-                jaeger_res, outline = await self._outline(jaeger_res[0], trace)
-                trace = None
             if outline is not None:
                 window = Window(outline.start_ns, outline.end_ns)
                 services = list(outline.services)
-            elif trace is not None and trace.spans:
+            elif isinstance(trace, Trace) and trace.spans:
                 window = Window(trace.start_ns, trace.end_ns)
                 services = sorted({span.service for span in trace.spans})
             else:
@@ -183,23 +220,29 @@ class Correlator:
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
             async with admitted(self.bulkheads, _THEN_THE_REST):
-                loki_res, prom_res = await asyncio.gather(
+                loki_res, prom_res, untraced = await asyncio.gather(
                     self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
                     self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
+                    self._untraced(trace_id, self._scope(jaeger_res, outline), tenant, jaeger_tenant, deadline),
                 )
-        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, outline)
+        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline)
 
     def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
         if self.offload is None or not isinstance(self.jaeger, JaegerSource):
             return self.jaeger.fetch(trace_id, window, tenant)
         return self.jaeger.fetch(trace_id, window, tenant, raw_above=self.offload.threshold)  # big ones: RawTrace
 
-    async def _outline(self, report: SourceReport, raw: RawTrace) -> tuple[tuple[SourceReport, Any], Outline | None]:
-        """A big trace's services and span, from the worker; a trace without spans becomes not_found."""
-        assert self.offload is not None
+    async def _outline(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+                       ) -> tuple[tuple[SourceReport, SourceResult[Any] | None], Outline | None]:
+        """A big trace's services and span, from the worker (which keeps the parsed trace for the
+        assembly); a trace without spans becomes not_found. Anything else passes through."""
+        report, result = jaeger_res
+        raw = result.value if result is not None else None
+        if not isinstance(raw, RawTrace) or self.offload is None:
+            return jaeger_res, None
         try:
             async with asyncio.timeout(self.settings.deadline_seconds):
-                outline = await self.offload.outline(raw)
+                outline = await self.offload.outline(raw, self.settings)
         except (WorkerFailed, TimeoutError) as exc:
             return _failed(report, exc, self.settings.deadline_seconds), None
         if outline is None:
@@ -207,10 +250,21 @@ class Correlator:
         # The worker keeps the parsed trace under the outline's token: the body can go now (32 MB at 100k spans).
         return (report, SourceResult(replace(raw, body=b""))), outline
 
+    def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+               outline: Outline | None) -> tuple[list[str], Window] | None:
+        """Where the trace's untraced lines are looked for: its services, and its window widened (untraced.py)."""
+        if outline is not None:
+            return list(outline.services), outline.untraced_window
+        trace = jaeger_res[1].value if jaeger_res[1] is not None else None
+        if not isinstance(trace, Trace) or not trace.spans:
+            return None
+        return untraced_scope(trace, self.settings.join.clock_skew_ms)
+
     async def _finish(
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
         loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
-        prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], outline: Outline | None,
+        prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], untraced: _Untraced,
+        outline: Outline | None,
     ) -> Outcome:
         raw = jaeger_res[1].value if jaeger_res[1] is not None else None
         if isinstance(raw, RawTrace) and self.offload is not None:
@@ -221,12 +275,52 @@ class Correlator:
                 # Bounded like a backend: a worker that never answers must not hang the request.
                 async with asyncio.timeout(self.settings.deadline_seconds):
                     light, prerendered = await self.offload.assemble(
-                        self.settings, trace_id.hex, window, raw, outline.token if outline else None, reports, logs, exemplars)
+                        self.settings, trace_id, window, raw, outline.token if outline else None, reports, logs, exemplars,
+                        untraced)
                 return Outcome(light, None, prerendered=prerendered)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
         return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
-                              loki_res, prom_res)
+                              loki_res, prom_res, untraced)
+
+    async def _untraced(self, trace_id: TraceId, scope: tuple[list[str], Window] | None,
+                        tenant: str | None, jaeger_tenant: str | None, deadline: float) -> _Untraced:
+        """Lines of the trace's services in its window with no trace ID, and other traces of those services.
+
+        Never raises: a failure is a status in `summary.untraced`, the correlation goes on without them.
+        """
+        s = self.settings.join
+        fetch = getattr(self.loki, "fetch_untraced", None)
+        if not s.untraced or fetch is None or scope is None:
+            return _Untraced((), {}, UntracedReport("off"))
+        services, window = scope
+        search = getattr(self.jaeger, "other_traces", None)
+        check = (s.untraced_overlap_check and search is not None and 0 < len(services) <= s.untraced_overlap_max_services)
+        budget = deadline - time.monotonic()
+        if budget <= 0:
+            return _Untraced((), {}, UntracedReport("timeout", error="no time left in the deadline"))
+        self.backend_calls += 1 + (len(services) if check else 0)
+        try:
+            # Its queries count against the bulkheads too; a full one only costs these lines.
+            async with asyncio.timeout(budget), admitted(self.bulkheads, {"loki": 1, "jaeger": len(services) if check else 0}):
+                lines_call = fetch(window, services, s.untraced_max_lines, tenant)
+                if check:
+                    assert search is not None
+                    searches = (search(name, window, trace_id.hex, _OTHER_TRACES_DEPTH, jaeger_tenant) for name in services)
+                    found, *others = await asyncio.gather(lines_call, *searches)
+                else:
+                    found, others = await lines_call, []
+        except Overloaded as exc:
+            return _Untraced((), {}, UntracedReport("error", error=str(exc)))
+        except TimeoutError:
+            return _Untraced((), {}, UntracedReport("timeout", error=f"no answer within {budget:.2f}s"))
+        except SourceError as exc:
+            return _Untraced((), {}, UntracedReport("error", error=str(exc)))
+        by_service = dict(zip(services, others, strict=True)) if check else {}
+        overlap = "off" if not s.untraced_overlap_check else "jaeger" if check and all(
+            v is not None for v in by_service.values()) else "unavailable"
+        report = UntracedReport("ok", len(found.value), found.truncated, overlap)
+        return _Untraced(found.value, by_service, report)
 
     async def _run(
         self, name: str, call: Awaitable[SourceResult[T]], source_settings: Any, deadline: float
@@ -280,6 +374,7 @@ class Correlator:
         jaeger_res: tuple[SourceReport, SourceResult[Trace | None] | None],
         loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
         prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None],
+        untraced: _Untraced | None = None,
     ) -> Outcome:
         trace = jaeger_res[1].value if jaeger_res[1] is not None else None
         if trace is not None and not trace.spans:
@@ -287,23 +382,31 @@ class Correlator:
         logs = loki_res[1].value if loki_res[1] is not None else ()
         exemplars = prom_res[1].value if prom_res[1] is not None else ()
         sources = {"jaeger": jaeger_res[0], "loki": loki_res[0], "prometheus": prom_res[0]}
+        notes = (LOWER64_NOTE,) if trace_id.lower64_only else ()
         if trace is None:
             trace_level = Placement(None, Match.TRACE)
             correlation = Correlation(
                 trace_id.hex, window, None, logs, (trace_level,) * len(logs), exemplars,
-                (trace_level,) * len(exemplars), (), (), sources,
+                (trace_level,) * len(exemplars), (), (), sources, notes,
             )
             return Outcome(correlation, None)
         tree = build_tree(trace)
-        log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms)
+        clock = estimate_clocks(list(tree.by_id.values()), tree.by_id[tree.roots[0]].service if tree.roots else None)
+        log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms, clock.offsets)
         error_logs: dict[str, list[LogLine]] = {}
         for line, placement in zip(logs, log_places, strict=True):
             if placement.span_id is not None and (line.level or "").lower() in _ERROR_LEVELS:
                 error_logs.setdefault(placement.span_id, []).append(line)
+        # Inferred lines are not the trace's own: never error evidence, never in `log_places`.
         analysis = analyse(tree, self.settings.analysis, error_logs)
+        inferred = (attach_untraced(tree, untraced.lines, untraced.other_traces, clock.offsets)
+                    if untraced is not None else [])
         correlation = Correlation(
             trace_id.hex, window, trace, logs, log_places, exemplars, exemplar_places,
-            analysis.critical_path, analysis.findings, sources,
+            analysis.critical_path, analysis.findings + skew_findings(clock, tree.by_id), sources, notes,
+            tuple(line for line, _p in inferred), tuple(p for _l, p in inferred),
+            untraced.report if untraced is not None else None,
+            clock,
         )
         return Outcome(correlation, tree)
 
@@ -314,9 +417,21 @@ class Correlator:
             return False
         if any(r.status is not SourceStatus.OK or r.truncated for r in c.sources.values()):
             return False
+        if c.untraced is not None and c.untraced.status not in ("ok", "off"):
+            return False
         # A trace that ended moments ago may still be receiving spans and logs.
         age_s = self._wall() - end_ns / 1e9
         return age_s >= self.settings.cache.settle_seconds
+
+
+def untraced_scope(trace: Trace, clock_skew_ms: float) -> tuple[list[str], Window]:
+    """The services of a trace and the window its untraced lines are looked for in (pure: the worker
+    process computes it for big traces)."""
+    services = sorted({span.service for span in trace.spans})
+    # A clock shown to be off moves that service's lines by as much: look that much further.
+    reference = next((sp.service for sp in trace.spans if sp.parent_span_id is None), None)
+    extra = estimate_clocks(trace.spans, reference).max_offset_ns()
+    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + extra)
 
 
 def _failed(report: SourceReport, exc: Exception, budget: float) -> tuple[SourceReport, None]:
@@ -325,6 +440,22 @@ def _failed(report: SourceReport, exc: Exception, budget: float) -> tuple[Source
         error = f"jaeger: the big trace was not analysed within {budget}s"
         return replace(report, status=SourceStatus.TIMEOUT, items=0, error=error), None
     return replace(report, status=SourceStatus.BAD_RESPONSE, items=0, error=str(exc)), None
+
+
+def _whole_ids(line: LogLine, settings: Settings) -> set[str]:
+    """The 32-hex trace IDs a line carries (metadata or body)."""
+    found = set()
+    for name in settings.loki.trace_id_fields:
+        value = line.metadata.get(name)
+        if value:
+            try:
+                found.add(parse_trace_id(value).hex)
+            except InvalidTraceId:
+                pass
+    in_line = extract_trace_context(line.line, settings.loki).trace_id
+    if in_line:
+        found.add(in_line)
+    return found
 
 
 def _count(value: object) -> int:

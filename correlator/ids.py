@@ -25,6 +25,14 @@ class TraceId:
     """A validated trace ID; `hex` is always 32 lower-case hex characters."""
 
     hex: str
+    # Only the lower 64 bits are known (a Datadog decimal ID): `hex` holds them zero-padded, which
+    # Jaeger finds only for a 64-bit trace; log lines match on the 16-hex suffix or the decimal.
+    lower64_only: bool = False
+
+    @property
+    def low64_decimal(self) -> str:
+        """The lower 64 bits in decimal, as Datadog's `dd.trace_id` writes them."""
+        return str(int(self.hex[16:], 16))
 
     @property
     def is_64bit(self) -> bool:

@@ -3,7 +3,9 @@
 Rules, in order (DESIGN.md "Matching rules"); each placement records the rule used:
 1. the item carries a span ID that exists in the trace → that span;
 2. same service, timestamp inside the span ± the clock-skew margin → the deepest such span
-   (the most specific operation that was running when the line was written);
+   (the most specific operation that was running when the line was written); for a service whose
+   clock the trace shows to be off (`skew.estimate_clocks`), its spans are compared at the estimated
+   offset, ± the estimate's bounds, instead of the fixed margin — the spans' times stay as reported;
 3. otherwise the trace as a whole.
 
 Rule 2 is a sweep over time per service rather than a scan of all spans per item, so a
@@ -41,6 +43,7 @@ def place(
     services: Sequence[str | None],
     stamps: Sequence[int],
     skew_ns: int,
+    clocks: Mapping[str, tuple[int, int]] | None = None,
 ) -> tuple[Placement, ...]:
     """Place items given as parallel columns (span ID, service, timestamp); the result is parallel too.
 
@@ -66,11 +69,15 @@ def place(
         return tuple(out)
 
     spans_by_service: dict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
+    clocks = clocks or {}
     for sid, span in tree.by_id.items():
         if span.service in pending:
+            # A clock shown to run `offset` ahead: the span covers [start - offset, end - offset] on the lines' clock.
+            # Its estimate's bounds replace the fixed margin (a 2 s offset known to ± 2 ms is not "± 50 ms").
+            offset, margin = clocks.get(span.service, (0, skew_ns))
             # (open, close, -depth, id): a min-heap on -depth yields the deepest open span.
             spans_by_service[span.service].append(
-                (span.start_ns - skew_ns, span.end_ns + skew_ns, -tree.depth.get(sid, 0), sid)
+                (span.start_ns - offset - margin, span.end_ns - offset + margin, -tree.depth.get(sid, 0), sid)
             )
     for service, indices in pending.items():
         spans = sorted(spans_by_service.get(service, ()))
@@ -105,10 +112,13 @@ def join(
     logs: Sequence[LogLine],
     exemplars: Sequence[Exemplar],
     clock_skew_ms: float,
+    clocks: Mapping[str, tuple[int, int]] | None = None,
 ) -> tuple[tuple[Placement, ...], tuple[Placement, ...]]:
+    """`clocks`: per service (offset, margin) from `skew.estimate_clocks`, for log lines. Exemplars are
+    stamped by the instrumented process itself (its own clock, like its spans): the fixed margin."""
     skew_ns = int(clock_skew_ms * 1_000_000)
     log_places = place(tree, [log.span_id for log in logs], [log.service for log in logs],
-                       [log.timestamp_ns for log in logs], skew_ns)
+                       [log.timestamp_ns for log in logs], skew_ns, clocks)
     exemplar_places = place(tree, [ex.span_id for ex in exemplars], [exemplar_service(ex) for ex in exemplars],
                             [ex.timestamp_ns for ex in exemplars], skew_ns)
     return log_places, exemplar_places

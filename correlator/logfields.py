@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from jsonpath_ng import parse as jsonpath_parse
+from jsonpath_ng.parser import parse as jsonpath_parse
 
+from correlator import idformats
 from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId
-from correlator.ids import normalise_span_id, parse_trace_id
+from correlator.ids import TraceId, normalise_span_id, parse_trace_id
 
-__all__ = ["TraceContext", "derived_field_regex", "extract_trace_context", "line_carries"]
+__all__ = ["TraceContext", "derived_field_regex", "extract_trace_context", "line_carries", "lower64_carried"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +31,14 @@ class TraceContext:
     trace_id: str | None  # 32 lower-case hex
     span_id: str | None  # 16 lower-case hex
     level: str | None  # lower-case, as written ("info", "warn", "warning", …)
+    lower64_only: bool = False  # only the trace ID's lower 64 bits are known (Datadog's decimal IDs)
 
 
 # In text, a trace ID is 16-32 hex characters (never shorter: `ids.TraceId.needle` relies on
 # the same floor) that do not run on into a longer word.
-_TRACE_TEXT = "[0-9a-fA-F]{16,32}"
+# A 17-20 digit decimal is a 64-bit number in decimal (Datadog's `dd.trace_id`, even nested as
+# `"dd": {"trace_id": …}`): read as hex it would name another trace, so it is never taken.
+_TRACE_TEXT = "(?![0-9]{17,20}(?![0-9A-Za-z_]))[0-9a-fA-F]{16,32}"
 _SPAN_TEXT = "[0-9a-fA-F]{1,16}"
 _LEVEL_TEXT = "[A-Za-z]+"
 _END = "(?![0-9A-Za-z_])"
@@ -52,9 +56,17 @@ def _names(fields: Sequence[str]) -> str:
     return "|".join(_META.sub(r"\\\1", f) for f in sorted(fields, key=len, reverse=True))
 
 
+def _pair_prefix(fields: Sequence[str]) -> str:
+    """What stands before the value of `name=value`, `name: value`, `"name": "value"`, `\\"name\\":\\"value\\"`.
+
+    The name must not continue another one: not `parent_trace_id`, and not `dd.trace_id` (a dotted
+    namespace: Datadog's decimal ID, read by `idformats`, must never be taken for hex).
+    """
+    return rf"""(?:^|[^0-9A-Za-z_.])(?:{_names(fields)})(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?"""
+
+
 def _pair_pattern(fields: Sequence[str], value: str) -> str:
-    """`name=value`, `name: value`, `"name": "value"`, `\\"name\\":\\"value\\"` (JSON inside a string)."""
-    return rf"""\b(?:{_names(fields)})(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?({value}){_END}"""
+    return rf"{_pair_prefix(fields)}({value}){_END}"
 
 
 def _needles(fields: Sequence[str]) -> tuple[str, ...]:
@@ -153,7 +165,8 @@ def _search(pairs: _Pairs, line: str, convert: Callable[[object], str | None]) -
             start = at
     if start == -1:
         return None
-    match = pairs.pattern.search(line, start)
+    # The pattern's first character is the one before the name (or the line's start).
+    match = pairs.pattern.search(line, max(start - 1, 0))
     while match is not None:
         found = convert(match.group(1))
         if found:
@@ -182,6 +195,7 @@ def extract_trace_context(line: str, settings: LokiSettings, metadata: Mapping[s
     trace_id = _first(meta, settings.trace_id_fields, _trace) if meta and with_trace_id else None
     span_id = _first(meta, settings.span_id_fields, normalise_span_id) if meta else None
     level = None
+    lower64_only = False
     body = _json_object(line)
     if body is not None:
         if with_trace_id:
@@ -190,13 +204,26 @@ def extract_trace_context(line: str, settings: LokiSettings, metadata: Mapping[s
         span_id = (span_id or _first(body, settings.span_id_fields, normalise_span_id)
                    or _first_path(body, found.span_paths, normalise_span_id))
         level = _first(body, settings.level_fields, _level)
+        if (with_trace_id and trace_id is None) or span_id is None:
+            # Well-known keys (ECS, otel*, GCP, Datadog) before the text scan: `{"dd": {"trace_id": "123…"}}`
+            # read as text would be a `trace_id` pair holding a (wrong) hex ID.
+            known = idformats.from_json(body, with_trace_id and trace_id is None)
+            if with_trace_id and trace_id is None and known.trace_id is not None:
+                trace_id, lower64_only = known.trace_id, known.lower64_only
+            span_id = span_id or known.span_id
     # Text, logfmt, and JSON whose IDs sit where no configured path looks.
     if with_trace_id:
         trace_id = trace_id or _search(found.trace_pair, line, _trace)
     span_id = span_id or _search(found.span_pair, line, normalise_span_id)
     level = (level or _search(found.level_pair, line, _level) or _first(meta, settings.level_fields, _level)
              or _search_bare_level(line))
-    return TraceContext(trace_id, span_id, level)
+    if (with_trace_id and trace_id is None) or span_id is None:
+        # The shapes popular stacks write by default in text (Spring, traceparent, otel*, GCP, Datadog, …).
+        known = idformats.from_text(line, with_trace_id and trace_id is None)
+        if with_trace_id and trace_id is None and known.trace_id is not None:
+            trace_id, lower64_only = known.trace_id, known.lower64_only
+        span_id = span_id or known.span_id
+    return TraceContext(trace_id, span_id, level, lower64_only)
 
 
 def line_carries(line: str, spellings: Sequence[str]) -> bool:
@@ -218,10 +245,32 @@ def line_carries(line: str, spellings: Sequence[str]) -> bool:
     return False
 
 
+def lower64_carried(line: str, trace_id: TraceId) -> bool:
+    """For an ID known only by its lower 64 bits: a 16- or 32-hex token ending with them, or the decimal.
+
+    Sound for a line filter: 64 random bits collide with another trace of the window with
+    probability ~n/2^64. The decimal stands alone as a number (not inside a longer digit run).
+    """
+    low = trace_id.hex[16:]
+    lowered = line.lower()
+    start = lowered.find(low)
+    while start != -1:
+        head = start
+        while head > 0 and lowered[head - 1] in "0123456789abcdef":
+            head -= 1
+        end = start + 16
+        if (start - head) in (0, 16) and (end == len(lowered) or lowered[end] not in "0123456789abcdef"):
+            return True
+        start = lowered.find(low, start + 1)
+    return re.search(rf"(?<![0-9]){trace_id.low64_decimal}(?![0-9])", line) is not None
+
+
 def derived_field_regex(settings: LokiSettings) -> str:
     """One regex, one capture group (the trace ID), valid and equal in JavaScript and Python.
 
     Grafana evaluates derived fields in the browser (`new RegExp(…)`, first group), so only
-    the shared subset is used: `\\b`, non-capturing groups, a negative lookahead.
+    the shared subset is used: classes, non-capturing groups, lookaheads (no lookbehind). The
+    configured field names and every well-known shape (`idformats`) share the one group.
     """
-    return _pair_pattern(settings.trace_id_fields, _TRACE_TEXT)
+    prefixes = (_pair_prefix(settings.trace_id_fields), *idformats.TEXT_TRACE_PREFIXES)
+    return f"(?:{'|'.join(prefixes)})({_TRACE_TEXT}){_END}"

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 
-__all__ = ["label_name", "line_filter_query", "metadata_query", "quote", "regex_escape", "stream_selector"]
+__all__ = ["label_name", "line_filter_query", "metadata_query", "quote", "regex_escape", "stream_selector", "untraced_query"]
 
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # RE2 metacharacters; `-` is special only inside a class, which we never open, so
@@ -71,3 +71,11 @@ def metadata_query(selector: str, trace_id_hexes: Sequence[str], field: str = "t
     if not trace_id_hexes:
         raise ValueError("a metadata filter needs at least one value")
     return f"{selector} | " + " or ".join(f"{field}={quote(v)}" for v in trace_id_hexes)
+
+
+def untraced_query(selector: str, field: str = "trace_id") -> str:
+    """Lines with no trace ID in structured metadata: `{…} | trace_id=""` (an absent label is empty).
+
+    Lines whose body carries an ID still match; the caller drops those after parsing.
+    """
+    return f"{selector} | {label_name(field)}=\"\""

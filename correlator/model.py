@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from correlator.skew import ClockEstimate
 
 __all__ = [
+    "Confidence",
     "Correlation",
     "Exemplar",
     "Finding",
@@ -26,6 +30,7 @@ __all__ = [
     "SpanEvent",
     "SpanLink",
     "Trace",
+    "UntracedReport",
     "Window",
 ]
 
@@ -36,6 +41,15 @@ class Match(StrEnum):
     SPAN_ID = "span_id"
     TIME = "time"
     TRACE = "trace"
+    INFERRED = "inferred"  # a line with no trace ID at all, attached by service and time (with a confidence)
+
+
+class Confidence(StrEnum):
+    """How sure an inferred attachment is (docs/imperfect-data.md "Logs without a trace ID")."""
+
+    HIGH = "high"  # one span of the service open then, and no other trace of the service overlapping
+    MEDIUM = "medium"  # one span of the service open then; other traces unknown
+    LOW = "low"  # several candidates (here or in other traces): placed on their common ancestor
 
 
 class Severity(StrEnum):
@@ -143,6 +157,7 @@ class Placement:
 
     span_id: str | None
     match: Match
+    confidence: Confidence | None = None  # inferred placements only
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +180,17 @@ class SourceReport:
 
 
 @dataclass(frozen=True, slots=True)
+class UntracedReport:
+    """How the lookup of lines without a trace ID went (`summary.untraced`)."""
+
+    status: str  # ok | error | timeout | off
+    fetched: int = 0  # lines of the trace's services in its window that carry no trace ID
+    truncated: bool = False  # `join.untraced_max_lines` cut the lookup
+    overlap_check: str = "off"  # jaeger | unavailable | off: whether other traces of each service were asked for
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Correlation:
     trace_id: str
     window: Window
@@ -176,3 +202,9 @@ class Correlation:
     critical_path: tuple[str, ...]
     findings: tuple[Finding, ...]
     sources: Mapping[str, SourceReport]
+    notes: tuple[str, ...] = ()  # what the reader must know about the answer's certainty (shown in `warnings`)
+    # Lines that carry no trace ID, attached by service and time: never the trace's own lines.
+    inferred_logs: tuple[LogLine, ...] = ()
+    inferred_placements: tuple[Placement, ...] = ()  # parallel to `inferred_logs`
+    untraced: UntracedReport | None = None
+    clock: ClockEstimate | None = None  # per service pair, how far the clocks disagree (`summary.clock_skew`)

@@ -34,12 +34,11 @@ from typing import Any, TypeVar
 
 import orjson
 
+from correlator.ids import TraceId
 from correlator.model import (
     Correlation,
     Exemplar,
-    Finding,
     LogLine,
-    Placement,
     SourceReport,
     SourceStatus,
     Trace,
@@ -73,6 +72,7 @@ class Outline:
     services: tuple[str, ...]
     start_ns: int
     end_ns: int
+    untraced_window: Window  # where the trace's untraced lines are looked for (correlate.untraced_scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,30 +121,29 @@ def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
     return trace, False
 
 
-def _outline(raw: RawTrace, token: int) -> Outline | None:
+def _outline(raw: RawTrace, token: int, clock_skew_ms: float) -> Outline | None:
+    from correlator.correlate import untraced_scope
+
     trace, truncated = _parse(raw)
     _kept[token] = (trace, truncated)
     while len(_kept) > _KEEP:
         _kept.popitem(last=False)
     if trace is None:
         return None
-    return Outline(token, tuple(sorted({span.service for span in trace.spans})), trace.start_ns, trace.end_ns)
+    services, untraced_window = untraced_scope(trace, clock_skew_ms)
+    return Outline(token, tuple(services), trace.start_ns, trace.end_ns, untraced_window)
 
 
 @dataclass(frozen=True, slots=True)
 class _Assembled:
     prerendered: Prerendered
-    log_places: tuple[Placement, ...]
-    exemplar_places: tuple[Placement, ...]
-    critical_path: tuple[str, ...]
-    findings: tuple[Finding, ...]
-    sources: dict[str, SourceReport]
+    light: Correlation  # without the trace, the logs and the exemplars (the loop has those)
 
 
-def _assemble(settings: Any, trace_id_hex: str, window: Window, raw: RawTrace, token: int | None,
-              reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...]) -> _Assembled:
+def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
+              reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
+              untraced: Any) -> _Assembled:
     from correlator.correlate import Correlator
-    from correlator.ids import parse_trace_id
     from correlator.render import correlation_body
     from correlator.report import render_text
     from correlator.sources import SourceResult
@@ -160,9 +159,9 @@ def _assemble(settings: Any, trace_id_hex: str, window: Window, raw: RawTrace, t
         jaeger = replace(jaeger, items=len(trace.spans), truncated=jaeger.truncated or truncated)
     correlator = Correlator(settings, None, None, None)  # type: ignore[arg-type]  # only its pure assembly is used
     outcome = correlator._assemble(
-        parse_trace_id(trace_id_hex), window,
+        trace_id, window,
         (jaeger, SourceResult(trace, truncated=truncated) if trace is not None else None),
-        (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)),
+        (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
     )
     body = correlation_body(outcome, settings)
     status = outcome.http_status
@@ -178,7 +177,7 @@ def _assemble(settings: Any, trace_id_hex: str, window: Window, raw: RawTrace, t
     c = outcome.correlation
     text = render_text(outcome, body)
     prerendered = Prerendered(status, json, cached_at, text, outcome.found, c.trace.end_ns if c.trace is not None else None)
-    return _Assembled(prerendered, c.log_placements, c.exemplar_placements, c.critical_path, c.findings, dict(c.sources))
+    return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)))
 
 
 def _warm() -> int:
@@ -221,19 +220,18 @@ class Offloader:
         """Start the worker and import what it needs, before the first big trace."""
         await self._run(_warm)
 
-    async def outline(self, raw: RawTrace) -> Outline | None:
+    async def outline(self, raw: RawTrace, settings: Any) -> Outline | None:
         self._tokens += 1
-        result: Outline | None = await self._run(_outline, raw, self._tokens)
+        result: Outline | None = await self._run(_outline, raw, self._tokens, settings.join.clock_skew_ms)
         return result
 
-    async def assemble(self, settings: Any, trace_id_hex: str, window: Window, raw: RawTrace, token: int | None,
+    async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
                        reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-                       ) -> tuple[Correlation, Prerendered]:
-        done: _Assembled = await self._run(_assemble, settings, trace_id_hex, window, raw, token, reports, logs, exemplars)
+                       untraced: Any) -> tuple[Correlation, Prerendered]:
+        done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
+                                           untraced)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
-        light = Correlation(trace_id_hex, window, None, logs, done.log_places, exemplars, done.exemplar_places,
-                            done.critical_path, done.findings, done.sources)
-        return light, done.prerendered
+        return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered
 
     def close(self) -> None:
         if self._pool is not None:

@@ -79,7 +79,9 @@ OPENAPI: dict[str, Any] = {
                                 "exemplars": {"type": "array", "items": {"type": "object"}},
                                 "critical_path": {"type": "array", "items": {"type": "string"}},
                                 "findings": {"type": "array", "items": {"type": "object"}},
-                                "sources": {"type": "object"}, "links": {"type": "object"}}},
+                                "sources": {"type": "object"}, "links": {"type": "object"},
+                                "availability": {"type": ["string", "null"], "description":
+                                                 "when a source could not be asked: which, why, and what that means"}}},
         },
     },
     "security": [{"bearer": []}, {}],

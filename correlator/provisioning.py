@@ -11,16 +11,29 @@ string of a provisioning file), one capture group per derived-field regex, an an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
 from correlator.config import Settings
 from correlator.logfields import derived_field_regex
+from correlator.logql import label_name
 
-__all__ = ["DATASOURCES_FILE", "DASHBOARDS_FILE", "check_provisioning", "dashboards_provider_yaml",
-           "datasources_yaml", "write_provisioning"]
+__all__ = [
+    "DASHBOARDS_FILE",
+    "DATASOURCES_FILE",
+    "check_provisioning",
+    "dashboards_provider_yaml",
+    "datasources",
+    "datasources_yaml",
+    "explore_trace_url",
+    "trace_to_logs_query",
+    "trace_to_metrics_queries",
+    "write_provisioning",
+]
 
 DATASOURCES_FILE = Path("provisioning/datasources/datasources.yaml")
 DASHBOARDS_FILE = Path("provisioning/dashboards/dashboards.yaml")
@@ -37,18 +50,73 @@ def _correlate_url(settings: Settings) -> str:
     return f"{settings.server.public_url.rstrip('/')}/correlate/$${{__value.raw}}?format=text"
 
 
+def explore_trace_url(jaeger_uid: str, value: str = "$${__value.raw}") -> str:
+    """A Grafana Explore URL that opens `value` as a Jaeger trace-ID query.
+
+    Grafana's exemplar internal links always send `queryType: 'traceql'`
+    (packages/grafana-prometheus/src/result_transformer.ts, 12.4.0), which the backend-only
+    Jaeger datasource answers with nothing (pkg/tsdb/jaeger/querydata.go handles "", search,
+    dependencyGraph, upload). A `url:` destination can state the query itself: no queryType,
+    i.e. the "TraceID" query type. Relative, so Grafana prefixes its own sub-path.
+    """
+    placeholder = "TRACE_ID_PLACEHOLDER"
+    pane = {"trace": {"datasource": jaeger_uid,
+                      "queries": [{"refId": "A", "datasource": {"type": "jaeger", "uid": jaeger_uid}, "query": placeholder}],
+                      "range": {"from": "now-1h", "to": "now"}}}
+    encoded = quote(json.dumps(pane, separators=(",", ":")), safe="")
+    return "/explore?schemaVersion=1&panes=" + encoded.replace(placeholder, value)
+
+
+def _interval(seconds: float) -> str:
+    """A duration Grafana's rangeutil.intervalToMs parses (`60s`, `1500ms`; never `+60s`)."""
+    ms = round(seconds * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def trace_to_logs_query(settings: Settings) -> str:
+    """The LogQL of a span's "Related logs" link, as written in YAML (`$$` = one `$` after expansion).
+
+    Lines of the span's trace, by ID in the line or in structured metadata (the correlator's two
+    lookups in one query), under the correlator's own fallback selector: Jaeger spans carry no
+    service label Grafana can reach (`__tags` is built from process.tags + span.tags, and Jaeger
+    keeps service.name apart as process.serviceName), so `{${__tags}}` expanded to the `{}` Loki
+    refuses. The selector is valid; the time range (span ± loki.margin_seconds) bounds the cost.
+    """
+    field = label_name(settings.loki.trace_id_fields[0])
+    trace_id = "$${__trace.traceId}"
+    return (f"{settings.loki.static_selector} | label_format hit=`{{{{ contains \"{trace_id}\" __line__ }}}}` "
+            f"| hit=\"true\" or {field}=\"{trace_id}\"")
+
+
+def trace_to_metrics_queries() -> list[dict[str, str]]:
+    """Span metrics of the clicked span's name, one series per service.
+
+    spanmetrics labels series with span_name; Grafana fills `${__span.name}` for every span
+    (scopedVarsFromSpan in createSpanLink.tsx). A raw-string (backtick) matcher needs no
+    escaping of the name. Services sharing a span name show as separate series.
+    """
+    name = "span_name=`$${__span.name}`"
+    return [
+        {"name": "Request rate (this span name, per service)",
+         "query": f"sum by (service_name) (rate({SPAN_CALLS}{{{name}}}[5m]))"},
+        {"name": "p95 latency ms (this span name, per service)",
+         "query": f"histogram_quantile(0.95, sum by (le, service_name) (rate({SPAN_DURATION}{{{name}}}[5m])))"},
+    ]
+
+
 def datasources(settings: Settings, prometheus_url: str = "http://prometheus:9090", loki_url: str = "http://loki:3100",
                 jaeger_url: str = "http://jaeger:16686") -> dict[str, Any]:
     g = settings.grafana
     exemplar_destinations: list[dict[str, Any]] = []
     for label in settings.prometheus.trace_id_labels:
-        exemplar_destinations.append({"name": label, "datasourceUid": g.jaeger_uid, "urlDisplayLabel": "Open trace"})
+        exemplar_destinations.append({"name": label, "url": explore_trace_url(g.jaeger_uid), "urlDisplayLabel": "Open trace"})
     for label in settings.prometheus.trace_id_labels:
         exemplar_destinations.append({"name": label, "url": _correlate_url(settings),
                                       "urlDisplayLabel": "Correlate: trace + logs + exemplars"})
     metadata_field = settings.loki.trace_id_fields[0]
     derived = [
-        # OTLP-ingested logs: the ID is structured metadata, not in the line.
+        # OTLP-ingested logs: the ID is structured metadata, not in the line. Loki derived-field
+        # internal links carry no queryType, which the Jaeger datasource reads as a trace-ID query.
         {"name": metadata_field, "matcherType": "label", "matcherRegex": f"^{metadata_field}$",
          "datasourceUid": g.jaeger_uid, "url": "$${__value.raw}", "urlDisplayLabel": "Open trace"},
         {"name": metadata_field, "url": _correlate_url(settings), "urlDisplayLabel": "Correlate", "targetBlank": True},
@@ -57,9 +125,11 @@ def datasources(settings: Settings, prometheus_url: str = "http://prometheus:909
          "datasourceUid": g.jaeger_uid, "url": "$${__value.raw}", "urlDisplayLabel": "Open trace"},
         {"name": "TraceID", "url": _correlate_url(settings), "urlDisplayLabel": "Correlate", "targetBlank": True},
     ]
-    tags = [{"key": "service.name", "value": settings.loki.service_label}]
+    margin = _interval(settings.loki.margin_seconds)
     return {
         "apiVersion": 1,
+        # Datasources provisioned earlier and absent from this file are deleted (Grafana >= 11.1).
+        "prune": True,
         "deleteDatasources": [],
         "datasources": [
             {"name": "Prometheus", "type": "prometheus", "uid": g.prometheus_uid, "access": "proxy",
@@ -74,21 +144,14 @@ def datasources(settings: Settings, prometheus_url: str = "http://prometheus:909
                  "nodeGraph": {"enabled": True},
                  "spanBar": {"type": "Duration"},
                  "tracesToLogsV2": {
-                     "datasourceUid": g.loki_uid, "spanStartTimeShift": "-1m", "spanEndTimeShift": "1m",
-                     "tags": tags, "filterByTraceID": True, "filterBySpanID": False,
-                     # Line OR structured metadata, like the correlator's two lookups.
-                     "customQuery": True,
-                     "query": "{$${__tags}} | label_format hit=`{{ contains \"$${__trace.traceId}\" __line__ }}` "
-                              "| hit=\"true\" or trace_id=\"$${__trace.traceId}\"",
+                     # The correlator's own Loki window: span ± loki.margin_seconds.
+                     "datasourceUid": g.loki_uid, "spanStartTimeShift": f"-{margin}", "spanEndTimeShift": margin,
+                     "filterByTraceID": True, "filterBySpanID": False,
+                     "customQuery": True, "query": trace_to_logs_query(settings),
                  },
                  "tracesToMetrics": {
                      "datasourceUid": g.prometheus_uid, "spanStartTimeShift": "-5m", "spanEndTimeShift": "5m",
-                     "tags": tags,
-                     "queries": [
-                         {"name": "Request rate", "query": f"sum(rate({SPAN_CALLS}{{$$__tags}}[5m]))"},
-                         {"name": "p95 latency (ms)",
-                          "query": f"histogram_quantile(0.95, sum by (le) (rate({SPAN_DURATION}{{$$__tags}}[5m])))"},
-                     ],
+                     "queries": trace_to_metrics_queries(),
                  },
              }},
         ],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -16,7 +17,8 @@ from correlator.config import Settings
 from correlator.correlate import Outcome
 from correlator.gcpause import without_gc
 from correlator.join import ids_by_span
-from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, Span
+from correlator.model import Correlation, Exemplar, Finding, LogLine, Placement, SourceReport, SourceStatus, Span
+from correlator.skew import clock_skew_summary
 from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 
@@ -45,7 +47,8 @@ def grafana_explore_url(settings: Settings, trace_hex: str, start_ns: int | None
     return f"{settings.grafana.url.rstrip('/')}/explore?{urlencode({'schemaVersion': 1, 'panes': panes}, quote_via=quote)}"
 
 
-def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[str]], exemplars: Mapping[str, list[str]]) -> dict[str, Any]:
+def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[str]], exemplars: Mapping[str, list[str]],
+          inferred: Mapping[str, list[str]]) -> dict[str, Any]:
     return {
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
@@ -62,11 +65,12 @@ def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[st
         "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "attributes": dict(e.attributes)} for e in span.events],
         "log_ids": logs.get(span.span_id, []),
         "exemplar_ids": exemplars.get(span.span_id, []),
+        "inferred_log_ids": inferred.get(span.span_id, []),  # lines without a trace ID, attached by time
     }
 
 
 def _log(line: LogLine, place: Placement) -> dict[str, Any]:
-    return {
+    entry = {
         "id": line.id,
         "timestamp": rfc3339_ns(line.timestamp_ns),
         "service": line.service,
@@ -77,6 +81,9 @@ def _log(line: LogLine, place: Placement) -> dict[str, Any]:
         "span_id": place.span_id,
         "match": place.match.value,
     }
+    if place.confidence is not None:
+        entry["confidence"] = place.confidence.value
+    return entry
 
 
 def _exemplar(ex: Exemplar, place: Placement) -> dict[str, Any]:
@@ -103,7 +110,9 @@ def _source(r: SourceReport) -> dict[str, Any]:
 
 
 def _summary(c: Correlation, tree: SpanTree | None) -> dict[str, Any]:
-    base: dict[str, Any] = {"log_count": len(c.logs), "exemplar_count": len(c.exemplars)}
+    base: dict[str, Any] = {"log_count": len(c.logs), "exemplar_count": len(c.exemplars),
+                            "inferred_log_count": len(c.inferred_logs), "untraced": _untraced(c),
+                            "clock_skew": clock_skew_summary(c.clock)}
     if c.trace is None or tree is None:
         return {"root_service": None, "root_operation": None, "duration_ms": None, "span_count": 0,
                 "services": sorted({line.service for line in c.logs if line.service}), "error_count": 0, **base}
@@ -119,15 +128,58 @@ def _summary(c: Correlation, tree: SpanTree | None) -> dict[str, Any]:
     }
 
 
+def _untraced(c: Correlation) -> dict[str, Any]:
+    report = c.untraced
+    if report is None:
+        return {"status": "off"}
+    confidences = Counter(p.confidence.value for p in c.inferred_placements if p.confidence is not None)
+    return {"status": report.status, "fetched": report.fetched, "attached": len(c.inferred_logs),
+            "by_confidence": {level: confidences.get(level, 0) for level in ("high", "medium", "low")},
+            "truncated": report.truncated, "overlap_check": report.overlap_check, "error": report.error}
+
+
+_NAMES = {"jaeger": "Jaeger", "loki": "Loki", "prometheus": "Prometheus"}
+_ANSWERED = (SourceStatus.OK, SourceStatus.NOT_FOUND)
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _failure(name: str, report: SourceReport) -> str:
+    if not report.error:
+        return f"{name}: {report.status.value}"
+    return report.error if report.error.startswith(name) else f"{name}: {report.error}"
+
+
+def availability_note(outcome: Outcome) -> str | None:
+    """One plain sentence when the answer is incomplete: which sources were not asked or failed,
+    and what that means for the ID. None when every source answered."""
+    sources = outcome.correlation.sources
+    # `skipped`: deliberately not asked (offline, no file given for it): not a failure.
+    failed = {name: report for name, report in sources.items()
+              if report.status not in _ANSWERED and report.status is not SourceStatus.SKIPPED}
+    if not failed:
+        return None
+    why = "; ".join(_failure(n, r) for n, r in failed.items())
+    failed_names = _listing([_NAMES.get(n, n) for n in failed])
+    if outcome.found:
+        return f"partial answer: {failed_names} could not be asked ({why}); what they hold about this trace is missing"
+    empty = [_NAMES.get(n, n) for n, r in sources.items() if r.status in _ANSWERED]  # answered, and had nothing
+    known = f"not found in {_listing(empty)}; " if empty else ""
+    return f"{known}{failed_names} could not be asked ({why}), so the ID may still exist there"
+
+
 @without_gc
 def correlation_body(outcome: Outcome, settings: Settings) -> dict[str, Any]:
     c, tree = outcome.correlation, outcome.tree
     log_ids = ids_by_span(c.logs, c.log_placements)
     exemplar_ids = ids_by_span(c.exemplars, c.exemplar_placements)
+    inferred_ids = ids_by_span(c.inferred_logs, c.inferred_placements)
     spans: list[dict[str, Any]] = []
     if tree is not None:
         origin = tree.start_ns
-        spans = [_span(tree.by_id[sid], tree, origin, log_ids, exemplar_ids) for sid in tree.order]
+        spans = [_span(tree.by_id[sid], tree, origin, log_ids, exemplar_ids, inferred_ids) for sid in tree.order]
     start_ns = tree.start_ns if tree is not None else c.window.start_ns
     end_ns = tree.end_ns if tree is not None else c.window.end_ns
     return {
@@ -135,12 +187,14 @@ def correlation_body(outcome: Outcome, settings: Settings) -> dict[str, Any]:
         "window": {"start": rfc3339_ns(c.window.start_ns), "end": rfc3339_ns(c.window.end_ns)},
         "summary": _summary(c, tree),
         "spans": spans,
-        "logs": [_log(line, p) for line, p in zip(c.logs, c.log_placements, strict=True)],
+        "logs": [_log(line, p) for line, p in zip(c.logs + c.inferred_logs, c.log_placements + c.inferred_placements,
+                                                   strict=True)],
         "exemplars": [_exemplar(e, p) for e, p in zip(c.exemplars, c.exemplar_placements, strict=True)],
         "critical_path": list(c.critical_path),
         "findings": [_finding(f) for f in c.findings],
-        "warnings": list(tree.problems) if tree is not None else [],
+        "warnings": (list(tree.problems) if tree is not None else []) + list(c.notes),
         "sources": {name: _source(report) for name, report in c.sources.items()},
+        "availability": availability_note(outcome),
         "cached": outcome.cached,
         "links": {
             "grafana": grafana_explore_url(settings, c.trace_id, start_ns, end_ns),

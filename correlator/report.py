@@ -29,7 +29,14 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
             f"{summary['error_count']} errors, {summary['log_count']} logs, {summary['exemplar_count']} exemplars"
         )
     else:
-        out.append(f"trace not found in Jaeger; {summary['log_count']} logs, {summary['exemplar_count']} exemplars")
+        jaeger = body["sources"].get("jaeger", {})
+        if jaeger.get("status") in ("ok", "not_found"):
+            where = "trace not found in Jaeger"
+        else:
+            where = f"Jaeger could not be asked ({jaeger.get('status')}: {jaeger.get('error') or 'no detail'})"
+        out.append(f"{where}; {summary['log_count']} logs, {summary['exemplar_count']} exemplars")
+    if body.get("availability"):
+        out.append(f"Note: {body['availability']}")
     if c.findings:
         out.append("")
         out.append("Findings:")
@@ -43,11 +50,14 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
                                title=f"Request: {summary['root_operation']}"))
     if body["logs"]:
         out.append("")
-        out.append(f"Logs ({len(body['logs'])}):")
+        inferred = summary["inferred_log_count"]
+        extra = f", {inferred} without a trace ID attached by time (inferred)" if inferred else ""
+        out.append(f"Logs ({len(body['logs']) - inferred}{extra}):")
         for entry in body["logs"][:_MAX_LOG_LINES]:
             where = entry["span_id"] or "trace"
+            how = f"inferred, {entry['confidence']}" if entry["match"] == "inferred" else entry["match"]
             out.append(f"  {entry['timestamp']} {entry['service'] or '-'} [{entry['level'] or '-'}] "
-                       f"({entry['match']}→{where}) {entry['line']}")
+                       f"({how}→{where}) {entry['line']}")
         if len(body["logs"]) > _MAX_LOG_LINES:
             out.append(f"  … {len(body['logs']) - _MAX_LOG_LINES} more (use --json)")
     if body["exemplars"]:
@@ -61,6 +71,10 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         extra = f" — {src['error']}" if src["error"] else ""
         cut = " (truncated)" if src["truncated"] else ""
         out.append(f"  {name}: {src['status']}, {src['items']} items, {src['ms']}ms{cut}{extra}")
+    if body.get("warnings"):
+        out.append("")
+        out.append("Warnings:")
+        out.extend(f"  {warning}" for warning in body["warnings"])
     out.append("")
     out.append(f"Jaeger:  {body['links']['jaeger']}")
     out.append(f"Grafana: {body['links']['grafana']}")

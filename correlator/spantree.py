@@ -125,8 +125,8 @@ def build_tree(trace: Trace) -> SpanTree:
         breaker = unvisited[0]
         problems.append(f"parent links form a cycle through span {breaker}; broken there")
         parent = by_id[breaker].parent_span_id
-        if parent in children and breaker in children[parent]:  # type: ignore[index]
-            children[parent].remove(breaker)  # type: ignore[index]
+        if parent in children and breaker in children[parent]:
+            children[parent].remove(breaker)
         roots.append(breaker)
         walk(breaker)
 

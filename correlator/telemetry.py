@@ -96,7 +96,7 @@ class _JsonFormatter(logging.Formatter):
         exemplar = current_exemplar()
         if exemplar:
             body.update(exemplar)
-        for key in ("route", "status", "ms", "correlated_trace_id"):
+        for key in ("method", "route", "status", "ms", "correlated_trace_id"):
             value = getattr(record, key, None)
             if value is not None:
                 body[key] = value

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the shared fixtures live, settings factories, Hypothesis profiles."""
+"""Test-wide helpers: where the fixtures live (inside the repository), CI detection, Hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -8,20 +8,18 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+# `backends` / `make_client`: the app over counted mock backends, for any test module.
+pytest_plugins = ["tests.apiclient"]
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+# Recorded answers of real servers and upstream samples, with their origin and licence: tests/fixtures/README.md
+FIXTURES = REPO / "tests" / "fixtures"
 
 # "ci" keeps the suite fast; "nightly" is the ≥10,000-case run (HYPOTHESIS_PROFILE=nightly).
 settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("nightly", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not FIXTURES.is_dir():
-        raise pytest.UsageError(f"the shared fixtures are expected beside the repository, at {FIXTURES}")
 
 
 def in_ci() -> bool:
@@ -33,8 +31,3 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: a missing real server is a failure)")
     pytest.skip(reason)
-
-
-@pytest.fixture
-def shared() -> Path:
-    return SHARED

@@ -74,5 +74,5 @@ def sequential_trees(draw: st.DrawFn, max_spans: int = 40) -> Trace:
         parents.append(p)
     spans = tuple(
         Span(_sid(i + 1), None if p is None else _sid(p + 1), _SERVICES[i % 3], _OPERATIONS[i % 3], start, end)
-        for i, ((start, end), p) in enumerate(zip(bounds, parents)))
+        for i, ((start, end), p) in enumerate(zip(bounds, parents, strict=False)))
     return Trace("2" * 32, spans)

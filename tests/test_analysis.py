@@ -13,10 +13,10 @@ from correlator.analysis import Analysis, analyse, critical_path, normalise_stat
 from correlator.config import AnalysisSettings
 from correlator.model import Finding, LogLine, Span, SpanEvent, Trace
 from correlator.spantree import SpanTree, build_tree
+from tests.conftest import FIXTURES
 from tests.strategies import sequential_trees, span_trees
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
-JAEGER_FIXTURES = SHARED / "fixtures" / "upstream" / "jaeger"
+JAEGER_FIXTURES = FIXTURES / "upstream" / "jaeger"
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000
 S = AnalysisSettings()
@@ -386,7 +386,7 @@ def test_critical_path_is_a_chain_of_non_overlapping_sections(t: Trace) -> None:
     assert root in tree.roots and len(path.span_ids) == len(set(path.span_ids)) == len(path.held_ns)
     for s in path.span_ids[1:]:
         assert tree.by_id[s].parent_span_id in path.held_ns
-    for a, b in zip(path.sections, path.sections[1:]):
+    for a, b in zip(path.sections, path.sections[1:], strict=False):
         assert a.end_ns == b.start_ns  # contiguous, so never overlapping
     assert all(s.end_ns > s.start_ns for s in path.sections)
     total = sum(path.held_ns.values())

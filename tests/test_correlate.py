@@ -15,7 +15,7 @@ from correlator.errors import SourceHTTPError, SourceUnavailable
 from correlator.ids import TraceId, parse_trace_id
 from correlator.model import Exemplar, LogLine, Match, SourceStatus, Trace, Window
 from correlator.sources import SourceResult
-from tests.test_join import T0, MS, seed_trace
+from tests.test_join import MS, T0, seed_trace
 
 TID = parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736")
 NOW = T0 / 1e9 + 3600  # an hour after the trace: settled, cacheable

@@ -44,7 +44,7 @@ async def test_fake_reproduces_the_recording(aiohttp_client: Any, name: str) -> 
 
 
 def test_every_recording_is_covered() -> None:
-    """A new recording in shared/ must not slip past the contract test."""
+    """A new recording in tests/fixtures/recorded/loki/ must not slip past the contract test."""
     assert len(RECORDINGS) >= 15
 
 

@@ -180,7 +180,7 @@ _PIECES = st.one_of(_PAIRS, st.sampled_from(["trace", "_id", "ID", "span", "id",
 @given(st.lists(_NAMES, min_size=1, max_size=4, unique=True), st.lists(_PIECES, max_size=8).map("".join))
 def test_the_pair_search_skips_only_where_no_match_can_start(fields: list[str], line: str) -> None:
     """The search starts where a field name first stands; it finds what a scan from the start finds."""
-    from correlator.logfields import _TRACE_TEXT, _Pairs, _needles, _pair_pattern, _search, _trace
+    from correlator.logfields import _TRACE_TEXT, _needles, _pair_pattern, _Pairs, _search, _trace
 
     pattern = re.compile(_pair_pattern(fields, _TRACE_TEXT))
     expected = next((found for m in pattern.finditer(line) if (found := _trace(m.group(1)))), None)

@@ -12,7 +12,7 @@ import pytest
 
 from correlator.api import BACKENDS, create_app
 from correlator.config import Settings, load_settings
-from tests.test_api import T0, TRACE, Backends
+from tests.apiclient import T0, TRACE, Backends
 
 OTHER = "0123456789abcdef0123456789abcdef"
 

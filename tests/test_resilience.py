@@ -103,7 +103,7 @@ class TestBreaker:
     async def test_half_open_probe_closes_it_again(self) -> None:
         now = [0.0]
         breaker = CircuitBreaker(failure_threshold=1, reset_seconds=5, clock=lambda: now[0])
-        inner, seen = scripted(httpx.ConnectError("refused"), 200)
+        inner, _seen = scripted(httpx.ConnectError("refused"), 200)
         async with client(inner, attempts=1, breaker=breaker) as c:
             with pytest.raises(httpx.ConnectError):
                 await c.get("/x")

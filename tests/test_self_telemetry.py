@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from correlator.api import create_app
 from correlator.config import load_settings
 from correlator.telemetry import _JsonFormatter
-from tests.test_api import TRACE, Backends
+from tests.apiclient import TRACE, Backends
 
 EXPORTER = InMemorySpanExporter()
 

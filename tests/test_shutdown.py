@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -48,7 +49,7 @@ async def test_sigterm_drains_in_flight_requests(aiohttp_server: Any) -> None:
            "CORRELATOR_LOKI_URL": f"http://127.0.0.1:{closed}", "CORRELATOR_PROMETHEUS_URL": f"http://127.0.0.1:{closed}",
            "CORRELATOR_LOKI_RETRY_ATTEMPTS": "1", "CORRELATOR_PROMETHEUS_RETRY_ATTEMPTS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_listening(port)
         async with httpx.AsyncClient(timeout=10) as client:
@@ -79,14 +80,14 @@ async def test_workers_share_the_port_and_all_stop_on_sigterm() -> None:
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await wait_listening(port)
-        children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+        children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
         assert len(children) == 2
         async with httpx.AsyncClient(timeout=5) as client:
             answers = [await client.get(f"http://127.0.0.1:{port}/healthz", headers={"Connection": "close"}) for _ in range(10)]
         assert all(a.status_code == 200 for a in answers)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 15) == 0
-        assert not any(os.path.exists(f"/proc/{pid}") and "zombie" not in open(f"/proc/{pid}/status").read().lower()
+        assert not any(os.path.exists(f"/proc/{pid}") and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
                        for pid in children)
     finally:
         if proc.poll() is None:

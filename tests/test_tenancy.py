@@ -7,9 +7,8 @@ from typing import Any
 
 from correlator.api import create_app
 from correlator.config import load_settings
-from tests.fakes.loki import Entry, recorded_entries
-from tests.fakes.loki import make_fake_loki_app
-from tests.test_api import TRACE, Backends
+from tests.apiclient import TRACE, Backends
+from tests.fakes.loki import Entry, make_fake_loki_app, recorded_entries
 
 
 async def test_each_tenant_gets_only_its_own_lines(aiohttp_client: Any, aiohttp_server: Any) -> None:

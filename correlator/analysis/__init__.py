@@ -48,7 +48,7 @@ def _run(detector: Detector, ctx: Context) -> list[Finding]:
     # One detector tripping over an input nobody foresaw must not cost the user the other six.
     try:
         return detector(ctx)
-    except Exception as exc:  # noqa: BLE001 - reported as a finding instead
+    except Exception as exc:
         return [_failure(detector.__name__, exc)]
 
 
@@ -65,7 +65,7 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
     findings: list[Finding] = []
     try:
         loops = n_plus_one_groups(tree, settings)  # shared: N+1 reports them, fan-out leaves them out
-    except Exception as exc:  # noqa: BLE001 - reported as a finding instead
+    except Exception as exc:
         loops, findings = (), [_failure("n_plus_one", exc)]
     ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, error_logs or {}, loops)
     findings += [f for detector in DETECTORS for f in _run(detector, ctx)]

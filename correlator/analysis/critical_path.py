@@ -41,7 +41,7 @@ def effective_bounds(tree: SpanTree) -> dict[str, tuple[int, int]]:
         start, end = span.start_ns, span.end_ns
         parent = span.parent_span_id
         if sid not in roots and parent in bounds:
-            lo, hi = bounds[parent]  # type: ignore[index]
+            lo, hi = bounds[parent]
             # min(max(start, lo), hi), max(min(end, hi), lo) as comparisons (once per span)
             start = lo if start < lo else hi if start > hi else start
             end = hi if end > hi else lo if end < lo else end

@@ -39,9 +39,9 @@ def errors(ctx: Context) -> list[Finding]:
         propagated: list[str] = []  # failing ancestors, nearest first: how far the error travelled
         seen, cursor = {sid}, span.parent_span_id
         while cursor in failing and cursor not in seen:  # `seen`: parent links may loop
-            seen.add(cursor)  # type: ignore[arg-type]
-            propagated.append(cursor)  # type: ignore[arg-type]
-            cursor = tree.by_id[cursor].parent_span_id  # type: ignore[index]
+            seen.add(cursor)
+            propagated.append(cursor)
+            cursor = tree.by_id[cursor].parent_span_id
         logs = [{"id": ln.id, "timestamp_ns": ln.timestamp_ns, "level": ln.level, "line": ln.line}
                 for ln in ctx.error_logs.get(sid, ())]
         detail = _detail(span, exceptions)

@@ -14,8 +14,9 @@ _MAX_INTERVALS = 3  # evidence lists the largest few; the message names the larg
 def uncovered(tree: SpanTree, parent: str) -> list[tuple[int, int, str | None, str | None]]:
     """(start, end, child before, child after) of each stretch of the parent no child covers."""
     span = tree.by_id[parent]
-    out = []
-    cursor, before = span.start_ns, None
+    out: list[tuple[int, int, str | None, str | None]] = []
+    cursor: int = span.start_ns
+    before: str | None = None
     for kid in tree.children[parent]:  # by start time
         child = tree.by_id[kid]
         if child.start_ns >= span.end_ns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -59,7 +60,7 @@ def sequential_share(spans: Sequence[Span]) -> float:
     ordered = sorted(spans, key=lambda sp: (sp.start_ns, sp.end_ns))
     if len(ordered) < 2:
         return 0.0
-    return sum(1 for a, b in zip(ordered, ordered[1:]) if b.start_ns >= a.end_ns) / (len(ordered) - 1)
+    return sum(1 for a, b in itertools.pairwise(ordered) if b.start_ns >= a.end_ns) / (len(ordered) - 1)
 
 
 def n_plus_one_groups(tree: SpanTree, settings: AnalysisSettings) -> tuple[tuple[str, tuple[Span, ...], str], ...]:

@@ -30,14 +30,16 @@ class NotJson(ValueError):
 
 
 @functools.cache
-def _decoder(shape: type[T]) -> msgspec.json.Decoder[T]:
+def _decoder(shape: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(shape)
 
 
 def envelope(body: bytes | bytearray, shape: type[T]) -> T | None:
     """`body` as `shape`, or None when it is JSON of another shape. Raises NotJson."""
     try:
-        return _decoder(shape).decode(body)
+        # The shapes are classes, so hashable; mypy cannot see it through functools.cache.
+        decoded: T = _decoder(shape).decode(body)  # type: ignore[arg-type]
+        return decoded
     except msgspec.ValidationError:
         return None
     except msgspec.DecodeError as exc:

@@ -24,7 +24,7 @@ import httpx
 import msgspec
 
 from correlator.config import JaegerSettings
-from correlator.errors import SourceHTTPError, SourceProtocolError
+from correlator.errors import SourceError, SourceHTTPError, SourceProtocolError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, normalise_span_id
 from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
@@ -33,7 +33,7 @@ from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import HttpAnswer, get, not_json, parse_json
 from correlator.timeparams import rfc3339_ns
 
-__all__ = ["JaegerSource", "parse_otlp_answer", "parse_otlp_trace", "parse_ui_trace", "ui_trace_url"]
+__all__ = ["JaegerSource", "others_search_window", "parse_otlp_answer", "parse_otlp_trace", "parse_ui_trace", "ui_trace_url"]
 
 SOURCE = "jaeger"
 _KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
@@ -125,11 +125,11 @@ class _ScopeSpans(msgspec.Struct):
 
 class _ResourceSpans(msgspec.Struct):
     resource: msgspec.Raw = msgspec.Raw(b"null")
-    scopeSpans: list[_ScopeSpans] | None = None  # noqa: N815 (OTLP's spelling)
+    scopeSpans: list[_ScopeSpans] | None = None
 
 
 class _TracesData(msgspec.Struct):
-    resourceSpans: list[_ResourceSpans] | None = None  # noqa: N815
+    resourceSpans: list[_ResourceSpans] | None = None
 
 
 class _V3Answer(msgspec.Struct):
@@ -281,6 +281,39 @@ def parse_ui_trace(obj: Any) -> Trace:
 
 # ------------------------------------------------------------------------------ the source
 
+def others_search_window(window: Window) -> Window:
+    """Where to search for other traces overlapping `window`: Jaeger's search matches on span *start*, so
+    also a while before it (a request of the service that began earlier may still be running): twice the
+    window, between 100 ms and 10 s. Looking further back fills the search depth with traces that ended
+    long ago (then nothing is known); a request of the service that ran longer than that is missed.
+    """
+    lookback = min(10_000_000_000, max(100_000_000, 2 * (window.end_ns - window.start_ns)))
+    return Window(window.start_ns - lookback, window.end_ns)
+
+
+
+def _other_spans(body: Any, service: str, exclude_hex: str, depth: int) -> list[tuple[int, int]] | None:
+    result = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(result, dict):
+        raise ValueError("no result object")
+    intervals: list[tuple[int, int]] = []
+    traces: set[str] = set()
+    for resource_spans in result.get("resourceSpans") or ():
+        resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
+        for scope_spans in resource_spans.get("scopeSpans") or ():
+            for raw in scope_spans.get("spans") or ():
+                trace_hex = _otlp_id(raw.get("traceId"), 16)
+                if trace_hex is None:
+                    continue
+                traces.add(trace_hex)
+                if trace_hex != exclude_hex and resource.get("service.name") == service:
+                    start = int(raw.get("startTimeUnixNano") or 0)
+                    intervals.append((start, int(raw.get("endTimeUnixNano") or start)))
+    if len(traces) >= depth:
+        return None  # the search was cut: traces not returned may overlap too
+    return intervals
+
+
 
 def _error_message(answer: HttpAnswer) -> str:
     """Jaeger's JSON error bodies (v3: error.message; v1: errors[0].msg), else the text."""
@@ -379,6 +412,32 @@ class JaegerSource:
         if len(trace.spans) <= limit:
             return SourceResult(trace)
         return SourceResult(Trace(trace.trace_id, trace.spans[:limit], trace.warnings), truncated=True)
+
+    async def other_traces(self, service: str, window: Window, exclude_hex: str, depth: int,
+                           tenant: str | None = None) -> list[tuple[int, int]] | None:
+        """(start, end) of the spans of `service` in other traces around `window`, or None when unknown.
+
+        One `GET /api/v3/traces` search (snake_case parameters and `query.num_traces`: what every v2 accepts;
+        v2.13 ignores `query.search_depth` and then refuses a depth of 0). Unknown when
+        Jaeger fails or the search hits `depth` (more traces than were returned may overlap).
+        """
+        search = others_search_window(window)
+        params = {"query.service_name": service, "query.start_time_min": rfc3339_ns(search.start_ns),
+                  "query.start_time_max": rfc3339_ns(search.end_ns), "query.num_traces": str(depth)}
+        try:
+            answer = await get(self.client, SOURCE, "/api/v3/traces", params, self._headers(tenant),
+                               self.settings.max_response_bytes)
+        except SourceError:
+            return None
+        if answer.status == 404 and not _route_missing(answer):
+            return []  # "No traces found"
+        if answer.status != 200:
+            return None
+        try:
+            body = _lazyjson.whole(answer.body)
+            return _other_spans(body, service, exclude_hex, depth)
+        except (_lazyjson.NotJson, ValueError, TypeError, AttributeError, KeyError):
+            return None
 
     async def ready(self) -> None:
         """Raises a SourceError unless the query service answers `GET /api/v3/services` with 200."""

@@ -22,20 +22,20 @@ import msgspec
 
 from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
-from correlator.ids import TraceId, parse_trace_id
 from correlator.gcpause import without_gc
-from correlator.logfields import extract_trace_context, line_carries
-from correlator.logql import line_filter_query, metadata_query, stream_selector
+from correlator.ids import TraceId, parse_trace_id
+from correlator.logfields import extract_trace_context, line_carries, lower64_carried
+from correlator.logql import line_filter_query, metadata_query, stream_selector, untraced_query
 from correlator.model import LogLine, Window
 from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import get, not_json
 
-__all__ = ["LokiSource", "parse_streams", "parse_streams_body"]
+__all__ = ["LokiSource", "carries_trace", "merge_duplicate", "parse_streams", "parse_streams_body"]
 
 SOURCE = "loki"
 PATH = "/loki/api/v1/query_range"
 _ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
-_LOOKUPS = ("line-filter", "structured-metadata")
+_LOOKUPS = ("line-filter", "structured-metadata", "datadog-decimal")
 
 
 def _line_id(timestamp_ns: int, service: str | None, line: str) -> str:
@@ -85,8 +85,8 @@ class _Stream(msgspec.Struct):
 
 class _Data(msgspec.Struct):
     result: list[_Stream]
-    resultType: str = "streams"  # noqa: N815 (Loki's spelling)
-    encodingFlags: list[str] | None = None  # noqa: N815
+    resultType: str = "streams"
+    encodingFlags: list[str] | None = None
 
 
 class _Answer(msgspec.Struct):
@@ -169,7 +169,7 @@ class _Sharing:
         return self._mappings.setdefault(tuple(value.items()), value)
 
 
-def _merge(kept: LogLine, other: LogLine) -> LogLine:
+def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
     richer, poorer = (other, kept) if len(other.metadata) > len(kept.metadata) else (kept, other)
     return LogLine(
@@ -177,6 +177,23 @@ def _merge(kept: LogLine, other: LogLine) -> LogLine:
         level=richer.level or poorer.level, labels=richer.labels,
         metadata={**poorer.metadata, **richer.metadata}, span_id=richer.span_id or poorer.span_id,
     )
+
+
+def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings) -> bool:
+    """The line carries `trace_id` itself (metadata field or a whole token in the line), not a longer hex run
+    that merely contains the line filter's needle."""
+    for name in settings.trace_id_fields:
+        value = line.metadata.get(name)
+        if value:
+            try:
+                written = parse_trace_id(value).hex
+            except InvalidTraceId:
+                continue
+            if written == trace_id.hex or (trace_id.lower64_only and written[16:] == trace_id.hex[16:]):
+                return True
+    if trace_id.lower64_only:
+        return lower64_carried(line.line, trace_id)
+    return line_carries(line.line, trace_id.spellings)
 
 
 class LokiSource:
@@ -192,16 +209,25 @@ class LokiSource:
             return stream_selector(self.settings.service_label, usable)
         return self.settings.static_selector
 
-    def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, str]:
-        """(line filter, structured-metadata filter) for this ID over the services' streams."""
+    def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, ...]:
+        """(line filter, structured-metadata filter) for this ID over the services' streams.
+
+        An ID known only by its lower 64 bits (a Datadog line) adds its decimal spelling: the
+        16-hex line filter finds every line whose full ID ends with those bits, not Datadog's own.
+        """
         selector = self.selector(services)
         # OTLP writes 32 hex into metadata; a pushed 64-bit ID may be the 16-character form.
         hexes = [trace_id.hex] + ([trace_id.short] if trace_id.is_64bit else [])
-        return line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes)
+        queries = [line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes)]
+        if trace_id.lower64_only:
+            queries.append(line_filter_query(selector, trace_id.low64_decimal))
+        return tuple(queries)
 
-    async def _query(self, query: str, window: Window, tenant: str | None) -> tuple[list[LogLine], bool]:
+    async def _query(self, query: str, window: Window, tenant: str | None, limit: int | None = None,
+                     direction: str = "backward") -> tuple[list[LogLine], bool]:
+        limit = limit or self.settings.max_lines
         params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
-                  "limit": str(self.settings.max_lines), "direction": "backward"}
+                  "limit": str(limit), "direction": direction}
         headers = dict(_ENCODING_FLAGS)
         org = tenant or self.settings.tenant
         if org:
@@ -216,7 +242,7 @@ class LokiSource:
             raise not_json(SOURCE, answer, f"GET {PATH}") from None
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
             raise SourceProtocolError(SOURCE, f"GET {PATH}: unexpected answer ({exc})") from None
-        return lines, entries >= self.settings.max_lines
+        return lines, entries >= limit
 
     async def fetch(self, trace_id: TraceId, window: Window, services: Sequence[str] | None,
                     tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
@@ -230,7 +256,7 @@ class LokiSource:
         wide = Window(wide.start_ns, wide.end_ns + 1)
         results = await asyncio.gather(*(self._query(q, wide, tenant) for q in self.queries(trace_id, services)),
                                        return_exceptions=True)
-        failures = [(name, r) for name, r in zip(_LOOKUPS, results) if isinstance(r, BaseException)]
+        failures = [(name, r) for name, r in zip(_LOOKUPS, results, strict=False) if isinstance(r, BaseException)]
         for _name, failure in failures:
             if not isinstance(failure, SourceError):
                 raise failure  # a bug or a cancellation, not Loki's answer
@@ -245,7 +271,7 @@ class LokiSource:
             truncated |= cut
             for line in lines:
                 if self._carries(line, trace_id):
-                    merged[line.id] = _merge(merged[line.id], line) if line.id in merged else line
+                    merged[line.id] = merge_duplicate(merged[line.id], line) if line.id in merged else line
         ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
         note = None
         if failures:
@@ -254,16 +280,24 @@ class LokiSource:
         return SourceResult(ordered, truncated=truncated or bool(failures), note=note)
 
     def _carries(self, line: LogLine, trace_id: TraceId) -> bool:
-        """The needle may sit inside a longer hex run; keep only lines that really carry the ID."""
-        for name in self.settings.trace_id_fields:
-            value = line.metadata.get(name)
-            if value:
-                try:
-                    if parse_trace_id(value) == trace_id:
-                        return True
-                except InvalidTraceId:
-                    continue
-        return line_carries(line.line, trace_id.spellings)
+        return carries_trace(line, trace_id, self.settings)
+
+    async def fetch_untraced(self, window: Window, services: Sequence[str], limit: int,
+                             tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+        """Lines of `services` in `window` that carry no trace ID at all (not in metadata, not in the line).
+
+        Oldest first, at most `limit` (truncated then): the caller attaches them by service and time.
+        """
+        wanted = set(services)
+        query = untraced_query(self.selector(services), "trace_id")
+        lines, cut = await self._query(query, Window(window.start_ns, window.end_ns + 1), tenant, limit, "forward")
+        kept = tuple(line for line in lines if line.service in wanted and not self._names_a_trace(line))
+        return SourceResult(kept, truncated=cut)
+
+    def _names_a_trace(self, line: LogLine) -> bool:
+        if any(line.metadata.get(name) for name in self.settings.trace_id_fields):
+            return True
+        return extract_trace_context(line.line, self.settings).trace_id is not None
 
     async def ready(self) -> None:
         """Raises a SourceError unless Loki's /ready answers 200."""

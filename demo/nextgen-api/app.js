@@ -2,15 +2,22 @@
 // Also: the N+1 path, the error path and a parallel fan-out, all through auto-instrumented fetch.
 const http = require('node:http');
 const { trace } = require('@opentelemetry/api');
+const { logs, SeverityNumber } = require('@opentelemetry/api-logs');
 
 const tracer = trace.getTracer('nextgen-api');
+// The OTel logs API: a no-op until tracing.js registers the SDK's logger provider.
+const logger = logs.getLogger('nextgen-api');
+const SEVERITY = { info: SeverityNumber.INFO, warn: SeverityNumber.WARN, error: SeverityNumber.ERROR };
 const AUTH = process.env.AUTH_URL || 'http://auth-service:8001';
 const COURSES = process.env.COURSES_URL || 'http://course-service:8002';
 
 function log(level, msg, fields = {}) {
   const ctx = trace.getActiveSpan()?.spanContext();
   const ids = ctx ? { trace_id: ctx.traceId, span_id: ctx.spanId } : {};
-  console.log(JSON.stringify({ level, msg, service: 'nextgen-api', ...fields, ...ids }));
+  const line = JSON.stringify({ level, msg, service: 'nextgen-api', ...fields, ...ids });
+  console.log(line);
+  // The record takes the active span's context: OTLP carries its trace and span IDs.
+  logger.emit({ severityNumber: SEVERITY[level], severityText: level.toUpperCase(), body: line });
 }
 
 async function call(url, init) {
@@ -74,4 +81,5 @@ const server = http.createServer(async (req, res) => {
   }
 });
 
-server.listen(Number(process.env.PORT || 3001), () => log('info', 'nextgen-api listening'));
+// HOST unset (compose): every interface, as before; scripts/demo sets 127.0.0.1.
+server.listen(Number(process.env.PORT || 3001), process.env.HOST, () => log('info', 'nextgen-api listening'));

@@ -24,7 +24,7 @@ async def main(target: str, rate: float, count: int | None) -> None:
             try:
                 async with session.request(method, target + path) as response:
                     await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             sent += 1
             alive.touch()

@@ -109,7 +109,7 @@ class Telemetry:
         app.router.add_get("/healthz", lambda _r: _ok())
         return app
 
-    def db(self, statement: str, seconds: float) -> "_Db":
+    def db(self, statement: str, seconds: float) -> _Db:
         return _Db(self, statement, seconds)
 
 

@@ -1,4 +1,4 @@
-r"""A fake Loki that answers like the real Loki 3 recorded in ../shared/fixtures/recorded/loki/.
+r"""A fake Loki that answers like the real Loki 3 recorded in tests/fixtures/recorded/loki/.
 
 Its data is the recorded scenario, rebuilt from the recordings (index labels `level` and
 `service_name` — what `/loki/api/v1/labels` answered — everything else structured metadata)
@@ -18,16 +18,16 @@ import functools
 import json
 import re
 import time
-from datetime import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 REQUESTS: web.AppKey[list[web.Request]] = web.AppKey("requests", list)
-RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "recorded" / "loki"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded" / "loki"
 INDEX_LABELS = ("level", "service_name")
 EMPTY_MATCHER = ('parse error : queries require at least one regexp or equality matcher that does not have an '
                  'empty-compatible value. For instance, app=~".*" does not meet this requirement, but app=~".+" will')

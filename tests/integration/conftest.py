@@ -1,12 +1,10 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
-import pytest
-
-import time
-
 import httpx
+import pytest
 
 from tests.fakes.loki import scenario
 from tests.integration.otlp import send_seed_trace
@@ -34,7 +32,7 @@ def t0(jaeger: Jaeger, prometheus: Prometheus) -> int:
     body = httpx.get(f"{prometheus.url}/api/v1/query_exemplars",
                      params={"query": "http_server_duration_seconds_bucket", "start": time.time() - 3600, "end": time.time() + 60}).json()
     stamps = [ex["timestamp"] for s in body["data"] for ex in s["exemplars"] if ex["labels"]["trace_id"] == TRACE]
-    exemplar_ns = int(round(stamps[0] * 1000)) * 1_000_000
+    exemplar_ns = round(stamps[0] * 1000) * 1_000_000
     start = exemplar_ns - 145_000_000
     send_seed_trace(jaeger.otlp_url, TRACE, SC["span_ids"], start)
     deadline = time.monotonic() + 15

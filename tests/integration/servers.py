@@ -21,8 +21,6 @@ from typing import Protocol
 
 import httpx
 
-from tests.conftest import skip_or_fail
-
 HERE = Path(__file__).resolve().parent
 
 

@@ -248,7 +248,7 @@ class TestSource:
     async def test_neither_route_is_an_error(self) -> None:
         """No /api/v3 and no /api/traces: whatever answers is not a Jaeger query service."""
         jaeger, _ = source(lambda r: httpx.Response(404, text=NO_ROUTE, headers=TEXT))
-        with pytest.raises(SourceHTTPError, match="404 from GET /api/traces/.*no /api/v3 either"):
+        with pytest.raises(SourceHTTPError, match=r"404 from GET /api/traces/.*no /api/v3 either"):
             await jaeger.fetch(parse_trace_id("1"), None)
 
     @pytest.mark.parametrize(("status", "body", "message"), [
@@ -278,7 +278,7 @@ class TestSource:
         """v2.13 sends v3 answers as text/plain, some earlier versions with no Content-Type: both parse."""
         body = json.dumps(fixture("api_v3_GetTrace.snapshot.json")).encode()
         for headers in (TEXT, {}):
-            ok, _ = source(lambda r: httpx.Response(200, content=body, headers=headers))
+            ok, _ = source(lambda r, headers=headers: httpx.Response(200, content=body, headers=headers))
             assert (await ok.fetch(parse_trace_id("1"), None)).value is not None
 
     @pytest.mark.parametrize("body", [

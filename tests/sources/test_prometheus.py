@@ -1,4 +1,4 @@
-"""The Prometheus source against Prometheus's and Grafana's own exemplar answers (MockTransport)."""
+"""The Prometheus source against Prometheus's own exemplar answers and a span-metrics one (MockTransport)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,15 @@ U = FIXTURES / "upstream"
 LABELS = ("trace_id", "traceID", "trace.id")
 
 
+SHORT_ID = "e9a4c1b7d3f2a6e8c0b5d4f3a2e1c09"  # 31 characters
+
+
 def body(path: str) -> Any:
     return json.loads((U / path).read_text())
+
+
+def own(name: str) -> Any:
+    return json.loads((FIXTURES / "own" / name).read_text())
 
 
 def source(answer: httpx.Response, **env: str) -> tuple[PrometheusSource, list[httpx.Request]]:
@@ -49,21 +56,23 @@ def test_inf_value_and_ms_timestamp() -> None:
     assert math.isinf(ex.value) and ex.timestamp_ns == 1_234_000_000
 
 
-def test_grafana_tempo_answer_traceid_label_and_31_char_ids() -> None:
-    found, skipped = parse_exemplars(body("grafana/prom_query_exemplars.tempo_spanmetrics.excerpt.json"), LABELS, ("span_id",))
-    assert skipped == 0 and len(found) == 42
-    short = next(ex for ex in found if ex.labels["traceID"] == "b1cdb01cf2a4954dafa0c3dcfa8ffb4")
-    assert short.trace_id == "0b1cdb01cf2a4954dafa0c3dcfa8ffb4" and short.timestamp_ns % 1_000_000 == 0
+def test_spanmetrics_answer_traceid_label_and_31_char_ids() -> None:
+    """Span-metrics exemplars (as Tempo's and others' generators write them): label `traceID`, a trace ID whose
+    leading zero was dropped, float seconds printed with trailing zeros."""
+    found, skipped = parse_exemplars(own("prom_query_exemplars.spanmetrics_traceID.json"), LABELS, ("span_id",))
+    assert skipped == 0 and len(found) == 8
+    short = next(ex for ex in found if ex.labels["traceID"] == SHORT_ID)
+    assert short.trace_id == "0" + SHORT_ID and short.timestamp_ns == 1_764_590_412_100_000_000
 
 
-@pytest.mark.parametrize("asked", ["b1cdb01cf2a4954dafa0c3dcfa8ffb4", "0B1CDB01CF2A4954DAFA0C3DCFA8FFB4"])
+@pytest.mark.parametrize("asked", [SHORT_ID, ("0" + SHORT_ID).upper()])
 async def test_fetch_matches_any_spelling_and_sends_seconds(asked: str) -> None:
-    prom, seen = source(httpx.Response(200, json=body("grafana/prom_query_exemplars.tempo_spanmetrics.excerpt.json")))
-    window = Window(1_654_086_510_000_000_000, 1_654_086_810_000_000_000)
+    prom, seen = source(httpx.Response(200, json=own("prom_query_exemplars.spanmetrics_traceID.json")))
+    window = Window(1_764_590_400_000_000_000, 1_764_590_700_000_000_000)
     result = await prom.fetch(parse_trace_id(asked), window)
-    assert [ex.labels["traceID"] for ex in result.value] == ["b1cdb01cf2a4954dafa0c3dcfa8ffb4"]
+    assert [ex.labels["traceID"] for ex in result.value] == [SHORT_ID]
     params = dict(seen[0].url.params)
-    assert params == {"query": '{__name__=~".+"}', "start": "1654086450.000", "end": "1654086870.000"}  # ± 60 s margin
+    assert params == {"query": '{__name__=~".+"}', "start": "1764590340.000", "end": "1764590760.000"}  # ± 60 s margin
 
 
 async def test_error_envelope_names_type_and_message() -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -24,12 +24,21 @@ Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 @asynccontextmanager
 async def raw_peer(handle: Peer) -> AsyncIterator[str]:
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    writers: list[asyncio.StreamWriter] = []
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await handle(reader, writer)
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.close()
+        for writer in writers:  # the peer's side of each connection, hung or not
+            writer.close()
+        await server.wait_closed()
 
 
 async def read_request(reader: asyncio.StreamReader) -> None:
@@ -111,13 +120,14 @@ async def test_silence_past_the_read_timeout_is_a_timeout(when: str) -> None:
 
 @pytest.mark.parametrize("base", ["http://loki:3100", "http://gateway/loki-prefix/", "https://h.example:8443/a/b"])
 def test_the_pre_encoded_url_means_what_httpx_params_would(base: str) -> None:
-    from hypothesis import given, settings as hsettings, strategies as st
-
     import httpx
+    from hypothesis import given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
 
     from correlator.sources._http import absolute_url
 
-    client = httpx.AsyncClient(base_url=base)
+    client = httpx.AsyncClient(base_url=base)  # only builds URLs: never sends, never opens a socket
 
     @hsettings(max_examples=200, deadline=None)
     @given(st.dictionaries(st.text(min_size=1), st.text()))

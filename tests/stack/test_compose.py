@@ -190,10 +190,10 @@ def test_dependencies_wait_for_healthy_services_without_cycles() -> None:
     seen: set[str] = set()
 
     def visit(name: str, path: tuple[str, ...]) -> None:
-        assert name not in path, f"dependency cycle: {' → '.join(path + (name,))}"
+        assert name not in path, f"dependency cycle: {' → '.join((*path, name))}"
         if name not in seen:
             for dependency in SERVICES[name].get("depends_on", {}):
-                visit(dependency, path + (name,))
+                visit(dependency, (*path, name))
             seen.add(name)
 
     for name in SERVICES:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -129,7 +130,7 @@ def test_exemplars_only_on_bucket_and_total_samples(tmp_path: Path) -> None:
 class _Capture(BaseHTTPRequestHandler):
     received: list[tuple[str, str, bytes]]
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         self.received.append((self.path, self.headers.get("content-type", ""), body))
         self.send_response(200)
@@ -201,7 +202,7 @@ def test_otlp_spans_and_logs_carry_the_exemplars_ids(tmp_path: Path) -> None:
     assert all(s.parent_span_id == server[0].span_id for s in selects)
     # sequential, as an N+1 is: each SELECT starts after the previous one ended
     ordered = sorted(selects, key=lambda s: s.start_time_unix_nano)
-    assert all(b.start_time_unix_nano >= a.end_time_unix_nano for a, b in zip(ordered, ordered[1:]))
+    assert all(b.start_time_unix_nano >= a.end_time_unix_nano for a, b in itertools.pairwise(ordered))
 
     [(resource, record)] = [(res, r) for res, r in logs() if r.trace_id.hex() == trace_id]
     assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == "course-service"

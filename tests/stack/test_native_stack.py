@@ -6,14 +6,10 @@ database query marked as the bottleneck."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,61 +18,46 @@ import pytest
 
 from correlator.api import create_app
 from correlator.config import load_settings
+from demo.native import (
+    Ports,
+    core_services,
+    find_binaries,
+    jaeger_config,
+    jaeger_service,
+    prometheus_config,
+    prometheus_service,
+    started,
+)
 from tests.conftest import REPO, skip_or_fail
 from tests.fakes.loki import make_fake_loki_app
-from tests.integration.servers import free_port, jaeger_binary, prometheus_binary, running, wait_until
+from tests.integration.servers import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[dict[str, str]]:
-    jaeger, prometheus, node = jaeger_binary(), prometheus_binary(), shutil.which("node")
-    if jaeger is None or prometheus is None or node is None:
+    binaries = find_binaries()
+    if binaries.jaeger is None or binaries.prometheus is None or binaries.node is None:
         skip_or_fail("the native stack needs jaeger, prometheus and node")
     if not (REPO / "demo/nextgen-api/node_modules").is_dir():
         skip_or_fail("demo/nextgen-api/node_modules missing (npm ci)")
-    ports = {name: free_port() for name in ("query", "qgrpc", "otlp_grpc", "otlp_http", "health", "spanmetrics",
-                                            "auth", "courses", "api", "prom", "closed")}
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        jaeger_cfg = (REPO / "stack/jaeger/config.yml").read_text()
-        for old, new in ((":16686", ports["query"]), (":16685", ports["qgrpc"]), (":4317", ports["otlp_grpc"]),
-                         (":4318", ports["otlp_http"]), (":13133", ports["health"])):
-            jaeger_cfg = jaeger_cfg.replace(old, f":{new}")
-        (Path(tmp) / "jaeger.yml").write_text(jaeger_cfg)
-        env = {**os.environ, "JAEGER_LISTEN_HOST": "127.0.0.1", "JAEGER_SPANMETRICS_PORT": str(ports["spanmetrics"])}
-        query = f"http://127.0.0.1:{ports['query']}"
-        stack.enter_context(running([str(jaeger), "--config", f"file:{tmp}/jaeger.yml"], "jaeger",
-                                    lambda: httpx.get(f"{query}/api/v3/services", timeout=1).status_code == 200, grace=1, env=env))
-        demo_env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{ports['otlp_http']}",
-                    "OTEL_BSP_SCHEDULE_DELAY": "200"}
-        demo_env.pop("DEMO_LOKI_OTLP_ENDPOINT", None)
-        for name, module in (("auth", "auth_service"), ("courses", "course_service")):
-            url = f"http://127.0.0.1:{ports[name]}"
-            stack.enter_context(running([sys.executable, "-m", f"demo.services.{module}", "--host", "127.0.0.1",
-                                         "--port", str(ports[name])], module,
-                                        lambda url=url: httpx.get(f"{url}/healthz", timeout=1).status_code == 200,
-                                        env=demo_env, cwd=REPO))
-        api = f"http://127.0.0.1:{ports['api']}"
-        node_env = {**os.environ, "PORT": str(ports["api"]), "AUTH_URL": f"http://127.0.0.1:{ports['auth']}",
-                    "COURSES_URL": f"http://127.0.0.1:{ports['courses']}", "OTEL_BSP_SCHEDULE_DELAY": "200",
-                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{ports['otlp_http']}/v1/traces"}
-        stack.enter_context(running([node, "--require", "./tracing.js", "app.js"], "nextgen-api",
-                                    lambda: httpx.get(f"{api}/healthz", timeout=1).status_code == 200,
-                                    env=node_env, cwd=REPO / "demo/nextgen-api"))
-        prom_cfg = (REPO / "stack/prometheus/prometheus.yml").read_text()
-        for old, new in (("auth-service:8001", f"127.0.0.1:{ports['auth']}"), ("course-service:8002", f"127.0.0.1:{ports['courses']}"),
-                         ("correlator:8080", f"127.0.0.1:{ports['closed']}"), ("jaeger:8889", f"127.0.0.1:{ports['spanmetrics']}"),
-                         ("/etc/prometheus/rules", str(REPO / "stack/prometheus/rules"))):
-            prom_cfg = prom_cfg.replace(old, new)
-        (Path(tmp) / "prometheus.yml").write_text(prom_cfg)
-        prom = f"http://127.0.0.1:{ports['prom']}"
-        stack.enter_context(running([prometheus, f"--config.file={tmp}/prometheus.yml", f"--storage.tsdb.path={tmp}/data",
-                                     f"--web.listen-address=127.0.0.1:{ports['prom']}", "--enable-feature=exemplar-storage"],
-                                    "prometheus", lambda: httpx.get(f"{prom}/-/ready", timeout=1).status_code == 200))
-        for _ in range(5):  # the seed's request, five times
-            assert httpx.get(f"{api}/api/courses", timeout=10).status_code == 200
-        yield {"jaeger": query, "prometheus": prom, "api": api}
+    assert binaries.jaeger and binaries.prometheus
+    # The launch is scripts/demo's (demo/native.py) on free ports, without the correlator as a
+    # process: the test runs it in-process against the fake Loki. Its scrape target is a closed port.
+    ports = Ports(**{name: free_port() for name, _default in Ports().items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "jaeger.yml").write_text(jaeger_config(ports))
+        (work / "prometheus.yml").write_text(prometheus_config(ports, correlator_port=free_port()))
+        services = [jaeger_service(binaries.jaeger, ports, work / "jaeger.yml"),
+                    *core_services(binaries, ports, with_loki=False, extra_env={"OTEL_BSP_SCHEDULE_DELAY": "200"}),
+                    prometheus_service(binaries.prometheus, ports, work / "prometheus.yml", work / "data")]
+        with started(services, work / "logs"):
+            api = f"http://127.0.0.1:{ports.api}"
+            for _ in range(5):  # GET /api/courses (the seed tutorial's request), five times
+                assert httpx.get(f"{api}/api/courses", timeout=10).status_code == 200
+            yield {"jaeger": f"http://127.0.0.1:{ports.jaeger_query}", "prometheus": f"http://127.0.0.1:{ports.prometheus}", "api": api}
 
 
 def exemplar_trace(prom: str) -> str | None:

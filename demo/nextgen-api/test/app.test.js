@@ -7,6 +7,7 @@ const { spawn } = require('node:child_process');
 const path = require('node:path');
 
 const received = [];
+const receivedLogs = [];
 const contentTypes = new Set();
 let collector, auth, courses, app, appPort;
 
@@ -33,6 +34,22 @@ function spans() {
   })))));
 }
 
+function logRecords() {
+  return receivedLogs.flatMap((body) => body.resourceLogs.flatMap((rl) => rl.scopeLogs.flatMap((sl) => sl.logRecords.map((r) => ({
+    ...r,
+    service: rl.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue,
+  })))));
+}
+
+async function waitForLog(predicate, what) {
+  for (let i = 0; i < 100; i++) {
+    const found = logRecords().filter(predicate);
+    if (found.length) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`no log record: ${what}`);
+}
+
 async function waitFor(predicate, what) {
   for (let i = 0; i < 100; i++) {
     const found = spans().filter(predicate);
@@ -49,6 +66,8 @@ before(async () => {
       // exporter-trace-otlp-http sends OTLP/JSON (the -proto package would send protobuf)
       contentTypes.add(req.headers['content-type']);
       received.push(JSON.parse(body.toString()));
+    } else if (req.url === '/v1/logs') {
+      receivedLogs.push(JSON.parse(body.toString()));
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
   });
@@ -67,7 +86,9 @@ before(async () => {
       AUTH_URL: `http://127.0.0.1:${auth.address().port}`,
       COURSES_URL: `http://127.0.0.1:${courses.address().port}`,
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${collector.address().port}/v1/traces`,
+      OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: `http://127.0.0.1:${collector.address().port}/v1/logs`,
       OTEL_BSP_SCHEDULE_DELAY: '100',
+      OTEL_BLRP_SCHEDULE_DELAY: '100',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -121,4 +142,26 @@ test('a failing course-service records the exception and an error status on getC
   const [span] = await waitFor((s) => s.name === 'getCourses' && s.status?.code === 2, 'failed getCourses');
   assert.match(span.status.message, /answered 500/);
   assert.ok(span.events.some((e) => e.name === 'exception'));
+});
+
+test('log lines reach the OTLP logs endpoint with the trace and span IDs of the request', async () => {
+  const response = await fetch(`http://127.0.0.1:${appPort}/api/courses`);
+  assert.equal(response.status, 200);
+  const [record] = await waitForLog((r) => r.body?.stringValue?.includes('courses listed')
+    && spans().some((s) => s.kind === 2 && s.spanId === r.spanId), 'courses listed, with its server span exported');
+  assert.equal(record.service, 'nextgen-api'); // Loki's service_name label
+  assert.equal(record.severityText, 'INFO');
+  const server = spans().find((s) => s.spanId === record.spanId);
+  assert.equal(record.traceId, server.traceId); // Loki's trace_id structured metadata
+  assert.match(record.traceId, /^[0-9a-f]{32}$/);
+  // the body is the stdout line, IDs included, so line filters and derived fields find it too
+  const line = JSON.parse(record.body.stringValue);
+  assert.deepEqual([line.trace_id, line.span_id, line.count], [record.traceId, record.spanId, 3]);
+});
+
+test('an error is logged over OTLP under the failing request', async () => {
+  await fetch(`http://127.0.0.1:${appPort}/api/courses?fail=1`);
+  const [record] = await waitForLog((r) => r.severityText === 'ERROR' && r.body?.stringValue?.includes('answered 500'), 'request failed');
+  assert.ok(spans().some((s) => s.traceId === record.traceId && s.name === 'getCourses' && s.status?.code === 2),
+    'the log shares its trace with the failed getCourses span');
 });

@@ -1,0 +1,159 @@
+"""Pure: how far each service's clock is from the others', read from the trace itself.
+
+A server span runs inside the call that caused it: in true time the server starts after its caller's
+span starts and ends before it ends. With δ = (server's clock - caller's clock), the reported times
+give δ ≤ server.start - caller.start and δ ≥ server.end - caller.end. Every caller/server pair of
+two services narrows δ to the intersection of those intervals — the honest estimate, with its bounds
+and the number of pairs behind it. (Jaeger's own adjuster shifts spans silently and is off by
+default; here nothing is shifted: reported times stay what the backends said.)
+
+Offsets are chained from the root span's service (the trace's reference clock) along these pairs,
+their uncertainties added. The join uses them to compare a log line's stamp with a service's spans.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from correlator.model import Finding, Severity, Span
+
+__all__ = ["ClockEstimate", "PairSkew", "clock_skew_summary", "estimate_clocks", "skew_findings"]
+
+
+@dataclass(frozen=True, slots=True)
+class PairSkew:
+    """δ = server's clock - caller's clock, for one pair of services."""
+
+    caller: str
+    server: str
+    low_ns: int  # the largest lower bound (from ends)
+    high_ns: int  # the smallest upper bound (from starts)
+    pairs: int
+
+    @property
+    def consistent(self) -> bool:
+        """Some constant offset explains every pair (else: a server outlasted its caller, or the offset drifted)."""
+        return self.low_ns <= self.high_ns
+
+    @property
+    def skewed(self) -> bool:
+        """The clocks demonstrably disagree: no pair is explained without an offset."""
+        return self.consistent and (self.low_ns > 0 or self.high_ns < 0)
+
+    @property
+    def offset_ns(self) -> int:
+        return (self.low_ns + self.high_ns) // 2
+
+    @property
+    def margin_ns(self) -> int:
+        return abs(self.high_ns - self.low_ns) // 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClockEstimate:
+    pairs: tuple[PairSkew, ...] = ()
+    # service → (offset of its clock from the reference's, ± margin), for services whose clock is
+    # demonstrably off (the chained interval excludes zero); absent: no correction, the fixed margin.
+    offsets: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # Server spans that start before / end after their caller's span: only a clock offset explains them.
+    skewed_spans: tuple[str, ...] = ()
+    # Server spans longer than their caller's: no constant offset explains them.
+    impossible_spans: tuple[str, ...] = ()
+
+    def max_offset_ns(self) -> int:
+        return max((abs(offset) + margin for offset, margin in self.offsets.values()), default=0)
+
+
+def estimate_clocks(spans: Sequence[Span], reference_service: str | None) -> ClockEstimate:
+    by_id = {span.span_id: span for span in spans}
+    lows: dict[tuple[str, str], int] = {}
+    highs: dict[tuple[str, str], int] = {}
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    skewed: list[str] = []
+    impossible: list[str] = []
+    for span in spans:
+        caller = by_id.get(span.parent_span_id or "")
+        if caller is None or span.kind != "server" or caller.service == span.service:
+            continue
+        key = (caller.service, span.service)
+        low, high = span.end_ns - caller.end_ns, span.start_ns - caller.start_ns
+        lows[key] = max(lows.get(key, low), low)
+        highs[key] = min(highs.get(key, high), high)
+        counts[key] += 1
+        if low > high:
+            impossible.append(span.span_id)
+        elif low > 0 or high < 0:
+            skewed.append(span.span_id)
+    pairs = tuple(sorted((PairSkew(c, s, lows[(c, s)], highs[(c, s)], n) for (c, s), n in counts.items()),
+                         key=lambda p: (p.caller, p.server)))
+    return ClockEstimate(pairs, _chain(pairs, reference_service), tuple(skewed), tuple(impossible))
+
+
+def _chain(pairs: Sequence[PairSkew], reference: str | None) -> dict[str, tuple[int, int]]:
+    """Breadth-first from the reference service: offset(S) = offset(caller) + δ, margins added."""
+    if reference is None:
+        return {}
+    edges: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    for pair in pairs:
+        if pair.consistent:
+            edges[pair.caller].append((pair.server, pair.offset_ns, pair.margin_ns))
+            edges[pair.server].append((pair.caller, -pair.offset_ns, pair.margin_ns))
+    known: dict[str, tuple[int, int]] = {reference: (0, 0)}
+    queue = deque([reference])
+    while queue:
+        here = queue.popleft()
+        offset, margin = known[here]
+        for there, delta, width in edges[here]:
+            if there not in known:
+                known[there] = (offset + delta, margin + width)
+                queue.append(there)
+    # Only a clock shown to be off is corrected; within its bounds of zero, a service keeps the fixed margin.
+    return {service: (offset, margin) for service, (offset, margin) in known.items()
+            if service != reference and abs(offset) > margin}
+
+
+def _ms(ns: int) -> float:
+    return round(ns / 1_000_000, 3)
+
+
+def clock_skew_summary(estimate: ClockEstimate | None) -> list[dict[str, object]]:
+    """`summary.clock_skew`: one entry per caller → server service pair seen in the trace."""
+    if estimate is None:
+        return []
+    return [{"caller": p.caller, "server": p.server, "offset_ms": _ms(p.offset_ns) if p.consistent else None,
+             "min_ms": _ms(min(p.low_ns, p.high_ns)), "max_ms": _ms(max(p.low_ns, p.high_ns)), "pairs": p.pairs,
+             "consistent": p.consistent, "skewed": p.skewed,
+             "applied_to_logs": p.server in estimate.offsets or p.caller in estimate.offsets}
+            for p in estimate.pairs]
+
+
+def skew_findings(estimate: ClockEstimate, spans: Mapping[str, Span]) -> tuple[Finding, ...]:
+    """One finding per pair whose clocks demonstrably disagree, naming the spans only that explains."""
+    out = []
+    for pair in estimate.pairs:
+        ids = tuple(sid for sid in estimate.skewed_spans if spans[sid].service == pair.server
+                    and (parent := spans.get(spans[sid].parent_span_id or "")) is not None and parent.service == pair.caller)
+        if not pair.skewed or not ids:
+            continue
+        ahead = "ahead of" if pair.offset_ns > 0 else "behind"
+        severity = Severity.WARNING if abs(pair.offset_ns) >= 100_000_000 else Severity.INFO
+        out.append(Finding(
+            "clock_skew", severity,
+            f"{pair.server}'s clock runs {abs(_ms(pair.offset_ns))} ms (± {_ms(pair.margin_ns)}) {ahead} {pair.caller}'s, "
+            f"from {pair.pairs} call(s): {len(ids)} span(s) start before or end after their caller — only the clocks explain "
+            "that; times are shown as reported, log lines are matched at the estimated offset",
+            ids,
+            {"caller": pair.caller, "server": pair.server, "offset_ms": _ms(pair.offset_ns),
+             "min_ms": _ms(pair.low_ns), "max_ms": _ms(pair.high_ns), "pairs": pair.pairs},
+        ))
+    impossible = tuple(estimate.impossible_spans)
+    if impossible:
+        out.append(Finding(
+            "clock_skew", Severity.INFO,
+            f"{len(impossible)} server span(s) last longer than the call that caused them: no clock offset explains "
+            "that (clocks drifting, or the caller ended its span early)",
+            impossible, {"spans": list(impossible)},
+        ))
+    return tuple(out)
