@@ -99,7 +99,7 @@ class WorkerFailed(Exception):
 # ------------------------------------------------------------------------------ in the worker process
 
 _kept: OrderedDict[int, tuple[Trace | None, bool]] = OrderedDict()  # token → (trace, truncated)
-_KEEP = 4
+_KEEP = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
 
 
 def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
