@@ -26,10 +26,14 @@ import copyreg
 import logging
 import multiprocessing
 import os
+import tempfile
 import types
+import weakref
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -75,21 +79,53 @@ class Outline:
     untraced_window: Window  # where the trace's untraced lines are looked for (correlate.untraced_scope)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Prerendered:
-    """A big trace's answer, rendered in the worker. `json` says `"cached": false` at `cached_at`."""
+    """A big trace's answer, rendered in the worker.
 
-    status: int  # 200, or 404 (problem+json in `json`)
-    json: bytes
+    The JSON (34 MB at 100k spans) stays in a file the worker wrote (in /dev/shm where there is one),
+    not in the service process: it is read 64 KiB at a time as it is sent, and the file goes when
+    the last reference to this object does (the cache, a response being sent). It says
+    `"cached": false` at `cached_at`.
+    """
+
+    status: int  # 200, or 404 (problem+json)
+    path: str
+    size: int
     cached_at: int  # offset of the top-level `false` to turn into `true` for a cache hit; -1 if none
     text: str
     found: bool
     trace_end_ns: int | None
 
+    async def json_chunks(self, cached: bool, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """The JSON answer in pieces, the event loop free between them."""
+        spans: list[tuple[int, int] | None] = [(0, self.size)]
+        if cached and self.cached_at >= 0:
+            spans = [(0, self.cached_at), None, (self.cached_at + len(b"false"), self.size)]
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for span in spans:
+                if span is None:
+                    yield b"true"
+                    continue
+                start, end = span
+                while start < end:
+                    piece = os.pread(fd, min(chunk, end - start), start)
+                    if not piece:
+                        raise OSError(f"{self.path} ended at {start} of {self.size} bytes")
+                    start += len(piece)
+                    yield piece
+                    await asyncio.sleep(0)
+        finally:
+            os.close(fd)
+
     def json_body(self, cached: bool) -> bytes:
-        if not cached or self.cached_at < 0:
-            return self.json
-        return b"".join((self.json[:self.cached_at], b"true", self.json[self.cached_at + 5:]))
+        """The whole JSON answer at once (for callers that need bytes; the API streams it)."""
+        with open(self.path, "rb") as file:
+            data = file.read()
+        if cached and self.cached_at >= 0:
+            data = b"".join((data[:self.cached_at], b"true", data[self.cached_at + 5:]))
+        return data
 
 
 class WorkerFailed(Exception):
@@ -98,6 +134,9 @@ class WorkerFailed(Exception):
 
 # ------------------------------------------------------------------------------ in the worker process
 
+# Rendered answers wait here for the service to send them: tmpfs when there is one (memory, but
+# not the service process's), else the temp directory.
+_ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
 _kept: OrderedDict[int, tuple[Trace | None, bool]] = OrderedDict()  # token → (trace, truncated)
 _KEEP = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
 
@@ -176,8 +215,19 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
         cached_at = cached_at + len(b',"cached":') if cached_at >= 0 else -1
     c = outcome.correlation
     text = render_text(outcome, body)
-    prerendered = Prerendered(status, json, cached_at, text, outcome.found, c.trace.end_ns if c.trace is not None else None)
+    fd, path = tempfile.mkstemp(prefix="correlator-answer-", suffix=".json", dir=_ANSWERS)
+    with os.fdopen(fd, "wb") as file:
+        file.write(json)
+    prerendered = Prerendered(status, path, len(json), cached_at, text, outcome.found,
+                              c.trace.end_ns if c.trace is not None else None)
     return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _warm() -> int:
@@ -230,6 +280,8 @@ class Offloader:
                        untraced: Any) -> tuple[Correlation, Prerendered]:
         done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
                                            untraced)
+        # The file goes with the last reference to its answer (the cache, a response being sent).
+        weakref.finalize(done.prerendered, _remove, done.prerendered.path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
         return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered
 

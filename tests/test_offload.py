@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import re
 from dataclasses import replace
 from typing import Any
@@ -12,6 +14,9 @@ import pytest
 
 from correlator.api import BACKENDS, create_app
 from correlator.config import Settings, load_settings
+from correlator.ids import parse_trace_id
+from correlator.model import SourceReport, SourceStatus, Window
+from correlator.offload import Offloader, RawTrace
 from tests.apiclient import T0, TRACE, Backends
 
 OTHER = "0123456789abcdef0123456789abcdef"
@@ -137,3 +142,24 @@ async def test_a_big_answer_with_only_other_traces_is_not_found(aiohttp_client: 
 
     a, b = comparable(inline[0][2]), comparable(offloaded[0][2])
     assert a == b and b["sources"]["jaeger"]["status"] == "not_found" and b["summary"]["span_count"] == 0
+
+
+async def test_the_answer_file_goes_with_its_last_reference() -> None:
+    offload = Offloader(1)
+    ok = SourceReport(SourceStatus.OK, 1.0)
+    raw = RawTrace(orjson.dumps(big_trace(50)), TRACE, 1000, "GET /api/v3/traces/x")
+    try:
+        _light, answer = await offload.assemble(settings(1), parse_trace_id(TRACE), Window(T0, T0 + 1), raw, None,
+                                                {"jaeger": ok, "loki": ok, "prometheus": ok}, (), (), None)
+    finally:
+        offload.close()
+    path = answer.path
+    streamed = b"".join([piece async for piece in answer.json_chunks(True, chunk=1000)])
+    assert streamed == answer.json_body(True) and orjson.loads(streamed)["cached"] is True
+    assert orjson.loads(b"".join([piece async for piece in answer.json_chunks(False)]))["cached"] is False
+    assert os.path.exists(path)
+
+    del answer
+    gc.collect()
+
+    assert not os.path.exists(path)
