@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -31,3 +33,19 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: a missing real server is a failure)")
     pytest.skip(reason)
+
+
+_OPEN_CLIENTS: list[httpx.AsyncClient] = []
+
+
+def closed_after_test(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A client a test helper builds outside `async with`: closed when the test ends (its pool holds sockets)."""
+    _OPEN_CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _close_test_clients() -> AsyncIterator[None]:
+    yield
+    while _OPEN_CLIENTS:
+        await _OPEN_CLIENTS.pop().aclose()

@@ -32,6 +32,7 @@ from correlator.ids import parse_trace_id
 from correlator.model import Span, Trace, Window
 from correlator.sources._http import make_client
 from correlator.sources.jaeger import JaegerSource, parse_ui_trace
+from tests.conftest import closed_after_test
 from tests.integration.jaeger_server import JaegerServer, run_jaeger
 from tests.sources.test_jaeger import NOT_FOUND_V1, NOT_FOUND_V3
 
@@ -114,7 +115,7 @@ def sent(jaeger_v2: JaegerServer) -> SentTrace:
 
 def jaeger_source(server: JaegerServer) -> JaegerSource:
     settings = load_settings(environ={"CORRELATOR_JAEGER_URL": server.query_url}).jaeger
-    return JaegerSource(settings, make_client(settings))
+    return JaegerSource(settings, closed_after_test(make_client(settings)))
 
 
 async def fetch_until_found(source: JaegerSource, sent: SentTrace, window: Window | None = None) -> Trace:

@@ -18,6 +18,7 @@ from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
 from correlator.sources.prometheus import PrometheusSource
+from tests.conftest import closed_after_test
 from tests.integration.prometheus_server import ScrapeProbe, first_target, gauge_scrape, up_value
 from tests.integration.servers import Prometheus
 
@@ -35,7 +36,7 @@ def _gauge_probe_started_first(gauge_scrape: ScrapeProbe) -> Iterator[ScrapeProb
 
 def source(prometheus: Prometheus, **env: str) -> PrometheusSource:
     settings = load_settings(environ={"CORRELATOR_PROMETHEUS_URL": prometheus.url, **env}).prometheus
-    return PrometheusSource(settings, make_client(settings))
+    return PrometheusSource(settings, closed_after_test(make_client(settings)))
 
 
 def recent() -> Window:

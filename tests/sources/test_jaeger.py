@@ -20,7 +20,7 @@ from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
 from correlator.sources.jaeger import JaegerSource, parse_otlp_trace, parse_ui_trace, ui_trace_url
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, closed_after_test
 
 J = FIXTURES / "upstream" / "jaeger"
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}  # what Go's http.Error writes, JSON or not
@@ -43,7 +43,7 @@ def source(handler: Callable[[httpx.Request], httpx.Response], **env: str) -> tu
         return handler(request)
 
     settings = load_settings(environ={"CORRELATOR_JAEGER_RETRY_ATTEMPTS": "1", **env}).jaeger
-    return JaegerSource(settings, make_client(settings, httpx.MockTransport(record))), seen
+    return JaegerSource(settings, closed_after_test(make_client(settings, httpx.MockTransport(record)))), seen
 
 
 def otlp_span(**fields: Any) -> dict[str, Any]:

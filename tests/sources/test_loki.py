@@ -4,7 +4,7 @@ and against the recorded and upstream answers replayed through httpx.MockTranspo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +17,7 @@ from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
 from correlator.sources.loki import LokiSource, parse_streams, parse_streams_body
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, closed_after_test
 from tests.fakes.loki import REQUESTS, Entry, make_fake_loki_app, recorded_entries, scenario
 
 SC = scenario()
@@ -29,21 +29,8 @@ SPANS = SC["span_ids"]
 RECORDED = FIXTURES / "recorded" / "loki"
 
 
-_OPEN_CLIENTS: list[httpx.AsyncClient] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_clients() -> AsyncIterator[None]:
-    """Each test's clients are closed when it ends (their pools hold sockets)."""
-    yield
-    while _OPEN_CLIENTS:
-        await _OPEN_CLIENTS.pop().aclose()
-
-
 def _client(settings: LokiSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    client = make_client(settings, transport)
-    _OPEN_CLIENTS.append(client)
-    return client
+    return closed_after_test(make_client(settings, transport))
 
 
 async def source_for(aiohttp_server: Any, settings: LokiSettings | None = None, **app_args: Any) -> tuple[LokiSource, Any]:

@@ -17,7 +17,7 @@ from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
 from correlator.sources.prometheus import PrometheusSource, parse_exemplars
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, closed_after_test
 
 U = FIXTURES / "upstream"
 LABELS = ("trace_id", "traceID", "trace.id")
@@ -42,7 +42,7 @@ def source(answer: httpx.Response, **env: str) -> tuple[PrometheusSource, list[h
         return answer
 
     settings = load_settings(environ={"CORRELATOR_PROMETHEUS_RETRY_ATTEMPTS": "1", **env}).prometheus
-    return PrometheusSource(settings, make_client(settings, httpx.MockTransport(handle))), seen
+    return PrometheusSource(settings, closed_after_test(make_client(settings, httpx.MockTransport(handle)))), seen
 
 
 def test_docs_example_placeholders_are_not_trace_ids() -> None:
