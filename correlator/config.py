@@ -85,7 +85,7 @@ class _SourceCommon:
     # then get 503 + Retry-After. Sized from bench P3: its 100 concurrent correlations on one
     # worker (100 Jaeger, 200 Loki, 100 Prometheus queries at most) fit without queueing.
     max_in_flight: int = 128
-    max_queued: int = 64
+    max_queued: int = 16  # a queue longer than the slots freed within the wait only delays the 503 (bench flood)
     max_response_bytes: int = 64 * 1024 * 1024
     retry_attempts: int = 3  # total tries for a GET that fails to connect or answers 429/502/503/504
     retry_base_seconds: float = 0.05
