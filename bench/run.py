@@ -11,6 +11,8 @@
                                         correlation, with the worker process and without; peak RSS (P5)
     python bench/run.py flood [--quick] unique IDs at 5× the sustainable rate: backend queries in flight vs the
                                         bulkhead caps, 503 latency, cache-hit and /healthz p99, recovery
+    python bench/run.py page [--quick] the HTML page: render ÷ JSON render, gzipped bytes per span, Chromium
+                                        time to interactive at 10k ÷ 1k spans (bench/page.py)
     python bench/run.py all --quick    the CI smoke: every figure, tiny sizes, seconds
 """
 
@@ -624,7 +626,7 @@ def main() -> int:
     if sys.argv[1:2] == ["p2-peak"]:  # internal: one P2 size's peak RSS in a fresh process
         p2_peak(*map(int, sys.argv[2:5]))
         return 0
-    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "flood", "p8", "all"])
+    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "flood", "p8", "page", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")
     parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp"],
@@ -636,6 +638,10 @@ def main() -> int:
             p3(args.quick, workers=args.workers, floor=args.floor)
         elif name == "soak":
             soak(args.quick, workers=args.workers)
+        elif name == "page":  # the HTML page's figures (issue 13); needs Debian's chromium for the browser column
+            from bench.page import main as page_main
+
+            page_main(args.quick)
         else:
             globals()[name](args.quick)
     return 0

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -39,6 +40,7 @@ from correlator.sources.loki import LokiSource
 from correlator.sources.prometheus import PrometheusSource
 from correlator.telemetry import Metrics, current_exemplar, tracer
 from correlator.timeparams import parse_window
+from correlator.web import routes as web_routes
 
 __all__ = ["Backends", "create_app"]
 
@@ -113,6 +115,7 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
         except Exception:
             log.exception("unhandled error on %s", route)
             response = problem(500, "Internal error", "the correlator failed; the error is in its own logs")
+        response = web_routes.browser_problem(request, response)
         span.set_attribute("http.route", route)
         span.set_attribute("http.response.status_code", response.status)
         seconds = time.perf_counter() - started
@@ -127,11 +130,12 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
 
 async def _authorise(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     token = request.app[SETTINGS].server.auth_token
-    if token and request.path not in _OPEN_ROUTES:
+    if token and request.path not in _OPEN_ROUTES and not request.path.startswith(web_routes.OPEN_PREFIXES):
         given = request.headers.get("Authorization", "")
         scheme, _, credential = given.partition(" ")
         # compare_digest: the time taken must not reveal how much of the token matched.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode(), token.encode()):
+        bearer_ok = scheme.lower() == "bearer" and hmac.compare_digest(credential.encode(), token.encode())
+        if not bearer_ok and not web_routes.authorised_by_cookie(request, token):
             return web.Response(
                 body=orjson.dumps({"type": "about:blank", "title": "Unauthorized", "status": 401,
                                    "detail": "a valid bearer token is required"}),
@@ -169,6 +173,8 @@ def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
     status = outcome.http_status
     if request.query.get("format") == "text":
         return web.Response(text=render_text(outcome, body), status=status, content_type="text/plain")
+    if status != 404 and web_routes.wants_html_request(request):
+        return web_routes.correlation_page(request, outcome, body)
     if status == 404:
         return web.Response(
             body=orjson.dumps({"type": "about:blank", "title": "Trace not found", "status": 404,
@@ -181,8 +187,8 @@ def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
 async def correlate_handler(request: web.Request) -> web.StreamResponse:
     trace_id = parse_trace_id(request.match_info["trace_id"])
     hint = parse_window(request.query.get("start"), request.query.get("end"))
-    if request.query.get("format") not in (None, "json", "text"):
-        raise InvalidInput("format", "must be json or text")
+    if request.query.get("format") not in (None, "json", "text", "html"):
+        raise InvalidInput("format", "must be json, text or html")
     outcome = await request.app[BACKENDS].correlator.correlate(trace_id, hint, _tenant(request))
     return _respond(request, outcome)
 
@@ -196,7 +202,10 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
     except UnicodeDecodeError:
         raise InvalidInput("body", "must be UTF-8 text") from None
     line, metadata = text, None
-    if request.content_type == "application/json":
+    from_form = request.content_type == "application/x-www-form-urlencoded"
+    if from_form:  # the home page's log-line box
+        line = parse_qs(text).get("line", [""])[0]
+    elif request.content_type == "application/json":
         try:
             wrapper = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -216,6 +225,8 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
                        f"JSONPaths: {', '.join(settings.loki.trace_id_jsonpaths)})")
     hint = parse_window(request.query.get("start"), request.query.get("end"))
     trace_id = replace(parse_trace_id(context.trace_id), lower64_only=context.lower64_only)
+    if from_form and not trace_id.lower64_only and web_routes.wants_html_request(request):
+        raise web.HTTPSeeOther(f"/correlate/{trace_id.hex}")  # a browser: to the trace's own page (a URL to share)
     outcome = await request.app[BACKENDS].correlator.correlate_lower64(trace_id, hint, _tenant(request))
     return _respond(request, outcome)
 
@@ -246,6 +257,8 @@ async def exemplars_handler(request: web.Request) -> web.StreamResponse:
             "timestamp_ns": ex.timestamp_ns,
             "correlate": f"{base}/correlate/{ex.trace_id}?start={ex.timestamp_ns}&end={ex.timestamp_ns}",
         })
+    if web_routes.wants_html_request(request):
+        return web_routes.exemplars_page(request, query, found)
     return _json({"query": query, "count": len(items), "exemplars": items})
 
 
@@ -294,6 +307,7 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
                           handler_args={"max_field_size": 16384, "max_line_size": _PARSER_LINE_BYTES})
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    web_routes.setup_web(app, settings)
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:

@@ -36,6 +36,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "Timeouts",
+    "WebSettings",
     "load_settings",
 ]
 
@@ -196,6 +197,18 @@ class GrafanaSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The HTML page (docs/page.md)."""
+
+    # Home page "recent slow requests": exemplars of prometheus.slow_requests_selector over this lookback.
+    home_lookback_seconds: float = 3600.0
+    home_limit: int = 20
+    grafana_links: bool = True  # "open in Grafana Explore" links (grafana.url); Jaeger's need jaeger.ui_url
+    # Rows shown expanded on a big trace; deeper subtrees start collapsed so a 10k-span page stays responsive.
+    visible_rows: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     deadline_seconds: float = 10.0
     # When Jaeger doesn't know the ID and no hint was given, Loki and Prometheus are searched
@@ -209,6 +222,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     grafana: GrafanaSettings = field(default_factory=GrafanaSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     def source_deadline(self, source: _SourceCommon) -> float:
         return min(source.deadline_seconds or self.deadline_seconds, self.deadline_seconds)
@@ -435,3 +449,6 @@ def _validate(s: Settings) -> None:
     _check(0 < s.server.port < 65536, "server.port", s.server.port, "must be a TCP port (1-65535)")
     _check_url("server.public_url", s.server.public_url)
     _check_url("grafana.url", s.grafana.url)
+    _check(s.web.home_lookback_seconds > 0, "web.home_lookback_seconds", s.web.home_lookback_seconds, "must be > 0")
+    _check(1 <= s.web.home_limit <= 500, "web.home_limit", s.web.home_limit, "must be in [1, 500]")
+    _check(s.web.visible_rows >= 1, "web.visible_rows", s.web.visible_rows, "must be ≥ 1")

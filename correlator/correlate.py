@@ -51,7 +51,6 @@ __all__ = ["SOURCES", "Correlator", "Outcome"]
 log = logging.getLogger(__name__)
 
 SOURCES = ("jaeger", "loki", "prometheus")
-_ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg", "alert", "panic"})
 # Jaeger's storage lookup only needs a bound, not a tight one: a trace may start well before
 # the instant an exemplar or log line was stamped.
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
@@ -393,12 +392,12 @@ class Correlator:
         tree = build_tree(trace)
         clock = estimate_clocks(list(tree.by_id.values()), tree.by_id[tree.roots[0]].service if tree.roots else None)
         log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms, clock.offsets)
-        error_logs: dict[str, list[LogLine]] = {}
+        span_logs: dict[str, list[LogLine]] = {}  # evidence: errors, waits and retries the lines describe
         for line, placement in zip(logs, log_places, strict=True):
-            if placement.span_id is not None and (line.level or "").lower() in _ERROR_LEVELS:
-                error_logs.setdefault(placement.span_id, []).append(line)
-        # Inferred lines are not the trace's own: never error evidence, never in `log_places`.
-        analysis = analyse(tree, self.settings.analysis, error_logs)
+            if placement.span_id is not None:
+                span_logs.setdefault(placement.span_id, []).append(line)
+        # Inferred lines are not the trace's own: never evidence, never in `log_places`.
+        analysis = analyse(tree, self.settings.analysis, span_logs)
         inferred = (attach_untraced(tree, untraced.lines, untraced.other_traces, clock.offsets)
                     if untraced is not None else [])
         correlation = Correlation(

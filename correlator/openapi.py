@@ -16,7 +16,8 @@ _WINDOW_PARAMS = [
 ]
 _CORRELATION = {"description": "The joined correlation (sources may be partial)",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Correlation"}},
-                            "text/plain": {"schema": {"type": "string"}}}}
+                            "text/plain": {"schema": {"type": "string"}},
+                            "text/html": {"schema": {"type": "string"}}}}  # the page (docs/page.md)
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -30,7 +31,8 @@ OPENAPI: dict[str, Any] = {
                  "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{1,32}$"},
                  "description": "1-32 hex characters; left-padded to 32"},
                 *_WINDOW_PARAMS,
-                {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "text"]}},
+                {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "text", "html"]},
+                 "description": "default: HTML when Accept prefers text/html (browsers), else JSON"},
             ],
             "responses": {"200": _CORRELATION, "400": _PROBLEM, "401": _PROBLEM,
                           "404": {**_PROBLEM, "description": "every source answered and none knows the ID"},
@@ -41,6 +43,7 @@ OPENAPI: dict[str, Any] = {
             "parameters": _WINDOW_PARAMS,
             "requestBody": {"required": True, "content": {
                 "text/plain": {"schema": {"type": "string", "maxLength": 65536}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {"line": {"type": "string"}}}},
                 "application/json": {"schema": {"type": "object", "properties": {
                     "line": {"type": "string"}, "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}}}}},
             "responses": {"200": _CORRELATION, "400": _PROBLEM, "401": _PROBLEM, "404": _PROBLEM,

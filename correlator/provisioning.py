@@ -47,7 +47,8 @@ SPAN_DURATION = "traces_span_metrics_duration_milliseconds_bucket"
 
 
 def _correlate_url(settings: Settings) -> str:
-    return f"{settings.server.public_url.rstrip('/')}/correlate/$${{__value.raw}}?format=text"
+    # No ?format: a browser's Accept gets the page (docs/page.md), anything else the JSON.
+    return f"{settings.server.public_url.rstrip('/')}/correlate/$${{__value.raw}}"
 
 
 def explore_trace_url(jaeger_uid: str, value: str = "$${__value.raw}") -> str:

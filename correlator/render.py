@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from correlator.analysis.identity import target
 from correlator.config import Settings
 from correlator.correlate import Outcome
 from correlator.gcpause import without_gc
@@ -54,6 +55,7 @@ def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[st
         "parent_span_id": span.parent_span_id,
         "service": span.service,
         "operation": span.operation,
+        "target": target(span),  # what it calls (analysis.identity): spans compare, loop and fold by service+name+target
         "start_ms": _ms(span.start_ns - origin_ns),
         "duration_ms": _ms(span.duration_ns),
         "self_ms": _ms(tree.self_ns[span.span_id]),
@@ -62,7 +64,9 @@ def _span(span: Span, tree: SpanTree, origin_ns: int, logs: Mapping[str, list[st
         "status": span.status,
         "status_message": span.status_message,
         "attributes": dict(span.attributes),
-        "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "attributes": dict(e.attributes)} for e in span.events],
+        # In time order (the sources sort them); offset_ms as the text tree's `· +12ms` lines.
+        "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "offset_ms": _ms(e.time_ns - origin_ns),
+                    "attributes": dict(e.attributes)} for e in span.events],
         "log_ids": logs.get(span.span_id, []),
         "exemplar_ids": exemplars.get(span.span_id, []),
         "inferred_log_ids": inferred.get(span.span_id, []),  # lines without a trace ID, attached by time

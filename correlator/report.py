@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from correlator.analysis import Analysis
+from correlator.config import Settings
 from correlator.correlate import Outcome
 from correlator.text_tree import render_tree
 
@@ -75,7 +76,22 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         out.append("")
         out.append("Warnings:")
         out.extend(f"  {warning}" for warning in body["warnings"])
-    out.append("")
-    out.append(f"Jaeger:  {body['links']['jaeger']}")
-    out.append(f"Grafana: {body['links']['grafana']}")
+    links = _configured_links(body["links"])
+    if links:
+        out.append("")
+        out.extend(links)
     return "\n".join(out) + "\n"
+
+
+_DEFAULTS = Settings()
+_DEFAULT_BASES = {"jaeger": (_DEFAULTS.jaeger.url.rstrip("/") + "/"), "grafana": (_DEFAULTS.grafana.url.rstrip("/") + "/")}
+
+
+def _configured_links(links: dict[str, str]) -> list[str]:
+    """Link lines only for UIs someone configured: a built-in localhost default may point at nothing."""
+    out = []
+    if not links["jaeger"].startswith(_DEFAULT_BASES["jaeger"]):
+        out.append(f"Jaeger:  {links['jaeger']}")
+    if not links["grafana"].startswith(_DEFAULT_BASES["grafana"]):
+        out.append(f"Grafana: {links['grafana']}")
+    return out

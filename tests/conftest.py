@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,6 +34,15 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} (CI=true: a missing real server is a failure)")
     pytest.skip(reason)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's chromium under Playwright (tests/browser.py); a skip locally, a failure in CI, when absent."""
+    from tests.browser import launched
+
+    async with launched() as launched_browser:
+        yield launched_browser
 
 
 _OPEN_CLIENTS: list[httpx.AsyncClient] = []

@@ -147,7 +147,8 @@ class TestNPlusOne:
         t = self.lessons(parallel=True)
         assert found(t, "n_plus_one") == []
         (fan,) = found(t, "fan_out")
-        assert fan.evidence == {"children": 12, "overlapping": 12, "parallelism": 12.0, "sum_ms": 60.0, "wall_ms": 5.0}
+        assert fan.evidence == {"children": 12, "overlapping": 12, "parallelism": 12.0, "sum_ms": 60.0, "wall_ms": 5.0,
+                                "target": "SELECT * FROM lessons WHERE course_id = ? AND title = ?"}
 
     def test_a_cached_fast_loop_under_the_count_is_not_flagged(self) -> None:
         """4 sub-millisecond cache hits in a row stay under the default count of 5."""
@@ -236,7 +237,9 @@ class TestErrors:
         assert error.evidence == {"status_message": "db timeout", "depth": 2, "error_logs": [],
                                   "propagated_to": [sid(2), sid(1)],
                                   "exceptions": [{"type": "TimeoutError", "message": "db timeout",
-                                                  "stacktrace": "Traceback (most recent call last):"}]}
+                                                  "stacktrace": "Traceback (most recent call last):"}],
+                                  "quotes": [{"span_id": sid(3), "source": "event", "offset_ms": 0.0,
+                                              "text": "exception: db timeout"}]}
         assert error.severity.value == "critical"
 
     def test_http_5xx_and_error_tags_count_as_errors(self) -> None:
@@ -244,8 +247,9 @@ class TestErrors:
         t = trace(span(1, None, 0, 100), span(2, 1, 0, 10, attributes={"http.response.status_code": 503}),
                   span(3, 1, 20, 30, attributes={"http.status_code": "500"}), span(4, 1, 40, 50, attributes={"error": "true"}),
                   span(5, 1, 60, 70, attributes={"http.response.status_code": 404}))
-        assert sorted(f.span_ids[0] for f in found(t, "error")) == [sid(2), sid(3), sid(4)]
-        assert [f.message for f in found(t, "error") if f.span_ids[0] == sid(2)] == ["svc: op failed: HTTP 503 — root cause"]
+        (error,) = found(t, "error")  # the root answered: one grouped warning for the three recovered failures
+        assert error.span_ids == (sid(2), sid(3), sid(4)) and error.severity.value == "warning"
+        assert error.message == "3 × svc: op failed: HTTP 503 — recovered, the request carried on"
 
     def test_error_logs_are_evidence(self) -> None:
         """ERROR lines the join attached to the failing span travel with the finding."""
@@ -255,8 +259,10 @@ class TestErrors:
 
     def test_independent_failures_are_each_reported_deepest_first(self) -> None:
         """Two unrelated failing branches: two root causes, the deeper one first."""
-        t = trace(span(1, None, 0, 100), span(2, 1, 0, 10, status="error"), span(3, 1, 20, 90), span(4, 3, 30, 40, status="error"))
-        assert [f.span_ids for f in found(t, "error")] == [(sid(4),), (sid(2),)]
+        t = trace(span(1, None, 0, 100, status="error"), span(2, 1, 0, 10, op="a", status="error"), span(3, 1, 20, 90),
+                  span(4, 3, 30, 40, op="b", status="error"))
+        assert [f.span_ids for f in found(t, "error")] == [(sid(2), sid(1)), (sid(4),)]  # equal impact: critical first
+        assert {f.severity.value for f in found(t, "error")} == {"critical", "warning"}  # 4 never reached the root
 
 
 class TestLongSpans:
@@ -264,7 +270,7 @@ class TestLongSpans:
         """One GET /x of 60 ms among four of 5 ms is 12× the median."""
         spans = [span(1, None, 0, 200)] + [span(i, 1, i * 10, i * 10 + 5, op="GET /x") for i in range(2, 6)]
         spans.append(span(9, 1, 100, 160, op="GET /x"))
-        (long_span,) = found(trace(*spans), "long_span")
+        (long_span,) = found(trace(*spans), "long_span", replace(S, bottleneck_share=0.9, n_plus_one_min_count=10))
         assert long_span.span_ids == (sid(9),)
         assert long_span.evidence == {"duration_ms": 60.0, "self_ms": 60.0, "rule": "relative", "median_ms": 5.0, "samples": 5}
         assert long_span.message == "svc: GET /x took 60ms — 12.0× the median 5.0ms of its 5 GET /x spans"
@@ -272,7 +278,7 @@ class TestLongSpans:
     def test_absolute_threshold_flags_the_slow_span_not_its_ancestors(self) -> None:
         """A 1.5 s query is long in its own right; the request waiting on it is not flagged again."""
         t = trace(span(1, None, 0, 1600, "api", "GET"), span(2, 1, 50, 1550, "db", "SELECT"))
-        (long_span,) = found(t, "long_span")
+        (long_span,) = found(t, "long_span", replace(S, bottleneck_share=0.99))
         assert long_span.span_ids == (sid(2),) and long_span.evidence["rule"] == "absolute"
 
     def test_two_samples_are_no_median(self) -> None:

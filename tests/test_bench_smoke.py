@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM
 from tests.conftest import REPO
 from tests.integration.servers import jaeger_binary, prometheus_binary
 
 
 @pytest.mark.integration
 def test_every_benchmark_runs_in_quick_mode() -> None:
-    figures = ["p2", "p4", "p3", "soak", "flood", "p8"] + (["p1"] if jaeger_binary() and prometheus_binary() else [])
+    figures = ["p2", "p4", "p3", "soak", "flood", "p8"] + (["p1"] if jaeger_binary() and prometheus_binary() else []) + (
+        ["page"] if Path(CHROMIUM).exists() else [])
     for figure in figures:
         result = subprocess.run([sys.executable, "bench/run.py", figure, "--quick"], cwd=REPO, capture_output=True,
                                 text=True, timeout=180)

@@ -17,15 +17,22 @@ from correlator.analysis.critical_path import CriticalPath, Section, critical_pa
 from correlator.analysis.errors import errors
 from correlator.analysis.fan_out import fan_out
 from correlator.analysis.gap import gaps
+from correlator.analysis.identity import OperationKeys, label, operation_key, operation_label, target
 from correlator.analysis.long_span import long_spans
 from correlator.analysis.malformed import malformed
-from correlator.analysis.n_plus_one import n_plus_one, n_plus_one_groups, normalise_statement
+from correlator.analysis.merge import merge
+from correlator.analysis.n_plus_one import (
+    n_plus_one,
+    n_plus_one_groups,
+    normalise_statement,
+)
+from correlator.analysis.retries import find_retries
 from correlator.config import AnalysisSettings
 from correlator.model import Finding, LogLine, Severity
 from correlator.spantree import SpanTree
 
-__all__ = ["DETECTORS", "Analysis", "CriticalPath", "Section", "analyse", "critical_path", "fmt_ms", "is_error",
-           "normalise_statement"]
+__all__ = ["DETECTORS", "Analysis", "CriticalPath", "Section", "analyse", "critical_path", "fmt_ms", "is_error", "label",
+           "normalise_statement", "operation_key", "operation_label", "target"]
 
 Detector = Callable[[Context], list[Finding]]
 DETECTORS: tuple[Detector, ...] = (bottleneck, long_spans, n_plus_one, gaps, errors, fan_out, malformed)
@@ -58,16 +65,26 @@ def _sort_key(finding: Finding) -> tuple[int, int, str]:
 
 
 def analyse(tree: SpanTree, settings: AnalysisSettings,
-            error_logs: Mapping[str, Sequence[LogLine]] | None = None) -> Analysis:
+            span_logs: Mapping[str, Sequence[LogLine]] | None = None) -> Analysis:
+    """`span_logs`: the log lines the join placed on each span (evidence: errors, waits, retries)."""
     if not tree.by_id:
         return Analysis((), ())
     path = critical_path(tree)
+    logs = span_logs or {}
+    keys = OperationKeys(tree.by_id)
+    failing = frozenset(sid for sid, span in tree.by_id.items() if is_error(span))
     findings: list[Finding] = []
     try:
-        loops = n_plus_one_groups(tree, settings)  # shared: N+1 reports them, fan-out leaves them out
+        loops = n_plus_one_groups(tree, settings, keys)  # shared: N+1 reports them, fan-out leaves them out
+        retries = find_retries(tree, keys, failing, logs)
     except Exception as exc:
-        loops, findings = (), [_failure("n_plus_one", exc)]
-    ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, error_logs or {}, loops)
+        loops, retries, findings = (), {}, [_failure("n_plus_one", exc)]
+    ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, logs, loops, keys, retries,
+                  failing)
     findings += [f for detector in DETECTORS for f in _run(detector, ctx)]
+    try:
+        findings = merge(ctx, findings)
+    except Exception as exc:  # the unmerged findings still stand
+        findings.append(_failure("merge", exc))
     findings.sort(key=_sort_key)
     return Analysis(path.span_ids, tuple(findings), path.held_ns, path.sections)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from correlator.analysis.identity import OperationKey, label
 from correlator.config import AnalysisSettings
 from correlator.model import LogLine, Severity, Span
 from correlator.spantree import SpanTree
 
-__all__ = ["MS", "SEVERITY_RANK", "Context", "fmt_ms", "is_error", "label", "shorten"]
+__all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "error_detail", "fmt_ms", "is_error", "is_timeout", "label",
+           "shorten"]
+
+ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg", "alert", "panic"})
 
 MS = 1_000_000
 SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
@@ -24,11 +29,14 @@ class Context:
     path: tuple[str, ...]  # the critical path, root first
     held: Mapping[str, int]  # ns each critical-path span holds the path
     total_ns: int  # the trace's wall time
-    error_logs: Mapping[str, Sequence[LogLine]]
+    span_logs: Mapping[str, Sequence[LogLine]]  # log lines the join placed on each span
     n_plus_one: tuple[tuple[str, tuple[Span, ...], str], ...]  # (parent, members, shape): two detectors use it
+    keys: Mapping[str, OperationKey]  # span id → what it does (identity.operation_key)
+    retries: Mapping[str, str]  # retry span id → the failed call it repeats
+    failing: frozenset[str]  # span ids that failed (is_error)
 
 
-def fmt_ms(ns: int | float) -> str:
+def fmt_ms(ns: float) -> str:
     """`145ms`, `5.0ms`, `0.25ms`: whole ms from 10 ms up, more digits below where they matter."""
     ms = ns / MS
     if ms == 0:
@@ -38,10 +46,6 @@ def fmt_ms(ns: int | float) -> str:
     if abs(ms) >= 1:
         return f"{ms:.1f}ms"
     return f"{ms:.2f}ms"
-
-
-def label(span: Span) -> str:
-    return f"{span.service}: {span.operation}"
 
 
 def shorten(text: str, limit: int = 120) -> str:
@@ -65,3 +69,36 @@ def is_error(span: Span) -> bool:
         except (TypeError, ValueError):
             continue
     return False
+
+
+_GENERIC = re.compile(r"^(?:an? )?(?:error|exception|failed|failure)(?: (?:has )?occurred)?\.?$", re.IGNORECASE)
+_TIMEOUT = re.compile(r"time[sd]?[- ]?out|deadline exceeded", re.IGNORECASE)
+
+
+def error_detail(span: Span) -> str | None:
+    """Why the span failed: the exception's own message before a generic status message, else the HTTP code."""
+    for event in span.events:
+        if event.name == "exception":
+            message = event.attributes.get("exception.message")
+            kind = event.attributes.get("exception.type")
+            if message:
+                return str(message)
+            if kind:
+                return str(kind)
+    message = span.status_message
+    if message and not _GENERIC.match(message.strip()):
+        return message
+    for key in ("error.message", "error.type", "exception.message"):
+        value = span.attributes.get(key)
+        if isinstance(value, str) and value:
+            return value
+    code = span.attributes.get("http.response.status_code", span.attributes.get("http.status_code"))
+    if code is not None:
+        return f"HTTP {code}"
+    return message or None
+
+
+def is_timeout(span: Span) -> bool:
+    detail = error_detail(span) or ""
+    return bool(_TIMEOUT.search(detail)) or any(_TIMEOUT.search(str(e.attributes.get("exception.type", "")))
+                                                for e in span.events if e.name == "exception")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from correlator.analysis.common import MS, Context, fmt_ms, label
+from correlator.analysis.events import wait_of
 from correlator.model import Finding, Severity, Span
 from correlator.spantree import SpanTree
 
@@ -52,13 +53,22 @@ def _parent_gaps(ctx: Context) -> list[Finding]:
                       "before_span_id": y} for a, b, x, y in found[:_MAX_INTERVALS]]
         where = f"after {tree.by_id[before].operation}" if before else "before its first child"
         more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        # The span's own events or log lines during the gap may say what it was doing.
+        waited = wait_of(span, ctx.span_logs.get(parent, ()), start, end) if span.events or parent in ctx.span_logs else None
+        why = "uninstrumented work or waiting"
+        extra: dict[str, str] = {}
+        if waited is not None:
+            what, text = waited
+            quoted = text if len(text) <= 100 else text[:99] + "…"
+            why = f"{'waited' if what == 'something' else f'waited for {what}'} ('{quoted}')"
+            extra = {"waited_for": what, "wait_text": text}
         out.append(Finding(
             "gap", Severity.WARNING,
             f"{fmt_ms(end - start)} inside {label(span)} covered by no child span, {where} "
-            f"({(end - start) / span.duration_ns:.0%} of it){more} — uninstrumented work or waiting",
+            f"({(end - start) / span.duration_ns:.0%} of it){more} — {why}",
             (parent,),
             {"gap_ms": (end - start) / MS, "offset_ms": (start - span.start_ns) / MS, "after_span_id": before,
-             "before_span_id": after, "parent_ms": span.duration_ns / MS, "intervals": intervals},
+             "before_span_id": after, "parent_ms": span.duration_ns / MS, "intervals": intervals, **extra},
             impact_ns=sum(b - a for a, b, _x, _y in found) if parent in ctx.held else 0,
         ))
     return out

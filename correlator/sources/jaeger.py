@@ -15,6 +15,7 @@ without api_v3 can show itself either way, and both trigger the `/api/traces` fa
 from __future__ import annotations
 
 import base64
+import itertools
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -155,6 +156,13 @@ def parse_otlp_answer(body: bytes | bytearray, trace_id_hex: str) -> Trace | Non
     return _otlp_trace(resources, trace_id_hex)
 
 
+def _by_time(events: tuple[SpanEvent, ...]) -> tuple[SpanEvent, ...]:
+    """Jaeger returns a span's events in storage order, not time order; readers expect time order."""
+    if len(events) < 2 or all(a.time_ns <= b.time_ns for a, b in itertools.pairwise(events)):
+        return events
+    return tuple(sorted(events, key=lambda e: e.time_ns))  # stable: simultaneous events keep their order
+
+
 def _otlp_trace(resources: Iterable[tuple[Any, Iterable[Iterable[Any]]]], trace_id_hex: str) -> Trace:
     """(resource, its scopes' spans) pairs → Trace."""
     spans: list[Span] = []
@@ -176,10 +184,10 @@ def _otlp_trace(resources: Iterable[tuple[Any, Iterable[Iterable[Any]]]], trace_
                 attributes = _attributes(raw.get("attributes"))
                 status = raw.get("status") or {}
                 start = int(raw.get("startTimeUnixNano") or 0)
-                events = tuple(
+                events = _by_time(tuple(
                     SpanEvent(str(e.get("name") or ""), int(e.get("timeUnixNano") or start), _attributes(e.get("attributes")))
                     for e in raw.get("events") or ()
-                )
+                ))
                 links = tuple(
                     SpanLink(_otlp_id(link.get("traceId"), 16) or "", _otlp_id(link.get("spanId"), 8) or "")
                     for link in raw.get("links") or ()
@@ -249,11 +257,11 @@ def parse_ui_trace(obj: Any) -> Trace:
             parent = normalise_span_id(raw["parentSpanID"])
         process = processes.get(raw.get("processID")) or raw.get("process") or {}
         start = int(raw.get("startTime") or 0) * 1000
-        events = tuple(
+        events = _by_time(tuple(
             SpanEvent(str(fields.pop("event", "") or ""), int(log.get("timestamp") or 0) * 1000, fields)
             for log in raw.get("logs") or ()
             for fields in [_tags(log.get("fields"))]
-        )
+        ))
         status_code = tags.pop("otel.status_code", None)
         if status_code == "ERROR" and tags.get("error") is True:
             # Jaeger's OTLP→UI translation adds error=true to every ERROR span; it is not one of

@@ -52,6 +52,8 @@ const routes = {
     return courses;
   },
   'GET /api/courses/7/lessons': async () => call(`${COURSES}/courses/7/lessons`),
+  // A pool of 3 connections, a retry after a timeout and a lock wait, all inside course-service.
+  'GET /api/courses/7/schedule': async () => call(`${COURSES}/courses/7/schedule`),
   'POST /api/enroll': async () => call(`${COURSES}/enroll`, { method: 'POST' }),
   'GET /api/dashboard': async () => {
     const [profile, courses, recommended] = await Promise.all([

@@ -1,5 +1,5 @@
 """Load generator: the seed's GET /api/courses most of the time, plus the N+1, error and
-fan-out paths, at a steady rate. Touches /tmp/loadgen.alive for its healthcheck."""
+fan-out paths and the schedule page, at a steady rate. Touches /tmp/loadgen.alive for its healthcheck."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 
 PATHS = [("GET", "/api/courses", 6), ("GET", "/api/courses/7/lessons", 2), ("POST", "/api/enroll", 1),
-         ("GET", "/api/dashboard", 2)]
+         ("GET", "/api/dashboard", 2), ("GET", "/api/courses/7/schedule", 1)]
 
 
 async def main(target: str, rate: float, count: int | None) -> None:

@@ -96,6 +96,8 @@ class Telemetry:
                     response = web.json_response({"error": str(exc)}, status=500)
                 span.set_attribute("http.response.status_code", response.status)
                 exemplar = self.ids()
+                if exemplar:  # W3C Trace Context level 2: tells the caller which trace served it
+                    response.headers["traceresponse"] = f"00-{exemplar['trace_id']}-{exemplar['span_id']}-01"
                 elapsed = time.perf_counter() - started
                 self.duration.labels(self.service, route, str(response.status)).observe(elapsed, exemplar=exemplar or None)
                 self.requests.labels(self.service, route, str(response.status)).inc(exemplar=exemplar or None)

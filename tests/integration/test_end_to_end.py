@@ -98,6 +98,7 @@ async def test_the_cli_prints_the_seed_tree(jaeger: Jaeger, prometheus: Promethe
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     text = out.decode()
     assert proc.returncode == 0, text
-    assert "course-service: SELECT courses (80ms) [2 logs] ← Bottleneck!" in text
-    assert "api-gateway: GET /api/courses (145ms) [2 logs, 2 exemplars]" in text
+    assert ("● +25ms course-service: SELECT courses → SELECT * FROM courses WHERE active = true (80ms) [2 logs] "
+            "← Bottleneck!") in text
+    assert "● +0ms api-gateway: GET /api/courses (145ms) [2 logs, 2 exemplars]" in text
     assert "└── Response (total: 145ms)" in text

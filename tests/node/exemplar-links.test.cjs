@@ -120,11 +120,11 @@ test('"Open trace" opens Explore on the Jaeger datasource with a trace-ID query 
   }
 });
 
-test('"Correlate" opens the correlator on the clicked trace ID, as text', () => {
+test('"Correlate" opens the correlator\'s page on the clicked trace ID', () => {
   const settingsUrl = byType.prometheus.jsonData.exemplarTraceIdDestinations.find((d) => d.urlDisplayLabel.startsWith('Correlate')).url;
   const base = settingsUrl.slice(0, settingsUrl.indexOf('/correlate/'));
   for (const { traceId, links: made } of links(byType.prometheus.jsonData.exemplarTraceIdDestinations)) {
-    assert.equal(made.find((l) => l.title.startsWith('Correlate')).href, `${base}/correlate/${traceId}?format=text`);
+    assert.equal(made.find((l) => l.title.startsWith('Correlate')).href, `${base}/correlate/${traceId}`);
   }
 });
 
@@ -148,6 +148,6 @@ test('span-metrics style exemplars (label traceID, a 31-character ID) get the sa
   for (const { traceId, links: row } of made) {
     assert.deepEqual(row.map((l) => l.title), ['Open trace', 'Correlate: trace + logs + exemplars']);
     assert.equal(explorePanes(row[0].href)[0].queries[0].query, traceId);
-    assert.match(row[1].href, new RegExp(`/correlate/${traceId}\\?format=text$`));
+    assert.match(row[1].href, new RegExp(`/correlate/${traceId}$`));
   }
 });

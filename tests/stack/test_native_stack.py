@@ -2,7 +2,8 @@
 Jaeger v2 on stack/jaeger/config.yml and real Prometheus on stack/prometheus/prometheus.yml —
 both changed only in their addresses. After some load, the correlator, asked for a trace ID
 read from a real exemplar, returns that trace with the exemplar attached and the slow
-database query marked as the bottleneck."""
+database query marked as the bottleneck. The schedule page's trace, read from real Jaeger,
+shows the patterns of issue 11: a pool of 3, a retry after a timeout and a lock wait."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def stack() -> Iterator[dict[str, str]]:
             api = f"http://127.0.0.1:{ports.api}"
             for _ in range(5):  # GET /api/courses (the seed tutorial's request), five times
                 assert httpx.get(f"{api}/api/courses", timeout=10).status_code == 200
-            yield {"jaeger": f"http://127.0.0.1:{ports.jaeger_query}", "prometheus": f"http://127.0.0.1:{ports.prometheus}", "api": api}
+            yield {"jaeger": f"http://127.0.0.1:{ports.jaeger_query}", "prometheus": f"http://127.0.0.1:{ports.prometheus}",
+                   "api": api, "courses": f"http://127.0.0.1:{ports.courses}"}
 
 
 def exemplar_trace(prom: str) -> str | None:
@@ -100,3 +102,35 @@ def test_spanmetrics_reach_prometheus_under_the_alerts_names(stack: dict[str, st
             "query": 'traces_span_metrics_duration_milliseconds_bucket{span_kind="SPAN_KIND_SERVER",service_name="course-service"}'}).json()
         return bool(result["data"]["result"])
     wait_until(present, 45, "spanmetrics scraped from Jaeger")
+
+
+async def test_schedule_page_pool_retry_and_lock_wait(stack: dict[str, str], aiohttp_client: Any, aiohttp_server: Any) -> None:
+    """Real spans, real Jaeger: the findings name the pool of 3, the recovered timeout and the lock wait."""
+    answer = httpx.get(f"{stack['courses']}/courses/7/schedule", timeout=10)
+    assert answer.status_code == 200
+    trace_id = answer.headers["traceresponse"].split("-")[1]
+    wait_until(lambda: httpx.get(f"{stack['jaeger']}/api/v3/traces/{trace_id}").text.count('"spanId"') >= 14, 30,
+               "the schedule trace in Jaeger")
+    loki = await aiohttp_server(make_fake_loki_app())
+    settings = load_settings(environ={"CORRELATOR_JAEGER_URL": stack["jaeger"], "CORRELATOR_PROMETHEUS_URL": stack["prometheus"],
+                                      "CORRELATOR_LOKI_URL": f"http://127.0.0.1:{loki.port}"})
+    client = await aiohttp_client(create_app(settings))
+    body = await (await client.get(f"/correlate/{trace_id}")).json()
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for finding in body["findings"]:
+        by_kind.setdefault(finding["kind"], []).append(finding)
+    (pool,) = [f for f in by_kind["fan_out"] if f["severity"] == "warning"]
+    assert pool["evidence"]["max_concurrent"] == 3 and pool["evidence"]["waves"] == 4 and pool["evidence"]["calls"] == 10
+    assert pool["message"].startswith("10 calls to SELECT seats FROM sections WHERE course_id = ? AND section = ? run at most 3")
+    (error,) = by_kind["error"]
+    assert error["severity"] == "warning"
+    assert error["message"] == "course-service: cache get timed out — recovered, retried successfully"
+    assert error["evidence"]["messages"] == ["cache timeout after 50ms"]
+    (bottleneck,) = by_kind["bottleneck"]
+    assert "waited for a lock ('Waiting for lock behind 3 transactions')" in bottleneck["message"]
+    lock = next(s for s in body["spans"] if s["operation"] == "UPDATE course_views")
+    assert [e["name"] for e in lock["events"]] == ["Waiting for lock behind 3 transactions",
+                                                   "Acquired lock with 0 transactions waiting behind"]
+    text = await (await client.get(f"/correlate/{trace_id}", params={"format": "text"})).text()
+    assert "× 10 SELECT sections → SELECT seats FROM sections" in text and "3 at a time, 4 waves" in text
+    assert "· +" in text and "Waiting for lock behind 3 transactions" in text
