@@ -165,6 +165,8 @@ def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
         done = outcome.prerendered
         if request.query.get("format") == "text" and done.status != 404:
             return web.Response(text=done.text, status=done.status, content_type="text/plain")
+        if done.html_path is not None and web_routes.wants_html_request(request):
+            return web.Response(body=done.html_chunks(), status=done.status, content_type="text/html", charset="utf-8")
         # Read from the worker's file 64 KiB at a time as it goes out, other requests running in
         # between: as bytes it would cost the service 34 MB and one long write at 100k spans (bench P8).
         return web.Response(body=done.json_chunks(outcome.cached), status=done.status,

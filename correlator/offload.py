@@ -96,28 +96,20 @@ class Prerendered:
     text: str
     found: bool
     trace_end_ns: int | None
+    html_path: str | None = None  # the page (web/view.py), rendered beside the JSON; None for a 404
+    html_size: int = 0
 
-    async def json_chunks(self, cached: bool, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+    def json_chunks(self, cached: bool, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
         """The JSON answer in pieces, the event loop free between them."""
         spans: list[tuple[int, int] | None] = [(0, self.size)]
         if cached and self.cached_at >= 0:
             spans = [(0, self.cached_at), None, (self.cached_at + len(b"false"), self.size)]
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            for span in spans:
-                if span is None:
-                    yield b"true"
-                    continue
-                start, end = span
-                while start < end:
-                    piece = os.pread(fd, min(chunk, end - start), start)
-                    if not piece:
-                        raise OSError(f"{self.path} ended at {start} of {self.size} bytes")
-                    start += len(piece)
-                    yield piece
-                    await asyncio.sleep(0)
-        finally:
-            os.close(fd)
+        return _chunks(self.path, self.size, spans, chunk)
+
+    def html_chunks(self, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """The page in pieces (its embedded data says `"cached": false` even on a cache hit)."""
+        assert self.html_path is not None
+        return _chunks(self.html_path, self.html_size, [(0, self.html_size)], chunk)
 
     def json_body(self, cached: bool) -> bytes:
         """The whole JSON answer at once (for callers that need bytes; the API streams it)."""
@@ -215,19 +207,52 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
         cached_at = cached_at + len(b',"cached":') if cached_at >= 0 else -1
     c = outcome.correlation
     text = render_text(outcome, body)
-    fd, path = tempfile.mkstemp(prefix="correlator-answer-", suffix=".json", dir=_ANSWERS)
-    with os.fdopen(fd, "wb") as file:
-        file.write(json)
-    prerendered = Prerendered(status, path, len(json), cached_at, text, outcome.found,
-                              c.trace.end_ns if c.trace is not None else None)
+    html_path, html_size = None, 0
+    if status != 404:  # the page too (~0.2 s at 100k spans): a browser asking must not wait for the loop either
+        from correlator.web.view import render_correlation
+
+        html = render_correlation(body, outcome, settings)
+        html_path, html_size = _write(html), len(html)
+    prerendered = Prerendered(status, _write(json), len(json), cached_at, text, outcome.found,
+                              c.trace.end_ns if c.trace is not None else None, html_path, html_size)
     return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)))
 
 
-def _remove(path: str) -> None:
+async def _chunks(path: str, size: int, spans: list[tuple[int, int] | None], chunk: int) -> AsyncIterator[bytes]:
+    """`spans` of the file at `path` (None: the cached flag `true`), `chunk` bytes at a time."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        for span in spans:
+            if span is None:
+                yield b"true"
+                continue
+            start, end = span
+            while start < end:
+                piece = os.pread(fd, min(chunk, end - start), start)
+                if not piece:
+                    raise OSError(f"{path} ended at {start} of {size} bytes")
+                start += len(piece)
+                yield piece
+                await asyncio.sleep(0)
+    finally:
+        os.close(fd)
+
+
+def _remove(*paths: str | None) -> None:
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _write(data: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="correlator-answer-", dir=_ANSWERS)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    return path
 
 
 def _warm() -> int:
@@ -281,7 +306,7 @@ class Offloader:
         done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
                                            untraced)
         # The file goes with the last reference to its answer (the cache, a response being sent).
-        weakref.finalize(done.prerendered, _remove, done.prerendered.path)
+        weakref.finalize(done.prerendered, _remove, done.prerendered.path, done.prerendered.html_path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
         return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered
 
