@@ -158,7 +158,8 @@ class Correlator:
         """An ID known only by its lower 64 bits (Datadog): correlate on them; when Jaeger has no 64-bit trace
         by them but the lines found carry exactly one whole ID ending in them, correlate that one, and say so."""
         first = await self.correlate(trace_id, hint, tenant)
-        has_trace = first.correlation.trace is not None or (first.prerendered is not None and first.prerendered.trace_end_ns is not None)
+        big = first.prerendered
+        has_trace = first.correlation.trace is not None or (big is not None and big.trace_end_ns is not None)
         if not trace_id.lower64_only or has_trace:
             return first
         whole: dict[str, int] = {}
