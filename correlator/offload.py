@@ -66,6 +66,7 @@ class RawTrace:
     trace_id: str
     max_spans: int
     what: str  # "GET /api/v3/traces/…", for error messages
+    path: str | None = None  # the body, written to a file for the worker (then `body` is empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +140,12 @@ def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
     from correlator.sources._http import HttpAnswer
     from correlator.sources.jaeger import SOURCE, _parsed, parse_otlp_answer
 
+    body = raw.body
+    if raw.path is not None:
+        with open(raw.path, "rb") as file:
+            body = file.read()
     try:
-        trace = _parsed(HttpAnswer(200, raw.body, "", {}), raw.what, parse_otlp_answer, raw.body, raw.trace_id)
+        trace = _parsed(HttpAnswer(200, body, "", {}), raw.what, parse_otlp_answer, body, raw.trace_id)
     except SourceProtocolError as exc:
         raise WorkerFailed(str(exc)) from None
     if trace is None:
@@ -248,7 +253,7 @@ def _remove(*paths: str | None) -> None:
             pass
 
 
-def _write(data: bytes) -> str:
+def _write(data: bytes | bytearray) -> str:
     fd, path = tempfile.mkstemp(prefix="correlator-answer-", dir=_ANSWERS)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
@@ -295,16 +300,32 @@ class Offloader:
         """Start the worker and import what it needs, before the first big trace."""
         await self._run(_warm)
 
+    async def _handed_over(self, raw: RawTrace) -> RawTrace:
+        """The body in a file, written by a thread (the GIL is free while the kernel copies): pickled
+        into the worker's pipe it was a 32 MB copy holding the GIL, a stall of every request (bench P8)."""
+        if not raw.body:
+            return raw
+        path = await asyncio.to_thread(_write, raw.body)
+        return replace(raw, body=b"", path=path)
+
     async def outline(self, raw: RawTrace, settings: Any) -> Outline | None:
         self._tokens += 1
-        result: Outline | None = await self._run(_outline, raw, self._tokens, settings.join.clock_skew_ms)
+        raw = await self._handed_over(raw)
+        try:
+            result: Outline | None = await self._run(_outline, raw, self._tokens, settings.join.clock_skew_ms)
+        finally:
+            _remove(raw.path)
         return result
 
     async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
                        reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
                        untraced: Any) -> tuple[Correlation, Prerendered]:
-        done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
-                                           untraced)
+        raw = await self._handed_over(raw)
+        try:
+            done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
+                                               untraced)
+        finally:
+            _remove(raw.path)
         # The file goes with the last reference to its answer (the cache, a response being sent).
         weakref.finalize(done.prerendered, _remove, done.prerendered.path, done.prerendered.html_path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
