@@ -84,7 +84,8 @@ class _SourceCommon:
     # Bulkhead: backend queries this worker has in flight at most (a Loki lookup is two); beyond
     # it correlations wait in a queue of `max_queued` for at most server.admission_wait_seconds,
     # then get 503 + Retry-After. Sized from bench P3: its 100 concurrent correlations on one
-    # worker (100 Jaeger, 200 Loki, 100 Prometheus queries at most) fit without queueing.
+    # worker fit without queueing (each at most 5 Jaeger queries at once — the untraced lookup's
+    # search per service —, 3 Loki, 1 Prometheus). With less, P3 got 503s.
     max_in_flight: int = 128
     max_queued: int = 16  # a queue longer than the slots freed within the wait only delays the 503 (bench flood)
     max_response_bytes: int = 64 * 1024 * 1024
@@ -97,6 +98,7 @@ class _SourceCommon:
 @dataclass(frozen=True, slots=True)
 class JaegerSettings(_SourceCommon):
     url: str = "http://localhost:16686"
+    max_in_flight: int = 512
     ui_url: str | None = None  # where users' browsers reach Jaeger; defaults to `url`
     max_spans: int = 100_000
     lookback_seconds: float = 2 * 24 * 3600  # window when no hint is given (Jaeger UI default)
@@ -110,7 +112,7 @@ class LokiSettings(_SourceCommon):
     max_lines: int = 1000
     margin_seconds: float = 60.0  # logs are written a little before/after their span
     service_label: str = "service_name"
-    max_in_flight: int = 256  # two queries per correlation (line filter + structured metadata)
+    max_in_flight: int = 384  # three queries per correlation (line filter, structured metadata, untraced lines)
     # "services": {service_label=~"svc1|svc2"} from the trace; "static": `static_selector`
     selector_strategy: str = "services"
     static_selector: str = '{service_name=~".+"}'
