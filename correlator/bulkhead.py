@@ -52,14 +52,24 @@ class Bulkhead:
         self.in_flight += weight
         self.peak = max(self.peak, self.in_flight)
 
+    def refuses(self, weight: int = 1) -> bool:
+        """Whether `acquire(weight)` would refuse at once (slots and queue full): callers can skip the setup."""
+        weight = min(weight, self.limit)
+        if not self._waiters and self.in_flight + weight <= self.limit:
+            return False
+        return len(self._waiters) >= self.queue or self.max_wait <= 0
+
+    def refuse(self) -> Overloaded:
+        self.rejected += 1
+        return Overloaded(self.source, self.retry_after, f"{self.in_flight} queries in flight, {len(self._waiters)} queued")
+
     async def acquire(self, weight: int = 1) -> None:
         weight = min(weight, self.limit)  # a request heavier than the cap still gets through alone
         if not self._waiters and self.in_flight + weight <= self.limit:
             self._take(weight)
             return
         if len(self._waiters) >= self.queue or self.max_wait <= 0:
-            self.rejected += 1
-            raise Overloaded(self.source, self.retry_after, f"{self.in_flight} queries in flight, {len(self._waiters)} queued")
+            raise self.refuse()
         waiter = _Waiter(weight, asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         try:

@@ -146,6 +146,10 @@ class Correlator:
         # Identical concurrent requests (a dashboard refresh, a retry storm) share one fetch.
         shared = self._inflight.get(key)
         if shared is None:
+            # A flood is refused here, before any task is made for it: refusals are most of the CPU then.
+            for name, weight in (_ALL_AT_ONCE if hint is not None else _TRACE_FIRST).items():
+                if self.bulkheads[name].refuses(weight):
+                    raise self.bulkheads[name].refuse()
             shared = asyncio.ensure_future(self._correlate(trace_id, hint, tenant))
             self._inflight[key] = shared
             shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
