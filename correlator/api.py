@@ -38,6 +38,7 @@ from correlator.sources._http import make_client
 from correlator.sources.jaeger import JaegerSource
 from correlator.sources.loki import LokiSource
 from correlator.sources.prometheus import PrometheusSource
+from correlator.standing_run import StandingLookup, add_standings
 from correlator.telemetry import Metrics, current_exemplar, tracer
 from correlator.timeparams import parse_window
 from correlator.web import routes as web_routes
@@ -51,7 +52,7 @@ _OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 _MAX_LOG_LINE_BYTES = 64 * 1024
 _MAX_TARGET_BYTES = 16 * 1024  # longer request targets get 414; the parser accepts up to _PARSER_LINE_BYTES to say so
 _PARSER_LINE_BYTES = 1024 * 1024
-_ROUTES = "/correlate/{trace_id}, POST /correlate/from-log, /exemplars, /healthz, /readyz, /metrics, /openapi.json"
+_ROUTES = "/correlate/{trace_id}, POST /correlate/from-log, /exemplars, /investigate, /healthz, /readyz, /metrics, /openapi.json"
 
 
 @dataclass(slots=True)
@@ -65,6 +66,7 @@ class Backends:
 BACKENDS = web.AppKey("backends", Backends)
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
+STANDINGS = web.AppKey("standings", StandingLookup)
 
 Transports = dict[str, httpx.AsyncBaseTransport]
 
@@ -154,7 +156,7 @@ def _tenant(request: web.Request) -> str | None:
     return tenant
 
 
-def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
+async def _respond(request: web.Request, outcome: Outcome, started: float) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     if outcome.cached:
         request.app[METRICS].cache_hits.inc()
@@ -172,6 +174,11 @@ def _respond(request: web.Request, outcome: Outcome) -> web.StreamResponse:
         return web.Response(body=done.json_chunks(outcome.cached), status=done.status,
                             content_type="application/problem+json" if done.status == 404 else "application/json")
     body = correlation_body(outcome, settings)
+    # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
+    left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
+    standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request),
+                                                    left)
+    add_standings(body, outcome.correlation, standings)
     status = outcome.http_status
     if request.query.get("format") == "text":
         return web.Response(text=render_text(outcome, body), status=status, content_type="text/plain")
@@ -191,8 +198,9 @@ async def correlate_handler(request: web.Request) -> web.StreamResponse:
     hint = parse_window(request.query.get("start"), request.query.get("end"))
     if request.query.get("format") not in (None, "json", "text", "html"):
         raise InvalidInput("format", "must be json, text or html")
+    started = time.monotonic()
     outcome = await request.app[BACKENDS].correlator.correlate(trace_id, hint, _tenant(request))
-    return _respond(request, outcome)
+    return await _respond(request, outcome, started)
 
 
 async def from_log_handler(request: web.Request) -> web.StreamResponse:
@@ -229,8 +237,9 @@ async def from_log_handler(request: web.Request) -> web.StreamResponse:
     trace_id = replace(parse_trace_id(context.trace_id), lower64_only=context.lower64_only)
     if from_form and not trace_id.lower64_only and web_routes.wants_html_request(request):
         raise web.HTTPSeeOther(f"/correlate/{trace_id.hex}")  # a browser: to the trace's own page (a URL to share)
+    started = time.monotonic()
     outcome = await request.app[BACKENDS].correlator.correlate_lower64(trace_id, hint, _tenant(request))
-    return _respond(request, outcome)
+    return await _respond(request, outcome, started)
 
 
 async def exemplars_handler(request: web.Request) -> web.StreamResponse:
@@ -309,6 +318,7 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
                           handler_args={"max_field_size": 16384, "max_line_size": _PARSER_LINE_BYTES})
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[STANDINGS] = StandingLookup(settings)
     web_routes.setup_web(app, settings)
 
     async def backends_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -332,6 +342,9 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
     app.router.add_get("/correlate/{trace_id:[^/]*}", correlate_handler)
     app.router.add_post("/correlate/from-log", from_log_handler)
     app.router.add_get("/exemplars", exemplars_handler)
+    from correlator.investigate_api import investigate_handler  # late: it uses this module's keys
+
+    app.router.add_get("/investigate", investigate_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)

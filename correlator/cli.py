@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     slow.add_argument("--limit", type=int, default=10, help="how many requests to list (default: 10)")
 
     command("check", "validate the config and probe the three backends at once")
+    from correlator.investigate_cli import add_parser as add_investigate
+
+    add_investigate(command)
     return parser
 
 
@@ -136,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_check(settings))
         if args.command == "slow":
             return asyncio.run(_slow(settings, args.query, args.since, args.limit))
+        if args.command == "investigate":
+            from correlator.investigate_cli import run as run_investigate
+
+            return asyncio.run(run_investigate(settings, args))
     except InvalidInput as exc:
         print(f"correlator: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -270,10 +277,13 @@ async def _correlate(settings: Settings, raw_id: str, start: str | None, end: st
     trace_id = parse_trace_id(raw_id)
     hint = parse_window(start, end)
     async with make_client(settings.jaeger) as jc, make_client(settings.loki) as lc, make_client(settings.prometheus) as pc:
-        correlator = Correlator(settings, JaegerSource(settings.jaeger, jc), LokiSource(settings.loki, lc),
-                                PrometheusSource(settings.prometheus, pc))
+        prometheus = PrometheusSource(settings.prometheus, pc)
+        correlator = Correlator(settings, JaegerSource(settings.jaeger, jc), LokiSource(settings.loki, lc), prometheus)
         outcome = await correlator.correlate(trace_id, hint)
-    body = correlation_body(outcome, settings)
+        body = correlation_body(outcome, settings)
+        from correlator.standing_run import StandingLookup, add_standings
+
+        add_standings(body, outcome.correlation, await StandingLookup(settings).lookup(prometheus, outcome.correlation, None))
     if as_json:
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

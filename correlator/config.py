@@ -29,6 +29,7 @@ __all__ = [
     "AnalysisSettings",
     "CacheSettings",
     "GrafanaSettings",
+    "InvestigateSettings",
     "JaegerSettings",
     "JoinSettings",
     "LokiSettings",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_ROOT_HISTOGRAM = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*_bucket\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\}')
 
 
 def _check(ok: bool, key: str, value: object, reason: str) -> None:
@@ -135,6 +137,13 @@ class PrometheusSettings(_SourceCommon):
     max_exemplars: int = 2000
     margin_seconds: float = 60.0  # an exemplar is stamped when the observation is made
     forward_tenant: bool = False  # also send the caller's X-Scope-OrgID here (Cortex/Mimir/Thanos)
+    # Where a trace's root span stands when none of its exemplars sits on it: latency histogram
+    # series to try, in order; $service and $operation become the root span's (escaped). The unit
+    # (seconds or milliseconds) is read from the metric name. Default: Jaeger's span metrics. (Set it in
+    # YAML: a CORRELATOR_PROMETHEUS_ROOT_HISTOGRAMS value is split at commas, so one label each there.)
+    root_histograms: tuple[str, ...] = (
+        'traces_span_metrics_duration_milliseconds_bucket{service_name="$service",span_name="$operation",'
+        'span_kind="SPAN_KIND_SERVER"}',)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +180,14 @@ class CacheSettings:
     # Big answers (rendered by the worker process, server.offload_bytes) kept besides: each holds its
     # JSON and text (~45 MB at 100k spans), so few of them (bench P5).
     max_big_entries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class InvestigateSettings:
+    max_traces: int = 50  # the largest `limit` a caller may ask for
+    concurrency: int = 20  # trace fetches in flight at once, per investigation (the default limit: one round)
+    deadline_seconds: float = 20.0  # one deadline for the whole investigation
+    lookback_seconds: float = 3600.0  # window when no start/end is given
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +239,7 @@ class Settings:
     join: JoinSettings = field(default_factory=JoinSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    investigate: InvestigateSettings = field(default_factory=InvestigateSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     grafana: GrafanaSettings = field(default_factory=GrafanaSettings)
     web: WebSettings = field(default_factory=WebSettings)
@@ -426,6 +444,9 @@ def _validate(s: Settings) -> None:
            s.prometheus.slow_requests_selector, "must be a PromQL selector")
     _check(bool(s.prometheus.exemplar_selector.strip()), "prometheus.exemplar_selector",
            s.prometheus.exemplar_selector, "must be a PromQL selector")
+    for series in s.prometheus.root_histograms:
+        _check(_ROOT_HISTOGRAM.fullmatch(series) is not None, "prometheus.root_histograms", series,
+               'each must be a histogram bucket series: name_bucket{label="value",…} ($service, $operation allowed)')
     _check(bool(s.prometheus.trace_id_labels), "prometheus.trace_id_labels", s.prometheus.trace_id_labels,
            "must not be empty")
     _check(s.join.clock_skew_ms >= 0, "join.clock_skew_ms", s.join.clock_skew_ms, "must be ≥ 0")
@@ -440,6 +461,13 @@ def _validate(s: Settings) -> None:
     _check(s.cache.max_entries >= 0, "cache.max_entries", s.cache.max_entries, "must be ≥ 0 (0 disables the cache)")
     _check(s.cache.max_big_entries >= 0, "cache.max_big_entries", s.cache.max_big_entries, "must be ≥ 0")
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
+    inv = s.investigate
+    _check(1 <= inv.max_traces <= 500, "investigate.max_traces", inv.max_traces, "must be in [1, 500]")
+    _check(1 <= inv.concurrency <= 100, "investigate.concurrency", inv.concurrency, "must be in [1, 100]")
+    _check(0 < inv.deadline_seconds <= 300, "investigate.deadline_seconds", inv.deadline_seconds,
+           "must be in (0, 300] seconds")
+    _check(0 < inv.lookback_seconds <= 31 * 86400, "investigate.lookback_seconds", inv.lookback_seconds,
+           "must be in (0, 31 days]")
     if s.server.auth_token is not None:
         _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")
     _check(0 <= s.server.admission_wait_seconds <= 10, "server.admission_wait_seconds", s.server.admission_wait_seconds,

@@ -12,7 +12,8 @@ import json
 import re
 from collections.abc import Sequence
 
-__all__ = ["label_name", "line_filter_query", "metadata_query", "quote", "regex_escape", "stream_selector", "untraced_query"]
+__all__ = ["label_name", "line_filter_any_query", "line_filter_query", "metadata_any_query", "metadata_query", "quote",
+           "regex_escape", "stream_selector", "untraced_query"]
 
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # RE2 metacharacters; `-` is special only inside a class, which we never open, so
@@ -71,6 +72,27 @@ def metadata_query(selector: str, trace_id_hexes: Sequence[str], field: str = "t
     if not trace_id_hexes:
         raise ValueError("a metadata filter needs at least one value")
     return f"{selector} | " + " or ".join(f"{field}={quote(v)}" for v in trace_id_hexes)
+
+
+def line_filter_any_query(selector: str, needles: Sequence[str]) -> str:
+    """Lines carrying any of several IDs in one query: `{…} |= "a"` for one, `{…} |~ "a|b|…"` for more.
+
+    Loki turns an alternation of literals into a contains-any filter (no regex engine per line).
+    """
+    unique = sorted({n for n in needles if n})
+    if not unique:
+        raise ValueError("a line filter needs at least one value")
+    if len(unique) == 1:
+        return line_filter_query(selector, unique[0])
+    return f"{selector} |~ {quote('|'.join(regex_escape(n) for n in unique))}"
+
+
+def metadata_any_query(selector: str, trace_id_hexes: Sequence[str], field: str = "trace_id") -> str:
+    """Structured metadata holding any of several IDs: `{…} | trace_id=~"a|b|…"` (anchored, like all label regexes)."""
+    unique = sorted({h for h in trace_id_hexes if h})
+    if len(unique) <= 1:
+        return metadata_query(selector, unique, field)
+    return f"{selector} | {label_name(field)}=~{quote('|'.join(regex_escape(h) for h in unique))}"
 
 
 def untraced_query(selector: str, field: str = "trace_id") -> str:

@@ -38,6 +38,8 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         out.append(f"{where}; {summary['log_count']} logs, {summary['exemplar_count']} exemplars")
     if body.get("availability"):
         out.append(f"Note: {body['availability']}")
+    if body.get("standing"):
+        out.append(f"Where it stands: {body['standing']['message']}")
     if c.findings:
         out.append("")
         out.append("Findings:")

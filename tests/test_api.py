@@ -171,5 +171,6 @@ class TestOperations:
     async def test_openapi_describes_every_route(self, make_client: Any) -> None:
         client = await make_client()
         spec = await (await client.get("/openapi.json")).json()
-        app_routes = {"/correlate/{trace_id}", "/correlate/from-log", "/exemplars", "/healthz", "/readyz", "/metrics", "/openapi.json"}
+        app_routes = {"/correlate/{trace_id}", "/correlate/from-log", "/exemplars", "/investigate", "/healthz", "/readyz", "/metrics",
+                      "/openapi.json"}
         assert set(spec["paths"]) == app_routes

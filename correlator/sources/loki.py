@@ -25,7 +25,14 @@ from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, Sour
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
 from correlator.logfields import extract_trace_context, line_carries, lower64_carried
-from correlator.logql import line_filter_query, metadata_query, stream_selector, untraced_query
+from correlator.logql import (
+    line_filter_any_query,
+    line_filter_query,
+    metadata_any_query,
+    metadata_query,
+    stream_selector,
+    untraced_query,
+)
 from correlator.model import LogLine, Window
 from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import get, not_json
@@ -36,6 +43,8 @@ SOURCE = "loki"
 PATH = "/loki/api/v1/query_range"
 _ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
 _LOOKUPS = ("line-filter", "structured-metadata", "datadog-decimal")
+_MANY_LOOKUPS = ("line-filter", "structured-metadata")  # fetch_many: IDs from exemplars, no decimal form
+_LOKI_MAX_ENTRIES = 5000  # Loki's default max_entries_limit_per_query
 
 
 def _line_id(timestamp_ns: int, service: str | None, line: str) -> str:
@@ -254,20 +263,10 @@ class LokiSource:
         wide = window.widened(round(self.settings.margin_seconds * 1e9))
         # Loki's `end` is exclusive: one more ns keeps a line stamped exactly at the end.
         wide = Window(wide.start_ns, wide.end_ns + 1)
-        results = await asyncio.gather(*(self._query(q, wide, tenant) for q in self.queries(trace_id, services)),
-                                       return_exceptions=True)
-        failures = [(name, r) for name, r in zip(_LOOKUPS, results, strict=False) if isinstance(r, BaseException)]
-        for _name, failure in failures:
-            if not isinstance(failure, SourceError):
-                raise failure  # a bug or a cancellation, not Loki's answer
-        if len(failures) == len(results):
-            raise failures[0][1]
+        answers, failures = await self._lookups(_LOOKUPS, self.queries(trace_id, services), wide, tenant)
         merged: dict[str, LogLine] = {}
         truncated = False
-        for result in results:
-            if isinstance(result, BaseException):
-                continue
-            lines, cut = result
+        for lines, cut in answers:
             truncated |= cut
             for line in lines:
                 if self._carries(line, trace_id):
@@ -278,6 +277,58 @@ class LokiSource:
             name, failure = failures[0]
             note = f"partial: the {name} lookup failed: {failure}"
         return SourceResult(ordered, truncated=truncated or bool(failures), note=note)
+
+    def queries_many(self, trace_ids: Sequence[TraceId], services: Sequence[str] | None) -> tuple[str, str]:
+        """The two lookups of `queries`, each matching any of several IDs (one query, not one per ID)."""
+        selector = self.selector(services)
+        hexes = [h for t in trace_ids for h in ([t.hex] + ([t.short] if t.is_64bit else []))]
+        return line_filter_any_query(selector, [t.needle for t in trace_ids]), metadata_any_query(selector, hexes)
+
+    async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window, services: Sequence[str] | None,
+                         tenant: str | None = None) -> SourceResult[dict[str, tuple[LogLine, ...]]]:
+        """`fetch` for several traces over one window: the same two lookups, split per trace (by hex).
+
+        The answer's line limit grows with the number of traces, up to Loki's 5000 per query.
+        """
+        wide = window.widened(round(self.settings.margin_seconds * 1e9))
+        wide = Window(wide.start_ns, wide.end_ns + 1)
+        limit = min(_LOKI_MAX_ENTRIES, self.settings.max_lines * max(1, len(trace_ids)))
+        answers, failures = await self._lookups(_MANY_LOOKUPS, self.queries_many(trace_ids, services), wide, tenant, limit)
+        merged: dict[str, dict[str, LogLine]] = {t.hex: {} for t in trace_ids}
+        truncated = False
+        for lines, cut in answers:
+            truncated |= cut
+            for line in lines:
+                for trace_id in self._carried(line, trace_ids):
+                    mine = merged[trace_id.hex]
+                    mine[line.id] = merge_duplicate(mine[line.id], line) if line.id in mine else line
+        split = {hex_: tuple(sorted(lines_.values(), key=lambda line: (line.timestamp_ns, line.id)))
+                 for hex_, lines_ in merged.items()}
+        note = f"partial: the {failures[0][0]} lookup failed: {failures[0][1]}" if failures else None
+        return SourceResult(split, truncated=truncated or bool(failures), note=note)
+
+    async def _lookups(self, names: Sequence[str], queries: Sequence[str], window: Window, tenant: str | None,
+                       limit: int | None = None) -> tuple[list[tuple[list[LogLine], bool]], list[tuple[str, SourceError]]]:
+        """Run the lookups at once: (each answer that came, (name, error) of each that failed).
+        All failing raises the first failure; anything but a SourceError is a bug or a cancellation and is raised."""
+        results = await asyncio.gather(*(self._query(q, window, tenant, limit) for q in queries), return_exceptions=True)
+        answers: list[tuple[list[LogLine], bool]] = []
+        failures: list[tuple[str, SourceError]] = []
+        for name, result in zip(names, results, strict=False):
+            if isinstance(result, SourceError):
+                failures.append((name, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answers.append(result)
+        if not answers:
+            raise failures[0][1]
+        return answers, failures
+
+    def _carried(self, line: LogLine, trace_ids: Sequence[TraceId]) -> list[TraceId]:
+        """Which of `trace_ids` the line really carries (usually one)."""
+        lowered = line.line.lower()
+        return [t for t in trace_ids if (t.needle in lowered or line.metadata) and self._carries(line, t)]
 
     def _carries(self, line: LogLine, trace_id: TraceId) -> bool:
         return carries_trace(line, trace_id, self.settings)

@@ -125,11 +125,49 @@ class PrometheusSource:
         limit = self.settings.max_exemplars
         return SourceResult(tuple(mine[:limit]), truncated=len(mine) > limit)
 
-    async def search(self, query: str, start_ns: int | None, end_ns: int | None) -> list[Exemplar]:
-        """Metric → traces: exemplars of the selected series, newest first, then slowest first."""
+    async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window,
+                         tenant: str | None = None) -> SourceResult[dict[str, tuple[Exemplar, ...]]]:
+        """`fetch` for several traces with one query over their joint window, split per trace (by hex)."""
+        margin = int(self.settings.margin_seconds * 1e9)
+        wide = window.widened(margin)
+        found = await self._query(self.settings.exemplar_selector, wide.start_ns, wide.end_ns, tenant)
+        split: dict[str, list[Exemplar]] = {t.hex: [] for t in trace_ids}
+        for ex in found:
+            if ex.trace_id in split:
+                split[ex.trace_id].append(ex)
+        limit = self.settings.max_exemplars
+        for mine in split.values():
+            mine.sort(key=lambda ex: (ex.timestamp_ns, ex.metric))
+        return SourceResult({hex_: tuple(mine[:limit]) for hex_, mine in split.items()},
+                            truncated=any(len(mine) > limit for mine in split.values()))
+
+    async def search(self, query: str, start_ns: int | None, end_ns: int | None, slowest_first: bool = False) -> list[Exemplar]:
+        """Metric → traces: exemplars of the selected series, newest first, then slowest first
+        (`slowest_first`: by value only, NaN last)."""
         found = await self._query(query, start_ns, end_ns)
-        found.sort(key=lambda ex: (-ex.timestamp_ns, -(ex.value if not math.isnan(ex.value) else -math.inf)))
+        if slowest_first:
+            found.sort(key=lambda ex: (-(ex.value if not math.isnan(ex.value) else -math.inf), -ex.timestamp_ns))
+        else:
+            found.sort(key=lambda ex: (-ex.timestamp_ns, -(ex.value if not math.isnan(ex.value) else -math.inf)))
         return found[: self.settings.max_exemplars]
+
+    async def bucket_counts(self, query: str, at_ns: int, tenant: str | None = None) -> list[tuple[str, float]]:
+        """An instant query whose answer is a vector by `le` (histogram buckets) → (le, value) pairs."""
+        params = {"query": query, "time": f"{at_ns / 1e9:.3f}"}
+        headers = {"X-Scope-OrgID": tenant} if tenant else None
+        answer = await get(self.client, SOURCE, "/api/v1/query", params, headers, self.settings.max_response_bytes)
+        body = parse_json(SOURCE, answer, "GET /api/v1/query")
+        if answer.status != 200 or not isinstance(body, dict) or body.get("status") != "success":
+            detail = body.get("error", "") if isinstance(body, dict) else ""
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /api/v1/query: {detail}")
+        data = body.get("data")
+        if not isinstance(data, dict) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+            raise SourceProtocolError(SOURCE, "GET /api/v1/query: not a vector answer")
+        try:
+            return [(str(item["metric"]["le"]), float(item["value"][1])) for item in data["result"]
+                    if isinstance(item, dict) and "le" in (item.get("metric") or {})]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise SourceProtocolError(SOURCE, f"GET /api/v1/query: malformed sample ({exc})") from None
 
     async def ready(self) -> None:
         answer = await get(self.client, SOURCE, "/-/ready", None, None, 64 * 1024)

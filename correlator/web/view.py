@@ -103,6 +103,7 @@ class Page:
     jaeger_link: str | None
     grafana_link: str | None
     data: bytes  # the JSON data block's content
+    standing: str | None = None  # where the trace stands in its series (standing_run), when known
 
 
 def embedded_json(data: Any) -> bytes:
@@ -182,4 +183,5 @@ def build_page(body: Mapping[str, Any], outcome: Outcome, settings: Settings) ->
         jaeger_link=f"{settings.jaeger.ui_url.rstrip('/')}/trace/{c.trace_id}" if settings.jaeger.ui_url else None,
         grafana_link=body["links"].get("grafana") if grafana and c.trace is not None else None,
         data=embedded_json(data),
+        standing=(body.get("standing") or {}).get("message") if (body.get("standing") or {}).get("known") else None,
     )

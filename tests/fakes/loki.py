@@ -3,7 +3,7 @@ r"""A fake Loki that answers like the real Loki 3 recorded in tests/fixtures/rec
 Its data is the recorded scenario, rebuilt from the recordings (index labels `level` and
 `service_name` — what `/loki/api/v1/labels` answered — everything else structured metadata)
 plus two lines of another trace. It evaluates the LogQL subset a correlator sends — a
-selector of `=`/`=~` matchers, `|= "…"` / `|= \`…\``, `| json`, and label filters joined
+selector of `=`/`=~` matchers, `|= "…"` / `|= \`…\`` / `|~ "a|b"`, `| json`, and label filters joined
 by `or` — honours start (inclusive), end (exclusive), limit, direction, the
 `categorize-labels` flag (both answer shapes) and `X-Scope-OrgID`, and refuses what Loki
 refuses with Loki's own text/plain messages. tests/test_fake_loki.py proves every recorded
@@ -148,7 +148,7 @@ def parse(query: str) -> Query:
     while pos < len(query):
         if query[pos] == " ":
             pos += 1
-        elif query.startswith("|=", pos) or query.startswith("!=", pos):
+        elif query.startswith(("|=", "!=", "|~", "!~"), pos):
             op = query[pos:pos + 2]
             pos += 2
             while pos < len(query) and query[pos] == " ":
@@ -196,7 +196,10 @@ def evaluate(q: Query, entry: Entry) -> dict[str, str] | None:
     for kind, arg in q.stages:
         if kind == "line":
             op, needle = arg
-            if (needle in entry.line) != (op == "|="):
+            # `|~` is unanchored RE2; the correlator sends only escaped literal alternations, where
+            # Python's `re` agrees with RE2.
+            found = needle in entry.line if op in ("|=", "!=") else re.search(needle, entry.line) is not None
+            if found != (op in ("|=", "|~")):
                 return None
         elif kind == "json":
             try:
@@ -313,10 +316,12 @@ def answer(entries: Sequence[Entry], params: Mapping[str, str], categorize: bool
 
 
 def make_fake_loki_app(tenants: Mapping[str, Sequence[Entry]] | None = None, latency_s: float = 0.0,
-                       shift_ns: int = 0) -> web.Application:
+                       shift_ns: int = 0, extra: Sequence[Entry] = ()) -> web.Application:
     """`tenants`: X-Scope-OrgID → data; when given, requests without a tenant get 401 `no org id`.
-    `shift_ns` moves the recorded scenario in time (to meet a trace sent to a real Jaeger now)."""
-    default = [Entry(e.ts + shift_ns, e.line, e.labels, e.metadata) for e in recorded_entries()]
+    `shift_ns` moves the recorded scenario in time (to meet a trace sent to a real Jaeger now);
+    `extra` entries are stored beside it (lines of other traces, in the recorded lines' shape)."""
+    default = sorted([Entry(e.ts + shift_ns, e.line, e.labels, e.metadata) for e in recorded_entries()] + list(extra),
+                     key=lambda e: e.ts)
     app = web.Application()
     app[REQUESTS] = []
 

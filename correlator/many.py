@@ -1,0 +1,220 @@
+"""Many correlations at once, for the price of a few: the orchestration behind /investigate.
+
+K traces correlated one by one would cost K Jaeger fetches, 2K Loki queries and K exemplar
+queries. Here the Jaeger fetches run concurrently (bounded) beside one exemplar query over the
+hints' joint window, then the Loki lookups run once per *service set* over the joint window of
+its traces, matching any of their IDs; each answer is split per trace and joined and analysed exactly as
+`Correlator.correlate` does. The cache is read and filled with the same rules, and every trace
+being computed here is registered as in flight, so a concurrent `/correlate` of one of them
+waits for this batch instead of fetching again (and the other way round).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar, cast
+
+from correlator.correlate import Correlator, Outcome, _Untraced
+from correlator.ids import TraceId
+from correlator.model import Exemplar, LogLine, SourceReport, Trace, Window
+from correlator.sources import SourceResult
+
+__all__ = ["Failed", "Wanted", "correlate_many"]
+
+# Same margin `Correlator` gives Jaeger around a hint: a trace may start well before its exemplar.
+_JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
+
+T = TypeVar("T")
+TraceRes = tuple[SourceReport, SourceResult[Trace | None] | None]
+
+
+class ManyLogSource(Protocol):
+    async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window, services: Sequence[str] | None,
+                         tenant: str | None = None) -> SourceResult[dict[str, tuple[LogLine, ...]]]: ...
+
+
+class ManyExemplarSource(Protocol):
+    async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window,
+                         tenant: str | None = None) -> SourceResult[dict[str, tuple[Exemplar, ...]]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    trace_id: TraceId
+    hint: Window  # where the trace is known to be (an exemplar's instant)
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A trace that produced no outcome at all (the whole batch died or the deadline passed first)."""
+
+    trace_id: str
+    reason: str
+
+
+async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenant: str | None, *,
+                         deadline: float, concurrency: int) -> tuple[dict[str, Outcome], dict[str, Failed]]:
+    """Outcome per trace hex; `deadline` is a `time.monotonic()` instant shared by every backend call."""
+    outcomes: dict[str, Outcome] = {}
+    failed: dict[str, Failed] = {}
+    elsewhere: dict[str, asyncio.Future[Outcome]] = {}
+    todo: list[Wanted] = []
+    mine: dict[str, asyncio.Future[Outcome]] = {}
+    loop = asyncio.get_running_loop()
+    for w in {w.trace_id.hex: w for w in wanted}.values():
+        key = (tenant, w.trace_id.hex)
+        cached = correlator._cache.get(key)
+        if cached is not None:
+            outcomes[w.trace_id.hex] = Outcome(cached.correlation, cached.tree, cached=True)
+            continue
+        shared = correlator._inflight.get(key)
+        if shared is not None:
+            elsewhere[w.trace_id.hex] = shared
+            continue
+        future: asyncio.Future[Outcome] = loop.create_future()
+        correlator._inflight[key] = future
+        future.add_done_callback(lambda _f, key=key: correlator._inflight.pop(key, None))  # type: ignore[misc]
+        mine[w.trace_id.hex] = future
+        todo.append(w)
+
+    # The batch runs as its own task: a caller that goes away must not cancel what a concurrent
+    # /correlate of one of these traces is waiting for.
+    batch = asyncio.ensure_future(_compute(correlator, todo, tenant, deadline, concurrency))
+
+    def settle(task: asyncio.Future[dict[str, Outcome]]) -> None:
+        for hex_, future in mine.items():
+            if future.done():
+                continue
+            if task.cancelled():
+                future.cancel()
+            elif (error := task.exception()) is not None:
+                future.set_exception(error)  # a bug, not a backend: waiting /correlate calls see it too
+                future.exception()  # retrieved here, so an unawaited future does not log it again
+            else:
+                future.set_result(task.result()[hex_])
+
+    batch.add_done_callback(settle)
+    computed = await asyncio.shield(batch)
+    for hex_, outcome in computed.items():
+        outcomes[hex_] = outcome
+        if correlator._cacheable(outcome):
+            correlator._cache.put((tenant, hex_), outcome)
+
+    if elsewhere:
+        remaining = max(0.0, deadline - time.monotonic())
+        _done, pending = await asyncio.wait([asyncio.shield(f) for f in elsewhere.values()], timeout=remaining)
+        for hex_, future in elsewhere.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                outcomes[hex_] = future.result()
+            elif not future.done():
+                failed[hex_] = Failed(hex_, "a concurrent correlation of this trace did not finish within the deadline")
+            else:
+                failed[hex_] = Failed(hex_, "a concurrent correlation of this trace failed")
+        for waiter in pending:
+            waiter.cancel()
+    return outcomes, failed
+
+
+async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str | None, deadline: float,
+                   concurrency: int) -> dict[str, Outcome]:
+    if not todo:
+        return {}
+    s = correlator.settings
+    jaeger_tenant = tenant if s.jaeger.forward_tenant else None
+    prom_tenant = tenant if s.prometheus.forward_tenant else None
+    gate = asyncio.Semaphore(concurrency)
+    # The service's Loki and Prometheus sources answer for several traces at once.
+    loki, prometheus = cast(ManyLogSource, correlator.loki), cast(ManyExemplarSource, correlator.prometheus)
+
+    async def fetch_trace(w: Wanted) -> TraceRes:
+        async with gate:
+            call = correlator.jaeger.fetch(w.trace_id, w.hint.widened(_JAEGER_HINT_MARGIN_NS), jaeger_tenant)
+            return await correlator._run("jaeger", call, s.jaeger, deadline)
+
+    # Exemplars need no trace: ask for them over the hints' joint window while the traces arrive
+    # (as a hinted /correlate does), so only Loki waits for Jaeger.
+    hints = Window(min(w.hint.start_ns for w in todo), max(w.hint.end_ns for w in todo))
+    prom_task = asyncio.ensure_future(correlator._run(
+        "prometheus", prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant), s.prometheus, deadline))
+    # With the static selector (loki.selector_strategy) Loki needs no services either: one pair for
+    # all traces over the hints' window, beside Jaeger — one round less, a wider scan in Loki.
+    static_task = asyncio.ensure_future(correlator._run(
+        "loki", loki.fetch_many([w.trace_id for w in todo], hints, None, tenant), s.loki, deadline)
+    ) if s.loki.selector_strategy == "static" else None
+    try:
+        fetched = await asyncio.gather(*(fetch_trace(w) for w in todo))
+    except BaseException:
+        for task in (prom_task, static_task):
+            if task is not None:
+                task.cancel()
+        raise
+    traces = dict(zip((w.trace_id.hex for w in todo), fetched, strict=True))
+
+    # Where each trace stands in time, and which services' streams hold its lines.
+    windows: dict[str, Window] = {}
+    groups: dict[tuple[str, ...] | None, list[Wanted]] = defaultdict(list)
+    for w in todo:
+        trace = _trace_of(traces[w.trace_id.hex])
+        if trace is not None:
+            windows[w.trace_id.hex] = Window(trace.start_ns, trace.end_ns)
+            groups[tuple(sorted({span.service for span in trace.spans}))].append(w)
+        else:
+            windows[w.trace_id.hex] = w.hint
+            groups[None].append(w)  # the configured static selector, as for one trace without a trace
+
+    def joint(members: Sequence[Wanted]) -> Window:
+        spans = [windows[m.trace_id.hex] for m in members]
+        return Window(min(x.start_ns for x in spans), max(x.end_ns for x in spans))
+
+    # Lines without any trace ID (join.untraced): per trace, as /correlate does, so an outcome shared
+    # with /correlate or its cache is the same either way. Beside Loki, within the same bound.
+    async def untraced_of(w: Wanted) -> _Untraced:
+        async with gate:
+            return await correlator._untraced(w.trace_id, traces[w.trace_id.hex], tenant, jaeger_tenant, deadline)
+
+    untraced_task = asyncio.ensure_future(asyncio.gather(*(untraced_of(w) for w in todo)))
+    if static_task is not None:
+        group_list: list[tuple[tuple[str, ...] | None, list[Wanted]]] = [(None, list(todo))]
+        static_answer, prom_answer = await asyncio.gather(static_task, prom_task)
+        loki_answers = [static_answer]
+    else:
+        group_list = list(groups.items())
+        loki_calls = [correlator._run("loki", loki.fetch_many([m.trace_id for m in members], joint(members),
+                                                              list(services) if services else None, tenant), s.loki, deadline)
+                      for services, members in group_list]
+        answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_task)
+        loki_answers = list(answers)
+
+    untraced = dict(zip((w.trace_id.hex for w in todo), await untraced_task, strict=True))
+    logs_of: dict[str, tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None]] = {}
+    for (_services, members), answer in zip(group_list, loki_answers, strict=True):
+        for m in members:
+            logs_of[m.trace_id.hex] = _share(answer, m.trace_id.hex)
+    outcomes = {}
+    for w in todo:
+        hex_ = w.trace_id.hex
+        outcomes[hex_] = correlator._assemble(w.trace_id, windows[hex_], traces[hex_], logs_of[hex_],
+                                              _share(prom_answer, hex_), untraced[hex_])
+    return outcomes
+
+
+def _trace_of(res: TraceRes) -> Trace | None:
+    result = res[1]
+    if result is None or result.value is None or not result.value.spans:
+        return None
+    return result.value
+
+
+def _share(answer: tuple[SourceReport, SourceResult[dict[str, tuple[T, ...]]] | None],
+           hex_: str) -> tuple[SourceReport, SourceResult[tuple[T, ...]] | None]:
+    """One trace's part of a shared answer, reported as if it had been asked for alone."""
+    report, result = answer
+    if result is None:
+        return report, None
+    items = result.value.get(hex_, ())
+    return (SourceReport(report.status, report.ms, len(items), report.truncated, report.error),
+            SourceResult(items, truncated=result.truncated, note=result.note))

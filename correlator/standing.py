@@ -1,0 +1,117 @@
+"""Where one trace stands in its series: for each exemplar it left, the share of the series'
+observations in the five minutes around it that were faster ("slower than ~97 % of
+http_server_duration_seconds{route="/api/courses"} between 10:40 and 10:45").
+
+Computed from the histogram's buckets with the Prometheus query API:
+`sum by (le) (increase(<series>_bucket{…}[5m]))` evaluated 2.5 minutes after the exemplar, so
+the window is centred on it. Inside the exemplar's bucket the rank is interpolated linearly, as
+`histogram_quantile` does; in the +Inf bucket only "at least" can be said. A metric that is not
+a histogram bucket series has no such distribution: its standing is "unknown".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from correlator.model import Exemplar, Span, Window
+
+__all__ = ["WINDOW_NS", "Standing", "histogram_query", "root_exemplar", "series_label", "standing_of", "unknown"]
+
+WINDOW_NS = 5 * 60 * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    exemplar_id: str
+    known: bool
+    series: str  # the series, PromQL-style, without `le`
+    window: Window  # the 5 minutes around the exemplar
+    bucket: str | None = None  # "(0.1, 0.25]"
+    faster_share: float | None = None  # share of the window's observations faster than this one
+    at_least: bool = False  # the +Inf bucket: no upper bound to interpolate to
+    observations: float = 0.0  # in the window
+    reason: str | None = None  # why unknown
+
+
+def series_label(metric: str, series: Mapping[str, str]) -> str:
+    base = metric[: -len("_bucket")] if metric.endswith("_bucket") else metric
+    labels = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(series.items()) if k not in ("__name__", "le"))
+    return f"{base}{{{labels}}}"
+
+
+def histogram_query(exemplar: Exemplar) -> str | None:
+    """The bucket counts of the exemplar's series over 5 minutes; None when it is no histogram bucket."""
+    if not exemplar.metric.endswith("_bucket") or "le" not in exemplar.series:
+        return None
+    matchers = [f"__name__={json.dumps(exemplar.metric)}"]
+    matchers += [f"{k}={json.dumps(v)}" for k, v in sorted(exemplar.series.items()) if k not in ("__name__", "le")]
+    return f"sum by (le) (increase({{{','.join(matchers)}}}[5m]))"
+
+
+def window_of(exemplar: Exemplar) -> Window:
+    return Window(exemplar.timestamp_ns - WINDOW_NS // 2, exemplar.timestamp_ns + WINDOW_NS // 2)
+
+
+def unknown(exemplar: Exemplar, reason: str) -> Standing:
+    return Standing(exemplar.id, False, series_label(exemplar.metric, exemplar.series), window_of(exemplar), reason=reason)
+
+
+def _bound(raw: str) -> float:
+    return math.inf if raw in ("+Inf", "Inf", "inf") else float(raw)
+
+
+def standing_of(exemplar: Exemplar, buckets: Sequence[tuple[str, float]]) -> Standing:
+    """`buckets`: (le, cumulative count in the window) as Prometheus answered them, any order."""
+    try:
+        cumulative = sorted((_bound(le), count) for le, count in buckets)
+    except ValueError:
+        return unknown(exemplar, "the histogram's `le` labels are not numbers")
+    if not cumulative or cumulative[-1][0] != math.inf:
+        return unknown(exemplar, "no histogram buckets for this series in the 5 minutes around it")
+    total = cumulative[-1][1]
+    if total <= 0:
+        return unknown(exemplar, "the histogram counted no observations in the 5 minutes around it")
+    value = exemplar.value
+    lower, below = -math.inf, 0.0
+    for upper, count in cumulative:
+        if value <= upper:
+            inside = max(0.0, count - below)
+            label = f"({'-Inf' if lower == -math.inf else f'{lower:g}'}, {'+Inf' if upper == math.inf else f'{upper:g}'}]"
+            if upper == math.inf:
+                rank, at_least = below, True
+            else:
+                start = 0.0 if lower == -math.inf else lower
+                fraction = (value - start) / (upper - start) if upper > start else 1.0
+                rank, at_least = below + min(max(fraction, 0.0), 1.0) * inside, False
+            return Standing(exemplar.id, True, series_label(exemplar.metric, exemplar.series), window_of(exemplar), label,
+                            min(1.0, rank / total), at_least, total)
+        lower, below = upper, count
+    return unknown(exemplar, "the value lies above every bucket")  # unreachable with a +Inf bucket
+
+
+_LABEL_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def root_exemplar(template: str, span: Span) -> Exemplar | None:
+    """The root span as if it had left an exemplar on a configured latency histogram series
+    (`name_bucket{label="$service",…}`): the span's duration in the metric's unit, stamped at its end.
+    None when the unit cannot be read from the name."""
+    metric, _, rest = template.partition("{")
+    if "_milliseconds" in metric:
+        value = span.duration_ns / 1_000_000
+    elif "_seconds" in metric:
+        value = span.duration_ns / 1_000_000_000
+    else:
+        return None
+    fill = {"$service": span.service, "$operation": span.operation}
+    series = {"__name__": metric, "le": ""}  # `le` marks it a bucket series; histogram_query drops it
+    for name, raw in _LABEL_PAIR.findall(rest):
+        text = json.loads(f'"{raw}"')
+        for placeholder, actual in fill.items():
+            text = text.replace(placeholder, actual)
+        series[name] = text
+    return Exemplar(f"root-{span.span_id}", metric, series, {}, value, span.end_ns, "", span.span_id)

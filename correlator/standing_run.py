@@ -1,0 +1,151 @@
+"""Looking up where a correlated trace stands (see standing.py), cached once its windows are past.
+
+One instant query per distinct exemplar series and time (at most `_MAX_LOOKUPS` per trace),
+concurrently, inside the Prometheus source deadline; a failed or late lookup makes that
+exemplar's standing "unknown" with the reason, never the correlation fail. A standing whose
+5-minute window ended more than a minute ago no longer changes: it is cached with the trace, so
+a cached correlation costs no backend call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from correlator.cache import TTLCache
+from correlator.config import Settings
+from correlator.errors import SourceError
+from correlator.model import Correlation, Exemplar, Span
+from correlator.sources.prometheus import PrometheusSource
+from correlator.standing import Standing, histogram_query, root_exemplar, standing_of, unknown
+from correlator.timeparams import rfc3339_ns
+
+__all__ = ["StandingLookup", "standing_body"]
+
+_MAX_LOOKUPS = 10
+_SETTLE_NS = 60 * 1_000_000_000
+
+
+class StandingLookup:
+    def __init__(self, settings: Settings, wall_clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._cache: TTLCache[tuple[Standing, ...]] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
+        self._wall = wall_clock
+
+    async def lookup(self, prometheus: PrometheusSource, correlation: Correlation, tenant: str | None,
+                     budget: float | None = None) -> tuple[Standing, ...]:
+        """A standing per exemplar of the trace, plus one for the root span (id `root-<span>`) when no
+        exemplar sits on it and a configured latency histogram knows it. `budget`: seconds left of
+        the request's deadline (default: the Prometheus source deadline)."""
+        report = correlation.sources.get("prometheus")
+        if report is not None and report.status.value not in ("ok", "not_found"):
+            # It just failed or timed out for this very correlation: do not wait on it again.
+            return tuple(unknown(ex, f"Prometheus {report.status.value} in this correlation") for ex in correlation.exemplars)
+        root = _root_without_exemplar(correlation)
+        wanted = list(correlation.exemplars)
+        if root is not None:
+            wanted += [ex for ex in (root_exemplar(t, root) for t in self.settings.prometheus.root_histograms) if ex]
+        if not wanted:
+            return ()
+        key = (tenant, correlation.trace_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        limit = self.settings.source_deadline(self.settings.prometheus)
+        budget = limit if budget is None else min(limit, budget)
+        if budget <= 0:
+            return tuple(unknown(ex, "no time left in the deadline") for ex in correlation.exemplars)
+        found = await self._lookup(prometheus, wanted, tenant, budget)
+        if root is not None:  # the first configured histogram that knows the root span; none: no root standing
+            rooted = [s for s in found if s.exemplar_id.startswith("root-")]
+            kept = next((s for s in rooted if s.known), None)
+            found = tuple(s for s in found if not s.exemplar_id.startswith("root-")) + ((kept,) if kept else ())
+        now_ns = int(self._wall() * 1e9)
+        if all(s.window.end_ns + _SETTLE_NS < now_ns for s in found) and all(s.known or s.reason for s in found):
+            self._cache.put(key, found)
+        return found
+
+    async def _lookup(self, prometheus: PrometheusSource, exemplars: Sequence[Exemplar],
+                      tenant: str | None, budget: float) -> tuple[Standing, ...]:
+        s = self.settings
+        prom_tenant = tenant if s.prometheus.forward_tenant else None
+        queries: dict[tuple[str, int], list[Exemplar]] = {}
+        for ex in exemplars:
+            query = histogram_query(ex)
+            if query is not None:
+                queries.setdefault((query, ex.timestamp_ns), []).append(ex)
+        asked = list(queries)[:_MAX_LOOKUPS]
+
+        async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:
+            try:
+                async with asyncio.timeout(budget):
+                    return await prometheus.bucket_counts(query, at_ns + 150 * 1_000_000_000, prom_tenant)
+            except TimeoutError:
+                return f"Prometheus did not answer within {budget:.1f}s"
+            except SourceError as exc:
+                return str(exc)
+
+        answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
+        out = []
+        for ex in exemplars:
+            query = histogram_query(ex)
+            if query is None:
+                out.append(unknown(ex, f"{ex.metric} is not a histogram bucket series"))
+                continue
+            answer = answers.get((query, ex.timestamp_ns))
+            if answer is None:
+                out.append(unknown(ex, f"not looked up (at most {_MAX_LOOKUPS} series per trace)"))
+            elif isinstance(answer, str):
+                out.append(unknown(ex, answer))
+            else:
+                out.append(standing_of(ex, answer))
+        return tuple(out)
+
+
+def _root_without_exemplar(correlation: Correlation) -> Span | None:
+    trace = correlation.trace
+    if trace is None or not trace.spans:
+        return None
+    root = min(trace.spans, key=lambda sp: (sp.parent_span_id is not None, sp.start_ns, sp.span_id))
+    if any(place.span_id == root.span_id for place in correlation.exemplar_placements):
+        return None
+    return root
+
+
+def _hhmm(ns: int) -> str:
+    return rfc3339_ns(ns)[11:16]
+
+
+def standing_body(standing: Standing) -> dict[str, Any]:
+    """The JSON of one standing, with its sentence."""
+    if not standing.known or standing.faster_share is None:
+        message = f"unknown: {standing.reason}"
+    else:
+        share = f"{'at least ' if standing.at_least else '~'}{standing.faster_share:.0%}"
+        message = (f"slower than {share} of {standing.series} between {_hhmm(standing.window.start_ns)} and "
+                   f"{_hhmm(standing.window.end_ns)} UTC ({standing.observations:.0f} observations; bucket {standing.bucket})")
+    return {"known": standing.known, "series": standing.series, "bucket": standing.bucket,
+            "faster_share": None if standing.faster_share is None else round(standing.faster_share, 4),
+            "at_least": standing.at_least, "observations": standing.observations,
+            "window": {"start": rfc3339_ns(standing.window.start_ns), "end": rfc3339_ns(standing.window.end_ns)},
+            "reason": standing.reason, "message": message}
+
+
+def add_standings(body: dict[str, Any], correlation: Correlation, standings: Sequence[Standing]) -> None:
+    """Each exemplar's `standing` in the correlation body, and the trace's own: that of the
+    exemplar on its root span (the request's latency), else the root span's on a configured latency
+    histogram, else that of its slowest known exemplar."""
+    by_id = {s.exemplar_id: s for s in standings}
+    for entry in body.get("exemplars", ()):
+        found = by_id.get(entry["id"])
+        entry["standing"] = standing_body(found) if found is not None else None
+    roots = {s.span_id for s in correlation.trace.spans if s.parent_span_id is None} if correlation.trace else set()
+    on_root = [by_id[ex.id] for ex, place in zip(correlation.exemplars, correlation.exemplar_placements, strict=True)
+               if ex.id in by_id and place.span_id in roots and by_id[ex.id].known]
+    on_root += [s for s in standings if s.exemplar_id.startswith("root-") and s.known]
+    known = sorted((s for s in standings if s.known), key=lambda s: -(s.faster_share or 0.0))
+    candidates = on_root or known or list(standings)
+    body["standing"] = standing_body(candidates[0]) if candidates else {
+        "known": False, "message": "unknown: this trace left no exemplar on a latency histogram"}

@@ -1,0 +1,104 @@
+"""Where one trace stands in its series, from the histogram's buckets (pure part)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from correlator.model import Correlation, Exemplar, Match, Placement, Span, Trace, Window
+from correlator.standing import histogram_query, standing_of, unknown
+from correlator.standing_run import add_standings, standing_body
+
+T = 1_795_572_505_000_000_000  # 2026-11-25T02:08:25Z
+SERIES = {"__name__": "http_server_duration_seconds_bucket", "service": "api-gateway", "route": "/api/courses", "le": "0.5"}
+BUCKETS = [("0.1", 50.0), ("0.25", 90.0), ("0.5", 97.0), ("1", 99.0), ("+Inf", 100.0)]
+
+
+def exemplar(value: float, metric: str = "http_server_duration_seconds_bucket", series: dict[str, str] | None = None) -> Exemplar:
+    return Exemplar(f"ex-{value}", metric, series if series is not None else SERIES, {}, value, T, "a" * 32, "b" * 16)
+
+
+def test_the_share_faster_is_interpolated_inside_the_exemplar_s_bucket() -> None:
+    standing = standing_of(exemplar(0.3), list(reversed(BUCKETS)))  # any order
+    assert standing.known and standing.bucket == "(0.25, 0.5]" and standing.observations == 100
+    assert standing.faster_share == pytest.approx((90 + 0.2 * 7) / 100)
+    assert standing_body(standing)["message"] == (
+        'slower than ~91% of http_server_duration_seconds{route="/api/courses",service="api-gateway"} '
+        "between 02:05 and 02:10 UTC (100 observations; bucket (0.25, 0.5])")
+
+
+def test_the_first_and_the_inf_bucket() -> None:
+    assert standing_of(exemplar(0.05), BUCKETS).faster_share == pytest.approx(0.25)  # half of the 50 below 0.1
+    top = standing_of(exemplar(7.0), BUCKETS)
+    assert (top.bucket, top.faster_share, top.at_least) == ("(1, +Inf]", 0.99, True)
+    assert standing_body(top)["message"].startswith("slower than at least 99% of")
+
+
+@pytest.mark.parametrize(("ex", "buckets", "reason"), [
+    (exemplar(0.3), [("0.1", 0.0), ("+Inf", 0.0)], "the histogram counted no observations in the 5 minutes around it"),
+    (exemplar(0.3), [], "no histogram buckets for this series in the 5 minutes around it"),
+    (exemplar(0.3), [("x", 1.0), ("+Inf", 2.0)], "the histogram's `le` labels are not numbers"),
+])
+def test_unknown_says_why(ex: Exemplar, buckets: list[tuple[str, float]], reason: str) -> None:
+    standing = standing_of(ex, buckets)
+    assert not standing.known and standing.reason == reason
+    assert standing_body(standing)["message"] == f"unknown: {reason}"
+
+
+def test_only_histogram_bucket_series_are_asked_about_and_labels_are_escaped() -> None:
+    assert histogram_query(exemplar(1.0, "http_requests_total", {"service": "a"})) is None
+    assert histogram_query(exemplar(1.0, "x_bucket", {"__name__": "x_bucket", "svc": 'a"b\\c'})) is None  # no le
+    query = histogram_query(exemplar(1.0, "x_bucket", {"__name__": "x_bucket", "svc": 'a"b\\c', "le": "1"}))
+    assert query == 'sum by (le) (increase({__name__="x_bucket",svc="a\\"b\\\\c"}[5m]))'
+
+
+def test_the_trace_s_own_standing_is_that_of_its_root_span_exemplar() -> None:
+    root, child = Span("1" * 16, None, "api-gateway", "GET /", T - 10**9, T), Span("2" * 16, "1" * 16, "db", "q", T - 10**9, T)
+    on_root, on_child, counter = exemplar(0.3), exemplar(0.05), exemplar(1.0, "http_requests_total", {"service": "a"})
+    correlation = Correlation("a" * 32, Window(T - 10**9, T), Trace("a" * 32, (root, child)), (), (),
+                              (on_child, on_root, counter),
+                              (Placement(child.span_id, Match.SPAN_ID), Placement(root.span_id, Match.SPAN_ID),
+                               Placement(None, Match.TRACE)), (), (), {})
+    standings = (standing_of(on_child, BUCKETS), standing_of(on_root, BUCKETS), unknown(counter, "not a histogram"))
+    body: dict[str, Any] = {"exemplars": [{"id": on_child.id}, {"id": on_root.id}, {"id": counter.id}]}
+    add_standings(body, correlation, standings)
+    assert body["standing"]["faster_share"] == pytest.approx(0.914)
+    assert [e["standing"]["known"] for e in body["exemplars"]] == [True, True, False]
+    empty: dict[str, Any] = {"exemplars": []}
+    add_standings(empty, correlation, ())
+    assert empty["standing"] == {"known": False, "message": "unknown: this trace left no exemplar on a latency histogram"}
+
+
+def test_a_root_span_stands_in_as_an_exemplar_of_a_configured_histogram() -> None:
+    from correlator.standing import root_exemplar
+
+    span = Span("1" * 16, None, 'api"gw', "GET /x", T - 250 * 10**6, T)
+    ms = root_exemplar('traces_span_metrics_duration_milliseconds_bucket{service_name="$service",span_name="$operation"}', span)
+    assert ms is not None and ms.value == 250.0 and ms.timestamp_ns == T
+    assert histogram_query(ms) == ('sum by (le) (increase({__name__="traces_span_metrics_duration_milliseconds_bucket",'
+                                   'service_name="api\\"gw",span_name="GET /x"}[5m]))')
+    seconds = root_exemplar('http_server_duration_seconds_bucket{service="$service"}', span)
+    assert seconds is not None and seconds.value == 0.25
+    assert root_exemplar('requests_bucket{service="$service"}', span) is None  # no unit in the name
+
+
+async def test_no_lookup_when_prometheus_just_failed_or_no_time_is_left() -> None:
+    from correlator.config import load_settings
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.standing_run import StandingLookup
+
+    class Refusing:
+        async def bucket_counts(self, *args: object) -> list[tuple[str, float]]:
+            raise AssertionError("Prometheus must not be asked")
+
+    ex = exemplar(0.3)
+    failed = Correlation("a" * 32, Window(T, T), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                         {"prometheus": SourceReport(SourceStatus.TIMEOUT, 2000.0)})
+    lookup = StandingLookup(load_settings(environ={}))
+    [standing] = await lookup.lookup(Refusing(), failed, None)  # type: ignore[arg-type]
+    assert standing_body(standing)["message"] == "unknown: Prometheus timeout in this correlation"
+    answered = Correlation("a" * 32, Window(T, T), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                           {"prometheus": SourceReport(SourceStatus.OK, 20.0)})
+    [late] = await lookup.lookup(Refusing(), answered, None, budget=0.0)  # type: ignore[arg-type]
+    assert standing_body(late)["message"] == "unknown: no time left in the deadline"
