@@ -196,7 +196,7 @@ class Correlator:
                 # Untraced lines need the trace's services and window: they follow Jaeger, beside Loki.
                 found = await self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline)
                 found, outline = await self._outline(found)
-                untraced = await self._untraced(trace_id, self._scope(found, outline), tenant, jaeger_tenant, deadline)
+                untraced = await self._untraced(trace_id, found, tenant, jaeger_tenant, deadline, outline)
                 return found, outline, untraced
 
             async with admitted(self.bulkheads, _ALL_AT_ONCE):
@@ -228,7 +228,7 @@ class Correlator:
                 loki_res, prom_res, untraced = await asyncio.gather(
                     self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
                     self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
-                    self._untraced(trace_id, self._scope(jaeger_res, outline), tenant, jaeger_tenant, deadline),
+                    self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline),
                 )
         return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline)
 
@@ -288,14 +288,16 @@ class Correlator:
         return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
                               loki_res, prom_res, untraced)
 
-    async def _untraced(self, trace_id: TraceId, scope: tuple[list[str], Window] | None,
-                        tenant: str | None, jaeger_tenant: str | None, deadline: float) -> _Untraced:
+    async def _untraced(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+                        tenant: str | None, jaeger_tenant: str | None, deadline: float,
+                        outline: Outline | None = None) -> _Untraced:
         """Lines of the trace's services in its window with no trace ID, and other traces of those services.
 
         Never raises: a failure is a status in `summary.untraced`, the correlation goes on without them.
         """
         s = self.settings.join
         fetch = getattr(self.loki, "fetch_untraced", None)
+        scope = self._scope(jaeger_res, outline)  # a big trace's from the worker's outline
         if not s.untraced or fetch is None or scope is None:
             return _Untraced((), {}, UntracedReport("off"))
         services, window = scope
