@@ -18,12 +18,33 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 const placeholder = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 var hex32 = regexp.MustCompile(`[0-9a-f]{32}`)
+
+// bigPrefix: trace IDs starting with it get trace_big.json when the template dir has one (bench P8).
+const bigPrefix = "b16b16"
+
+// Queries in flight per backend, and the most there ever were since the last reset (bench flood:
+// the correlator's bulkhead must keep these under its caps). GET /stats, GET /stats?reset=1.
+type gauge struct{ now, peak, total atomic.Int64 }
+
+func (g *gauge) enter() {
+	n := g.now.Add(1)
+	g.total.Add(1)
+	for {
+		p := g.peak.Load()
+		if n <= p || g.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+func (g *gauge) leave() { g.now.Add(-1) }
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -42,12 +63,16 @@ func main() {
 	latency := time.Duration(latencyMs * float64(time.Millisecond))
 	load := func(name string) []byte { return must(os.ReadFile(filepath.Join(dir, name))) }
 	trace, logs, exemplars := load("trace.json"), load("logs.json"), load("exemplars.json")
+	bigTrace, _ := os.ReadFile(filepath.Join(dir, "trace_big.json"))
+	gauges := map[string]*gauge{"jaeger": {}, "loki": {}, "prometheus": {}}
 
 	// Prometheus can't filter by trace: answer for the ID Jaeger was last asked (as the Python fake).
 	var mu sync.Mutex
 	last := placeholder
 
-	answer := func(w http.ResponseWriter, template []byte, traceID string) {
+	answer := func(w http.ResponseWriter, template []byte, traceID string, kind string) {
+		gauges[kind].enter()
+		defer gauges[kind].leave()
 		time.Sleep(latency)
 		if faultRate > 0 && rand.Float64() < faultRate {
 			switch rand.Intn(4) {
@@ -77,20 +102,36 @@ func main() {
 		mu.Lock()
 		last = id
 		mu.Unlock()
-		answer(w, trace, id)
+		if bigTrace != nil && strings.HasPrefix(id, bigPrefix) {
+			answer(w, bigTrace, id, "jaeger")
+			return
+		}
+		answer(w, trace, id, "jaeger")
 	})
 	mux.HandleFunc("/loki/api/v1/query_range", func(w http.ResponseWriter, r *http.Request) {
 		id := hex32.FindString(r.URL.Query().Get("query"))
 		if id == "" {
 			id = placeholder
 		}
-		answer(w, logs, id)
+		answer(w, logs, id, "loki")
 	})
 	mux.HandleFunc("/api/v1/query_exemplars", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		id := last
 		mu.Unlock()
-		answer(w, exemplars, id)
+		answer(w, exemplars, id, "prometheus")
+	})
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		parts := []string{}
+		for _, name := range []string{"jaeger", "loki", "prometheus"} {
+			g := gauges[name]
+			parts = append(parts, fmt.Sprintf(`"%s":{"now":%d,"peak":%d,"total":%d}`, name, g.now.Load(), g.peak.Load(), g.total.Load()))
+			if r.URL.Query().Get("reset") != "" {
+				g.peak.Store(g.now.Load())
+			}
+		}
+		w.Write([]byte("{" + strings.Join(parts, ",") + "}"))
 	})
 	server := &http.Server{Addr: "127.0.0.1:" + port, Handler: mux}
 	if err := server.ListenAndServe(); err != nil {

@@ -57,7 +57,20 @@ def make_app(latency_s: float, spans: int = 20, lines: int = 20, exemplar_count:
 
     fault_rate = float(os.environ.get("BENCH_FAULT_RATE", "0"))  # soak: faults mixed into the load
 
-    async def answer(template: bytes, trace_id: str) -> web.Response:
+    # Queries in flight per backend and the most since the last reset (as backends.go's /stats).
+    gauges = {name: {"now": 0, "peak": 0, "total": 0} for name in ("jaeger", "loki", "prometheus")}
+
+    async def answer(template: bytes, trace_id: str, kind: str) -> web.Response:
+        gauge = gauges[kind]
+        gauge["now"] += 1
+        gauge["total"] += 1
+        gauge["peak"] = max(gauge["peak"], gauge["now"])
+        try:
+            return await _answer(template, trace_id)
+        finally:
+            gauge["now"] -= 1
+
+    async def _answer(template: bytes, trace_id: str) -> web.Response:
         await asyncio.sleep(latency_s)
         if fault_rate and random.random() < fault_rate:
             fault = random.choice(("500", "hang", "malformed", "429"))
@@ -70,22 +83,30 @@ def make_app(latency_s: float, spans: int = 20, lines: int = 20, exemplar_count:
         return web.Response(body=template.replace(PLACEHOLDER.encode(), trace_id.encode()), content_type="application/json")
 
     async def jaeger(request: web.Request) -> web.Response:
-        return await answer(trace, request.match_info["id"])
+        return await answer(trace, request.match_info["id"], "jaeger")
 
     async def loki(request: web.Request) -> web.Response:
         found = _HEX32.search(request.query.get("query", ""))
-        return await answer(logs, found.group(0) if found else PLACEHOLDER)
+        return await answer(logs, found.group(0) if found else PLACEHOLDER, "loki")
 
     last = [PLACEHOLDER]  # Prometheus can't filter by trace: answer for the ID Jaeger was last asked
 
     async def prometheus(request: web.Request) -> web.Response:
-        return await answer(exes, last[0])
+        return await answer(exes, last[0], "prometheus")
 
     async def remember(request: web.Request) -> web.Response:
         last[0] = request.match_info["id"]
         return await jaeger(request)
 
+    async def stats(request: web.Request) -> web.Response:
+        body = orjson.dumps(gauges)
+        if request.query.get("reset"):
+            for gauge in gauges.values():
+                gauge["peak"] = gauge["now"]
+        return web.Response(body=body, content_type="application/json")
+
     app = web.Application()
+    app.router.add_get("/stats", stats)
     app.router.add_get("/api/v3/traces/{id}", remember)
     app.router.add_get("/loki/api/v1/query_range", loki)
     app.router.add_get("/api/v1/query_exemplars", prometheus)

@@ -2,10 +2,15 @@
 
     python bench/run.py p1 [--quick]   correlate p50 ÷ slowest single backend call (real Prometheus + real Jaeger
                                         + recorded Loki with latency), with and without a hint; P1b naive ÷ ours
-    python bench/run.py p2 [--quick]   join + analysis time ÷ JSON parse time at 1k/10k/100k spans; peak RSS (P5)
+    python bench/run.py p2 [--quick]   whole pipeline (model parse + join + analysis + JSON render) ÷ orjson parse
+                                        of the same bytes, at 1k/10k/100k spans, each stage's ms; peak RSS (P5)
     python bench/run.py p3 [--quick]   sustained load from a separate process: correlations/s, p50/p99, errors, RSS
     python bench/run.py p4 [--quick]   repeat correlation of a completed trace (cache hit): p50, backend calls
     python bench/run.py soak [--quick] P3 with faults in 10 % of backend answers: 5xx count, RSS and fds flat
+    python bench/run.py p8 [--quick]   small correlations, /healthz, cache hits: p99 alone vs beside a 100k-span
+                                        correlation, with the worker process and without; peak RSS (P5)
+    python bench/run.py flood [--quick] unique IDs at 5× the sustainable rate: backend queries in flight vs the
+                                        bulkhead caps, 503 latency, cache-hit and /healthz p99, recovery
     python bench/run.py page [--quick] the HTML page: render ÷ JSON render, gzipped bytes per span, Chromium
                                         time to interactive at 10k ÷ 1k spans (bench/page.py)
     python bench/run.py all --quick    the CI smoke: every figure, tiny sizes, seconds
@@ -59,17 +64,20 @@ def free_port() -> int:
 def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
     """One size, in its own process (peak RSS is per process): prints one table row."""
     from bench.fake_backends import exemplars, loki_streams, otlp_trace
-    from correlator.analysis import analyse
     from correlator.gcpause import gc_paused
-    from correlator.join import join
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.render import correlation_body
+    from correlator.sources import SourceResult
     from correlator.sources.jaeger import parse_otlp_answer
     from correlator.sources.loki import parse_streams_body
     from correlator.sources.prometheus import parse_exemplars
-    from correlator.spantree import build_tree
 
     settings = load_settings(environ={})
+    correlator = Correlator(settings, None, None, None)  # type: ignore[arg-type]  # its pure assembly only
+    tid = parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736")
+    ok = SourceReport(SourceStatus.OK, 1.0)
     bodies = [otlp_trace(spans), loki_streams(lines), exemplars(exes)]
-    parse_ms, model_ms, work_ms, control_ms = [], [], [], []
+    parse_ms, model_ms, work_ms, render_ms, control_ms = [], [], [], [], []
     for _ in range(repeats):
         # The yardstick: orjson (C) parsing the same bodies into dicts, the collector paused.
         t = time.perf_counter()
@@ -79,7 +87,7 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
         del raw
         # What the service does with the bytes (the sources' parse functions), JSON decoding included.
         t = time.perf_counter()
-        trace = parse_otlp_answer(bodies[0], "4bf92f3577b34da6a3ce929d0e0e4736")
+        trace = parse_otlp_answer(bodies[0], tid.hex)
         logs, _ = parse_streams_body(bodies[1], settings.loki)
         with gc_paused():
             raw_exemplars = orjson.loads(bodies[2])
@@ -87,12 +95,15 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
         model_ms.append((time.perf_counter() - t) * 1000)
         del raw_exemplars  # the service drops the parsed JSON once the model is built
         assert trace is not None
+        # Join + analysis exactly as the service assembles a correlation (tree, join, error logs, detectors).
         t = time.perf_counter()
-        with gc_paused():  # as Correlator._assemble
-            tree = build_tree(trace)
-            join(tree, logs, found, settings.join.clock_skew_ms)
-            analyse(tree, settings.analysis)
+        outcome = correlator._assemble(tid, Window(trace.start_ns, trace.end_ns), (ok, SourceResult(trace)),
+                                       (ok, SourceResult(tuple(logs))), (ok, SourceResult(tuple(found))))
         work_ms.append((time.perf_counter() - t) * 1000)
+        # The response body, as api._respond renders it.
+        t = time.perf_counter()
+        orjson.dumps(correlation_body(outcome, settings), option=orjson.OPT_NON_STR_KEYS)
+        render_ms.append((time.perf_counter() - t) * 1000)
         # Control: the barest linear pass over the same spans (index by ID, look each parent up).
         # Its per-span cost grows with the input too (caches), which sets what "linear" can mean.
         t = time.perf_counter()
@@ -100,10 +111,11 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
             by_id = {span.span_id: span for span in trace.spans}
             sum(1 for span in trace.spans if span.parent_span_id in by_id)
         control_ms.append((time.perf_counter() - t) * 1000)
-        del trace, logs, found, tree, by_id
-    pm, mm, wm, cm = (statistics.median(v) for v in (parse_ms, model_ms, work_ms, control_ms))
-    print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:13.1f} | {mm:14.1f} | {wm:16.1f} | {wm / pm:20.2f} | "
-          f"PEAK | {cm:.2f}")
+        del trace, logs, found, outcome, by_id
+    pm, mm, wm, rm, cm = (statistics.median(v) for v in (parse_ms, model_ms, work_ms, render_ms, control_ms))
+    whole = mm + wm + rm
+    print(f"    {spans:>6} {lines:>6} {exes:>6}    | {pm:8.1f} | {mm:8.1f} | {wm:8.1f} | {rm:8.1f} | {whole:8.1f} | "
+          f"{whole / pm:6.2f} | PEAK | {cm:.2f}")
 
 
 def p2_peak(spans: int, lines: int, exes: int) -> None:
@@ -142,8 +154,8 @@ def p2_peak(spans: int, lines: int, exes: int) -> None:
 
 def p2(quick: bool) -> None:
     sizes = [(200, 1000, 40), (1000, 5000, 200)] if quick else [(1000, 5000, 200), (10_000, 50_000, 2000),
-                                                                  (100_000, 500_000, 20_000), (100_000, 2000, 20_000)]
-    print("P2  spans   logs   exemplars | json parse ms | model parse ms | join+analysis ms | (join+analysis)/json | peak RSS MB "
+                                                                  (100_000, 2000, 20_000)]
+    print("P2  spans   logs   exemplars | json ms  | model ms | join+an. | render   | whole ms | ÷json  | peak RSS MB "
           "| control ms")
     previous = None
     for spans, lines, exes in sizes:
@@ -154,14 +166,14 @@ def p2(quick: bool) -> None:
                               check=True, capture_output=True, text=True).stdout.strip()
         out = out.replace("PEAK", f"{peak:>11}")
         print(out.rstrip())
-        work, control = float(out.split("|")[3]), float(out.split("|")[6])
+        whole, control = float(out.split("|")[5]), float(out.split("|")[8])
         if previous and lines == spans * 5:
-            print(f"    scaling ×{spans / previous[0]:.0f} input → ×{work / previous[1]:.1f} join+analysis time "
+            print(f"    scaling ×{spans / previous[0]:.0f} input → ×{whole / previous[1]:.1f} whole-pipeline time "
                   f"(control: ×{control / previous[2]:.1f})")
         if lines == spans * 5:
-            previous = (spans, work, control)
+            previous = (spans, whole, control)
     if not quick:
-        print("    (the last row is the service's own cap: loki.max_lines = 1000 per lookup, two lookups)")
+        print("    (the last row is the service's own caps: jaeger.max_spans, loki.max_lines = 1000 per lookup × 2)")
 
 
 # ------------------------------------------------------------------------------ P4
@@ -191,21 +203,31 @@ def p4(quick: bool) -> None:
 # ------------------------------------------------------------------------------ P3
 
 
-def _backends(port: int, latency_ms: int, fault_rate: float) -> subprocess.Popen[bytes]:
-    """The Go backends when Go is here (they leave the CPU to the correlator), else the Python ones."""
-    from bench.fake_backends import exemplars, loki_streams, otlp_trace
-
-    source = REPO / "bench" / "backends.go"
+def _go_build(name: str) -> Path | None:
+    """bench/NAME.go built once per content (cached by hash), or None without Go."""
+    source = REPO / "bench" / f"{name}.go"
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "correlator" / "bin"
-    binary = cache / f"bench-backends-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
+    binary = cache / f"bench-{name}-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
     if not binary.exists() and shutil.which("go"):
         cache.mkdir(parents=True, exist_ok=True)
         subprocess.run(["go", "build", "-o", str(binary), str(source)], check=True, cwd=REPO,
                        env={**os.environ, "GO111MODULE": "off"})
-    if binary.exists():
+    return binary if binary.exists() else None
+
+
+def _backends(port: int, latency_ms: int, fault_rate: float, big_spans: int = 0) -> subprocess.Popen[bytes]:
+    """The Go backends when Go is here (they leave the CPU to the correlator), else the Python ones.
+
+    `big_spans`: trace IDs starting `b16b16` get a trace of that many spans (Go backends only; P8)."""
+    from bench.fake_backends import exemplars, loki_streams, otlp_trace
+
+    binary = _go_build("backends")
+    if binary is not None:
         templates = Path(tempfile.mkdtemp(prefix="bench-templates-"))
         for name, body in (("trace.json", otlp_trace(20)), ("logs.json", loki_streams(20)), ("exemplars.json", exemplars(2))):
             (templates / name).write_bytes(body)
+        if big_spans:
+            (templates / "trace_big.json").write_bytes(otlp_trace(big_spans))
         print(f"    backends: Go ({binary.name}), {latency_ms} ms latency")
         try:
             return subprocess.Popen([str(binary), str(port), str(latency_ms), str(templates), str(fault_rate)])
@@ -289,15 +311,31 @@ def p3(quick: bool, fault_rate: float = 0.0, workers: int = 1, floor: str | None
                 fds += len(os.listdir(f"/proc/{pid}/fd"))
             return rss, fds
 
+        def cpu_seconds() -> float:  # user + system time of the server's processes (noise-proof, unlike rates)
+            ticks = os.sysconf("SC_CLK_TCK")
+            return sum(sum(map(int, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])) / ticks
+                       for pid in pids())
+
+        cpu_before = cpu_seconds()
         load = _load(f"http://127.0.0.1:{api_port}", clients, duration)
         time.sleep(duration * 0.25)
         early = sample()
         out, _ = load.communicate(timeout=duration + 60)
         late = sample()
+        cpu_used = cpu_seconds() - cpu_before
         hwm = sum(next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                        if line.startswith("VmHWM")) for pid in pids()) / 1024
         label = f"SOAK (faults in {fault_rate:.0%} of backend answers)" if fault_rate else f"P3 floor {floor}" if floor else "P3"
         print(_summarise_wrk(out, clients, duration).replace("P3 ", label + " ", 1) + f", {workers} worker(s)")
+        served = re.search(r"(\d+) requests in", out)
+        if served:
+            print(f"    server CPU per request: {cpu_used * 1000 / int(served.group(1)):.3f} ms "
+                  f"({cpu_used:.1f} s for {served.group(1)} requests)")
+        try:  # the backends count the queries in flight (the bulkhead caps are sized from this)
+            peaks = {name: g["peak"] for name, g in httpx.get(f"{base}/stats", timeout=2).json().items()}
+            print(f"    backend queries in flight, peak: {peaks}")
+        except (httpx.HTTPError, ValueError):
+            pass
         print(f"{'SOAK' if fault_rate else 'P5 '} server RSS at 25% {early[0]:.0f} MB → end {late[0]:.0f} MB (peak {hwm:.0f} MB); "
               f"open fds {early[1]} → {late[1]}")
     finally:
@@ -309,6 +347,162 @@ def p3(quick: bool, fault_rate: float = 0.0, workers: int = 1, floor: str | None
 def soak(quick: bool, workers: int = 1) -> None:
     """100 clients for 60 s with faults mixed in: no 5xx, RSS and fd count flat."""
     p3(quick, fault_rate=0.1, workers=workers)
+
+
+# ------------------------------------------------------------------------------ flood (overload protection)
+
+
+def _serve(api_port: int, backend: str, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`correlator serve`, one worker, against `backend`; returns once /healthz answers."""
+    import httpx
+
+    env = {**os.environ, "CORRELATOR_JAEGER_URL": backend, "CORRELATOR_LOKI_URL": backend, "CORRELATOR_PROMETHEUS_URL": backend,
+           "CORRELATOR_DEADLINE_SECONDS": "5", **extra_env}
+    server = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--port", str(api_port)], cwd=REPO, env=env,
+                              stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the correlator did not start")
+
+
+def _helper(*args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(REPO / "bench" / "flood.py"), *map(str, args)], stdout=subprocess.PIPE, text=True)
+
+
+def _result(proc: subprocess.Popen[str]) -> dict:  # type: ignore[type-arg]
+    out, _ = proc.communicate(timeout=300)
+    return orjson.loads(out)  # type: ignore[no-any-return]
+
+
+def flood(quick: bool) -> None:
+    """Unique IDs at 5× the sustainable rate against small backend caps (the backends are the limit):
+    backend queries in flight vs the caps, how fast the excess is refused, cache hits and /healthz
+    during the flood vs before, and how soon a correlation succeeds once it stops."""
+    import httpx
+
+    latency_ms, caps = 50, {"jaeger": 8, "loki": 16, "prometheus": 8}
+    seconds = 3 if quick else 15
+    backend_port, api_port = free_port(), free_port()
+    backends = _backends(backend_port, latency_ms, 0.0)
+    backend, api = f"http://127.0.0.1:{backend_port}", f"http://127.0.0.1:{api_port}"
+    env = {f"CORRELATOR_{name.upper()}_MAX_IN_FLIGHT": str(cap) for name, cap in caps.items()}
+    server = _serve(api_port, backend, env)
+    try:
+        cached = "/correlate/4bf92f3577b34da6a3ce929d0e0e4736"
+        for _ in range(2):
+            warm = httpx.get(api + cached, timeout=10).json()
+        assert warm["cached"], "the cache-hit probe's trace must be cached"
+        # What the caps let through: each correlation holds a Jaeger slot for one backend latency, then
+        # two Loki and one Prometheus slot for another (no hint) → min(cap ÷ (weight × latency)).
+        rate = min(caps["jaeger"], caps["loki"] / 2, caps["prometheus"]) / (latency_ms / 1000)
+        sustainable = _result(_helper("closed", api, 2 * caps["jaeger"], 2 if quick else 5))
+        measured = sustainable["200"]["n"] / sustainable["seconds"]  # type: ignore[index]
+        before = _result(_helper("probe", api, f"{cached},/healthz", 2 if quick else 5))
+        httpx.get(f"{backend}/stats?reset=1")
+        generator = _go_build("flood")  # Go: a Python generator at this rate costs more CPU than the server
+        load = (subprocess.Popen([str(generator), api, str(5 * rate), str(seconds)], stdout=subprocess.PIPE, text=True)
+                if generator else _helper("open", api, 5 * rate, seconds))
+        during = _result(_helper("probe", api, f"{cached},/healthz", seconds - 0.5))
+        flood_result = _result(load)
+        peaks = httpx.get(f"{backend}/stats").json()
+        t = time.perf_counter()
+        statuses = []
+        while len(statuses) < 20:
+            statuses.append(httpx.get(f"{api}/correlate/{random.getrandbits(128):032x}", timeout=10).status_code)
+        recovery_ms = (time.perf_counter() - t) * 1000
+    finally:
+        for proc in (server, backends):
+            proc.terminate()
+            proc.wait(10)
+
+    def p99(result: dict, key: str) -> str:  # type: ignore[type-arg]
+        return f"{result[key]['p99']:.1f}" if key in result else "n/a"
+
+    counts = {k: v["n"] for k, v in flood_result.items() if isinstance(v, dict)}
+    print(f"FLOOD caps {caps} (per worker), backends {latency_ms} ms: sustainable {rate:.0f}/s "
+          f"(closed loop of {2 * caps['jaeger']} callers here: {measured:.0f}/s); "
+          f"flood at {5 * rate:.0f}/s for {seconds}s: statuses {counts}")
+    print("FLOOD backend queries in flight, peak: " + ", ".join(f"{n} {peaks[n]['peak']} (cap {caps[n]})" for n in caps)
+          + ("  ✓" if all(peaks[n]["peak"] <= caps[n] for n in caps) else "  ✗ OVER THE CAP"))
+    print(f"FLOOD 503 latency p50 {flood_result.get('503', {}).get('p50', float('nan')):.1f} ms, p99 {p99(flood_result, '503')} ms; "
+          f"200 p99 {p99(flood_result, '200')} ms")
+    print(f"FLOOD cache hit p99 {p99(before, cached)} ms before → {p99(during, cached)} ms during; "
+          f"/healthz p99 {p99(before, '/healthz')} → {p99(during, '/healthz')} ms; probe statuses during {during['statuses']}")
+    print(f"FLOOD after the flood: 20 sequential new correlations {sorted(set(statuses))} in {recovery_ms:.0f} ms")
+
+
+# ------------------------------------------------------------------------------ P8 (a big trace does not stall the worker)
+
+
+def _tree_hwm_mb(pid: int) -> tuple[float, float]:
+    """(peak RSS of the process itself, summed peak RSS of it and every descendant) in MB."""
+    def hwm(p: int) -> float:
+        status = Path(f"/proc/{p}/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
+
+    def descendants(p: int) -> list[int]:
+        kids: list[int] = []
+        for task in Path(f"/proc/{p}/task").iterdir():
+            kids += map(int, (task / "children").read_text().split())
+        return kids + [d for k in kids for d in descendants(k)]
+
+    own = hwm(pid)
+    return own, own + sum(hwm(k) for k in descendants(pid))
+
+
+def p8(quick: bool) -> None:
+    """p99 of small correlations, /healthz and cache hits alone, then beside one 100k-span correlation
+    in flight all the time (one caller asking for big traces back to back); with the worker process
+    (the default) and without it (server.offload_bytes=0: everything on the event loop). Also P5: the
+    service's peak RSS (its own, and with the worker process) under that load."""
+    import httpx
+
+    spans = 5000 if quick else 100_000
+    seconds = 4 if quick else 20
+    backend_port = free_port()
+    backends = _backends(backend_port, 20, 0.0, big_spans=spans)
+    backend = f"http://127.0.0.1:{backend_port}"
+    probes = "unique,/healthz,/correlate/4bf92f3577b34da6a3ce929d0e0e4736"
+    rows = []
+    try:
+        for label, offload in (("worker process (default)", None), ("all on the event loop", "0")):
+            api_port = free_port()
+            env = {"CORRELATOR_DEADLINE_SECONDS": "60"} | ({"CORRELATOR_SERVER_OFFLOAD_BYTES": offload} if offload else {})
+            server = _serve(api_port, backend, env)
+            api = f"http://127.0.0.1:{api_port}"
+            try:
+                for _ in range(2):
+                    httpx.get(api + "/correlate/4bf92f3577b34da6a3ce929d0e0e4736", timeout=10)
+                alone = _result(_helper("probe", api, probes, seconds))
+                big = _helper("probe", api, "big", seconds + 5)
+                time.sleep(2)  # the first big answer is on its way
+                beside = _result(_helper("probe", api, probes, seconds))
+                big_result = _result(big)
+                own, total = _tree_hwm_mb(server.pid)
+            finally:
+                server.terminate()
+                server.wait(10)
+            rows.append((label, alone, beside, big_result, own, total))
+    finally:
+        backends.terminate()
+        backends.wait(10)
+    names = {"unique": "small correlation", "/healthz": "/healthz", "/correlate/4bf92f3577b34da6a3ce929d0e0e4736": "cache hit"}
+    print(f"P8  p99 ms alone → beside one {spans}-span correlation in flight (ratio; goal ≤ 2)")
+    for label, alone, beside, big_result, own, total in rows:
+        cells = []
+        for key, name in names.items():
+            a, b = alone[key]["p99"], beside[key]["p99"]
+            cells.append(f"{name} {a:.1f} → {b:.1f} (×{b / a:.1f})")
+        big_stats = big_result["big"]
+        print(f"P8  [{label}] " + "; ".join(cells) + f"; big correlations {big_stats['n']} × p50 {big_stats['p50']:.0f} ms "
+              f"{big_result['statuses']}; probe statuses {beside['statuses']}")
+        print(f"P5  [{label}] peak RSS under P8's load: service process {own:.0f} MB, with its worker {total:.0f} MB")
 
 
 # ------------------------------------------------------------------------------ P1 / P1b
@@ -432,14 +626,14 @@ def main() -> int:
     if sys.argv[1:2] == ["p2-peak"]:  # internal: one P2 size's peak RSS in a fresh process
         p2_peak(*map(int, sys.argv[2:5]))
         return 0
-    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "page", "all"])
+    parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "flood", "p8", "page", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")
     parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp"],
                         help="p3: load bench/floor.py (the four backend calls alone, with this client) instead")
     args = parser.parse_args()
     random.seed(1)
-    for name in (["p2", "p4", "p3", "soak", "p1"] if args.figure == "all" else [args.figure]):
+    for name in (["p2", "p4", "p3", "soak", "flood", "p8", "p1"] if args.figure == "all" else [args.figure]):
         if name == "p3":
             p3(args.quick, workers=args.workers, floor=args.floor)
         elif name == "soak":

@@ -24,12 +24,14 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 
 from correlator import __version__
+from correlator.bulkhead import Overloaded
 from correlator.config import Settings
 from correlator.correlate import Correlator, Outcome
 from correlator.errors import InvalidInput, SourceError
 from correlator.ids import parse_trace_id
 from correlator.logfields import extract_trace_context
 from correlator.mcp_mount import mount_mcp
+from correlator.offload import Offloader
 from correlator.openapi import OPENAPI
 from correlator.render import correlation_body
 from correlator.report import render_text
@@ -97,6 +99,10 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
                 response = await _authorise(request, handler)
         except InvalidInput as exc:
             response = problem(400, "Invalid input", exc.message, param=exc.param)
+        except Overloaded as exc:  # a backend's bulkhead is full: refuse now rather than queue without end
+            response = problem(503, "Overloaded", f"too many correlations in flight ({exc}); retry later",
+                               source=exc.source)
+            response.headers["Retry-After"] = str(exc.retry_after)
         except web.HTTPMethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.allowed_methods))
             response = problem(405, "Method not allowed", f"{request.path[:200]} answers {allowed}, not {exc.method}")
@@ -158,6 +164,16 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
     else:
         for name, report in outcome.correlation.sources.items():
             request.app[METRICS].source_seconds.labels(name, report.status.value).observe(report.ms / 1000)
+    if outcome.prerendered is not None:  # a big trace, rendered in the worker process (offload.py)
+        done = outcome.prerendered
+        if request.query.get("format") == "text" and done.status != 404:
+            return web.Response(text=done.text, status=done.status, content_type="text/plain")
+        if done.html_path is not None and web_routes.wants_html_request(request):
+            return web.Response(body=done.html_chunks(), status=done.status, content_type="text/html", charset="utf-8")
+        # Read from the worker's file 64 KiB at a time as it goes out, other requests running in
+        # between: as bytes it would cost the service 34 MB and one long write at 100k spans (bench P8).
+        return web.Response(body=done.json_chunks(outcome.cached), status=done.status,
+                            content_type="application/problem+json" if done.status == 404 else "application/json")
     body = correlation_body(outcome, settings)
     # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
     left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
@@ -315,7 +331,11 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
             jaeger = JaegerSource(settings.jaeger, clients["jaeger"])
             loki = LokiSource(settings.loki, clients["loki"])
             prometheus = PrometheusSource(settings.prometheus, clients["prometheus"])
-            app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus))
+            offload = None
+            if settings.server.offload_bytes:
+                offload = Offloader(settings.server.offload_bytes)
+                stack.callback(offload.close)  # the worker process starts with the first big trace
+            app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus, offload=offload))
             yield
 
     app.cleanup_ctx.append(backends_ctx)

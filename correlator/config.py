@@ -83,6 +83,13 @@ class _SourceCommon:
     # worker asks of a backend at once: at 20 ms per Loki query, 20 connections capped a worker
     # at 500 correlations/s (two Loki queries each) in bench P3.
     max_connections: int = 100
+    # Bulkhead: backend queries this worker has in flight at most (a Loki lookup is two); beyond
+    # it correlations wait in a queue of `max_queued` for at most server.admission_wait_seconds,
+    # then get 503 + Retry-After. Sized from bench P3: its 100 concurrent correlations on one
+    # worker fit without queueing (each at most 5 Jaeger queries at once — the untraced lookup's
+    # search per service —, 3 Loki, 1 Prometheus). With less, P3 got 503s.
+    max_in_flight: int = 128
+    max_queued: int = 16  # a queue longer than the slots freed within the wait only delays the 503 (bench flood)
     max_response_bytes: int = 64 * 1024 * 1024
     retry_attempts: int = 3  # total tries for a GET that fails to connect or answers 429/502/503/504
     retry_base_seconds: float = 0.05
@@ -93,6 +100,7 @@ class _SourceCommon:
 @dataclass(frozen=True, slots=True)
 class JaegerSettings(_SourceCommon):
     url: str = "http://localhost:16686"
+    max_in_flight: int = 512
     ui_url: str | None = None  # where users' browsers reach Jaeger; defaults to `url`
     max_spans: int = 100_000
     lookback_seconds: float = 2 * 24 * 3600  # window when no hint is given (Jaeger UI default)
@@ -106,6 +114,7 @@ class LokiSettings(_SourceCommon):
     max_lines: int = 1000
     margin_seconds: float = 60.0  # logs are written a little before/after their span
     service_label: str = "service_name"
+    max_in_flight: int = 384  # three queries per correlation (line filter, structured metadata, untraced lines)
     # "services": {service_label=~"svc1|svc2"} from the trace; "static": `static_selector`
     selector_strategy: str = "services"
     static_selector: str = '{service_name=~".+"}'
@@ -168,6 +177,9 @@ class CacheSettings:
     ttl_seconds: float = 600.0
     # A trace younger than this may still be receiving spans: don't cache it.
     settle_seconds: float = 60.0
+    # Big answers (rendered by the worker process, server.offload_bytes) kept besides: each holds its
+    # JSON and text (~45 MB at 100k spans), so few of them (bench P5).
+    max_big_entries: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +199,11 @@ class ServerSettings:
     auth_token: str | None = None  # bearer token for every route but /healthz and /readyz
     auth_token_file: str | None = None  # or read from a file (a mounted secret); wins over auth_token
     forward_tenant: bool = False  # pass the caller's X-Scope-OrgID to Loki (+ jaeger/prometheus.forward_tenant)
+    admission_wait_seconds: float = 0.02  # longest wait for a backend slot before 503 (see <source>.max_in_flight)
+    retry_after_seconds: int = 1  # the Retry-After sent with an overload 503
+    # Jaeger answers this big or bigger are parsed, analysed and rendered in a worker process, off
+    # the event loop (0: never). ~256 KiB ≈ 800 spans ≈ 15 ms of loop time inline (bench P8).
+    offload_bytes: int = 256 * 1024
     access_log: bool = True  # one JSON line per request (method, route template, status, ms, own trace ID)
 
 
@@ -392,6 +409,8 @@ def _validate(s: Settings) -> None:
         _check(src.retry_base_seconds >= 0, f"{name}.retry_base_seconds", src.retry_base_seconds, "must be ≥ 0")
         _check(src.breaker_failures >= 0, f"{name}.breaker_failures", src.breaker_failures, "must be ≥ 0")
         _check(src.breaker_reset_seconds > 0, f"{name}.breaker_reset_seconds", src.breaker_reset_seconds, "must be > 0")
+        _check(src.max_in_flight >= 1, f"{name}.max_in_flight", src.max_in_flight, "must be ≥ 1")
+        _check(src.max_queued >= 0, f"{name}.max_queued", src.max_queued, "must be ≥ 0")
         _check(src.max_response_bytes >= 1024, f"{name}.max_response_bytes", src.max_response_bytes, "must be ≥ 1024")
         _check((src.basic_auth_user is None) == (src.basic_auth_password is None), f"{name}.basic_auth_user",
                src.basic_auth_user, "basic_auth_user and basic_auth_password go together")
@@ -440,6 +459,7 @@ def _validate(s: Settings) -> None:
     _check(0 <= a.n_plus_one_sequential_share <= 1, "analysis.n_plus_one_sequential_share",
            a.n_plus_one_sequential_share, "must be in [0, 1]")
     _check(s.cache.max_entries >= 0, "cache.max_entries", s.cache.max_entries, "must be ≥ 0 (0 disables the cache)")
+    _check(s.cache.max_big_entries >= 0, "cache.max_big_entries", s.cache.max_big_entries, "must be ≥ 0")
     _check(s.cache.ttl_seconds >= 0, "cache.ttl_seconds", s.cache.ttl_seconds, "must be ≥ 0")
     inv = s.investigate
     _check(1 <= inv.max_traces <= 500, "investigate.max_traces", inv.max_traces, "must be in [1, 500]")
@@ -450,6 +470,11 @@ def _validate(s: Settings) -> None:
            "must be in (0, 31 days]")
     if s.server.auth_token is not None:
         _check(len(s.server.auth_token) >= 16, "server.auth_token", "***", "must be at least 16 characters")
+    _check(0 <= s.server.admission_wait_seconds <= 10, "server.admission_wait_seconds", s.server.admission_wait_seconds,
+           "must be in [0, 10] seconds")
+    _check(1 <= s.server.retry_after_seconds <= 3600, "server.retry_after_seconds", s.server.retry_after_seconds,
+           "must be in [1, 3600]")
+    _check(s.server.offload_bytes >= 0, "server.offload_bytes", s.server.offload_bytes, "must be ≥ 0 (0: never offload)")
     _check(1 <= s.server.workers <= 64, "server.workers", s.server.workers, "must be in [1, 64]")
     _check(0 < s.server.port < 65536, "server.port", s.server.port, "must be a TCP port (1-65535)")
     _check_url("server.public_url", s.server.public_url)

@@ -14,9 +14,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from correlator.analysis import analyse
+from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import InvalidTraceId, SourceError
@@ -36,9 +37,11 @@ from correlator.model import (
     UntracedReport,
     Window,
 )
+from correlator.offload import Offloader, Outline, Prerendered, RawTrace, WorkerFailed
 from correlator.skew import estimate_clocks, skew_findings
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
+from correlator.sources.jaeger import JaegerSource
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
 from correlator.untraced import attach_untraced, untraced_window
@@ -53,6 +56,10 @@ SOURCES = ("jaeger", "loki", "prometheus")
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
 
 T = TypeVar("T")
+# Backend queries per source in each phase (a Loki lookup is two queries: line filter + metadata).
+_ALL_AT_ONCE = {"jaeger": 1, "loki": 2, "prometheus": 1}
+_TRACE_FIRST = {"jaeger": 1}
+_THEN_THE_REST = {"loki": 2, "prometheus": 1}
 _OTHER_TRACES_DEPTH = 50  # per service: more traces than this around one request → "unknown", not "none"
 
 
@@ -84,9 +91,14 @@ class Outcome:
     correlation: Correlation
     tree: SpanTree | None
     cached: bool = False
+    # A big trace's answer, rendered in the worker process (offload.py); then `correlation` has
+    # everything but the trace (findings, placements, logs, exemplars, sources) and `tree` is None.
+    prerendered: Prerendered | None = None
 
     @property
     def found(self) -> bool:
+        if self.prerendered is not None:
+            return self.prerendered.found
         c = self.correlation
         return c.trace is not None or bool(c.logs) or bool(c.exemplars)
 
@@ -108,35 +120,51 @@ class Correlator:
         loki: LogSource,
         prometheus: ExemplarSource,
         wall_clock: Callable[[], float] = time.time,
+        offload: Offloader | None = None,
     ) -> None:
         self.settings = settings
         self.jaeger, self.loki, self.prometheus = jaeger, loki, prometheus
         self._wall = wall_clock
         self._cache: TTLCache[Outcome] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
+        self._big_cache: TTLCache[Outcome] = TTLCache(min(settings.cache.max_entries, settings.cache.max_big_entries),
+                                                      settings.cache.ttl_seconds)
         self._inflight: dict[tuple[str | None, str], asyncio.Future[Outcome]] = {}
+        # One bulkhead per backend (this worker's share): see correlator/bulkhead.py.
+        self.bulkheads = {
+            name: Bulkhead(name, src.max_in_flight, src.max_queued, settings.server.admission_wait_seconds,
+                           settings.server.retry_after_seconds)
+            for name in SOURCES for src in [getattr(settings, name)]
+        }
         self.backend_calls = 0  # for tests and benchmarks: a cache hit adds none
+        self.offload = offload  # big traces to a worker process (None: everything on the event loop)
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
-        cached = self._cache.get(key)
+        cached = self._cache.get(key) or self._big_cache.get(key)
         if cached is not None:
-            return Outcome(cached.correlation, cached.tree, cached=True)
+            return replace(cached, cached=True)
         # Identical concurrent requests (a dashboard refresh, a retry storm) share one fetch.
         shared = self._inflight.get(key)
         if shared is None:
+            # A flood is refused here, before any task is made for it: refusals are most of the CPU then.
+            for name, weight in (_ALL_AT_ONCE if hint is not None else _TRACE_FIRST).items():
+                if self.bulkheads[name].refuses(weight):
+                    raise self.bulkheads[name].refuse()
             shared = asyncio.ensure_future(self._correlate(trace_id, hint, tenant))
             self._inflight[key] = shared
             shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
         outcome = await asyncio.shield(shared)
         if self._cacheable(outcome):
-            self._cache.put(key, outcome)
+            (self._cache if outcome.prerendered is None else self._big_cache).put(key, outcome)
         return outcome
 
     async def correlate_lower64(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         """An ID known only by its lower 64 bits (Datadog): correlate on them; when Jaeger has no 64-bit trace
         by them but the lines found carry exactly one whole ID ending in them, correlate that one, and say so."""
         first = await self.correlate(trace_id, hint, tenant)
-        if not trace_id.lower64_only or first.correlation.trace is not None:
+        big = first.prerendered
+        has_trace = first.correlation.trace is not None or (big is not None and big.trace_end_ns is not None)
+        if not trace_id.lower64_only or has_trace:
             return first
         whole: dict[str, int] = {}
         for line in first.correlation.logs:
@@ -149,7 +177,7 @@ class Correlator:
         second = await self.correlate(parse_trace_id(full), hint, tenant)
         note = (f"only the lower 64 bits of the trace ID were given (a Datadog decimal ID); the whole ID {full} was "
                 f"read from {count} log line(s) that carry it and end in those bits")
-        return Outcome(replace(second.correlation, notes=(*second.correlation.notes, note)), second.tree, second.cached)
+        return replace(second, correlation=replace(second.correlation, notes=(*second.correlation.notes, note)))
 
     # ------------------------------------------------------------------ internals
 
@@ -164,52 +192,115 @@ class Correlator:
             jaeger_window = hint.widened(_JAEGER_HINT_MARGIN_NS)
             # Services are unknown until the trace arrives: search the static selector instead
             # of waiting for Jaeger, so the cost is max() of the three, not a sum.
-            async def jaeger_then_untraced() -> tuple[tuple[SourceReport, SourceResult[Trace | None] | None], _Untraced]:
+            async def jaeger_then_untraced() -> tuple[tuple[SourceReport, SourceResult[Any] | None], Outline | None, _Untraced]:
                 # Untraced lines need the trace's services and window: they follow Jaeger, beside Loki.
-                found = await self._run("jaeger", self.jaeger.fetch(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline)
-                return found, await self._untraced(trace_id, found, tenant, jaeger_tenant, deadline)
+                found = await self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline)
+                found, outline = await self._outline(found)
+                untraced = await self._untraced(trace_id, found, tenant, jaeger_tenant, deadline, outline)
+                return found, outline, untraced
 
-            (jaeger_res, untraced), loki_res, prom_res = await asyncio.gather(
-                jaeger_then_untraced(),
-                self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
-                self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
-            )
+            async with admitted(self.bulkheads, _ALL_AT_ONCE):
+                (jaeger_res, outline, untraced), loki_res, prom_res = await asyncio.gather(
+                    jaeger_then_untraced(),
+                    self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
+                    self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
+                )
             window = hint
         else:
             now_ns = int(self._wall() * 1e9)
             lookback = Window(now_ns - int(s.jaeger.lookback_seconds * 1e9), now_ns + 60_000_000_000)
-            jaeger_res = await self._run("jaeger", self.jaeger.fetch(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
+            async with admitted(self.bulkheads, _TRACE_FIRST):
+                jaeger_res = await self._run("jaeger", self._fetch_trace(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
+            jaeger_res, outline = await self._outline(jaeger_res)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
-            if trace is not None and trace.spans:
+            services: Sequence[str] | None
+            if outline is not None:
+                window = Window(outline.start_ns, outline.end_ns)
+                services = list(outline.services)
+            elif isinstance(trace, Trace) and trace.spans:
                 window = Window(trace.start_ns, trace.end_ns)
-                services: Sequence[str] | None = sorted({span.service for span in trace.spans})
+                services = sorted({span.service for span in trace.spans})
             else:
                 # No trace to narrow the search: look for orphan logs/exemplars in the recent past.
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
-            loki_res, prom_res, untraced = await asyncio.gather(
-                self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
-                self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
-                self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline),
-            )
-        return self._assemble(trace_id, window, jaeger_res, loki_res, prom_res, untraced)
+            async with admitted(self.bulkheads, _THEN_THE_REST):
+                loki_res, prom_res, untraced = await asyncio.gather(
+                    self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
+                    self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
+                    self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline),
+                )
+        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline)
 
-    async def _untraced(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Trace | None] | None],
-                        tenant: str | None, jaeger_tenant: str | None, deadline: float) -> _Untraced:
+    def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
+        if self.offload is None or not isinstance(self.jaeger, JaegerSource):
+            return self.jaeger.fetch(trace_id, window, tenant)
+        return self.jaeger.fetch(trace_id, window, tenant, raw_above=self.offload.threshold)  # big ones: RawTrace
+
+    async def _outline(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+                       ) -> tuple[tuple[SourceReport, SourceResult[Any] | None], Outline | None]:
+        """A big trace's services and span, from the worker (which keeps the parsed trace for the
+        assembly); a trace without spans becomes not_found. Anything else passes through."""
+        report, result = jaeger_res
+        raw = result.value if result is not None else None
+        if not isinstance(raw, RawTrace) or self.offload is None:
+            return jaeger_res, None
+        try:
+            async with asyncio.timeout(self.settings.deadline_seconds):
+                outline = await self.offload.outline(raw, self.settings)
+        except (WorkerFailed, TimeoutError) as exc:
+            return _failed(report, exc, self.settings.deadline_seconds), None
+        if outline is None:
+            return (replace(report, status=SourceStatus.NOT_FOUND, items=0), None), None
+        # The worker keeps the parsed trace under the outline's token: the body can go now (32 MB at 100k spans).
+        return (report, SourceResult(replace(raw, body=b""))), outline
+
+    def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+               outline: Outline | None) -> tuple[list[str], Window] | None:
+        """Where the trace's untraced lines are looked for: its services, and its window widened (untraced.py)."""
+        if outline is not None:
+            return list(outline.services), outline.untraced_window
+        trace = jaeger_res[1].value if jaeger_res[1] is not None else None
+        if not isinstance(trace, Trace) or not trace.spans:
+            return None
+        return untraced_scope(trace, self.settings.join.clock_skew_ms)
+
+    async def _finish(
+        self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+        loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
+        prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], untraced: _Untraced,
+        outline: Outline | None,
+    ) -> Outcome:
+        raw = jaeger_res[1].value if jaeger_res[1] is not None else None
+        if isinstance(raw, RawTrace) and self.offload is not None:
+            reports = {"jaeger": jaeger_res[0], "loki": loki_res[0], "prometheus": prom_res[0]}
+            logs = loki_res[1].value if loki_res[1] is not None else ()
+            exemplars = prom_res[1].value if prom_res[1] is not None else ()
+            try:
+                # Bounded like a backend: a worker that never answers must not hang the request.
+                async with asyncio.timeout(self.settings.deadline_seconds):
+                    light, prerendered = await self.offload.assemble(
+                        self.settings, trace_id, window, raw, outline.token if outline else None, reports, logs, exemplars,
+                        untraced)
+                return Outcome(light, None, prerendered=prerendered)
+            except (WorkerFailed, TimeoutError) as exc:
+                jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
+        return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
+                              loki_res, prom_res, untraced)
+
+    async def _untraced(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+                        tenant: str | None, jaeger_tenant: str | None, deadline: float,
+                        outline: Outline | None = None) -> _Untraced:
         """Lines of the trace's services in its window with no trace ID, and other traces of those services.
 
         Never raises: a failure is a status in `summary.untraced`, the correlation goes on without them.
         """
         s = self.settings.join
-        trace = jaeger_res[1].value if jaeger_res[1] is not None else None
         fetch = getattr(self.loki, "fetch_untraced", None)
-        if not s.untraced or fetch is None or trace is None or not trace.spans:
+        scope = self._scope(jaeger_res, outline)  # a big trace's from the worker's outline
+        if not s.untraced or fetch is None or scope is None:
             return _Untraced((), {}, UntracedReport("off"))
-        services = sorted({span.service for span in trace.spans})
-        # A clock shown to be off moves that service's lines by as much: look that much further.
-        reference = next((sp.service for sp in trace.spans if sp.parent_span_id is None), None)
-        extra = estimate_clocks(trace.spans, reference).max_offset_ns()
-        window = untraced_window(trace, int(s.clock_skew_ms * 1_000_000) + extra)
+        services, window = scope
         search = getattr(self.jaeger, "other_traces", None)
         check = (s.untraced_overlap_check and search is not None and 0 < len(services) <= s.untraced_overlap_max_services)
         budget = deadline - time.monotonic()
@@ -217,7 +308,8 @@ class Correlator:
             return _Untraced((), {}, UntracedReport("timeout", error="no time left in the deadline"))
         self.backend_calls += 1 + (len(services) if check else 0)
         try:
-            async with asyncio.timeout(budget):
+            # Its queries count against the bulkheads too; a full one only costs these lines.
+            async with asyncio.timeout(budget), admitted(self.bulkheads, {"loki": 1, "jaeger": len(services) if check else 0}):
                 lines_call = fetch(window, services, s.untraced_max_lines, tenant)
                 if check:
                     assert search is not None
@@ -225,6 +317,8 @@ class Correlator:
                     found, *others = await asyncio.gather(lines_call, *searches)
                 else:
                     found, others = await lines_call, []
+        except Overloaded as exc:
+            return _Untraced((), {}, UntracedReport("error", error=str(exc)))
         except TimeoutError:
             return _Untraced((), {}, UntracedReport("timeout", error=f"no answer within {budget:.2f}s"))
         except SourceError as exc:
@@ -325,15 +419,34 @@ class Correlator:
 
     def _cacheable(self, outcome: Outcome) -> bool:
         c = outcome.correlation
-        if c.trace is None or outcome.cached:
+        end_ns = c.trace.end_ns if c.trace is not None else outcome.prerendered.trace_end_ns if outcome.prerendered else None
+        if end_ns is None or outcome.cached:
             return False
         if any(r.status is not SourceStatus.OK or r.truncated for r in c.sources.values()):
             return False
         if c.untraced is not None and c.untraced.status not in ("ok", "off"):
             return False
         # A trace that ended moments ago may still be receiving spans and logs.
-        age_s = self._wall() - c.trace.end_ns / 1e9
+        age_s = self._wall() - end_ns / 1e9
         return age_s >= self.settings.cache.settle_seconds
+
+
+def untraced_scope(trace: Trace, clock_skew_ms: float) -> tuple[list[str], Window]:
+    """The services of a trace and the window its untraced lines are looked for in (pure: the worker
+    process computes it for big traces)."""
+    services = sorted({span.service for span in trace.spans})
+    # A clock shown to be off moves that service's lines by as much: look that much further.
+    reference = next((sp.service for sp in trace.spans if sp.parent_span_id is None), None)
+    extra = estimate_clocks(trace.spans, reference).max_offset_ns()
+    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + extra)
+
+
+def _failed(report: SourceReport, exc: Exception, budget: float) -> tuple[SourceReport, None]:
+    """The worker could not turn a big answer into a trace: the trace is missing, and the report says why."""
+    if isinstance(exc, TimeoutError):
+        error = f"jaeger: the big trace was not analysed within {budget}s"
+        return replace(report, status=SourceStatus.TIMEOUT, items=0, error=error), None
+    return replace(report, status=SourceStatus.BAD_RESPONSE, items=0, error=str(exc)), None
 
 
 def _whole_ids(line: LogLine, settings: Settings) -> set[str]:

@@ -35,7 +35,8 @@ OPENAPI: dict[str, Any] = {
                  "description": "default: HTML when Accept prefers text/html (browsers), else JSON"},
             ],
             "responses": {"200": _CORRELATION, "400": _PROBLEM, "401": _PROBLEM,
-                          "404": {**_PROBLEM, "description": "every source answered and none knows the ID"}},
+                          "404": {**_PROBLEM, "description": "every source answered and none knows the ID"},
+                          "503": {**_PROBLEM, "description": "overloaded: a backend's bulkhead is full; see Retry-After"}},
         }},
         "/correlate/from-log": {"post": {
             "summary": "Extract the trace ID from a raw log line (text, logfmt or JSON), then correlate",
@@ -46,7 +47,8 @@ OPENAPI: dict[str, Any] = {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "line": {"type": "string"}, "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}}}}},
             "responses": {"200": _CORRELATION, "400": _PROBLEM, "401": _PROBLEM, "404": _PROBLEM,
-                          "422": {**_PROBLEM, "description": "the line carries no trace ID"}},
+                          "422": {**_PROBLEM, "description": "the line carries no trace ID"},
+                          "503": {**_PROBLEM, "description": "overloaded: a backend's bulkhead is full; see Retry-After"}},
         }},
         "/exemplars": {"get": {
             "summary": "Exemplars of the series a PromQL selector picks, newest and slowest first (metric → traces)",

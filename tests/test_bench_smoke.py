@@ -15,7 +15,7 @@ from tests.integration.servers import jaeger_binary, prometheus_binary
 
 @pytest.mark.integration
 def test_every_benchmark_runs_in_quick_mode() -> None:
-    figures = ["p2", "p4", "p3", "soak"] + (["p1"] if jaeger_binary() and prometheus_binary() else []) + (
+    figures = ["p2", "p4", "p3", "soak", "flood", "p8"] + (["p1"] if jaeger_binary() and prometheus_binary() else []) + (
         ["page"] if Path(CHROMIUM).exists() else [])
     for figure in figures:
         result = subprocess.run([sys.executable, "bench/run.py", figure, "--quick"], cwd=REPO, capture_output=True,
@@ -24,3 +24,7 @@ def test_every_benchmark_runs_in_quick_mode() -> None:
         assert figure.upper() in result.stdout, result.stdout
         if figure in ("p3", "soak"):
             assert "errors 0" in result.stdout and "500" not in result.stdout.split("statuses")[-1], result.stdout
+        if figure == "flood":  # the bulkhead held: no backend saw more queries at once than its cap
+            assert "✓" in result.stdout and "OVER THE CAP" not in result.stdout, result.stdout
+        if figure == "p8":
+            assert "P5" in result.stdout and "'500'" not in result.stdout, result.stdout

@@ -19,7 +19,7 @@ import itertools
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import httpx
 import msgspec
@@ -29,6 +29,7 @@ from correlator.errors import SourceError, SourceHTTPError, SourceProtocolError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, normalise_span_id
 from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
+from correlator.offload import RawTrace
 from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import HttpAnswer, get, not_json, parse_json
 from correlator.timeparams import rfc3339_ns
@@ -364,7 +365,16 @@ class JaegerSource:
     def _headers(self, tenant: str | None) -> dict[str, str] | None:
         return {"X-Scope-OrgID": tenant} if tenant else None
 
-    async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None) -> SourceResult[Trace | None]:
+    @overload
+    async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None) -> SourceResult[Trace | None]: ...
+
+    @overload
+    async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None,
+                    raw_above: int) -> SourceResult[Trace | RawTrace | None]: ...
+
+    async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None,
+                    raw_above: int | None = None) -> SourceResult[Any]:
+        """The trace; with `raw_above`, a v3 answer of that many bytes or more comes back unparsed (offload.py)."""
         params: dict[str, str] = {}
         if window is not None:
             # snake_case: the only names before v2.19, deprecated aliases after — they work everywhere.
@@ -378,6 +388,8 @@ class JaegerSource:
             return SourceResult(None, not_found=True)
         if answer.status != 200:
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {path}: {_error_message(answer)}")
+        if raw_above is not None and len(answer.body) >= raw_above:
+            return SourceResult(RawTrace(answer.body, trace_id.hex, self.settings.max_spans, f"GET {path}"))
         trace = _parsed(answer, f"GET {path}", parse_otlp_answer, answer.body, trace_id.hex)
         if trace is None:
             raise SourceProtocolError(SOURCE, f"GET {path}: 200 without a `result` object")

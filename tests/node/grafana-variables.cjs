@@ -86,6 +86,12 @@ const SUBSTITUTIONS = [
     source: 'public/app/plugins/datasource/loki/datasource.ts interpolateQueryExpr → lokiRegularEscape for a textbox (single value, 12.4.0)' },
   { macro: '${trace_id}', value: (c) => c.vars.trace_id ?? '',
     source: 'public/app/features/templating/template_srv.ts replace: textbox value, glob format = raw (12.4.0)' },
+  { macro: '${service:pipe}', value: (c) => [].concat(c.vars.service ?? '').join('|'),
+    source: 'public/app/features/templating/formatRegistry.ts FormatRegistryID.pipe: a string as is, an array joined with | (12.4.0)' },
+  { macro: '${__from}', value: (c) => String(c.vars.__from ?? ''),
+    source: 'public/app/features/templating/macroRegistry.ts __from: the time range start, epoch ms (12.4.0)' },
+  { macro: '${__to}', value: (c) => String(c.vars.__to ?? ''),
+    source: 'public/app/features/templating/macroRegistry.ts __to: the time range end, epoch ms (12.4.0)' },
 ];
 
 function substitute(text, ctx) {

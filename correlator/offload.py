@@ -1,0 +1,337 @@
+"""Big traces are parsed, joined, analysed and rendered in a worker process, off the event loop.
+
+Why: a 100k-span answer is seconds of pure-Python CPU (parse, tree, join, analysis, render);
+on the event loop every other request of the worker — a health probe, a cache hit, a small
+correlation — would wait for all of it (bench P8). Threads do not help (the GIL: /healthz p50
+went 0.5 → 6 ms beside one busy thread), and sending the model back costs as much as building
+it (unpickling a 100k-span Outcome: ~0.8 s). So the worker process does everything from the
+answer's bytes to the response's bytes, and only small things cross back: the rendered JSON and
+text, the findings, placements and source reports.
+
+Identity: the worker runs the very functions the event loop runs for small traces
+(`parse_otlp_answer`, `Correlator._assemble`, `correlation_body`, `render_text`), so a big trace's
+answer is the one the inline path would give (tests/test_offload.py compares them).
+
+One worker process: on the project's 2 cores the event loop keeps one, big traces queue for the
+other. Without a time hint the orchestrator needs the trace's services and span before asking Loki
+and Prometheus; the worker keeps the trace it parsed for that (`outline`) until `assemble` asks
+for it, and parses again only if it was lost (a restarted worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copyreg
+import logging
+import multiprocessing
+import os
+import tempfile
+import types
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from correlator.ids import TraceId
+from correlator.model import (
+    Correlation,
+    Exemplar,
+    LogLine,
+    SourceReport,
+    SourceStatus,
+    Trace,
+    Window,
+)
+
+__all__ = ["Offloader", "Outline", "Prerendered", "RawTrace"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Read-only mappings (shared empty metadata, a series' labels) cross to the worker as what they are.
+copyreg.pickle(types.MappingProxyType, lambda m: (types.MappingProxyType, (dict(m),)))
+
+
+@dataclass(frozen=True, slots=True)
+class RawTrace:
+    """A Jaeger v3 answer too big for the event loop, not parsed yet (JaegerSource.fetch's raw_above)."""
+
+    body: bytes | bytearray
+    trace_id: str
+    max_spans: int
+    what: str  # "GET /api/v3/traces/…", for error messages
+    path: str | None = None  # the body, written to a file for the worker (then `body` is empty)
+
+
+@dataclass(frozen=True, slots=True)
+class Outline:
+    """What the orchestrator needs from a big trace before asking Loki and Prometheus."""
+
+    token: int  # the worker keeps the parsed trace under it, for `assemble`
+    services: tuple[str, ...]
+    start_ns: int
+    end_ns: int
+    untraced_window: Window  # where the trace's untraced lines are looked for (correlate.untraced_scope)
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class Prerendered:
+    """A big trace's answer, rendered in the worker.
+
+    The JSON (34 MB at 100k spans) stays in a file the worker wrote (in /dev/shm where there is one),
+    not in the service process: it is read 64 KiB at a time as it is sent, and the file goes when
+    the last reference to this object does (the cache, a response being sent). It says
+    `"cached": false` at `cached_at`.
+    """
+
+    status: int  # 200, or 404 (problem+json)
+    path: str
+    size: int
+    cached_at: int  # offset of the top-level `false` to turn into `true` for a cache hit; -1 if none
+    text: str
+    found: bool
+    trace_end_ns: int | None
+    html_path: str | None = None  # the page (web/view.py), rendered beside the JSON; None for a 404
+    html_size: int = 0
+
+    def json_chunks(self, cached: bool, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """The JSON answer in pieces, the event loop free between them."""
+        spans: list[tuple[int, int] | None] = [(0, self.size)]
+        if cached and self.cached_at >= 0:
+            spans = [(0, self.cached_at), None, (self.cached_at + len(b"false"), self.size)]
+        return _chunks(self.path, self.size, spans, chunk)
+
+    def html_chunks(self, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """The page in pieces (its embedded data says `"cached": false` even on a cache hit)."""
+        assert self.html_path is not None
+        return _chunks(self.html_path, self.html_size, [(0, self.html_size)], chunk)
+
+    def json_body(self, cached: bool) -> bytes:
+        """The whole JSON answer at once (for callers that need bytes; the API streams it)."""
+        with open(self.path, "rb") as file:
+            data = file.read()
+        if cached and self.cached_at >= 0:
+            data = b"".join((data[:self.cached_at], b"true", data[self.cached_at + 5:]))
+        return data
+
+
+class WorkerFailed(Exception):
+    """The worker could not make sense of the answer, or died; the message says which."""
+
+
+# ------------------------------------------------------------------------------ in the worker process
+
+# Rendered answers wait here for the service to send them: tmpfs when there is one (memory, but
+# not the service process's), else the temp directory.
+_ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
+_kept: OrderedDict[int, tuple[Trace | None, bool]] = OrderedDict()  # token → (trace, truncated)
+_KEEP = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
+
+
+def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
+    """The bytes → the trace exactly as JaegerSource.fetch makes it inline (cap and error words included)."""
+    from correlator.errors import SourceProtocolError
+    from correlator.sources._http import HttpAnswer
+    from correlator.sources.jaeger import SOURCE, _parsed, parse_otlp_answer
+
+    body = raw.body
+    if raw.path is not None:
+        with open(raw.path, "rb") as file:
+            body = file.read()
+    try:
+        trace = _parsed(HttpAnswer(200, body, "", {}), raw.what, parse_otlp_answer, body, raw.trace_id)
+    except SourceProtocolError as exc:
+        raise WorkerFailed(str(exc)) from None
+    if trace is None:
+        raise WorkerFailed(str(SourceProtocolError(SOURCE, f"{raw.what}: 200 without a `result` object")))
+    if not trace.spans:
+        return None, False
+    if len(trace.spans) > raw.max_spans:
+        return Trace(trace.trace_id, trace.spans[:raw.max_spans], trace.warnings), True
+    return trace, False
+
+
+def _outline(raw: RawTrace, token: int, clock_skew_ms: float) -> Outline | None:
+    from correlator.correlate import untraced_scope
+
+    trace, truncated = _parse(raw)
+    _kept[token] = (trace, truncated)
+    while len(_kept) > _KEEP:
+        _kept.popitem(last=False)
+    if trace is None:
+        return None
+    services, untraced_window = untraced_scope(trace, clock_skew_ms)
+    return Outline(token, tuple(services), trace.start_ns, trace.end_ns, untraced_window)
+
+
+@dataclass(frozen=True, slots=True)
+class _Assembled:
+    prerendered: Prerendered
+    light: Correlation  # without the trace, the logs and the exemplars (the loop has those)
+
+
+def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
+              reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
+              untraced: Any) -> _Assembled:
+    from correlator.correlate import Correlator
+    from correlator.render import correlation_body
+    from correlator.report import render_text
+    from correlator.sources import SourceResult
+
+    kept = _kept.pop(token, None) if token is not None else None
+    if kept is None and token is not None:
+        raise WorkerFailed("jaeger: the worker lost the parsed trace (it was restarted); ask again")
+    trace, truncated = kept if kept is not None else _parse(raw)
+    jaeger = reports["jaeger"]
+    if trace is None:
+        jaeger = replace(jaeger, status=SourceStatus.NOT_FOUND, items=0)
+    else:
+        jaeger = replace(jaeger, items=len(trace.spans), truncated=jaeger.truncated or truncated)
+    correlator = Correlator(settings, None, None, None)  # type: ignore[arg-type]  # only its pure assembly is used
+    outcome = correlator._assemble(
+        trace_id, window,
+        (jaeger, SourceResult(trace, truncated=truncated) if trace is not None else None),
+        (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
+    )
+    body = correlation_body(outcome, settings)
+    status = outcome.http_status
+    if status == 404:  # as api._respond words it
+        problem = {"type": "about:blank", "title": "Trace not found", "status": 404,
+                   "detail": f"no source knows trace {body['trace_id']}", "sources": body["sources"]}
+        json, cached_at = orjson.dumps(problem), -1
+    else:
+        json = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        # The top-level flag sits just before "links" (whose values are URLs: no raw quote in them).
+        cached_at = json.rfind(b',"cached":false,"links":')
+        cached_at = cached_at + len(b',"cached":') if cached_at >= 0 else -1
+    c = outcome.correlation
+    text = render_text(outcome, body)
+    html_path, html_size = None, 0
+    if status != 404:  # the page too (~0.2 s at 100k spans): a browser asking must not wait for the loop either
+        from correlator.web.view import render_correlation
+
+        html = render_correlation(body, outcome, settings)
+        html_path, html_size = _write(html), len(html)
+    prerendered = Prerendered(status, _write(json), len(json), cached_at, text, outcome.found,
+                              c.trace.end_ns if c.trace is not None else None, html_path, html_size)
+    return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)))
+
+
+async def _chunks(path: str, size: int, spans: list[tuple[int, int] | None], chunk: int) -> AsyncIterator[bytes]:
+    """`spans` of the file at `path` (None: the cached flag `true`), `chunk` bytes at a time."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for span in spans:
+            if span is None:
+                yield b"true"
+                continue
+            start, end = span
+            while start < end:
+                piece = os.pread(fd, min(chunk, end - start), start)
+                if not piece:
+                    raise OSError(f"{path} ended at {start} of {size} bytes")
+                start += len(piece)
+                yield piece
+                await asyncio.sleep(0)
+    finally:
+        os.close(fd)
+
+
+def _remove(*paths: str | None) -> None:
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _write(data: bytes | bytearray) -> str:
+    fd, path = tempfile.mkstemp(prefix="correlator-answer-", dir=_ANSWERS)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    return path
+
+
+def _warm() -> int:
+    import correlator.correlate
+    import correlator.render
+    import correlator.report
+    import correlator.sources.jaeger  # noqa: F401  (imports paid once, not by the first big trace)
+
+    return os.getpid()
+
+
+# ------------------------------------------------------------------------------ on the event loop
+
+
+class Offloader:
+    """The worker process, and the size above which a trace goes to it (`server.offload_bytes`)."""
+
+    def __init__(self, threshold_bytes: int) -> None:
+        self.threshold = threshold_bytes
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._tokens = 0
+
+    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: never fork a process that runs an event loop and client threads.
+            # Niced: when the cores are busy the kernel runs the event loop first, the big trace after.
+            self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                                initializer=os.nice, initargs=(10,))
+        return self._pool
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
+        except BrokenProcessPool:
+            log.error("the offload worker died (out of memory?); starting a new one")
+            self._pool = None
+            raise WorkerFailed("jaeger: the worker parsing this big trace died (see the service's log)") from None
+
+    async def warm(self) -> None:
+        """Start the worker and import what it needs, before the first big trace."""
+        await self._run(_warm)
+
+    async def _handed_over(self, raw: RawTrace) -> RawTrace:
+        """The body in a file, written by a thread (the GIL is free while the kernel copies): pickled
+        into the worker's pipe it was a 32 MB copy holding the GIL, a stall of every request (bench P8)."""
+        if not raw.body:
+            return raw
+        path = await asyncio.to_thread(_write, raw.body)
+        return replace(raw, body=b"", path=path)
+
+    async def outline(self, raw: RawTrace, settings: Any) -> Outline | None:
+        self._tokens += 1
+        raw = await self._handed_over(raw)
+        try:
+            result: Outline | None = await self._run(_outline, raw, self._tokens, settings.join.clock_skew_ms)
+        finally:
+            _remove(raw.path)
+        return result
+
+    async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
+                       reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
+                       untraced: Any) -> tuple[Correlation, Prerendered]:
+        raw = await self._handed_over(raw)
+        try:
+            done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
+                                               untraced)
+        finally:
+            _remove(raw.path)
+        # The file goes with the last reference to its answer (the cache, a response being sent).
+        weakref.finalize(done.prerendered, _remove, done.prerendered.path, done.prerendered.html_path)
+        # The model stays in the worker; what crosses back is what callers other than the renderers use.
+        return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,193 @@
+"""Overload protection: per-backend bulkheads, a short queue, then 503 + Retry-After (issue 14)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from correlator.api import BACKENDS, create_app
+from correlator.bulkhead import Bulkhead, Overloaded
+from correlator.config import Settings, load_settings
+from correlator.ids import TraceId, parse_trace_id
+from correlator.model import Exemplar, LogLine, Trace, Window
+from correlator.sources import SourceResult
+from tests.test_correlate import EXEMPLAR, LINES, NOW, FakeJaeger, FakeLoki, FakePrometheus, make
+from tests.test_join import seed_trace
+
+
+class Gauge:
+    """Counts the queries a fake backend has in flight, and the most it ever had."""
+
+    def __init__(self) -> None:
+        self.now = self.peak = self.total = 0
+
+    async def hold(self, seconds: float) -> None:
+        self.now += 1
+        self.total += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.now -= 1
+
+
+class SlowJaeger(FakeJaeger):
+    def __init__(self, gauge: Gauge, delay: float) -> None:
+        super().__init__(seed_trace())
+        self.gauge, self.seconds = gauge, delay
+
+    async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None) -> SourceResult[Trace | None]:
+        await self.gauge.hold(self.seconds)
+        return SourceResult(self.trace)
+
+
+class SlowLoki(FakeLoki):
+    def __init__(self, gauge: Gauge, delay: float) -> None:
+        super().__init__(LINES)
+        self.gauge, self.seconds = gauge, delay
+
+    async def fetch(self, trace_id: TraceId, window: Window, services: Sequence[str] | None,
+                    tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+        await asyncio.gather(self.gauge.hold(self.seconds), self.gauge.hold(self.seconds))  # two lookups
+        return SourceResult(self.lines)
+
+
+class SlowPrometheus(FakePrometheus):
+    def __init__(self, gauge: Gauge, delay: float) -> None:
+        super().__init__([EXEMPLAR])
+        self.gauge, self.seconds = gauge, delay
+
+    async def fetch(self, trace_id: TraceId, window: Window, tenant: str | None = None) -> SourceResult[tuple[Exemplar, ...]]:
+        await self.gauge.hold(self.seconds)
+        return SourceResult(self.exemplars)
+
+
+def capped(limit: int, queued: int, wait: float = 0.04) -> Settings:
+    s = load_settings(environ={})
+    return replace(
+        s,
+        jaeger=replace(s.jaeger, max_in_flight=limit, max_queued=queued),
+        loki=replace(s.loki, max_in_flight=2 * limit, max_queued=queued),
+        prometheus=replace(s.prometheus, max_in_flight=limit, max_queued=queued),
+        server=replace(s.server, admission_wait_seconds=wait),
+    )
+
+
+def unique_id(i: int) -> TraceId:
+    return parse_trace_id(f"{i + 1:032x}")
+
+
+async def flood(correlator: Any, count: int, hint: Window | None) -> tuple[list[float], list[float]]:
+    """`count` correlations of distinct IDs at once → (ms to success, ms to refusal)."""
+    ok: list[float] = []
+    refused: list[float] = []
+
+    async def one(i: int) -> None:
+        started = time.perf_counter()
+        try:
+            await correlator.correlate(unique_id(i), hint)
+            ok.append((time.perf_counter() - started) * 1000)
+        except Overloaded as exc:
+            assert exc.retry_after >= 1
+            refused.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return ok, refused
+
+
+@pytest.mark.parametrize("hinted", [True, False], ids=["hint", "no-hint"])
+async def test_a_flood_never_puts_more_than_the_cap_in_flight_and_the_excess_is_refused_fast(hinted: bool) -> None:
+    gauges = {name: Gauge() for name in ("jaeger", "loki", "prometheus")}
+    c = make(capped(limit=4, queued=2), jaeger=SlowJaeger(gauges["jaeger"], 1.0), loki=SlowLoki(gauges["loki"], 1.0),
+             prometheus=SlowPrometheus(gauges["prometheus"], 1.0))
+    hint = Window(seed_trace().start_ns, seed_trace().end_ns) if hinted else None
+
+    ok, refused = await flood(c, 60, hint)
+
+    assert gauges["jaeger"].peak <= 4 and gauges["prometheus"].peak <= 4 and gauges["loki"].peak <= 8
+    assert gauges["jaeger"].peak == 4  # the cap is used, not just respected
+    assert len(ok) >= 4 and len(refused) >= 40
+    # Refused at once, or after the 40 ms queue wait: never after waiting for a backend (1 s here).
+    assert max(refused) < 500, sorted(refused)[-5:]
+    assert all(b.in_flight == 0 for b in c.bulkheads.values())
+
+
+async def test_a_queued_correlation_runs_when_a_slot_frees_within_the_wait() -> None:
+    gauge = Gauge()
+    c = make(capped(limit=1, queued=1, wait=1.0), jaeger=SlowJaeger(gauge, 0.05))
+
+    ok, refused = await flood(c, 3, None)  # one runs, one queues (and runs), one is refused
+
+    assert len(ok) == 2 and len(refused) == 1 and gauge.peak == 1
+
+
+async def test_service_recovers_as_soon_as_the_flood_stops() -> None:
+    gauges = {name: Gauge() for name in ("jaeger", "loki", "prometheus")}
+    c = make(capped(limit=2, queued=0), jaeger=SlowJaeger(gauges["jaeger"], 0.1), loki=SlowLoki(gauges["loki"], 0.01),
+             prometheus=SlowPrometheus(gauges["prometheus"], 0.01))
+    _, refused = await flood(c, 20, None)
+    assert refused
+
+    outcome = await c.correlate(unique_id(999))  # the very next one, once the flood has drained
+
+    assert outcome.correlation.trace is not None and not outcome.cached
+
+
+async def test_cache_hits_bypass_a_full_bulkhead() -> None:
+    gauge = Gauge()
+    c = make(capped(limit=1, queued=0), jaeger=SlowJaeger(gauge, 0.3))
+    tid = unique_id(7)
+    await c.correlate(tid)  # now cached (the fake clock says the trace is an hour old)
+    busy = asyncio.ensure_future(c.correlate(unique_id(8)))
+    await asyncio.sleep(0.01)
+    assert c.bulkheads["jaeger"].in_flight == 1
+    with pytest.raises(Overloaded):
+        await c.correlate(unique_id(9))
+
+    started = time.perf_counter()
+    outcome = await c.correlate(tid)
+
+    assert outcome.cached and (time.perf_counter() - started) < 0.01
+    await busy
+
+
+async def test_a_cancelled_waiter_gives_its_place_back() -> None:
+    bulkhead = Bulkhead("loki", limit=2, queue=4, max_wait=5.0)
+    await bulkhead.acquire(2)
+    waiter = asyncio.ensure_future(bulkhead.acquire(1))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    bulkhead.release(2)
+    await asyncio.wait_for(bulkhead.acquire(2), 0.1)  # nothing leaked: the whole cap is free again
+    assert bulkhead.in_flight == 2
+
+
+async def test_the_api_answers_503_problem_json_with_retry_after_and_keeps_healthz(aiohttp_client: Any) -> None:
+    settings = replace(capped(limit=1, queued=0), server=replace(capped(1, 0).server, retry_after_seconds=3))
+    client = await aiohttp_client(create_app(settings))
+    backends = client.app[BACKENDS]
+    gauge = Gauge()
+    backends.correlator.jaeger = SlowJaeger(gauge, 0.3)
+    backends.correlator.loki = FakeLoki(LINES)
+    backends.correlator.prometheus = FakePrometheus([EXEMPLAR])
+    backends.correlator._wall = lambda: NOW
+    first = asyncio.ensure_future(client.get(f"/correlate/{unique_id(1).hex}"))
+    await asyncio.sleep(0.05)
+
+    refused = await client.get(f"/correlate/{unique_id(2).hex}")
+    health = await client.get("/healthz")
+
+    assert refused.status == 503
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert refused.headers["Retry-After"] == "3"
+    problem = await refused.json(content_type=None)
+    assert problem["status"] == 503 and problem["source"] == "jaeger"
+    assert health.status == 200
+    assert (await first).status == 200
