@@ -340,6 +340,19 @@ async def run_stdio(settings: Settings) -> None:
 
 def streamable_app(settings: Settings, backends: Callable[[], Any]) -> Any:
     """The SDK's ASGI app for /mcp: stateless JSON, so any worker answers any request (correlator/mcp_mount.py)."""
-    tools = CorrelatorTools(settings, lambda: backends().correlator, lambda: backends().prometheus)
+    own: list[Correlator] = []
+
+    def correlator() -> Correlator:
+        # The service's correlator hands big traces to a worker process that renders the REST answer
+        # and sends back no span tree (offload.py); the summary needs the tree, so with offloading on,
+        # MCP calls use a correlator of their own over the same sources (and connection pools).
+        service = backends()
+        if getattr(service.correlator, "offload", None) is None:
+            return service.correlator  # type: ignore[no-any-return]
+        if not own:
+            own.append(Correlator(settings, service.jaeger, service.loki, service.prometheus))
+        return own[0]
+
+    tools = CorrelatorTools(settings, correlator, lambda: backends().prometheus)
     return build_server(tools).streamable_http_app(
         streamable_http_path="/mcp", stateless_http=True, json_response=True, host=settings.server.host)

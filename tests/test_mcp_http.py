@@ -43,7 +43,9 @@ async def service(aiohttp_server: Any, loki: Any) -> Any:
     closed = f"http://127.0.0.1:{free_port()}"
     settings = load_settings(environ={"CORRELATOR_JAEGER_URL": closed, "CORRELATOR_PROMETHEUS_URL": closed,
                                       "CORRELATOR_LOKI_URL": f"http://127.0.0.1:{loki.port}",
-                                      "CORRELATOR_SERVER_AUTH_TOKEN": TOKEN})
+                                      "CORRELATOR_SERVER_AUTH_TOKEN": TOKEN,
+                                      # No worker process: MCP then uses the service's correlator, whose backend calls we count.
+                                      "CORRELATOR_SERVER_OFFLOAD_BYTES": "0"})
     return await aiohttp_server(create_app(settings))
 
 
