@@ -30,6 +30,7 @@ from correlator.correlate import Correlator, Outcome
 from correlator.errors import InvalidInput, SourceError
 from correlator.ids import parse_trace_id
 from correlator.logfields import extract_trace_context
+from correlator.mcp_mount import mount_mcp
 from correlator.offload import Offloader
 from correlator.openapi import OPENAPI
 from correlator.render import correlation_body
@@ -349,4 +350,5 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    mount_mcp(app, settings, lambda: app[BACKENDS])  # MCP streamable HTTP, same token (docs/mcp.md)
     return app

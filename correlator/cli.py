@@ -1,4 +1,4 @@
-"""The `correlator` command: serve the API, correlate one trace, provision Grafana, check backends.
+"""The `correlator` command: serve the API, correlate one trace, provision Grafana, check backends, MCP.
 
 asyncio.run only at this edge; everything below it is the same code the service runs.
 """
@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     from correlator.investigate_cli import add_parser as add_investigate
 
     add_investigate(command)
+    command("mcp", "serve the MCP tools over stdio for an agent (HTTP: `serve` answers at /mcp); see docs/mcp.md")
     return parser
 
 
@@ -143,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             from correlator.investigate_cli import run as run_investigate
 
             return asyncio.run(run_investigate(settings, args))
+        if args.command == "mcp":
+            from correlator.mcp import run_stdio
+
+            asyncio.run(run_stdio(settings))
+            return 0
     except InvalidInput as exc:
         print(f"correlator: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
