@@ -61,8 +61,9 @@ def test_parsing_a_big_loki_answer_runs_no_collection() -> None:
     finally:
         gc.callbacks.remove(count)
     assert entries == len(lines) == 20_000
-    # At most the one young collection the allocation count owes once the collector resumes
-    # (without the pause: 9 here, each walking every container allocated so far).
-    assert collections in ([], [0]), f"{len(collections)} collections during one parse"
+    # At most the one collection the allocation count owes once the collector resumes — young, or
+    # older when earlier tests left that generation's count at its threshold (without the pause: 9
+    # here, each walking every container allocated so far).
+    assert len(collections) <= 1, f"{len(collections)} collections during one parse"
     # Equal metadata is shared, not copied per line; the parse still gives each line its own.
     assert lines[0].metadata is lines[-1].metadata and dict(lines[0].metadata) == {"detected_level": "info"}
