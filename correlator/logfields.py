@@ -162,11 +162,15 @@ def _search(pairs: _Pairs, line: str, convert: Callable[[object], str | None]) -
     # The regex would try (and fail) at every position; `str.find` skips to where a field name
     # first stands, or rules the line out (the hottest per-line path: 2 µs → 0.3 µs per 300 chars).
     # `\b` still sees the character before `start`: sre looks behind `pos`, not only after it.
-    start = -1
-    for needle in pairs.needles:
-        at = line.find(needle)
-        if at != -1 and (start == -1 or at < start):
-            start = at
+    needles = pairs.needles
+    if len(needles) == 1:  # the span ID's names all begin with "span"
+        start = line.find(needles[0])
+    else:
+        start = -1
+        for needle in needles:
+            at = line.find(needle)
+            if at != -1 and (start == -1 or at < start):
+                start = at
     if start == -1:
         return None
     # The pattern's first character is the one before the name (or the line's start).

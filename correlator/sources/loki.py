@@ -194,10 +194,9 @@ def _lines(streams: Iterable[tuple[Any, Iterable[Any]]], categorized: bool,
                 found = _metadata(value[2], same) if len(value) > 2 else None
             metadata = found if found is not None else folded if folded is not None else _NO_METADATA
             span_id, level = span_and_level(text, metadata)
-            append(LogLine(
-                id=_line_id(f"{ts}{prefix}{text}"), timestamp_ns=ts, line=text, service=service,
-                level=shared_text(level or label_level), labels=labels, metadata=metadata, span_id=shared_text(span_id),
-            ))
+            # Positional (id, timestamp_ns, line, service, level, labels, metadata, span_id): a fifth cheaper.
+            append(LogLine(_line_id(f"{ts}{prefix}{text}"), ts, text, service, shared_text(level or label_level), labels, metadata,
+                           shared_text(span_id)))
     return lines, entries
 
 
