@@ -7,7 +7,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from correlator.analysis import Analysis, analyse, critical_path, normalise_statement
 from correlator.config import AnalysisSettings
@@ -429,3 +430,24 @@ def test_malformed_trees_are_reported_not_raised(t: Trace) -> None:
     assert len(malformed) == len(tree.problems)  # and none from a detector that tripped
     impacts = [f.impact_ns for f in result.findings]
     assert impacts == sorted(impacts, reverse=True)
+
+
+_STATEMENT_PIECES = st.sampled_from(["SELECT", " ", "  ", "\t", "\n", "\u00a0", "\u2003", "\x1c", "*", "FROM", "t1", "WHERE", "id", "=", "IN",
+                                     "(", ")", ",", "?", "'", "''", "\\'", '"', "7", "-1.5e3", "0xFF", "$1", "VALUES", "x9", "é"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_STATEMENT_PIECES, max_size=25).map("".join))
+def test_statement_shapes_equal_the_plain_regex_chain(statement: str) -> None:
+    """normalise_statement skips the patterns that cannot match: the same shape as running them all."""
+    import re
+
+    from correlator.analysis import identity
+
+    expected = identity._STRING.sub("?", statement)
+    expected = identity._NUMBER.sub("?", expected)
+    expected = identity._IN_LIST.sub("(?)", expected)
+    expected = identity._VALUES_ROWS.sub("(?)", expected)
+    expected = re.sub(r"\s+", " ", expected).strip()
+    identity._statement_cache.pop(statement, None)
+    assert normalise_statement(statement) == expected

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.config import LokiSettings
-from correlator.logfields import TraceContext, derived_field_regex, extract_trace_context, line_carries
+from correlator.logfields import TraceContext, derived_field_regex, extract_trace_context, line_carries, span_and_level_finder
 from tests.conftest import FIXTURES, skip_or_fail
 
 RECORDED = FIXTURES / "recorded" / "loki"
@@ -188,3 +188,27 @@ def test_the_pair_search_skips_only_where_no_match_can_start(fields: list[str], 
     any_value = re.compile(_pair_pattern(fields, "[^ ]+"))
     expected = next((m.group(1) for m in any_value.finditer(line)), None)
     assert _search(_Pairs(any_value, _needles(fields)), line, str) == expected
+
+
+# Pieces of lines in every format the finders read, in any order and number (JSON bodies whole).
+_PIECES = st.sampled_from([
+    "level=info", "level=WARN", "INFO", "ERROR", "Warning:", "severity=error", "log.level=debug", "detected_level=fatal",
+    "span_id=00f067aa0ba902b7", "spanId=ABC", "span=0", "span_id=zz", "parent_span_id=1", '"span_id": "00000000000000ff"',
+    "trace_id=4bf92f3577b34da6a3ce929d0e0e4736", "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    "dd.span_id=12345678901234567", 'msg="a b"', "é", "\\", '"', "=", ":", "{", "}", "\t", " ",
+])
+_BODIES = st.sampled_from([
+    '{"level":"warn","span_id":"1234"}', ' {"otel":{"span_id":"00f067aa0ba902b7"}} ', '{"dd":{"span_id":"12345678901234567"}}',
+    '{"level":30,"msg":"span_id=abc"}', '{"severity":"","spanId":""}', '{"span":{"id":"ff"}}', "{not json}", "[1]",
+])
+_METADATA = st.dictionaries(st.sampled_from(["span_id", "spanId", "level", "detected_level", "severity", "trace_id", "x"]),
+                            st.sampled_from(["", "info", "ERROR", "00f067aa0ba902b7", "zz", "1"]), max_size=3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.lists(_PIECES, max_size=8).map("".join), st.lists(_PIECES, max_size=6).map(" ".join), _BODIES, st.text(max_size=40)),
+       _METADATA)
+def test_the_loki_parse_finder_equals_extract_trace_context(line: str, metadata: dict[str, str]) -> None:
+    """The Loki parse's per-line finder (settings looked up once) reads what `extract_trace_context` reads."""
+    context = extract_trace_context(line, SETTINGS, metadata, with_trace_id=False)
+    assert span_and_level_finder(SETTINGS)(line, metadata) == (context.span_id, context.level)

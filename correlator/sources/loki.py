@@ -24,7 +24,7 @@ from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
-from correlator.logfields import extract_trace_context, line_carries, lower64_carried
+from correlator.logfields import extract_trace_context, line_carries, lower64_carried, span_and_level_finder
 from correlator.logql import (
     line_filter_any_query,
     line_filter_query,
@@ -41,16 +41,19 @@ __all__ = ["LokiSource", "carries_trace", "merge_duplicate", "parse_streams", "p
 
 SOURCE = "loki"
 PATH = "/loki/api/v1/query_range"
+_blake2b = hashlib.blake2b
 _ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
 _LOOKUPS = ("line-filter", "structured-metadata", "datadog-decimal")
 _MANY_LOOKUPS = ("line-filter", "structured-metadata")  # fetch_many: IDs from exemplars, no decimal form
 _LOKI_MAX_ENTRIES = 5000  # Loki's default max_entries_limit_per_query
 
 
-def _line_id(timestamp_ns: int, service: str | None, line: str) -> str:
-    # Only what both answer shapes agree on: the folded shape mixes metadata into the labels.
-    digest = hashlib.blake2b(f"{timestamp_ns}|{service}|{line}".encode(), digest_size=8).hexdigest()
-    return f"log-{digest}"
+def _line_id(joined: str) -> str:
+    """A line's ID from f"{timestamp_ns}|{service}|{line}" (the parse writes the service part once per stream).
+
+    Only what both answer shapes agree on: the folded shape mixes metadata into the labels.
+    """
+    return "log-" + _blake2b(joined.encode(), digest_size=8).hexdigest()
 
 
 def _ns_param(ns: int) -> str:
@@ -113,40 +116,87 @@ def parse_streams_body(raw: bytes | bytearray, settings: LokiSettings) -> tuple[
     if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
         return parse_streams(_lazyjson.whole(raw), settings)  # says what is wrong, as it always did
     categorized = "categorize-labels" in (answer.data.encodingFlags or ())
-    streams = ((_lazyjson.item(s.stream), map(_lazyjson.item, s.values or ())) for s in answer.data.result)
+    streams = ((_lazyjson.item(s.stream), map(_entry, s.values or ())) for s in answer.data.result)
     return _lines(streams, categorized, settings)
+
+
+class _Entry(msgspec.Struct, array_like=True, gc=False):
+    """The shape nearly every entry has: [ns as a string, line, metadata?], the metadata left as its bytes."""
+
+    timestamp: str
+    line: str
+    metadata: msgspec.Raw = msgspec.Raw()  # empty when the entry has none
+
+
+_ENTRY = msgspec.json.Decoder(_Entry)
+
+
+def _entry(raw: msgspec.Raw) -> Any:
+    """One undecoded entry → an `_Entry` (no list), else as orjson parses it.
+
+    Anything msgspec does not take as an `_Entry` (a number for the time, invalid JSON) goes the
+    general way, which reads or rejects it as it always did.
+    """
+    try:
+        return _ENTRY.decode(memoryview(raw))
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _lazyjson.item(raw)
+
+
+def _metadata(entry_metadata: Any, same: _Sharing) -> Mapping[str, str] | None:
+    """An entry's third element (as orjson parses it) → its metadata; None when it is not an object."""
+    if not isinstance(entry_metadata, dict):
+        return None
+    found: dict[str, str] = {}
+    for group in ("structuredMetadata", "parsed"):
+        found.update({k: v for k, v in _strings(entry_metadata.get(group)).items() if not k.startswith("__error")})
+    return same.mapping(found)
 
 
 def _lines(streams: Iterable[tuple[Any, Iterable[Any]]], categorized: bool,
            settings: LokiSettings) -> tuple[list[LogLine], int]:
-    """(stream labels, entries) pairs → LogLines, and the number of entries."""
+    """(stream labels, entries) pairs → LogLines, and the number of entries.
+
+    An entry is a decoded JSON array, or an `_Entry` (`parse_streams_body`): the same values.
+    """
     lines: list[LogLine] = []
+    append = lines.append
     entries = 0
     # Lines of one trace repeat their levels, span IDs and often their whole metadata: keep one
     # copy of each (500k lines: 256 → ~150 MB of LogLines, bench P5).
     same = _Sharing()
+    shared_text = same.text
+    # The same metadata bytes are the same metadata: decoded once per answer (bounded as `same`).
+    by_bytes: dict[bytes, Mapping[str, str] | None] = {}
+    span_and_level = span_and_level_finder(settings)
     for stream_labels, values in streams:
         labels = _strings(stream_labels)
         service = labels.get(settings.service_label)
+        prefix = f"|{service}|"
+        label_level = next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
+        # Folded shape: metadata hides among the labels and cannot be told apart.
         folded = None if categorized else same.mapping({k: v for k, v in labels.items() if not k.startswith("__error")})
         for value in values:
             entries += 1
-            ts, text = int(value[0]), str(value[1])
-            metadata: Mapping[str, str] = _NO_METADATA
-            if len(value) > 2 and isinstance(value[2], dict):
-                found: dict[str, str] = {}
-                for group in ("structuredMetadata", "parsed"):
-                    found.update({k: v for k, v in _strings(value[2].get(group)).items() if not k.startswith("__error")})
-                metadata = same.mapping(found)
-            elif folded is not None:
-                # Folded shape: metadata hides among the labels and cannot be told apart.
-                metadata = folded
-            context = extract_trace_context(text, settings, metadata, with_trace_id=False)
-            level = context.level or next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
-            lines.append(LogLine(
-                id=_line_id(ts, service, text), timestamp_ns=ts, line=text, service=service, level=same.text(level),
-                labels=labels, metadata=metadata, span_id=same.text(context.span_id),
-            ))
+            if type(value) is _Entry:
+                ts, text = int(value.timestamp), value.line
+                found = None
+                if value.metadata:
+                    key = bytes(value.metadata)
+                    if key in by_bytes:
+                        found = by_bytes[key]
+                    else:
+                        found = _metadata(_lazyjson.item(value.metadata), same)
+                        if len(by_bytes) < _Sharing.LIMIT:
+                            by_bytes[key] = found
+            else:
+                ts, text = int(value[0]), str(value[1])
+                found = _metadata(value[2], same) if len(value) > 2 else None
+            metadata = found if found is not None else folded if folded is not None else _NO_METADATA
+            span_id, level = span_and_level(text, metadata)
+            # Positional (id, timestamp_ns, line, service, level, labels, metadata, span_id): a fifth cheaper.
+            append(LogLine(_line_id(f"{ts}{prefix}{text}"), ts, text, service, shared_text(level or label_level), labels, metadata,
+                           shared_text(span_id)))
     return lines, entries
 
 

@@ -3,6 +3,7 @@ and against the recorded and upstream answers replayed through httpx.MockTranspo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -10,6 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from correlator.config import LokiSettings, load_settings
 from correlator.errors import SourceHTTPError, SourceProtocolError
@@ -343,3 +347,40 @@ def test_a_body_that_is_not_json_says_so() -> None:
     for body in (b"<html>", b'{"status":"success","data":{"result":[{"values":[["1", "\xff"]]}]}}'):
         with pytest.raises(NotJson):
             parse_streams_body(body, LokiSettings())
+
+
+_ENTRY_METADATA = st.one_of(
+    st.none(), st.integers(), st.text(max_size=3),
+    st.fixed_dictionaries({}, optional={
+        "structuredMetadata": st.one_of(st.none(), st.dictionaries(st.sampled_from(["span_id", "level", "__error__", "k"]),
+                                                                   st.one_of(st.sampled_from(["00f067aa0ba902b7", "Warn", "v"]),
+                                                                             st.integers(0, 3)), max_size=3)),
+        "parsed": st.one_of(st.none(), st.dictionaries(st.sampled_from(["severity", "__error_details__", "k"]),
+                                                       st.sampled_from(["error", "x"]), max_size=2)),
+        "other": st.integers()}),
+)
+_ENTRY = st.tuples(st.one_of(st.integers(0, 2**62).map(str), st.integers(0, 2**62)),
+                   st.sampled_from(["level=info span_id=00f067aa0ba902b7", "ERROR x", '{"spanId":"ab","level":"warn"}', "é\\\"", ""]),
+                   _ENTRY_METADATA, st.booleans(), st.booleans())
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.dictionaries(st.sampled_from(["service_name", "level", "detected_level", "__error__"]),
+                                          st.sampled_from(["svc", "ERROR", "x"]), max_size=3),
+                          st.lists(_ENTRY, max_size=6)), max_size=3), st.booleans())
+def test_entries_of_any_shape_parse_from_bytes_as_from_dicts(streams: list[Any], categorized: bool) -> None:
+    """The bytes parse reads most entries through a typed decoder and the rest generically: the same lines either way."""
+    result = [{"stream": labels, "values": [[ts, line, *([meta] if with_meta else []), *(["extra"] if extra else [])]
+                                            for ts, line, meta, with_meta, extra in entries]} for labels, entries in streams]
+    data: dict[str, Any] = {"resultType": "streams", "result": result}
+    if categorized:
+        data["encodingFlags"] = ["categorize-labels"]
+    body = json.dumps({"status": "success", "data": data}).encode()
+    assert parse_streams_body(body, LokiSettings()) == parse_streams(json.loads(body), LokiSettings())
+
+
+def test_line_ids_are_the_documented_hash() -> None:
+    """Clients and pages keep line IDs: blake2b-64 of "{ns}|{service}|{line}", as always."""
+    body = b'{"status":"success","data":{"result":[{"stream":{"service_name":"svc"},"values":[["17","a b"]]},{"values":[["5","c"]]}]}}'
+    ids = [line.id for line in parse_streams_body(body, LokiSettings())[0]]
+    assert ids == ["log-" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest() for text in ("17|svc|a b", "5|None|c")]
