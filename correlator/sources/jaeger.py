@@ -163,51 +163,96 @@ def _by_time(events: tuple[SpanEvent, ...]) -> tuple[SpanEvent, ...]:
     return tuple(sorted(events, key=lambda e: e.time_ns))  # stable: simultaneous events keep their order
 
 
+
+
+def _events(items: Any, start: int) -> tuple[SpanEvent, ...]:
+    return _by_time(tuple(
+        SpanEvent(str(e.get("name") or ""), int(e.get("timeUnixNano") or start), _attributes(e.get("attributes")))
+        for e in items
+    ))
+
+
+def _links(items: Any) -> tuple[SpanLink, ...]:
+    return tuple(SpanLink(_otlp_id(link.get("traceId"), 16) or "", _otlp_id(link.get("spanId"), 8) or "") for link in items)
+
+
+def _span_attributes(items: Any) -> dict[str, Any]:
+    """`_attributes`, with the common case (a string value) read in place: one call per span, not per attribute."""
+    out: dict[str, Any] = {}
+    if not items:
+        return out
+    intern = sys.intern
+    for kv in items:
+        if not isinstance(kv, dict) or "key" not in kv:
+            continue
+        key, value = kv["key"], kv.get("value")
+        if type(key) is str:
+            key = intern(key)
+        # `_any_value` looks for stringValue first too: same value, without the call.
+        out[key] = value["stringValue"] if type(value) is dict and "stringValue" in value else _any_value(value or {})
+    return out
+
+
 def _otlp_trace(resources: Iterable[tuple[Any, Iterable[Iterable[Any]]]], trace_id_hex: str) -> Trace:
-    """(resource, its scopes' spans) pairs → Trace."""
+    """(resource, its scopes' spans) pairs → Trace.
+
+    One loop, names bound once and the usual shapes read in place (100k spans: the parse was a third of the
+    whole pipeline); every value as `_otlp_id`, `_attributes`, `_kind` and `_status` make it.
+    """
     spans: list[Span] = []
-    # One copy of each equal string: operation names repeat, and a parent's ID is its parent's
-    # span ID (100k spans: −12 MB, bench P5). Per parse, so it dies with it.
-    same: dict[str, str] = {}
+    append = spans.append
+    # raw ID text → its normal form (or None): one copy of each equal string — a parent's ID is its parent's
+    # span ID (100k spans: −12 MB, bench P5) — and each distinct ID checked once. Per parse, so it dies with it.
+    ids: dict[str, str | None] = {}
+    trace_ids: dict[str, str | None] = {}  # apart: a text valid as one size of ID is not as the other
+    names: dict[str, str] = {}  # operation names repeat: one copy each
+    kinds, kind_names = _KINDS, _KIND_NAMES
     for resource_obj, scopes in resources:
         resource = _attributes((resource_obj or {}).get("attributes"))
         service = str(resource.get("service.name") or "unknown_service")
         for scope_spans in scopes:
             for raw in scope_spans:
-                span_id = _otlp_id(raw.get("spanId"), 8)
+                get = raw.get
+                sid_raw = get("spanId")
+                if type(sid_raw) is not str:
+                    continue  # `_otlp_id` → None
+                span_id = ids.get(sid_raw)
                 if span_id is None:
-                    continue
-                span_id = same.setdefault(span_id, span_id)
-                trace_hex = _otlp_id(raw.get("traceId"), 16)
-                if trace_hex is not None and trace_hex != trace_id_hex:
-                    continue
-                attributes = _attributes(raw.get("attributes"))
-                status = raw.get("status") or {}
-                start = int(raw.get("startTimeUnixNano") or 0)
-                events = _by_time(tuple(
-                    SpanEvent(str(e.get("name") or ""), int(e.get("timeUnixNano") or start), _attributes(e.get("attributes")))
-                    for e in raw.get("events") or ()
-                ))
-                links = tuple(
-                    SpanLink(_otlp_id(link.get("traceId"), 16) or "", _otlp_id(link.get("spanId"), 8) or "")
-                    for link in raw.get("links") or ()
-                )
-                parent = _otlp_id(raw.get("parentSpanId"), 8)
-                operation = str(raw.get("name") or "")
-                spans.append(Span(
-                    span_id=span_id,
-                    parent_span_id=same.setdefault(parent, parent) if parent is not None else None,
-                    service=service,
-                    operation=same.setdefault(operation, operation),
-                    start_ns=start,
-                    end_ns=int(raw.get("endTimeUnixNano") or start),
-                    kind=_kind(raw.get("kind", 0)),
-                    status=_status(status.get("code", 0), attributes),
-                    status_message=status.get("message") or None,
-                    attributes=attributes,
-                    events=events,
-                    links=links,
-                ))
+                    if sid_raw in ids:
+                        continue
+                    span_id = ids[sid_raw] = _otlp_id(sid_raw, 8)
+                    if span_id is None:
+                        continue
+                tid_raw = get("traceId")
+                if type(tid_raw) is str and tid_raw:
+                    trace_hex = trace_ids.get(tid_raw, False)
+                    if trace_hex is False:
+                        trace_hex = trace_ids[tid_raw] = _otlp_id(tid_raw, 16)
+                    if trace_hex is not None and trace_hex != trace_id_hex:
+                        continue
+                attributes = _span_attributes(get("attributes"))
+                status = get("status") or {}
+                start = int(get("startTimeUnixNano") or 0)
+                raw_events = get("events")
+                events = _events(raw_events, start) if raw_events else ()
+                raw_links = get("links")
+                links = _links(raw_links) if raw_links else ()
+                parent_raw = get("parentSpanId")
+                if type(parent_raw) is str and parent_raw:
+                    parent = ids.get(parent_raw, False)
+                    if parent is False:
+                        parent = ids[parent_raw] = _otlp_id(parent_raw, 8)
+                else:
+                    parent = None
+                operation = get("name")
+                operation = str(operation) if operation else ""
+                operation = names.setdefault(operation, operation)
+                end = int(get("endTimeUnixNano") or start)
+                kind = get("kind", 0)
+                kind = kinds.get(kind, "unspecified") if isinstance(kind, int) else kind_names.get(str(kind), "unspecified")
+                code = _status(status.get("code", 0), attributes)
+                append(Span(span_id, parent, service, operation, start, end, kind, code, status.get("message") or None,
+                            attributes, events, links))
     return Trace(trace_id_hex, tuple(spans))
 
 
