@@ -71,7 +71,7 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
         return Analysis((), ())
     path = critical_path(tree)
     logs = span_logs or {}
-    keys = OperationKeys(tree.by_id)
+    keys = OperationKeys(tree.by_id, tree.targets)
     failing = frozenset(sid for sid, span in tree.by_id.items() if is_error(span))
     findings: list[Finding] = []
     try:
