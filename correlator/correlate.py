@@ -398,7 +398,8 @@ class Correlator:
             )
             return Outcome(correlation, None)
         tree = build_tree(trace)
-        clock = estimate_clocks(list(tree.by_id.values()), tree.by_id[tree.roots[0]].service if tree.roots else None)
+        clock = estimate_clocks(list(tree.by_id.values()), tree.by_id[tree.roots[0]].service if tree.roots else None,
+                                tree.by_id)
         log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms, clock.offsets)
         span_logs: dict[str, list[LogLine]] = {}  # evidence: errors, waits and retries the lines describe
         for line, placement in zip(logs, log_places, strict=True):

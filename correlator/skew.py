@@ -66,16 +66,21 @@ class ClockEstimate:
         return max((abs(offset) + margin for offset, margin in self.offsets.values()), default=0)
 
 
-def estimate_clocks(spans: Sequence[Span], reference_service: str | None) -> ClockEstimate:
-    by_id = {span.span_id: span for span in spans}
+def estimate_clocks(spans: Sequence[Span], reference_service: str | None,
+                    by_id: Mapping[str, Span] | None = None) -> ClockEstimate:
+    """`by_id`: the spans indexed by ID when the caller has it (the span tree's), else built here."""
+    if by_id is None:
+        by_id = {span.span_id: span for span in spans}
     lows: dict[tuple[str, str], int] = {}
     highs: dict[tuple[str, str], int] = {}
     counts: dict[tuple[str, str], int] = defaultdict(int)
     skewed: list[str] = []
     impossible: list[str] = []
     for span in spans:
+        if span.kind != "server":
+            continue
         caller = by_id.get(span.parent_span_id or "")
-        if caller is None or span.kind != "server" or caller.service == span.service:
+        if caller is None or caller.service == span.service:
             continue
         key = (caller.service, span.service)
         low, high = span.end_ns - caller.end_ns, span.start_ns - caller.start_ns

@@ -9,6 +9,7 @@ repaired in the most useful way and recorded in `problems` so callers can report
 from __future__ import annotations
 
 from collections import deque
+from itertools import repeat
 from dataclasses import dataclass, field, replace
 
 from correlator.model import Span, Trace
@@ -131,8 +132,7 @@ def build_tree(trace: Trace) -> SpanTree:
             order.append(sid)
             kids = children[sid]
             if kids:  # most spans are leaves
-                d += 1
-                stack.extend([(c, d) for c in reversed(kids)])
+                stack.extend(zip(reversed(kids), repeat(d + 1)))
 
     for root in roots:
         walk(root)
@@ -148,9 +148,12 @@ def build_tree(trace: Trace) -> SpanTree:
         walk(breaker)
 
     self_ns: dict[str, int] = {}
+    last_end = ordered[0][0] if ordered else 0
     for sid, span in by_id.items():
         kids = children[sid]
         lo, hi = span.start_ns, span.end_ns
+        if hi > last_end:
+            last_end = hi
         if not kids:
             self_ns[sid] = hi - lo
             continue
@@ -176,7 +179,7 @@ def build_tree(trace: Trace) -> SpanTree:
             covered += cur_end - cur_start  # type: ignore[operator]
         self_ns[sid] = hi - lo - covered
 
-    bounds = (ordered[0][0], -min(minus_end for _s, minus_end, _i in ordered)) if ordered else None
+    bounds = (ordered[0][0], last_end) if ordered else None
     return SpanTree(by_id, children, roots, depth, self_ns, order, problems, bounds)
 
 

@@ -17,6 +17,7 @@ __all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "error_detail", "fm
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg", "alert", "panic"})
 
 MS = 1_000_000
+_ERROR_KEYS = frozenset(("error", "http.response.status_code", "http.status_code"))
 SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
@@ -56,6 +57,8 @@ def is_error(span: Span) -> bool:
     """OTel status ERROR, an OpenTracing `error=true` tag, or an HTTP 5xx answer."""
     if span.status == "error":
         return True
+    if _ERROR_KEYS.isdisjoint(span.attributes):  # most spans: one C-level pass, nothing to read
+        return False
     flag = span.attributes.get("error")
     if flag is True or (isinstance(flag, str) and flag.lower() == "true"):
         return True

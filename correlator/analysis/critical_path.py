@@ -36,12 +36,13 @@ def effective_bounds(tree: SpanTree) -> dict[str, tuple[int, int]]:
     """Each span clipped to its parent, top-down, as Jaeger UI sanitises before its walk."""
     roots = set(tree.roots)
     bounds: dict[str, tuple[int, int]] = {}
+    by_id, parent_bounds = tree.by_id, bounds.get
     for sid in tree.order:  # pre-order: a parent is clipped before its children
-        span = tree.by_id[sid]
+        span = by_id[sid]
         start, end = span.start_ns, span.end_ns
-        parent = span.parent_span_id
-        if sid not in roots and parent in bounds:
-            lo, hi = bounds[parent]
+        clip = parent_bounds(span.parent_span_id)  # type: ignore[arg-type]  # None is no key: no parent
+        if clip is not None and sid not in roots:
+            lo, hi = clip
             # min(max(start, lo), hi), max(min(end, hi), lo) as comparisons (once per span)
             start = lo if start < lo else hi if start > hi else start
             end = hi if end > hi else lo if end < lo else end

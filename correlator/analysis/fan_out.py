@@ -15,7 +15,6 @@ from correlator.analysis.common import MS, Context, fmt_ms, label
 from correlator.analysis.identity import OperationKey, operation_label, target
 from correlator.analysis.n_plus_one import sequential_share
 from correlator.model import Finding, Severity, Span
-from correlator.spantree import covered_ns
 
 __all__ = ["fan_out"]
 
@@ -38,6 +37,28 @@ def _overlapping(spans: list[Span]) -> int:
         if ordered[i].end_ns > reach:
             holder, reach = i, ordered[i].end_ns
     return len(marked)
+
+
+def _wall_and_work(spans: list[Span]) -> tuple[int, int]:
+    """(time any of them ran, the sum of their durations) for siblings already by start time: one pass, no
+    sort (the same union as `covered_ns` between the first start and the last end, which clips nothing)."""
+    total = covered = 0
+    cur_start = cur_end = 0
+    first = True
+    for sp in spans:
+        start, end = sp.start_ns, sp.end_ns
+        total += end - start
+        if end <= start:
+            continue
+        if first or start > cur_end:
+            if not first:
+                covered += cur_end - cur_start
+            cur_start, cur_end, first = start, end, False
+        elif end > cur_end:
+            cur_end = end
+    if not first:
+        covered += cur_end - cur_start
+    return covered, total
 
 
 def _callee(span: Span) -> str:
@@ -115,8 +136,7 @@ def fan_out(ctx: Context) -> list[Finding]:
         for group_spans, same in measured:
             if same and group_spans[0].span_id in in_loops:
                 continue  # a loop: N+1 reports it, and one-by-one calls have no parallelism to measure
-            lo, hi = min(sp.start_ns for sp in group_spans), max(sp.end_ns for sp in group_spans)
-            wall = covered_ns([(sp.start_ns, sp.end_ns) for sp in group_spans], lo, hi)
+            wall, total = _wall_and_work(group_spans)
             pool = capped(group_spans) if same else None
             if pool is not None:
                 saved = wall - max(sp.duration_ns for sp in group_spans)
@@ -124,7 +144,6 @@ def fan_out(ctx: Context) -> list[Finding]:
                     pools.append((saved, parent, group_spans, pool[0], pool[1], wall))
                     reported = True
                 continue
-            total = sum(sp.duration_ns for sp in group_spans)
             if wall > 0 and total > _GOOD_PARALLELISM * wall:
                 overlapping = _overlapping(group_spans)
                 if overlapping >= s.fan_out_min_children:

@@ -38,15 +38,21 @@ def long_spans(ctx: Context) -> list[Finding]:
     in_loops = {sp.span_id for _parent, members, _shape in ctx.n_plus_one for sp in members}
     absolute_ns = s.long_span_absolute_ms * MS
     by_name: dict[tuple[str, str], list[Span]] = defaultdict(list)
+    names: dict[str, str] = {}  # operation → operation_name: one call per distinct name
     for span in tree.by_id.values():
-        by_name[(span.service, operation_name(span))].append(span)
+        name = names.get(span.operation)
+        if name is None:
+            name = names[span.operation] = operation_name(span)
+        by_name[(span.service, name)].append(span)
     groups: dict[OperationKey, list[Span]] = defaultdict(list)
+    factor, self_ns = s.long_span_factor, tree.self_ns
     for named in by_name.values():
         # A same-target group's median is at least the fastest same-name span: when nothing clears
         # that bound (nor the absolute limit), no span here can be long, and no target is needed.
-        fastest = min(sp.duration_ns for sp in named)
-        if not any((sp.duration_ns > s.long_span_factor * fastest and sp.duration_ns - fastest >= _MIN_EXCESS_NS)
-                   or tree.self_ns[sp.span_id] >= absolute_ns for sp in named):
+        # end - start, not the `duration_ns` property: this reads every span.
+        fastest = min([sp.end_ns - sp.start_ns for sp in named])
+        if not any((sp.end_ns - sp.start_ns > factor * fastest and sp.end_ns - sp.start_ns - fastest >= _MIN_EXCESS_NS)
+                   or self_ns[sp.span_id] >= absolute_ns for sp in named):
             continue
         for span in named:
             groups[ctx.keys[span.span_id]].append(span)

@@ -9,8 +9,9 @@ spelling (real producers strip leading zeros). `value` is a string ("+Inf", "NaN
 
 from __future__ import annotations
 
-import hashlib
 import math
+import re
+from hashlib import blake2b
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,20 +29,32 @@ from correlator.sources._http import get, parse_json
 __all__ = ["PrometheusSource", "parse_exemplars"]
 
 SOURCE = "prometheus"
+_UNSEEN: Any = object()
 PATH = "/api/v1/query_exemplars"
+
+
+_PLAIN_SECONDS = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,9}))?")  # few enough digits that Decimal is exact too
 
 
 def _seconds_to_ns(raw: Any) -> int:
     # Decimal, not float: 1795572505.198 * 1e9 in binary floating point is off by ~100 ns.
+    text = str(raw)
+    plain = _PLAIN_SECONDS.fullmatch(text)
+    if plain is not None:  # `1795572505.198`: the same integer from the digits, a fifth of the cost
+        whole, fraction = plain.groups()
+        return int(whole) * 1_000_000_000 + (int(fraction.ljust(9, "0")) if fraction else 0)
     try:
         return int(Decimal(str(raw)) * 1_000_000_000)
     except (InvalidOperation, ValueError, OverflowError):  # "Infinity" from a broken proxy
         raise ValueError(f"bad exemplar timestamp {raw!r}") from None
 
 
+_INFINITIES = {"+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf}
+
+
 def _value(raw: Any) -> float:
     text = str(raw)
-    return {"+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf}.get(text, None) or float(text)
+    return _INFINITIES.get(text, None) or float(text)
 
 
 @without_gc
@@ -51,6 +64,9 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
         raise ValueError("not a success envelope")
     skipped = 0
     out: list[Exemplar] = []
+    # Every exemplar of one trace spells its IDs alike: each distinct spelling checked once (pure functions).
+    trace_ids: dict[str, TraceId | None] = {}
+    span_ids: dict[str, str | None] = {}
     for series in body.get("data") or ():  # no `data` key at all for selector-less queries
         labels = series.get("seriesLabels") or {}
         metric = str(labels.get("__name__", ""))
@@ -60,26 +76,28 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
         for raw in series.get("exemplars") or ():
             ex_labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
             trace_raw = next((ex_labels[name] for name in trace_id_labels if name in ex_labels), None)
-            try:
-                trace_id = parse_trace_id(trace_raw) if trace_raw is not None else None
-            except InvalidTraceId:
-                trace_id = None
+            trace_id = None
+            if trace_raw is not None:
+                trace_id = trace_ids.get(trace_raw, _UNSEEN)  # type: ignore[arg-type]
+                if trace_id is _UNSEEN:
+                    try:
+                        trace_id = parse_trace_id(trace_raw)
+                    except InvalidTraceId:
+                        trace_id = None
+                    trace_ids[trace_raw] = trace_id
             if trace_id is None:
                 skipped += 1
                 continue
-            span_id = next((normalise_span_id(ex_labels[n]) for n in span_id_labels if n in ex_labels), None)
+            span_raw = next((ex_labels[n] for n in span_id_labels if n in ex_labels), None)
+            span_id = None
+            if span_raw is not None:
+                span_id = span_ids.get(span_raw, _UNSEEN)  # type: ignore[arg-type]
+                if span_id is _UNSEEN:
+                    span_id = span_ids[span_raw] = normalise_span_id(span_raw)
             ts_ns = _seconds_to_ns(raw.get("timestamp"))
             identity = f"{identity_prefix}{ts_ns}|{trace_id.hex}"
-            out.append(Exemplar(
-                id="ex-" + hashlib.blake2b(identity.encode(), digest_size=8).hexdigest(),
-                metric=metric,
-                series=series_labels,
-                labels=ex_labels,
-                value=_value(raw.get("value")),
-                timestamp_ns=ts_ns,
-                trace_id=trace_id.hex,
-                span_id=span_id,
-            ))
+            out.append(Exemplar("ex-" + blake2b(identity.encode(), digest_size=8).hexdigest(), metric, series_labels,
+                                ex_labels, _value(raw.get("value")), ts_ns, trace_id.hex, span_id))
     return out, skipped
 
 
