@@ -9,8 +9,8 @@ repaired in the most useful way and recorded in `problems` so callers can report
 from __future__ import annotations
 
 from collections import deque
-from itertools import repeat
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 
 from correlator.model import Span, Trace
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -40,8 +41,8 @@ def render_body(trace_bytes: bytes, loki_bytes: bytes, prom_bytes: bytes, trace_
 
 
 if __name__ == "__main__":
-    sys.path.insert(1, str(Path(__file__).resolve().parent))
-    from spanmix import TRACE_ID, bodies
-
+    sys.path.insert(1, str(Path(__file__).resolve().parent))  # this file's spanmix, whatever checkout renders
+    spanmix = importlib.import_module("spanmix")
     spans, lines, exes = (int(a) for a in sys.argv[1:4])
-    Path(sys.argv[4]).write_bytes(render_body(*bodies(spans, lines, exes), TRACE_ID))
+    trace, loki, prom = spanmix.bodies(spans, lines, exes)
+    Path(sys.argv[4]).write_bytes(render_body(trace, loki, prom, spanmix.TRACE_ID))

@@ -127,7 +127,7 @@ def bodies(spans: int, lines: int, exemplars: int, seed: int = 14) -> tuple[byte
 
     n = 1
     add(n, None, "api-gateway", _T0, 0, "GET /courses/42", 2)  # its end fixed below
-    root_index, cursor = 0, _T0 + _MS
+    cursor = _T0 + _MS
     while n < spans:
         block = n
         service = rng.choice(_SERVICES)

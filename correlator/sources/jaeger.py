@@ -40,6 +40,7 @@ SOURCE = "jaeger"
 _KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 _KIND_NAMES = {"SPAN_KIND_" + v.upper(): v for v in _KINDS.values()}
 _V1_NOTE = "answered by /api/traces (no api_v3)"
+_UNSEEN: Any = object()
 T = TypeVar("T")
 _MARKUP = re.compile(rb"\s*<")  # `body.lstrip()[:1] == b"<"` without copying the body
 
@@ -225,8 +226,8 @@ def _otlp_trace(resources: Iterable[tuple[Any, Iterable[Iterable[Any]]]], trace_
                         continue
                 tid_raw = get("traceId")
                 if type(tid_raw) is str and tid_raw:
-                    trace_hex = trace_ids.get(tid_raw, False)
-                    if trace_hex is False:
+                    trace_hex = trace_ids.get(tid_raw, _UNSEEN)
+                    if trace_hex is _UNSEEN:
                         trace_hex = trace_ids[tid_raw] = _otlp_id(tid_raw, 16)
                     if trace_hex is not None and trace_hex != trace_id_hex:
                         continue
@@ -239,8 +240,8 @@ def _otlp_trace(resources: Iterable[tuple[Any, Iterable[Iterable[Any]]]], trace_
                 links = _links(raw_links) if raw_links else ()
                 parent_raw = get("parentSpanId")
                 if type(parent_raw) is str and parent_raw:
-                    parent = ids.get(parent_raw, False)
-                    if parent is False:
+                    parent = ids.get(parent_raw, _UNSEEN)
+                    if parent is _UNSEEN:
                         parent = ids[parent_raw] = _otlp_id(parent_raw, 8)
                 else:
                     parent = None

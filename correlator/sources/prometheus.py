@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from hashlib import blake2b
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
+from hashlib import blake2b
 from typing import Any
 
 import httpx
@@ -78,7 +78,7 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
             trace_raw = next((ex_labels[name] for name in trace_id_labels if name in ex_labels), None)
             trace_id = None
             if trace_raw is not None:
-                trace_id = trace_ids.get(trace_raw, _UNSEEN)  # type: ignore[arg-type]
+                trace_id = trace_ids.get(trace_raw, _UNSEEN)
                 if trace_id is _UNSEEN:
                     try:
                         trace_id = parse_trace_id(trace_raw)
@@ -91,7 +91,7 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
             span_raw = next((ex_labels[n] for n in span_id_labels if n in ex_labels), None)
             span_id = None
             if span_raw is not None:
-                span_id = span_ids.get(span_raw, _UNSEEN)  # type: ignore[arg-type]
+                span_id = span_ids.get(span_raw, _UNSEEN)
                 if span_id is _UNSEEN:
                     span_id = span_ids[span_raw] = normalise_span_id(span_raw)
             ts_ns = _seconds_to_ns(raw.get("timestamp"))
