@@ -74,7 +74,10 @@ def _spans(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mapping[str
     origin = tree.start_ns
     by_id, self_ns, depth = tree.by_id, tree.self_ns, tree.depth
     targets = tree.targets  # what the analysis already worked out
-    no_ids: list[str] = []  # never mutated: orjson writes each as []
+    # One empty list for every span without IDs or events (most): orjson writes each as [], and 100k fewer
+    # containers for the collector to walk after the render. Nothing mutates a rendered body.
+    no_ids: list[str] = []
+    no_events: list[dict[str, Any]] = []
     out: list[dict[str, Any]] = []
     append = out.append
     for sid in tree.order:
@@ -107,7 +110,7 @@ def _spans(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mapping[str
             "attributes": dict(span.attributes),
             # In time order (the sources sort them); offset_ms as the text tree's `· +12ms` lines.
             "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "offset_ms": _ms(e.time_ns - origin),
-                        "attributes": dict(e.attributes)} for e in span.events] if span.events else [],
+                        "attributes": dict(e.attributes)} for e in span.events] if span.events else no_events,
             "log_ids": logs.get(sid) or no_ids,
             "exemplar_ids": exemplars.get(sid) or no_ids,
             "inferred_log_ids": inferred.get(sid) or no_ids,  # lines without a trace ID, attached by time

@@ -40,14 +40,19 @@ def _hop_only(tree: SpanTree, span: Span) -> bool:
 
 def _parent_gaps(ctx: Context) -> list[Finding]:
     s, tree, out = ctx.settings, ctx.tree, []
+    min_ns, min_share = s.gap_min_ms * MS, s.gap_min_share
     for parent, kids in tree.children.items():
-        span = tree.by_id[parent]
-        if not kids or span.duration_ns <= 0 or _hop_only(tree, span):
+        if not kids:  # most spans are leaves
             continue
-        floor = max(s.gap_min_ms * MS, s.gap_min_share * span.duration_ns)
-        found = sorted((g for g in uncovered(tree, parent) if g[1] - g[0] >= floor), key=lambda g: (g[0] - g[1], g[0]))
+        span = tree.by_id[parent]
+        duration = span.end_ns - span.start_ns
+        if duration <= 0 or _hop_only(tree, span):
+            continue
+        floor = max(min_ns, min_share * duration)
+        found = [g for g in uncovered(tree, parent) if g[1] - g[0] >= floor]
         if not found:
             continue
+        found.sort(key=lambda g: (g[0] - g[1], g[0]))
         start, end, before, after = found[0]
         intervals = [{"offset_ms": (a - span.start_ns) / MS, "gap_ms": (b - a) / MS, "after_span_id": x,
                       "before_span_id": y} for a, b, x, y in found[:_MAX_INTERVALS]]
