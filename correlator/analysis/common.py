@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ from correlator.config import AnalysisSettings
 from correlator.model import LogLine, Severity, Span
 from correlator.spantree import SpanTree
 
-__all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "error_detail", "fmt_ms", "is_error", "is_timeout", "label",
-           "shorten"]
+__all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "by_start", "error_detail", "fmt_ms", "is_error", "is_timeout",
+           "label", "shorten"]
 
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg", "alert", "panic"})
 
@@ -47,6 +48,14 @@ def fmt_ms(ns: float) -> str:
     if abs(ms) >= 1:
         return f"{ms:.1f}ms"
     return f"{ms:.2f}ms"
+
+
+def by_start(spans: Sequence[Span]) -> Sequence[Span]:
+    """`spans` by (start, end). Siblings come by start already (the tree's order): when no two start
+    together that is the order, and a pass of comparisons replaces a sort with a Python key per span."""
+    if all(a.start_ns < b.start_ns for a, b in itertools.pairwise(spans)):
+        return spans
+    return sorted(spans, key=lambda sp: (sp.start_ns, sp.end_ns))
 
 
 def shorten(text: str, limit: int = 120) -> str:

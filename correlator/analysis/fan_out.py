@@ -11,7 +11,7 @@ import bisect
 import statistics
 from collections import defaultdict
 
-from correlator.analysis.common import MS, Context, fmt_ms, label
+from correlator.analysis.common import MS, Context, by_start, fmt_ms, label
 from correlator.analysis.identity import OperationKey, operation_label, target
 from correlator.analysis.n_plus_one import sequential_share
 from correlator.model import Finding, Severity, Span
@@ -28,7 +28,7 @@ _HANDOVER_QUORUM = 0.8  # most queued calls must show the hand-over: jitter forg
 
 def _overlapping(spans: list[Span]) -> int:
     """How many of `spans` overlap at least one sibling."""
-    ordered = sorted(spans, key=lambda sp: (sp.start_ns, sp.end_ns))
+    ordered = by_start(spans)
     marked: set[int] = set()
     holder, reach = 0, ordered[0].end_ns
     for i in range(1, len(ordered)):
@@ -85,7 +85,7 @@ def capped(spans: list[Span]) -> tuple[int, int] | None:
     k = max_concurrency(spans)
     if not 2 <= k < n:
         return None
-    ordered = sorted(spans, key=lambda sp: (sp.start_ns, sp.end_ns))
+    ordered = by_start(spans)
     tolerance = max(_HANDOVER_MIN_NS, int(_HANDOVER_SHARE * statistics.median(sp.duration_ns for sp in spans)))
     first_start = ordered[0].start_ns
     later = [sp for sp in ordered[k:] if sp.start_ns - first_start > tolerance]

@@ -6,7 +6,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from correlator.analysis.common import MS, Context, fmt_ms, is_timeout, shorten
+from correlator.analysis.common import MS, Context, by_start, fmt_ms, is_timeout, shorten
 from correlator.analysis.identity import (
     OperationKey,
     normalise_path,
@@ -42,7 +42,7 @@ def _shape(span: Span) -> str:
 
 def sequential_share(spans: Sequence[Span]) -> float:
     """Share of neighbouring pairs (by start) that do not overlap: 1.0 is a plain loop."""
-    ordered = sorted(spans, key=lambda sp: (sp.start_ns, sp.end_ns))
+    ordered = by_start(spans)
     if len(ordered) < 2:
         return 0.0
     return sum(1 for a, b in itertools.pairwise(ordered) if b.start_ns >= a.end_ns) / (len(ordered) - 1)
