@@ -20,8 +20,9 @@ from the aiohttp exception each failure carries, both for the request and for th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 
 import aiohttp
 import httpx
@@ -31,7 +32,7 @@ from yarl import URL
 
 from correlator.sources._resilience import Resilience
 
-__all__ = ["AiohttpGet", "AiohttpTransport", "SharedSession"]
+__all__ = ["AiohttpGet", "AiohttpTransport", "SharedSession", "httpx_errors"]
 
 
 def _translate(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError | None:
@@ -135,10 +136,9 @@ class AiohttpGet:
         self._headers = CIMultiDict(headers)
         self.resilience = resilience
 
-    @asynccontextmanager
-    async def stream(self, url: str, headers: Mapping[str, str] | None) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A GET of `url` (already encoded: `_http.absolute_url`), its body not yet read.
-        Failures, the body's included, raise httpx's exception types (see `_translate`)."""
+    async def send(self, url: str, headers: Mapping[str, str] | None) -> aiohttp.ClientResponse:
+        """A GET of `url` (already encoded: `_http.absolute_url`), its body not yet read: the caller
+        reads it under `httpx_errors()` and releases it. Failures raise httpx's exception types."""
         merged = self._headers
         if headers:
             merged = CIMultiDict(merged)
@@ -150,9 +150,9 @@ class AiohttpGet:
             with _httpx_errors(None):
                 return await session.get(target, headers=merged, allow_redirects=False)
 
-        response = await self.resilience.send(attempt, _status, _retry_after, _discard)
-        try:
-            with _httpx_errors(None):
-                yield response
-        finally:
-            response.release()
+        return await self.resilience.send(attempt, _status, _retry_after, _discard)
+
+
+def httpx_errors() -> contextlib.AbstractContextManager[None]:
+    """aiohttp's exceptions (reading a body, say) as the httpx ones `_http.map_source_errors` maps."""
+    return _httpx_errors(None)

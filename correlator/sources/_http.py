@@ -8,11 +8,11 @@ never trips them, so callers also wrap each source in an overall deadline
 from __future__ import annotations
 
 import base64
+import string
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
@@ -20,7 +20,7 @@ import orjson
 from correlator.config import _SourceCommon
 from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
 from correlator.gcpause import gc_paused
-from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession
+from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession, httpx_errors
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, Resilience, ResilientTransport, RetryPolicy
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
@@ -138,8 +138,18 @@ def absolute_url(client: httpx.AsyncClient, path: str, params: Mapping[str, str]
 
 def _url_text(base: str, path: str, params: Mapping[str, str] | None) -> str:
     if params:
-        return base + path + "?" + urlencode(params, quote_via=quote)
+        return base + path + "?" + "&".join(_quote(k) + "=" + _quote(v) for k, v in params.items())
     return base + path
+
+
+# `urllib.parse.quote(text, safe="")` as one C-level translate: quote() builds the answer one
+# byte at a time in Python (17 → 9 µs per Loki query; tests/sources/test_transport.py pins the equality).
+_PERCENT = {byte: chr(byte) if chr(byte) in string.ascii_letters + string.digits + "_.-~" else f"%{byte:02X}"
+            for byte in range(256)}
+
+
+def _quote(text: str) -> str:
+    return text.encode().decode("latin-1").translate(_PERCENT)
 
 
 async def get(
@@ -174,15 +184,19 @@ async def _get_fast(client: BackendClient, fast: AiohttpGet, source: str, path: 
                     headers: Mapping[str, str] | None, max_bytes: int) -> HttpAnswer:
     """`get` on aiohttp's client: the same answer, the same errors, the same byte cap."""
     async with map_source_errors(source, f"GET {path}"):
-        async with fast.stream(_url_text(client.base, path, params), headers) as response:
-            content = response.content
-            body = bytearray()
-            while chunk := await content.readany():  # what has arrived: small answers in one step
-                if len(body) + len(chunk) > max_bytes:
-                    raise ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
-                body += chunk
-            return HttpAnswer(status=response.status, body=body, content_type=response.headers.get("Content-Type", ""),
-                              headers=response.headers)
+        response = await fast.send(_url_text(client.base, path, params), headers)
+        try:
+            with httpx_errors():
+                content = response.content
+                body = bytearray()
+                while chunk := await content.readany():  # what has arrived: a small answer in one step
+                    if len(body) + len(chunk) > max_bytes:
+                        raise ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
+                    body += chunk
+        finally:
+            response.release()
+        return HttpAnswer(status=response.status, body=body, content_type=response.headers.get("Content-Type", ""),
+                          headers=response.headers)
 
 
 @asynccontextmanager
