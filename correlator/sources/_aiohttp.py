@@ -20,9 +20,9 @@ from the aiohttp exception each failure carries, both for the request and for th
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import NoReturn
 
 import aiohttp
 import httpx
@@ -32,7 +32,7 @@ from yarl import URL
 
 from correlator.sources._resilience import Resilience
 
-__all__ = ["AiohttpGet", "AiohttpTransport", "SharedSession", "httpx_errors"]
+__all__ = ["AiohttpGet", "AiohttpTransport", "SharedSession"]
 
 
 def _translate(exc: BaseException, request: httpx.Request | None) -> httpx.TransportError | None:
@@ -136,9 +136,10 @@ class AiohttpGet:
         self._headers = CIMultiDict(headers)
         self.resilience = resilience
 
-    async def send(self, url: str, headers: Mapping[str, str] | None) -> aiohttp.ClientResponse:
-        """A GET of `url` (already encoded: `_http.absolute_url`), its body not yet read: the caller
-        reads it under `httpx_errors()` and releases it. Failures raise httpx's exception types."""
+    async def get(self, url: str, headers: Mapping[str, str] | None, max_bytes: int,
+                  too_large: Callable[[], Exception]) -> tuple[aiohttp.ClientResponse, bytearray]:
+        """GET `url` (already encoded: `_http._url_text`) and read its body, raising `too_large()`
+        past `max_bytes`. Failures raise httpx's exception types (`_translate`), as the transport does."""
         merged = self._headers
         if headers:
             merged = CIMultiDict(merged)
@@ -147,12 +148,29 @@ class AiohttpGet:
         session = self._session()
 
         async def attempt() -> aiohttp.ClientResponse:
-            with _httpx_errors(None):
+            try:
                 return await session.get(target, headers=merged, allow_redirects=False)
+            except Exception as exc:
+                _reraise(exc)
 
-        return await self.resilience.send(attempt, _status, _retry_after, _discard)
+        response = await self.resilience.send(attempt, _status, _retry_after, _discard)
+        try:
+            content = response.content
+            body = bytearray()
+            while chunk := await content.readany():  # what has arrived: a small answer in one step
+                if len(body) + len(chunk) > max_bytes:
+                    raise too_large()
+                body += chunk
+        except Exception as exc:
+            _reraise(exc)
+        finally:
+            response.release()
+        return response, body
 
 
-def httpx_errors() -> contextlib.AbstractContextManager[None]:
-    """aiohttp's exceptions (reading a body, say) as the httpx ones `_http.map_source_errors` maps."""
-    return _httpx_errors(None)
+def _reraise(exc: Exception) -> NoReturn:
+    """Raise `exc` as httpx would have raised it (`_translate`), else as it is."""
+    translated = _translate(exc, None)
+    if translated is None or translated is exc:
+        raise exc
+    raise translated from exc

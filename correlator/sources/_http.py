@@ -20,7 +20,7 @@ import orjson
 from correlator.config import _SourceCommon
 from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
 from correlator.gcpause import gc_paused
-from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession, httpx_errors
+from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, Resilience, ResilientTransport, RetryPolicy
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
@@ -116,18 +116,28 @@ async def map_source_errors(source: str, what: str) -> AsyncIterator[None]:
     """Translate httpx's exceptions into the correlator's tree, naming source and request."""
     try:
         yield
-    except SourceError:
-        raise
-    except BreakerOpen as exc:
-        raise SourceUnavailable(source, f"{what} not attempted: {exc}") from None
-    except httpx.TimeoutException as exc:
-        raise SourceTimeout(source, f"{type(exc).__name__} on {what}") from None
-    except (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError) as exc:
-        raise SourceUnavailable(source, f"cannot reach {what}: {type(exc).__name__}: {exc}") from None
-    except (httpx.RemoteProtocolError, httpx.DecodingError) as exc:
-        raise SourceProtocolError(source, f"broken HTTP answer on {what}: {exc}") from None
-    except httpx.HTTPError as exc:
-        raise SourceUnavailable(source, f"{type(exc).__name__} on {what}: {exc}") from None
+    except Exception as exc:
+        mapped = as_source_error(exc, source, what)
+        if mapped is exc:
+            raise
+        raise mapped from None
+
+
+def as_source_error(exc: Exception, source: str, what: str) -> Exception:
+    """The SourceError an httpx exception means (anything else: itself)."""
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, BreakerOpen):
+        return SourceUnavailable(source, f"{what} not attempted: {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        return SourceTimeout(source, f"{type(exc).__name__} on {what}")
+    if isinstance(exc, (httpx.ConnectError, httpx.NetworkError, httpx.ProxyError)):
+        return SourceUnavailable(source, f"cannot reach {what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.DecodingError)):
+        return SourceProtocolError(source, f"broken HTTP answer on {what}: {exc}")
+    if isinstance(exc, httpx.HTTPError):
+        return SourceUnavailable(source, f"{type(exc).__name__} on {what}: {exc}")
+    return exc
 
 
 def absolute_url(client: httpx.AsyncClient, path: str, params: Mapping[str, str] | None) -> httpx.URL:
@@ -149,6 +159,8 @@ _PERCENT = {byte: chr(byte) if chr(byte) in string.ascii_letters + string.digits
 
 
 def _quote(text: str) -> str:
+    if text.isascii() and text.isalnum():  # names, numbers: nothing to escape
+        return text
     return text.encode().decode("latin-1").translate(_PERCENT)
 
 
@@ -183,20 +195,18 @@ async def get(
 async def _get_fast(client: BackendClient, fast: AiohttpGet, source: str, path: str, params: Mapping[str, str] | None,
                     headers: Mapping[str, str] | None, max_bytes: int) -> HttpAnswer:
     """`get` on aiohttp's client: the same answer, the same errors, the same byte cap."""
-    async with map_source_errors(source, f"GET {path}"):
-        response = await fast.send(_url_text(client.base, path, params), headers)
-        try:
-            with httpx_errors():
-                content = response.content
-                body = bytearray()
-                while chunk := await content.readany():  # what has arrived: a small answer in one step
-                    if len(body) + len(chunk) > max_bytes:
-                        raise ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
-                    body += chunk
-        finally:
-            response.release()
-        return HttpAnswer(status=response.status, body=body, content_type=response.headers.get("Content-Type", ""),
-                          headers=response.headers)
+    def too_large() -> Exception:
+        return ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
+
+    try:
+        response, body = await fast.get(_url_text(client.base, path, params), headers, max_bytes, too_large)
+    except Exception as exc:
+        mapped = as_source_error(exc, source, f"GET {path}")
+        if mapped is exc:
+            raise
+        raise mapped from None
+    return HttpAnswer(status=response.status, body=body, content_type=response.headers.get("Content-Type", ""),
+                      headers=response.headers)
 
 
 @asynccontextmanager
