@@ -341,7 +341,8 @@ class Correlator:
                    truncated: bool = False) -> SourceReport:
             ms = round((time.monotonic() - started) * 1000, 3)
             items = _count(result.value) if result is not None else 0
-            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error)
+            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error,
+                                result.cut if result is not None else None)
 
         # Retries below this source must stop before the budget ends (this task's context only).
         retry_deadline.set(started + budget)

@@ -48,6 +48,7 @@ from correlator.model import (
     Trace,
     Window,
 )
+from correlator.spancap import cap_spans
 
 __all__ = ["Offloader", "Outline", "Prerendered", "RawTrace"]
 
@@ -130,11 +131,11 @@ class WorkerFailed(Exception):
 # Rendered answers wait here for the service to send them: tmpfs when there is one (memory, but
 # not the service process's), else the temp directory.
 _ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
-_kept: OrderedDict[int, tuple[Trace | None, bool]] = OrderedDict()  # token → (trace, truncated)
+_kept: OrderedDict[int, tuple[Trace | None, str | None]] = OrderedDict()  # token → (trace, what the cap dropped)
 _KEEP = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
 
 
-def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
+def _parse(raw: RawTrace) -> tuple[Trace | None, str | None]:
     """The bytes → the trace exactly as JaegerSource.fetch makes it inline (cap and error words included)."""
     from correlator.errors import SourceProtocolError
     from correlator.sources._http import HttpAnswer
@@ -151,17 +152,16 @@ def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
     if trace is None:
         raise WorkerFailed(str(SourceProtocolError(SOURCE, f"{raw.what}: 200 without a `result` object")))
     if not trace.spans:
-        return None, False
-    if len(trace.spans) > raw.max_spans:
-        return Trace(trace.trace_id, trace.spans[:raw.max_spans], trace.warnings), True
-    return trace, False
+        return None, None
+    kept, cut = cap_spans(trace, raw.max_spans)
+    return kept, cut.sentence() if cut is not None else None
 
 
 def _outline(raw: RawTrace, token: int, clock_skew_ms: float) -> Outline | None:
     from correlator.correlate import untraced_scope
 
-    trace, truncated = _parse(raw)
-    _kept[token] = (trace, truncated)
+    trace, cut = _parse(raw)
+    _kept[token] = (trace, cut)
     while len(_kept) > _KEEP:
         _kept.popitem(last=False)
     if trace is None:
@@ -187,16 +187,16 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
     kept = _kept.pop(token, None) if token is not None else None
     if kept is None and token is not None:
         raise WorkerFailed("jaeger: the worker lost the parsed trace (it was restarted); ask again")
-    trace, truncated = kept if kept is not None else _parse(raw)
+    trace, cut = kept if kept is not None else _parse(raw)
     jaeger = reports["jaeger"]
     if trace is None:
         jaeger = replace(jaeger, status=SourceStatus.NOT_FOUND, items=0)
     else:
-        jaeger = replace(jaeger, items=len(trace.spans), truncated=jaeger.truncated or truncated)
+        jaeger = replace(jaeger, items=len(trace.spans), truncated=jaeger.truncated or cut is not None, cut=cut or jaeger.cut)
     correlator = Correlator(settings, None, None, None)  # type: ignore[arg-type]  # only its pure assembly is used
     outcome = correlator._assemble(
         trace_id, window,
-        (jaeger, SourceResult(trace, truncated=truncated) if trace is not None else None),
+        (jaeger, SourceResult(trace, truncated=cut is not None, cut=cut) if trace is not None else None),
         (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
     )
     body = correlation_body(outcome, settings)

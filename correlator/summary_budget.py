@@ -191,6 +191,8 @@ def _sources_line(c: Correlation) -> tuple[str, bool]:
         text = f"{name} {report.status.value} ({report.items} items{', truncated' if report.truncated else ''})"
         if report.error:
             text += f": {clean(report.error, 160)}"
+        if report.cut:
+            text += f": {clean(report.cut, 240)}"
         parts.append(text)
     prefix = "PARTIAL ANSWER — sources: " if partial else "Sources: "
     return prefix + "; ".join(parts), partial

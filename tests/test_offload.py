@@ -137,6 +137,8 @@ async def test_a_big_trace_over_max_spans_is_cut_and_says_so_in_both(aiohttp_cli
     a, b = comparable(inline[0][2]), comparable(offloaded[0][2])
     assert a == b
     assert b["sources"]["jaeger"]["truncated"] and b["sources"]["jaeger"]["items"] == 1000
+    assert b["sources"]["jaeger"]["cut"].startswith("kept 1,000 of 1,200 spans (jaeger.max_spans)")
+    assert "cut: kept 1,000 of 1,200 spans" in inline[2][2].decode() and "cut: kept 1,000" in offloaded[2][2].decode()
     assert not b["cached"] and not comparable(offloaded[1][2])["cached"]  # a cut answer is not cached
 
 
