@@ -8,6 +8,7 @@ Thin by design: parse and validate input (400 before any backend call), hand the
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
 import time
@@ -336,6 +337,7 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
                 offload = Offloader(settings.server.offload_bytes)
                 stack.callback(offload.close)  # the worker process starts with the first big trace
             app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus, offload=offload))
+            app[BACKENDS].correlator.standings = functools.partial(app[STANDINGS].lookup_parts, prometheus)
             yield
 
     app.cleanup_ctx.append(backends_ctx)

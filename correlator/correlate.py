@@ -137,6 +137,9 @@ class Correlator:
         }
         self.backend_calls = 0  # for tests and benchmarks: a cache hit adds none
         self.offload = offload  # big traces to a worker process (None: everything on the event loop)
+        # Where a big trace stands (standing_run.StandingLookup.lookup_parts, bound to Prometheus by the API):
+        # looked up before the worker renders, since its answer is final. Inline answers get theirs in the API.
+        self.standings: Callable[..., Awaitable[Any]] | None = None
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
@@ -230,7 +233,7 @@ class Correlator:
                     self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
                     self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline),
                 )
-        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline)
+        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline, tenant, deadline)
 
     def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
         if self.offload is None or not isinstance(self.jaeger, JaegerSource):
@@ -269,19 +272,24 @@ class Correlator:
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
         loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
         prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], untraced: _Untraced,
-        outline: Outline | None,
+        outline: Outline | None, tenant: str | None = None, deadline: float | None = None,
     ) -> Outcome:
         raw = jaeger_res[1].value if jaeger_res[1] is not None else None
         if isinstance(raw, RawTrace) and self.offload is not None:
             reports = {"jaeger": jaeger_res[0], "loki": loki_res[0], "prometheus": prom_res[0]}
             logs = loki_res[1].value if loki_res[1] is not None else ()
             exemplars = prom_res[1].value if prom_res[1] is not None else ()
+            standings = None
+            if self.standings is not None:
+                left = (deadline if deadline is not None else time.monotonic() + self.settings.deadline_seconds) - time.monotonic()
+                standings = await self.standings(trace_id.hex, prom_res[0], exemplars, outline.root if outline else None,
+                                                 tenant, left)
             try:
                 # Bounded like a backend: a worker that never answers must not hang the request.
                 async with asyncio.timeout(self.settings.deadline_seconds):
                     light, prerendered = await self.offload.assemble(
                         self.settings, trace_id, window, raw, outline.token if outline else None, reports, logs, exemplars,
-                        untraced)
+                        untraced, standings)
                 return Outcome(light, None, prerendered=prerendered)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)

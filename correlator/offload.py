@@ -45,6 +45,7 @@ from correlator.model import (
     LogLine,
     SourceReport,
     SourceStatus,
+    Span,
     Trace,
     Window,
 )
@@ -79,6 +80,7 @@ class Outline:
     start_ns: int
     end_ns: int
     untraced_window: Window  # where the trace's untraced lines are looked for (correlate.untraced_scope)
+    root: Span | None = None  # the root span, without attributes or events: its standing is looked up before assembly
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -167,7 +169,9 @@ def _outline(raw: RawTrace, token: int, clock_skew_ms: float) -> Outline | None:
     if trace is None:
         return None
     services, untraced_window = untraced_scope(trace, clock_skew_ms)
-    return Outline(token, tuple(services), trace.start_ns, trace.end_ns, untraced_window)
+    root = min(trace.spans, key=lambda sp: (sp.parent_span_id is not None, sp.start_ns, sp.span_id))
+    return Outline(token, tuple(services), trace.start_ns, trace.end_ns, untraced_window,
+                   replace(root, attributes={}, events=(), links=()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +182,7 @@ class _Assembled:
 
 def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
               reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-              untraced: Any) -> _Assembled:
+              untraced: Any, standings: Any = None) -> _Assembled:
     from correlator.correlate import Correlator
     from correlator.render import correlation_body
     from correlator.report import render_text
@@ -200,6 +204,12 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
         (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
     )
     body = correlation_body(outcome, settings)
+    if standings is not None:  # looked up by the service before this assembly (api adds them to inline answers)
+        from correlator.standing_run import _root_without_exemplar, add_standings
+
+        if _root_without_exemplar(outcome.correlation) is None:  # an exemplar sits on the root: as inline, its standing speaks
+            standings = tuple(s for s in standings if not s.exemplar_id.startswith("root-"))
+        add_standings(body, outcome.correlation, standings)
     status = outcome.http_status
     if status == 404:  # as api._respond words it
         problem = {"type": "about:blank", "title": "Trace not found", "status": 404,
@@ -319,11 +329,11 @@ class Offloader:
 
     async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
                        reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-                       untraced: Any) -> tuple[Correlation, Prerendered]:
+                       untraced: Any, standings: Any = None) -> tuple[Correlation, Prerendered]:
         raw = await self._handed_over(raw)
         try:
             done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
-                                               untraced)
+                                               untraced, standings)
         finally:
             _remove(raw.path)
         # The file goes with the last reference to its answer (the cache, a response being sent).
