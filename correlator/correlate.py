@@ -140,6 +140,7 @@ class Correlator:
         # Where a big trace stands (standing_run.StandingLookup.lookup_parts, bound to Prometheus by the API):
         # looked up before the worker renders, since its answer is final. Inline answers get theirs in the API.
         self.standings: Callable[..., Awaitable[Any]] | None = None
+        self.keep_models = False  # the worker keeps big traces' models for `Offloader.describe` (MCP's correlator)
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
@@ -289,7 +290,7 @@ class Correlator:
                 async with asyncio.timeout(self.settings.deadline_seconds):
                     light, prerendered = await self.offload.assemble(
                         self.settings, trace_id, window, raw, outline.token if outline else None, reports, logs, exemplars,
-                        untraced, standings)
+                        untraced, standings, self.keep_models)
                 return Outcome(light, None, prerendered=prerendered)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
@@ -425,6 +426,12 @@ class Correlator:
             clock,
         )
         return Outcome(correlation, tree)
+
+    def forget(self, trace_id: TraceId, tenant: str | None) -> None:
+        """Drop a cached answer (MCP: the worker no longer holds a big trace's model, so correlate it again)."""
+        key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
+        self._cache.pop(key)
+        self._big_cache.pop(key)
 
     def _cacheable(self, outcome: Outcome) -> bool:
         c = outcome.correlation

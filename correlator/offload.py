@@ -102,6 +102,8 @@ class Prerendered:
     trace_end_ns: int | None
     html_path: str | None = None  # the page (web/view.py), rendered beside the JSON; None for a 404
     html_size: int = 0
+    model: int | None = None  # the worker kept the model under this token (`Offloader.describe`), for MCP's texts
+    trace_start_ns: int | None = None
 
     def json_chunks(self, cached: bool, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
         """The JSON answer in pieces, the event loop free between them."""
@@ -135,6 +137,9 @@ class WorkerFailed(Exception):
 _ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
 _kept: OrderedDict[int, tuple[Trace | None, str | None]] = OrderedDict()  # token → (trace, what the cap dropped)
 _KEEP = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
+# Assembled models MCP asked to keep (~200 MB at 100k spans each): its texts are made here, from them.
+_models: OrderedDict[int, Any] = OrderedDict()
+_MODELS = 1
 
 
 def _parse(raw: RawTrace) -> tuple[Trace | None, str | None]:
@@ -182,7 +187,7 @@ class _Assembled:
 
 def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
               reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-              untraced: Any, standings: Any = None) -> _Assembled:
+              untraced: Any, standings: Any = None, keep_model: int | None = None) -> _Assembled:
     from correlator.correlate import Correlator
     from correlator.render import correlation_body
     from correlator.report import render_text
@@ -228,9 +233,21 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
 
         html = render_correlation(body, outcome, settings)
         html_path, html_size = _write(html), len(html)
+    if keep_model is not None:
+        _models[keep_model] = outcome
+        while len(_models) > _MODELS:
+            _models.popitem(last=False)
     prerendered = Prerendered(status, _write(json), len(json), cached_at, text, outcome.found,
-                              c.trace.end_ns if c.trace is not None else None, html_path, html_size)
+                              c.trace.end_ns if c.trace is not None else None, html_path, html_size, keep_model,
+                              c.trace.start_ns if c.trace is not None else None)
     return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)))
+
+
+def _describe(token: int, fn: Any, args: tuple[Any, ...]) -> Any:
+    outcome = _models.get(token)
+    if outcome is None:
+        raise WorkerFailed("the worker no longer holds this trace's model")
+    return fn(outcome.correlation, outcome.tree, *args)
 
 
 async def _chunks(path: str, size: int, spans: list[tuple[int, int] | None], chunk: int) -> AsyncIterator[bytes]:
@@ -329,17 +346,26 @@ class Offloader:
 
     async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
                        reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-                       untraced: Any, standings: Any = None) -> tuple[Correlation, Prerendered]:
+                       untraced: Any, standings: Any = None, keep_model: bool = False) -> tuple[Correlation, Prerendered]:
         raw = await self._handed_over(raw)
+        model = None
+        if keep_model:
+            self._tokens += 1
+            model = self._tokens
         try:
             done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
-                                               untraced, standings)
+                                               untraced, standings, model)
         finally:
             _remove(raw.path)
         # The file goes with the last reference to its answer (the cache, a response being sent).
         weakref.finalize(done.prerendered, _remove, done.prerendered.path, done.prerendered.html_path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
         return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered
+
+    async def describe(self, model: int, fn: Any, *args: Any) -> Any:
+        """`fn(correlation, tree, *args)` in the worker, on the model an `assemble(keep_model=True)` kept (a
+        module-level function: it is pickled by name). WorkerFailed when the worker no longer holds it."""
+        return await self._run(_describe, model, fn, args)
 
     def close(self) -> None:
         if self._pool is not None:
