@@ -22,6 +22,7 @@ from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, S
 from correlator.gcpause import gc_paused
 from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, Resilience, ResilientTransport, RetryPolicy
+from correlator.turns import my_turn
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
            "parse_json"]
@@ -174,7 +175,17 @@ async def get(
 ) -> HttpAnswer:
     """GET `path`, reading at most `max_bytes` of body; any status is returned, not raised."""
     if isinstance(client, BackendClient) and client.fast is not None:
-        return await _get_fast(client, client.fast, source, path, params, headers, max_bytes)
+        answer = await _get_fast(client, client.fast, source, path, params, headers, max_bytes)
+    else:
+        answer = await _get_httpx(client, source, path, params, headers, max_bytes)
+    # The caller parses the answer in the same step, without awaiting: one heavy step per loop turn (turns.py).
+    await my_turn()
+    return answer
+
+
+async def _get_httpx(client: httpx.AsyncClient, source: str, path: str, params: Mapping[str, str] | None,
+                     headers: Mapping[str, str] | None, max_bytes: int) -> HttpAnswer:
+    """`get` through httpx: clients with an injected transport (tests' `httpx.MockTransport`)."""
     async with map_source_errors(source, f"GET {path}"):
         async with _send(client, absolute_url(client, path, params), headers) as response:
             # One growing buffer, not chunks joined at the end: the join held the body twice
