@@ -103,9 +103,10 @@ class SharedSession:
     def __call__(self) -> aiohttp.ClientSession:
         if self._session is None:
             limits = self._limits
+            # As httpx-aiohttp builds it from the same limits (aiohttp's default of 100 when None).
             connector = aiohttp.TCPConnector(
-                limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry or 0,
-                ssl=httpx.create_ssl_context(trust_env=False))
+                limit=100 if limits.max_connections is None else limits.max_connections,
+                keepalive_timeout=limits.keepalive_expiry, ssl=httpx.create_ssl_context(trust_env=False))
             # No cookie jar: backends set none we should send back (httpx's client kept one, unused).
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
                                                   cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
