@@ -61,8 +61,8 @@ def make_app(backend: str, mode: str) -> web.Application:
             async with session.get(path, params=params) as response:
                 return orjson.loads(await response.read())
         client: httpx.AsyncClient = state[backend]  # type: ignore[assignment]
-        response = await client.get(path, params=params)
-        return orjson.loads(response.content)
+        reply = await client.get(path, params=params)
+        return orjson.loads(reply.content)
 
     async def correlate(request: web.Request) -> web.Response:
         trace_id = request.match_info["trace_id"]
