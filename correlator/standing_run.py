@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import SourceError
-from correlator.model import Correlation, Exemplar, Span
+from correlator.model import Correlation, Exemplar, SourceReport, Span
 from correlator.sources.prometheus import PrometheusSource
 from correlator.standing import Standing, histogram_query, root_exemplar, standing_of, unknown
 from correlator.timeparams import rfc3339_ns
@@ -28,9 +29,14 @@ _MAX_LOOKUPS = 10
 _SETTLE_NS = 60 * 1_000_000_000
 
 
+class _Passing(str):
+    """A reason that may not hold next time (a timeout, an error, a full bulkhead): never cached."""
+
+
 class StandingLookup:
     def __init__(self, settings: Settings, wall_clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.bulkheads: Mapping[str, Bulkhead] = {}  # the service's (api.py): standing queries count against them
         self._cache: TTLCache[tuple[Standing, ...]] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
         self._wall = wall_clock
 
@@ -39,31 +45,37 @@ class StandingLookup:
         """A standing per exemplar of the trace, plus one for the root span (id `root-<span>`) when no
         exemplar sits on it and a configured latency histogram knows it. `budget`: seconds left of
         the request's deadline (default: the Prometheus source deadline)."""
-        report = correlation.sources.get("prometheus")
+        return await self.lookup_parts(prometheus, correlation.trace_id, correlation.sources.get("prometheus"),
+                                       correlation.exemplars, _root_without_exemplar(correlation), tenant, budget)
+
+    async def lookup_parts(self, prometheus: PrometheusSource, trace_id: str, report: SourceReport | None,
+                           exemplars: Sequence[Exemplar], root: Span | None, tenant: str | None,
+                           budget: float | None = None) -> tuple[Standing, ...]:
+        """`lookup` from its parts: a big trace's come from the worker's outline, before its assembly."""
         if report is not None and report.status.value not in ("ok", "not_found"):
             # It just failed or timed out for this very correlation: do not wait on it again.
-            return tuple(unknown(ex, f"Prometheus {report.status.value} in this correlation") for ex in correlation.exemplars)
-        root = _root_without_exemplar(correlation)
-        wanted = list(correlation.exemplars)
+            return tuple(unknown(ex, f"Prometheus {report.status.value} in this correlation") for ex in exemplars)
+        wanted = list(exemplars)
         if root is not None:
             wanted += [ex for ex in (root_exemplar(t, root) for t in self.settings.prometheus.root_histograms) if ex]
         if not wanted:
             return ()
-        key = (tenant, correlation.trace_id)
+        key = (tenant, trace_id)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         limit = self.settings.source_deadline(self.settings.prometheus)
         budget = limit if budget is None else min(limit, budget)
         if budget <= 0:
-            return tuple(unknown(ex, "no time left in the deadline") for ex in correlation.exemplars)
+            return tuple(unknown(ex, "no time left in the deadline") for ex in exemplars)
         found = await self._lookup(prometheus, wanted, tenant, budget)
         if root is not None:  # the first configured histogram that knows the root span; none: no root standing
             rooted = [s for s in found if s.exemplar_id.startswith("root-")]
             kept = next((s for s in rooted if s.known), None)
             found = tuple(s for s in found if not s.exemplar_id.startswith("root-")) + ((kept,) if kept else ())
         now_ns = int(self._wall() * 1e9)
-        if all(s.window.end_ns + _SETTLE_NS < now_ns for s in found) and all(s.known or s.reason for s in found):
+        settled = all(s.window.end_ns + _SETTLE_NS < now_ns for s in found)
+        if settled and all(s.known or (s.reason and not isinstance(s.reason, _Passing)) for s in found):
             self._cache.put(key, found)
         return found
 
@@ -80,12 +92,16 @@ class StandingLookup:
 
         async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:
             try:
-                async with asyncio.timeout(budget):
+                # Each query takes a Prometheus slot like the correlation's own (bulkhead.py): a flood of
+                # correlations must not reach Prometheus through their standings.
+                async with asyncio.timeout(budget), admitted(self.bulkheads, {"prometheus": 1}):
                     return await prometheus.bucket_counts(query, at_ns + 150 * 1_000_000_000, prom_tenant)
             except TimeoutError:
-                return f"Prometheus did not answer within {budget:.1f}s"
+                return _Passing(f"Prometheus did not answer within {budget:.1f}s")
+            except Overloaded as exc:
+                return _Passing(f"not looked up: too many Prometheus queries in flight ({exc})")
             except SourceError as exc:
-                return str(exc)
+                return _Passing(str(exc))
 
         answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
         out = []
