@@ -21,11 +21,11 @@ import httpx
 import msgspec
 import orjson
 
+from correlator import idformats
 from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
-from correlator import idformats
 from correlator.logfields import (
     extract_trace_context,
     line_carries,
@@ -255,6 +255,9 @@ def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[
     """`_lines` by the native extension: entries decoded, line IDs hashed, span IDs and levels of text
     lines found, LogLines built, all in one native loop per stream; JSON bodies, odd lines and each
     distinct metadata object are handed back to the Python code per line. None: parse it in Python."""
+    native = _native.MODULE
+    if native is None:
+        return None
     try:
         answer = _lazyjson.envelope(raw, _WholeAnswer)
     except _lazyjson.NotJson:
@@ -272,7 +275,7 @@ def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[
             raise _NotNative from None
         return (found, *meta_span_and_level(found)) if found is not None else (None, None, None)
 
-    parser = _native.MODULE.LokiLines(
+    parser = native.LokiLines(
         LogLine, list(_native.LOG_LINE_FIELDS), list(settings.span_id_fields), list(settings.level_fields),
         list(_SPAN_HINTS), span_and_level_finder(settings), _well_known_span, decode_metadata)
     lines: list[LogLine] = []
