@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -20,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from correlator import idformats
+from correlator import idformats, render
 from correlator.config import LokiSettings
+from correlator.model import Confidence, LogLine, Match, Placement
 from correlator.sources import _native, loki
 from tests.conftest import FIXTURES
 
@@ -191,3 +193,62 @@ def test_lines_without_a_hint_hold_no_well_known_span(line: str) -> None:
     """The native path asks `idformats.from_text` only when a line holds one of `loki._SPAN_HINTS`."""
     if not any(hint in line for hint in loki._SPAN_HINTS):
         assert idformats.from_text(line, False).span_id is None
+
+
+# ------------------------------------------------------------------------------ render
+
+
+_PLACES = st.builds(Placement, st.one_of(st.none(), st.sampled_from(["00f067aa0ba902b7", "0000000000000001"])), st.sampled_from(list(Match)),
+                    st.one_of(st.none(), st.sampled_from(list(Confidence))))
+_MAPPINGS = st.one_of(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+                      st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3).map(MappingProxyType))
+_LOG_LINES = st.builds(LogLine, st.text(max_size=20), st.one_of(st.integers(-(10**18), 2**62), st.integers(1795572505 * 10**9, 1795572509 * 10**9)),
+                       st.text(max_size=30), st.one_of(st.none(), st.text(max_size=5)), st.one_of(st.none(), st.sampled_from(["info", "error"])),
+                       _MAPPINGS, _MAPPINGS, st.one_of(st.none(), st.just("00f067aa0ba902b7")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_LOG_LINES, _PLACES), max_size=12))
+def test_rendered_logs_are_the_same_bytes(pairs: list[tuple[LogLine, Placement]]) -> None:
+    lines, places = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    native = _native.MODULE.render_logs(lines, places, render._second_text, render._MATCH_VALUE, render._CONFIDENCE_VALUE)
+    assert native is not None
+    assert orjson.dumps(native) == orjson.dumps(render._logs_python(lines, places))
+
+
+def test_mismatched_lengths_fail_as_python_does() -> None:
+    line = LogLine("log-1", 1, "x")
+    with pytest.raises(ValueError, match="shorter"):
+        render._logs((line, line), (Placement(None, Match.TRACE),))
+
+
+@pytest.mark.parametrize(("spans", "lines"), [(20, 100), (300, 1500)])
+def test_whole_response_body_is_byte_identical(spans: int, lines: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bench-shaped answers, parsed, joined, analysed and rendered with and without the extension: the same bytes."""
+    from bench.fake_backends import exemplars, loki_streams, otlp_trace
+    from correlator.config import load_settings
+    from correlator.correlate import Correlator
+    from correlator.ids import parse_trace_id
+    from correlator.model import SourceReport, SourceStatus, Window
+    from correlator.sources import SourceResult
+    from correlator.sources.jaeger import parse_otlp_answer
+    from correlator.sources.prometheus import parse_exemplars
+
+    settings_ = load_settings(environ={})
+    tid = parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736")
+    ok = SourceReport(SourceStatus.OK, 1.0)
+    trace_body, loki_body, exemplar_body = otlp_trace(spans), loki_streams(lines), exemplars(spans // 5)
+
+    def body() -> bytes:
+        trace = parse_otlp_answer(trace_body, tid.hex)
+        assert trace is not None
+        logs, _ = loki.parse_streams_body(loki_body, settings_.loki)
+        found, _ = parse_exemplars(orjson.loads(exemplar_body), settings_.prometheus.trace_id_labels, settings_.prometheus.span_id_labels)
+        outcome = Correlator(settings_, None, None, None)._assemble(  # type: ignore[arg-type]
+            tid, Window(trace.start_ns, trace.end_ns), (ok, SourceResult(trace)), (ok, SourceResult(tuple(logs))),
+            (ok, SourceResult(tuple(found))))
+        return orjson.dumps(render.correlation_body(outcome, settings_), option=orjson.OPT_NON_STR_KEYS)
+
+    native = body()
+    monkeypatch.setattr(_native, "MODULE", None)
+    assert native == body()

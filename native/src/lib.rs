@@ -24,7 +24,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -492,6 +492,82 @@ impl LokiLines {
     }
 }
 
+/// `dict(mapping)`: a copy of a dict, else a new dict merged from the mapping's keys (as `dict()` does).
+fn dict_of<'py>(py: Python<'py>, mapping: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    unsafe {
+        let copied = if ffi::PyDict_CheckExact(mapping.as_ptr()) != 0 {
+            ffi::PyDict_Copy(mapping.as_ptr())
+        } else {
+            let new = ffi::PyDict_New();
+            if !new.is_null() && ffi::PyDict_Merge(new, mapping.as_ptr(), 1) != 0 {
+                ffi::Py_DECREF(new);
+                std::ptr::null_mut()
+            } else {
+                new
+            }
+        };
+        Bound::from_owned_ptr_or_err(py, copied)
+    }
+}
+
+/// `render._logs`: every log line with where it was placed, as the response's `logs` list, or None
+/// when Python must render them (lengths differ, a timestamp outside 64 bits, an unknown match).
+/// `second_text(seconds)`: the RFC 3339 text of that second (asked once per distinct second).
+#[pyfunction]
+fn render_logs(py: Python<'_>, lines: &Bound<'_, PyTuple>, places: &Bound<'_, PyTuple>, second_text: &Bound<'_, PyAny>,
+               match_values: &Bound<'_, PyDict>, confidence_values: &Bound<'_, PyDict>) -> PyResult<Option<Py<PyList>>> {
+    if lines.len() != places.len() {
+        return Ok(None);
+    }
+    let intern = |name: &str| PyString::intern(py, name);
+    let (a_id, a_ts, a_service, a_level, a_line, a_labels, a_metadata, a_span, a_match, a_confidence) = (
+        intern("id"), intern("timestamp_ns"), intern("service"), intern("level"), intern("line"), intern("labels"),
+        intern("metadata"), intern("span_id"), intern("match"), intern("confidence"));
+    let (k_timestamp, k_match) = (intern("timestamp"), intern("match"));
+    let mut seconds_text: HashMap<i64, String> = HashMap::new();
+    let out = PyList::empty(py);
+    for (line, place) in lines.iter().zip(places.iter()) {
+        let ns: i64 = match line.getattr(&a_ts)?.extract() {
+            Ok(ns) => ns,
+            Err(_) => return Ok(None),
+        };
+        let (seconds, frac) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+        if !seconds_text.contains_key(&seconds) {
+            let text: String = second_text.call1((seconds,))?.extract()?;
+            seconds_text.insert(seconds, text);
+        }
+        let timestamp = format!("{}.{:09}Z", seconds_text[&seconds], frac);
+        let matched = match match_values.get_item(place.getattr(&a_match)?)? {
+            Some(value) => value,
+            None => return Ok(None),
+        };
+        let confidence = place.getattr(&a_confidence)?;
+        let confidence = if confidence.is_none() {
+            None
+        } else {
+            match confidence_values.get_item(confidence)? {
+                Some(value) => Some(value),
+                None => return Ok(None),
+            }
+        };
+        let entry = PyDict::new(py);
+        entry.set_item(&a_id, line.getattr(&a_id)?)?;
+        entry.set_item(&k_timestamp, timestamp)?;
+        entry.set_item(&a_service, line.getattr(&a_service)?)?;
+        entry.set_item(&a_level, line.getattr(&a_level)?)?;
+        entry.set_item(&a_line, line.getattr(&a_line)?)?;
+        entry.set_item(&a_labels, dict_of(py, &line.getattr(&a_labels)?)?)?;
+        entry.set_item(&a_metadata, dict_of(py, &line.getattr(&a_metadata)?)?)?;
+        entry.set_item(&a_span, place.getattr(&a_span)?)?;
+        entry.set_item(&k_match, matched)?;
+        if let Some(confidence) = confidence {
+            entry.set_item(&a_confidence, confidence)?;
+        }
+        out.append(entry)?;
+    }
+    Ok(Some(out.unbind()))
+}
+
 /// `line_id` for tests: the same ID the Python `_line_id` gives f"{ts}{prefix}{line}".
 #[pyfunction]
 fn line_id_of(ts: u64, prefix: &str, line: &str) -> String {
@@ -502,5 +578,6 @@ fn line_id_of(ts: u64, prefix: &str, line: &str) -> String {
 fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LokiLines>()?;
     m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
+    m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     Ok(())
 }
