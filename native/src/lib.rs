@@ -524,7 +524,10 @@ fn render_logs(py: Python<'_>, lines: &Bound<'_, PyTuple>, places: &Bound<'_, Py
         intern("id"), intern("timestamp_ns"), intern("service"), intern("level"), intern("line"), intern("labels"),
         intern("metadata"), intern("span_id"), intern("match"), intern("confidence"));
     let (k_timestamp, k_match) = (intern("timestamp"), intern("match"));
-    let mut seconds_text: HashMap<i64, String> = HashMap::new();
+    // Consecutive lines mostly share their second: its text is kept, and asked for once per distinct second.
+    let mut seconds_text: HashMap<i64, Vec<u8>> = HashMap::new();
+    let mut last: Option<(i64, Vec<u8>)> = None;
+    let mut stamp: Vec<u8> = Vec::with_capacity(40);
     let out = PyList::empty(py);
     for (line, place) in lines.iter().zip(places.iter()) {
         let ns: i64 = match line.getattr(&a_ts)?.extract() {
@@ -532,11 +535,26 @@ fn render_logs(py: Python<'_>, lines: &Bound<'_, PyTuple>, places: &Bound<'_, Py
             Err(_) => return Ok(None),
         };
         let (seconds, frac) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-        if !seconds_text.contains_key(&seconds) {
-            let text: String = second_text.call1((seconds,))?.extract()?;
-            seconds_text.insert(seconds, text);
+        if last.as_ref().map(|(s, _)| *s) != Some(seconds) {
+            if !seconds_text.contains_key(&seconds) {
+                let text: String = second_text.call1((seconds,))?.extract()?;
+                seconds_text.insert(seconds, text.into_bytes());
+            }
+            last = Some((seconds, seconds_text[&seconds].clone()));
         }
-        let timestamp = format!("{}.{:09}Z", seconds_text[&seconds], frac);
+        // f"{second}.{frac:09d}Z"
+        stamp.clear();
+        stamp.extend_from_slice(&last.as_ref().expect("set above").1);
+        stamp.push(b'.');
+        let mut digits = [b'0'; 9];
+        let mut rest = frac;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        stamp.extend_from_slice(&digits);
+        stamp.push(b'Z');
+        let timestamp = PyString::new(py, std::str::from_utf8(&stamp).expect("ASCII digits after UTF-8 text"));
         let matched = match match_values.get_item(place.getattr(&a_match)?)? {
             Some(value) => value,
             None => return Ok(None),
@@ -550,7 +568,10 @@ fn render_logs(py: Python<'_>, lines: &Bound<'_, PyTuple>, places: &Bound<'_, Py
                 None => return Ok(None),
             }
         };
-        let entry = PyDict::new(py);
+        // Sized for its keys up front, as a dict display is (no resize while it fills).
+        let entry: Bound<'_, PyDict> = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::_PyDict_NewPresized(10))?.downcast_into_unchecked()
+        };
         entry.set_item(&a_id, line.getattr(&a_id)?)?;
         entry.set_item(&k_timestamp, timestamp)?;
         entry.set_item(&a_service, line.getattr(&a_service)?)?;
