@@ -44,6 +44,7 @@ from correlator.sources._resilience import deadline as retry_deadline
 from correlator.sources.jaeger import JaegerSource
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
+from correlator.turns import my_turn
 from correlator.untraced import attach_untraced, untraced_window
 
 __all__ = ["SOURCES", "Correlator", "Outcome"]
@@ -137,6 +138,10 @@ class Correlator:
         }
         self.backend_calls = 0  # for tests and benchmarks: a cache hit adds none
         self.offload = offload  # big traces to a worker process (None: everything on the event loop)
+        # Where a big trace stands (standing_run.StandingLookup.lookup_parts, bound to Prometheus by the API):
+        # looked up before the worker renders, since its answer is final. Inline answers get theirs in the API.
+        self.standings: Callable[..., Awaitable[Any]] | None = None
+        self.keep_models = False  # the worker keeps big traces' models for `Offloader.describe` (MCP's correlator)
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
@@ -230,7 +235,7 @@ class Correlator:
                     self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
                     self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline),
                 )
-        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline)
+        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline, tenant, deadline)
 
     def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
         if self.offload is None or not isinstance(self.jaeger, JaegerSource):
@@ -269,22 +274,28 @@ class Correlator:
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
         loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
         prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], untraced: _Untraced,
-        outline: Outline | None,
+        outline: Outline | None, tenant: str | None = None, deadline: float | None = None,
     ) -> Outcome:
         raw = jaeger_res[1].value if jaeger_res[1] is not None else None
         if isinstance(raw, RawTrace) and self.offload is not None:
             reports = {"jaeger": jaeger_res[0], "loki": loki_res[0], "prometheus": prom_res[0]}
             logs = loki_res[1].value if loki_res[1] is not None else ()
             exemplars = prom_res[1].value if prom_res[1] is not None else ()
+            standings = None
+            if self.standings is not None:
+                left = (deadline if deadline is not None else time.monotonic() + self.settings.deadline_seconds) - time.monotonic()
+                standings = await self.standings(trace_id.hex, prom_res[0], exemplars, outline.root if outline else None,
+                                                 tenant, left)
             try:
                 # Bounded like a backend: a worker that never answers must not hang the request.
                 async with asyncio.timeout(self.settings.deadline_seconds):
                     light, prerendered = await self.offload.assemble(
                         self.settings, trace_id, window, raw, outline.token if outline else None, reports, logs, exemplars,
-                        untraced)
+                        untraced, standings, self.keep_models)
                 return Outcome(light, None, prerendered=prerendered)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
+        await my_turn()  # the join and the analysis: one step of their own (turns.py)
         return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
                               loki_res, prom_res, untraced)
 
@@ -341,7 +352,8 @@ class Correlator:
                    truncated: bool = False) -> SourceReport:
             ms = round((time.monotonic() - started) * 1000, 3)
             items = _count(result.value) if result is not None else 0
-            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error)
+            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error,
+                                result.cut if result is not None else None)
 
         # Retries below this source must stop before the budget ends (this task's context only).
         retry_deadline.set(started + budget)
@@ -416,6 +428,12 @@ class Correlator:
             clock,
         )
         return Outcome(correlation, tree)
+
+    def forget(self, trace_id: TraceId, tenant: str | None) -> None:
+        """Drop a cached answer (MCP: the worker no longer holds a big trace's model, so correlate it again)."""
+        key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
+        self._cache.pop(key)
+        self._big_cache.pop(key)
 
     def _cacheable(self, outcome: Outcome) -> bool:
         c = outcome.correlation
