@@ -84,14 +84,19 @@ def test_every_fixture_answer_parses_the_same(name: str, answer: dict[str, Any],
             assert native is not None and native == loki._python_lines(raw, settings_)
 
 
-def test_the_bench_answer_is_read_natively() -> None:
+def test_the_bench_answer_is_read_natively(monkeypatch: pytest.MonkeyPatch) -> None:
     """CI really runs the native path: the bench's answer parses with the Python path made to fail."""
     from bench.fake_backends import loki_streams
 
     raw = loki_streams(500)
     expected = loki._python_lines(raw, SETTINGS)
-    native = loki._native_lines(raw, SETTINGS)
-    assert native is not None and native == expected and native[1] == 500
+
+    def no_python(*_: object) -> None:
+        raise AssertionError("the Python parse ran")
+
+    monkeypatch.setattr(loki, "_python_lines", no_python)
+    assert loki.parse_streams_body(raw, SETTINGS) == expected
+    assert expected[1] == 500
 
 
 def test_ids_are_the_python_ids() -> None:
@@ -252,3 +257,16 @@ def test_whole_response_body_is_byte_identical(spans: int, lines: int, monkeypat
     native = body()
     monkeypatch.setattr(_native, "MODULE", None)
     assert native == body()
+
+
+def test_required_native_refuses_the_fallback() -> None:
+    """CORRELATOR_REQUIRE_NATIVE=1 (scripts/test): without a usable extension the package does not even import."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CORRELATOR_REQUIRE_NATIVE": "1", "CORRELATOR_NATIVE": "0"}
+    done = subprocess.run([sys.executable, "-c", "import correlator.sources.loki"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode != 0 and "CORRELATOR_REQUIRE_NATIVE=1 but the native path is unusable" in done.stderr
+    env["CORRELATOR_NATIVE"] = "1"
+    assert subprocess.run([sys.executable, "-c", "import correlator.sources.loki"], env=env, timeout=60, check=False).returncode == 0

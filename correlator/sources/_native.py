@@ -22,13 +22,14 @@ LOG_LINE_FIELDS = ("id", "timestamp_ns", "line", "service", "level", "labels", "
 
 
 def _load() -> Any | None:
+    module: Any | None = None
     if os.environ.get("CORRELATOR_NATIVE", "1") == "0":
-        return None
-    why = None
-    try:
-        module: Any | None = importlib.import_module("correlator_native")
-    except ImportError as exc:
-        module, why = None, f"correlator_native is not installed ({exc}); pip install ./native"
+        why = "CORRELATOR_NATIVE=0 switches it off"
+    else:
+        try:
+            module, why = importlib.import_module("correlator_native"), None
+        except ImportError as exc:
+            why = f"correlator_native is not installed ({exc}); pip install ./native"
     if module is not None and tuple(f.name for f in dataclasses.fields(LogLine)) != LOG_LINE_FIELDS:
         module, why = None, "LogLine's fields changed: native/src/lib.rs builds the old ones"
     if module is None and os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1":
