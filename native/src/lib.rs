@@ -25,7 +25,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
@@ -453,42 +453,104 @@ impl LokiLines {
         }
         // The buffer is read-only for us and its owner is kept alive by the caller for this call.
         let raw: &[u8] = unsafe { std::slice::from_raw_parts(values.buf_ptr() as *const u8, values.len_bytes()) };
-        let entries: Option<Vec<Entry<'_>>> = match serde_json::from_slice(raw) {
-            Ok(entries) => entries,
-            Err(_) => return Ok(None),
-        };
-        let entries = entries.unwrap_or_default();
+        let stream = StreamContext { prefix: prefix.as_bytes(), service, labels, label_level, default_meta, default_span, default_level };
         let out = PyList::empty(py);
-        let prefix = prefix.as_bytes();
-        for entry in &entries {
-            let ts = match timestamp(&entry.timestamp.0) {
-                Some(ts) => ts,
-                None => return Ok(None),
-            };
-            let line: &str = &entry.line.0;
-            let text = PyString::new(py, line);
-            let (meta, meta_span, meta_level) = match entry.metadata {
-                Some(raw) => {
-                    let (found, span, level) = self.metadata(py, raw)?;
-                    if found.is_none(py) {
-                        (default_meta.clone_ref(py), default_span.clone_ref(py), default_level.clone_ref(py))
-                    } else {
-                        (found, span, level)
+        // Each entry becomes its LogLine as it is read: no entry outlives its line (bench P5: the body is held already).
+        let mut failure: Option<PyErr> = None;
+        let mut deserializer = serde_json::Deserializer::from_slice(raw);
+        let seed = Entries { lines: self, py, stream: &stream, out: &out, failure: &mut failure };
+        let read = seed.deserialize(&mut deserializer).and_then(|()| deserializer.end());
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        Ok(if read.is_ok() { Some(out.unbind()) } else { None })
+    }
+}
+
+/// What every line of one stream shares.
+struct StreamContext<'a> {
+    prefix: &'a [u8],
+    service: PyObject,
+    labels: PyObject,
+    label_level: PyObject,
+    default_meta: PyObject,
+    default_span: PyObject,
+    default_level: PyObject,
+}
+
+impl LokiLines {
+    /// One entry → its LogLine; None when Python must read the answer (a timestamp `int()` would read otherwise).
+    fn line(&mut self, py: Python<'_>, stream: &StreamContext<'_>, entry: &Entry<'_>) -> PyResult<Option<PyObject>> {
+        let ts = match timestamp(&entry.timestamp.0) {
+            Some(ts) => ts,
+            None => return Ok(None),
+        };
+        let line: &str = &entry.line.0;
+        let text = PyString::new(py, line);
+        let (meta, meta_span, meta_level) = match entry.metadata {
+            Some(raw) => {
+                let (found, span, level) = self.metadata(py, raw)?;
+                if found.is_none(py) {
+                    (stream.default_meta.clone_ref(py), stream.default_span.clone_ref(py), stream.default_level.clone_ref(py))
+                } else {
+                    (found, span, level)
+                }
+            }
+            None => (stream.default_meta.clone_ref(py), stream.default_span.clone_ref(py), stream.default_level.clone_ref(py)),
+        };
+        let (span, level) = self.span_and_level(py, line, &text, &meta, &meta_span, &meta_level)?;
+        let level = if level.bind(py).is_truthy()? { level } else { stream.label_level.clone_ref(py) };
+        // f"{int(ts)}": leading zeros dropped.
+        let id: PyObject = PyString::new(py, &line_id(&ts.to_string(), stream.prefix, line.as_bytes())).into_any().unbind();
+        let ts: PyObject = ts.into_pyobject(py)?.into_any().unbind();
+        let text: PyObject = text.into_any().unbind();
+        build_line(py, &self.line_class, &self.attributes,
+                   [&id, &ts, &text, &stream.service, &level, &stream.labels, &meta, &span]).map(Some)
+    }
+}
+
+/// A stream's `values`: null (no entries) or an array of entries, each made into its LogLine on the way.
+/// A Python error is kept in `failure` (raised); anything else that stops the read means "Python's answer".
+struct Entries<'a, 'py> {
+    lines: &'a mut LokiLines,
+    py: Python<'py>,
+    stream: &'a StreamContext<'a>,
+    out: &'a Bound<'py, PyList>,
+    failure: &'a mut Option<PyErr>,
+}
+
+impl<'de, 'a, 'py> de::DeserializeSeed<'de> for Entries<'a, 'py> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, 'a, 'py> Visitor<'de> for Entries<'a, 'py> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("null or an array of entries")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(entry) = seq.next_element::<Entry<'de>>()? {
+            match self.lines.line(self.py, self.stream, &entry) {
+                Ok(Some(line)) => {
+                    if let Err(err) = self.out.append(line) {
+                        *self.failure = Some(err);
+                        return Err(de::Error::custom("python error"));
                     }
                 }
-                None => (default_meta.clone_ref(py), default_span.clone_ref(py), default_level.clone_ref(py)),
-            };
-            let (span, level) = self.span_and_level(py, line, &text, &meta, &meta_span, &meta_level)?;
-            let level = if level.bind(py).is_truthy()? { level } else { label_level.clone_ref(py) };
-            // f"{int(ts)}": leading zeros dropped.
-            let id: PyObject = PyString::new(py, &line_id(&ts.to_string(), prefix, line.as_bytes())).into_any().unbind();
-            let ts: PyObject = ts.into_pyobject(py)?.into_any().unbind();
-            let text: PyObject = text.into_any().unbind();
-            let built = build_line(py, &self.line_class, &self.attributes,
-                                   [&id, &ts, &text, &service, &level, &labels, &meta, &span])?;
-            out.append(built)?;
+                Ok(None) => return Err(de::Error::custom("not read exactly: Python's answer")),
+                Err(err) => {
+                    *self.failure = Some(err);
+                    return Err(de::Error::custom("python error"));
+                }
+            }
         }
-        Ok(Some(out.unbind()))
+        Ok(())
     }
 }
 
