@@ -244,7 +244,7 @@ fn bare_level(s: &[u8]) -> Option<String> {
                 i += 1;
             }
             let run = &s[start..i];
-            if BARE_LEVELS.iter().any(|w| *w == run) {
+            if BARE_LEVELS.contains(&run) {
                 return Some(run.iter().map(|b| b.to_ascii_lowercase() as char).collect());
             }
         } else {
@@ -287,7 +287,7 @@ fn line_id(ts: &str, prefix: &[u8], line: &[u8]) -> String {
 fn name_list(names: Vec<String>) -> (Vec<Vec<u8>>, [bool; 256]) {
     // Longest first, equal lengths in the configured order (`logfields._names`: a stable sort).
     let mut sorted: Vec<Vec<u8>> = names.into_iter().map(String::into_bytes).collect();
-    sorted.sort_by(|a, b| b.len().cmp(&a.len()));
+    sorted.sort_by_key(|name| std::cmp::Reverse(name.len()));
     let mut firsts = [false; 256];
     for name in &sorted {
         if let Some(&b) = name.first() {
@@ -598,11 +598,15 @@ fn render_logs(py: Python<'_>, lines: &Bound<'_, PyTuple>, places: &Bound<'_, Py
         };
         let (seconds, frac) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
         if last.as_ref().map(|(s, _)| *s) != Some(seconds) {
-            if !seconds_text.contains_key(&seconds) {
-                let text: String = second_text.call1((seconds,))?.extract()?;
-                seconds_text.insert(seconds, text.into_bytes());
-            }
-            last = Some((seconds, seconds_text[&seconds].clone()));
+            let text = match seconds_text.get(&seconds) {
+                Some(text) => text.clone(),
+                None => {
+                    let text: String = second_text.call1((seconds,))?.extract()?;
+                    seconds_text.insert(seconds, text.clone().into_bytes());
+                    text.into_bytes()
+                }
+            };
+            last = Some((seconds, text));
         }
         // f"{second}.{frac:09d}Z"
         stamp.clear();
