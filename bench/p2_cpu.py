@@ -5,6 +5,8 @@ time and the minimum move far less. Used for the A/B figures of docs/performance
 
     python bench/p2_cpu.py 10000 50000 2000 7      # spans, lines, exemplars, repeats → one table row
     CORRELATOR_NATIVE=0 python bench/p2_cpu.py …   # the same without the native extension
+
+It measures the tree it sits in (the `correlator` beside it): to compare another tree, run its copy.
 """
 
 from __future__ import annotations
