@@ -326,8 +326,10 @@ class Correlator:
         if budget <= 0:
             return _Untraced((), {}, UntracedReport("timeout", error="no time left in the deadline"))
         lines_task = asyncio.ensure_future(self._untraced_lines(services, window, tenant, budget))
-        others_task = asyncio.ensure_future(asyncio.gather(*(
-            self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget) for name in services))) if check else None
+        async def others() -> list[list[tuple[int, int]] | None]:
+            return await asyncio.gather(*(self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget)
+                                          for name in services))
+        others_task = asyncio.ensure_future(others()) if check else None
         late = await _settle([t for t in (lines_task, others_task) if t is not None], stop, s.untraced_wait_ratio)
         if lines_task in late:
             return _Untraced((), {}, UntracedReport("late", error="the lines were not there when the main lookups were"))

@@ -171,7 +171,12 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         return Window(min(x.start_ns for x in spans), max(x.end_ns for x in spans))
 
     # Lines without any trace ID (join.untraced): per trace, as /correlate does, so an outcome shared
-    # with /correlate or its cache is the same either way. Beside Loki, within the same bound.
+    # with /correlate or its cache is the same either way. Beside Loki, within the same bound; the
+    # queries are asked once per service set (lines) and service (other traces) over the traces' joint
+    # window, and each trace's answer is cut out of them (untraced_share.py).
+    scopes = [scope for w in todo if (scope := correlator._scope(traces[w.trace_id.hex], None)) is not None]
+    correlator.prime_untraced(scopes, tenant, jaeger_tenant, deadline)
+
     async def untraced_of(w: Wanted) -> _Untraced:
         async with gate:
             return await correlator._untraced(w.trace_id, traces[w.trace_id.hex], tenant, jaeger_tenant, deadline)
