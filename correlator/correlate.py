@@ -45,7 +45,7 @@ from correlator.sources.jaeger import JaegerSource, others_search_window
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
 from correlator.untraced import attach_untraced, untraced_window
-from correlator.untraced_share import LinesAnswer, SearchAnswer, SharedLookups
+from correlator.untraced_share import LinesAnswer, SearchAnswer, SharedLookups, clusters
 
 __all__ = ["SOURCES", "Correlator", "Outcome"]
 
@@ -65,6 +65,7 @@ _OTHER_TRACES_DEPTH = 50  # per service: more traces than this around one reques
 # A hint at most this wide starts the untraced-lines query at once (any service, the hint's window);
 # wider ones would scan too much of Loki for an answer the trace may not fit in.
 _EARLY_UNTRACED_MAX_NS = 60 * 1_000_000_000
+_EARLY_UNTRACED_PAD_NS = 2_000_000_000
 _MIN_WAIT_S = 0.002  # the least extra wait for a hinted correlation's untraced lookups
 
 
@@ -214,7 +215,7 @@ class Correlator:
                 return found, outline, untraced
 
             async with admitted(self.bulkheads, _ALL_AT_ONCE):
-                self._untraced_early(hint, tenant, deadline)
+                self.untraced_early([hint], tenant, deadline)
                 loki_task = asyncio.ensure_future(self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki,
                                                             deadline))
                 prom_task = asyncio.ensure_future(
@@ -398,16 +399,18 @@ class Correlator:
                 return cast(SearchAnswer, await self.jaeger.service_traces(service, search, depth, tenant))  # type: ignore[attr-defined]
         return query
 
-    def _untraced_early(self, hint: Window, tenant: str | None, deadline: float) -> None:
-        """With a narrow hint, start the untraced-lines query now — every service (the static selector), over
-        the window a trace inside the hint would need — instead of after Jaeger; each correlation then takes
+    def untraced_early(self, hints: Sequence[Window], tenant: str | None, deadline: float) -> None:
+        """With narrow hints, start the untraced-lines query now — every service (the static selector), over
+        the window a trace around each hint would need — instead of after Jaeger; each correlation then takes
         its trace's services and window out of it (untraced_share.py), or asks on its own if it does not fit."""
         s = self.settings.join
-        width = hint.end_ns - hint.start_ns
-        if not s.untraced or not self._shares(self.loki, "untraced_answer") or width > _EARLY_UNTRACED_MAX_NS:
+        if not s.untraced or not self._shares(self.loki, "untraced_answer"):
             return
-        pad = int(s.clock_skew_ms * 1_000_000) + min(width, 1_000_000_000)
-        self.shared.prefetch_lines(self._lines_query(tenant, deadline - time.monotonic()), hint.widened(pad), None, tenant)
+        # A trace inside the hint, or up to 1 s long around a single instant, with its margins (untraced_window).
+        pad = int(s.clock_skew_ms * 1_000_000) + _EARLY_UNTRACED_PAD_NS
+        wanted = [hint.widened(pad) for hint in hints if hint.end_ns - hint.start_ns <= _EARLY_UNTRACED_MAX_NS]
+        for joint in clusters(wanted):
+            self.shared.prefetch_lines(self._lines_query(tenant, deadline - time.monotonic()), joint, None, tenant)
 
     def prime_untraced(self, scopes: Sequence[tuple[Sequence[str], Window]], tenant: str | None,
                        jaeger_tenant: str | None, deadline: float) -> None:
@@ -417,21 +420,23 @@ class Correlator:
         if not s.untraced:
             return
         budget = deadline - time.monotonic()
-        joint: dict[tuple[str, ...], Window] = {}
-        searches: dict[str, Window] = {}
+        lines: dict[tuple[str, ...], list[Window]] = {}
+        searches: dict[str, list[Window]] = {}
         for services, window in scopes:
-            key = tuple(sorted(services))
-            joint[key] = _union(joint.get(key), window)
+            lines.setdefault(tuple(sorted(services)), []).append(window)
             if s.untraced_overlap_check and 0 < len(services) <= s.untraced_overlap_max_services:
                 for name in services:
-                    searches[name] = _union(searches.get(name), others_search_window(window))
+                    searches.setdefault(name, []).append(others_search_window(window))
         if self._shares(self.loki, "untraced_answer"):
-            for key, window in joint.items():
-                self.shared.prefetch_lines(self._lines_query(tenant, budget), window, key, tenant)
+            for key, windows in lines.items():
+                for joint in clusters(windows):
+                    self.shared.prefetch_lines(self._lines_query(tenant, budget), joint, key, tenant)
         if self._shares(self.jaeger, "service_traces"):
-            depth = _OTHER_TRACES_DEPTH * max(1, len(scopes))
-            for name, window in searches.items():
-                self.shared.prefetch_search(self._search_query(jaeger_tenant, budget), name, window, depth, jaeger_tenant)
+            for name, windows in searches.items():
+                for joint in clusters(windows):
+                    members = sum(1 for w in windows if joint.start_ns <= w.start_ns and w.end_ns <= joint.end_ns)
+                    depth = min(_OTHER_TRACES_DEPTH * members, 1000)
+                    self.shared.prefetch_search(self._search_query(jaeger_tenant, budget), name, joint, depth, jaeger_tenant)
 
     async def _run(
         self, name: str, call: Awaitable[SourceResult[T]], source_settings: Any, deadline: float

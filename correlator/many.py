@@ -142,6 +142,8 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         "prometheus", prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant), s.prometheus, deadline))
     # With the static selector (loki.selector_strategy) Loki needs no services either: one pair for
     # all traces over the hints' window, beside Jaeger — one round less, a wider scan in Loki.
+    if s.loki.selector_strategy == "static":  # its untraced lines too (the hints are instants: ± a margin)
+        correlator.untraced_early([w.hint for w in todo], tenant, deadline)
     static_task = asyncio.ensure_future(correlator._run(
         "loki", loki.fetch_many([w.trace_id for w in todo], hints, None, tenant), s.loki, deadline)
     ) if s.loki.selector_strategy == "static" else None
