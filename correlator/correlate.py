@@ -66,7 +66,9 @@ _OTHER_TRACES_DEPTH = 50  # per service: more traces than this around one reques
 # wider ones would scan too much of Loki for an answer the trace may not fit in.
 _EARLY_UNTRACED_MAX_NS = 60 * 1_000_000_000
 _EARLY_UNTRACED_PAD_NS = 2_000_000_000
-_MIN_WAIT_S = 0.002  # the least extra wait for a hinted correlation's untraced lookups
+# The least extra wait for a hinted correlation's untraced lookups: what they cost at most beyond the main
+# lookups when not foreseen late, and what keeps a fast backend's answer from racing the others.
+_MIN_WAIT_S = 0.025
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,7 @@ class Correlator:
         self.offload = offload  # big traces to a worker process (None: everything on the event loop)
         # Untraced lines and other traces, shared between correlations for a few seconds (untraced_share.py).
         self.shared = SharedLookups(settings.join.untraced_share_seconds)
+        self.latency_ms: dict[str, float] = {}  # per source, a moving average of its answered calls
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
@@ -327,6 +330,12 @@ class Correlator:
         if budget <= 0:
             return _Untraced((), {}, UntracedReport("timeout", error="no time left in the deadline"))
         lines_task = asyncio.ensure_future(self._untraced_lines(services, window, tenant, budget))
+        # With a hint, ask Jaeger for the other traces only when the answer can wait for them (cheap): the
+        # searches answer about as fast as the trace did, unless they are shared ones already there.
+        searched = others_search_window(window)
+        skip = (check and stop is not None and self._searches_late(stop[1], s.untraced_wait_ratio)
+                and not all(self.shared.has_search(name, searched, jaeger_tenant) for name in services))
+        check = check and not skip
         async def others() -> list[list[tuple[int, int]] | None]:
             return await asyncio.gather(*(self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget)
                                           for name in services))
@@ -334,6 +343,7 @@ class Correlator:
         late = await _settle([t for t in (lines_task, others_task) if t is not None], stop, s.untraced_wait_ratio)
         if lines_task in late:
             return _Untraced((), {}, UntracedReport("late", error="the lines were not there when the main lookups were"))
+        by_service: dict[str, list[tuple[int, int]] | None]
         try:
             found = lines_task.result()
         except Overloaded as exc:
@@ -342,8 +352,10 @@ class Correlator:
             return _Untraced((), {}, UntracedReport("timeout", error=f"no answer within {budget:.2f}s"))
         except SourceError as exc:
             return _Untraced((), {}, UntracedReport("error", error=str(exc)))
-        if others_task is None:
-            by_service: dict[str, list[tuple[int, int]] | None] = {}
+        if skip:
+            by_service, overlap = dict.fromkeys(services), "late"
+        elif others_task is None:
+            by_service = {}
             overlap = "off" if not s.untraced_overlap_check else "unavailable"
         elif others_task in late:
             by_service, overlap = dict.fromkeys(services), "late"
@@ -379,6 +391,15 @@ class Correlator:
                                                       others_search_window(window), exclude_hex, _OTHER_TRACES_DEPTH, tenant)
         except (Overloaded, TimeoutError, SourceError):
             return None
+
+    def _searches_late(self, started: float, ratio: float) -> bool:
+        """Whether searches started now would end after the main lookups (as they usually take) and the wait."""
+        jaeger, loki, prometheus = (self.latency_ms.get(name) for name in SOURCES)
+        if jaeger is None or loki is None or prometheus is None:
+            return False
+        now = (time.monotonic() - started) * 1000
+        main = max(now, loki, prometheus)
+        return now + jaeger > main + max(ratio * main, _MIN_WAIT_S * 1000)
 
     def _shares(self, source: object, method: str) -> bool:
         return self.settings.join.untraced_share_seconds > 0 and getattr(source, method, None) is not None
@@ -456,6 +477,9 @@ class Correlator:
         retry_deadline.set(started + budget)
         with tracer.start_as_current_span(f"source {name}") as span:
             report_, result_ = await self._run_inner(name, call, budget, report)
+            if report_.status in (SourceStatus.OK, SourceStatus.NOT_FOUND):
+                before = self.latency_ms.get(name)
+                self.latency_ms[name] = report_.ms if before is None else 0.8 * before + 0.2 * report_.ms
             span.set_attribute("correlator.source.status", report_.status.value)
             return report_, result_
 

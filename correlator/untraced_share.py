@@ -203,6 +203,11 @@ class SharedLookups:
         if not any(_covers(e.window, wide) for e in self._searches.candidates(key)):
             self._searches.start(key, wide, None, fetch(service, wide, depth))
 
+    def has_search(self, service: str, search: Window, tenant: str | None) -> bool:
+        """Whether a finished shared search covers `search` (asking costs nothing then)."""
+        return any(e.answer.done() and not e.answer.cancelled() and e.answer.exception() is None
+                   and _covers(e.window, search) for e in self._searches.candidates((tenant, service)))
+
     async def other_traces(self, fetch: SearchFetch, service: str, search: Window, exclude_hex: str, depth: int,
                            tenant: str | None) -> list[tuple[int, int]] | None:
         """The spans of `service` in other traces with a span of it starting in `search` (None: unknown)."""
