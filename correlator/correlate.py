@@ -417,7 +417,12 @@ class Correlator:
         async def query(service: str, search: Window, depth: int) -> SearchAnswer:
             self.backend_calls += 1
             async with asyncio.timeout(budget), admitted(self.bulkheads, {"jaeger": 1}):
-                return cast(SearchAnswer, await self.jaeger.service_traces(service, search, depth, tenant))  # type: ignore[attr-defined]
+                try:
+                    return cast(SearchAnswer, await self.jaeger.service_traces(service, search, depth, tenant))  # type: ignore[attr-defined]
+                except SourceError:
+                    # Jaeger answered, but not with a search: the others of this service are unknown, and
+                    # stay so for the share's time rather than be asked again by every correlation.
+                    return SearchAnswer(search, {}, False, known=False)
         return query
 
     def untraced_early(self, hints: Sequence[Window], tenant: str | None, deadline: float) -> None:

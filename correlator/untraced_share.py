@@ -48,6 +48,7 @@ class SearchAnswer:
     window: Window  # span start times searched (inclusive)
     traces: Mapping[str, tuple[tuple[int, int], ...]]
     complete: bool  # fewer traces than the search depth: nothing else matched
+    known: bool = True  # False: Jaeger could not be asked (kept too, briefly: "unknown" for every correlation)
 
 
 def aligned(window: Window) -> Window:
@@ -104,7 +105,11 @@ def spans_within(answer: SearchAnswer, search: Window, exclude_hex: str,
                  depth: int) -> tuple[bool, list[tuple[int, int]] | None]:
     """(usable, spans): what a search over `search` with `depth` would give — the spans of the other traces
     with a span of the service starting in it, None when `depth` traces match (more may) — or (False, None)."""
-    if not answer.complete or not _covers(answer.window, search):
+    if not _covers(answer.window, search):
+        return False, None
+    if not answer.known:
+        return True, None
+    if not answer.complete:
         return False, None
     # A search of exactly this window: every trace Jaeger returned matched it.
     exact = answer.window == search
