@@ -44,5 +44,8 @@ class TTLCache(Generic[V]):
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
+    def pop(self, key: Hashable) -> None:
+        self._items.pop(key, None)
+
     def __len__(self) -> int:
         return len(self._items)

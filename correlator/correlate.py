@@ -44,6 +44,7 @@ from correlator.sources._resilience import deadline as retry_deadline
 from correlator.sources.jaeger import JaegerSource, others_search_window
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
+from correlator.turns import my_turn
 from correlator.untraced import attach_untraced, untraced_window
 from correlator.untraced_share import LinesAnswer, SearchAnswer, SharedLookups, clusters
 
@@ -66,9 +67,10 @@ _OTHER_TRACES_DEPTH = 50  # per service: more traces than this around one reques
 # wider ones would scan too much of Loki for an answer the trace may not fit in.
 _EARLY_UNTRACED_MAX_NS = 60 * 1_000_000_000
 _EARLY_UNTRACED_PAD_NS = 2_000_000_000
-# The least extra wait for a hinted correlation's untraced lookups: what they cost at most beyond the main
-# lookups when not foreseen late, and what keeps a fast backend's answer from racing the others.
-_MIN_WAIT_S = 0.025
+# The least extra wait for a hinted correlation's untraced lookups once the main lookups are done: what they
+# cost at most when not foreseen late (a safety net), and what keeps fast backends' answers from racing.
+_MIN_WAIT_S = 0.05
+_FORESEEN_SLACK_MS = 2.0  # searches foreseen to end later than the main lookups' time × (1 + ratio) + this: not asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,10 @@ class Correlator:
         # Untraced lines and other traces, shared between correlations for a few seconds (untraced_share.py).
         self.shared = SharedLookups(settings.join.untraced_share_seconds)
         self.latency_ms: dict[str, float] = {}  # per source, a moving average of its answered calls
+        # Where a big trace stands (standing_run.StandingLookup.lookup_parts, bound to Prometheus by the API):
+        # looked up before the worker renders, since its answer is final. Inline answers get theirs in the API.
+        self.standings: Callable[..., Awaitable[Any]] | None = None
+        self.keep_models = False  # the worker keeps big traces' models for `Offloader.describe` (MCP's correlator)
 
     async def correlate(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
@@ -252,7 +258,7 @@ class Correlator:
                     self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
                     self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline),
                 )
-        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline)
+        return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline, tenant, deadline)
 
     def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
         if self.offload is None or not isinstance(self.jaeger, JaegerSource):
@@ -291,22 +297,28 @@ class Correlator:
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
         loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
         prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], untraced: _Untraced,
-        outline: Outline | None,
+        outline: Outline | None, tenant: str | None = None, deadline: float | None = None,
     ) -> Outcome:
         raw = jaeger_res[1].value if jaeger_res[1] is not None else None
         if isinstance(raw, RawTrace) and self.offload is not None:
             reports = {"jaeger": jaeger_res[0], "loki": loki_res[0], "prometheus": prom_res[0]}
             logs = loki_res[1].value if loki_res[1] is not None else ()
             exemplars = prom_res[1].value if prom_res[1] is not None else ()
+            standings = None
+            if self.standings is not None:
+                left = (deadline if deadline is not None else time.monotonic() + self.settings.deadline_seconds) - time.monotonic()
+                standings = await self.standings(trace_id.hex, prom_res[0], exemplars, outline.root if outline else None,
+                                                 tenant, left)
             try:
                 # Bounded like a backend: a worker that never answers must not hang the request.
                 async with asyncio.timeout(self.settings.deadline_seconds):
                     light, prerendered = await self.offload.assemble(
                         self.settings, trace_id, window, raw, outline.token if outline else None, reports, logs, exemplars,
-                        untraced)
+                        untraced, standings, self.keep_models)
                 return Outcome(light, None, prerendered=prerendered)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
+        await my_turn()  # the join and the analysis: one step of their own (turns.py)
         return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
                               loki_res, prom_res, untraced)
 
@@ -399,7 +411,7 @@ class Correlator:
             return False
         now = (time.monotonic() - started) * 1000
         main = max(now, loki, prometheus)
-        return now + jaeger > main + max(ratio * main, _MIN_WAIT_S * 1000)
+        return now + jaeger > main * (1 + ratio) + _FORESEEN_SLACK_MS
 
     def _shares(self, source: object, method: str) -> bool:
         return self.settings.join.untraced_share_seconds > 0 and getattr(source, method, None) is not None
@@ -476,7 +488,8 @@ class Correlator:
                    truncated: bool = False) -> SourceReport:
             ms = round((time.monotonic() - started) * 1000, 3)
             items = _count(result.value) if result is not None else 0
-            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error)
+            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error,
+                                result.cut if result is not None else None)
 
         # Retries below this source must stop before the budget ends (this task's context only).
         retry_deadline.set(started + budget)
@@ -554,6 +567,12 @@ class Correlator:
             clock,
         )
         return Outcome(correlation, tree)
+
+    def forget(self, trace_id: TraceId, tenant: str | None) -> None:
+        """Drop a cached answer (MCP: the worker no longer holds a big trace's model, so correlate it again)."""
+        key = (tenant, trace_id.hex + ("/low64" if trace_id.lower64_only else ""))
+        self._cache.pop(key)
+        self._big_cache.pop(key)
 
     def _cacheable(self, outcome: Outcome) -> bool:
         c = outcome.correlation

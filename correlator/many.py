@@ -223,5 +223,5 @@ def _share(answer: tuple[SourceReport, SourceResult[dict[str, tuple[T, ...]]] | 
     if result is None:
         return report, None
     items = result.value.get(hex_, ())
-    return (SourceReport(report.status, report.ms, len(items), report.truncated, report.error),
-            SourceResult(items, truncated=result.truncated, note=result.note))
+    return (SourceReport(report.status, report.ms, len(items), report.truncated, report.error, report.cut),
+            SourceResult(items, truncated=result.truncated, note=result.note, cut=result.cut))

@@ -33,16 +33,16 @@ from correlator.correlate import Correlator, Outcome
 from correlator.errors import CorrelatorError, InvalidInput, SourceError, SourceHTTPError, SourceTimeout
 from correlator.ids import normalise_span_id, parse_trace_id
 from correlator.logfields import extract_trace_context
-from correlator.model import Correlation, Exemplar, Finding, Window
+from correlator.model import Correlation, Exemplar, Window
+from correlator.offload import WorkerFailed
 from correlator.sources.prometheus import PrometheusSource
-from correlator.spantree import SpanTree
 from correlator.summary_budget import (
     MAX_BUDGET,
     MIN_BUDGET,
     clean_strings,
     fit_lines,
     group_findings,
-    span_detail,
+    span_text,
     trace_summary,
 )
 from correlator.timeparams import parse_window
@@ -74,11 +74,18 @@ def _budget(value: int) -> int:
     return value
 
 
-async def _summarise(c: Correlation, tree: SpanTree | None, budget: int, more_hint: str) -> str:
-    """The summary off the event loop when the trace is big (100k spans: ~0.5 s of CPU)."""
-    if tree is not None and len(tree.by_id) > _INLINE_SPANS:
-        return await asyncio.to_thread(trace_summary, c, tree, budget, more_hint)
-    return trace_summary(c, tree, budget, more_hint)
+def _verdict_text(c: Correlation, spans: int | None, duration_ns: int | None) -> str:
+    """One line: the top finding of a trace, or why there is none."""
+    failed = [name for name, r in c.sources.items() if r.status.value not in ("ok", "not_found")]
+    partial = f" (partial: {', '.join(failed)} failed)" if failed else ""
+    if spans is None or duration_ns is None:
+        return f"trace not in Jaeger; {len(c.logs)} log lines carry its ID{partial}"
+    groups = group_findings(c.findings)
+    duration = f"{duration_ns / 1e6:.0f}ms, {spans} spans"
+    if not groups:
+        return f"{duration}; no finding{partial}"
+    more = f" (+{len(groups) - 1} more finding groups)" if len(groups) > 1 else ""
+    return f"{duration}; {groups[0].first.message}{more}{partial}"
 
 
 def _invalid(exc: InvalidInput) -> ToolError:
@@ -112,6 +119,30 @@ class CorrelatorTools:
             raise InvalidInput("X-Scope-OrgID", "must be 1-150 printable characters")
         return tenant
 
+    async def _described(self, raw_id: str, start: str | None, end: str | None, tenant: str | None,
+                         fn: Callable[..., Any], *args: Any) -> tuple[Outcome, Any]:
+        """The outcome, and `fn(correlation, tree, *args)` made from it: a big trace's in the worker process
+        that holds its model (the event loop stays free, bench P8), a small one's here."""
+        outcome = await self._outcome(raw_id, start, end, tenant)
+        big = outcome.prerendered
+        correlator = self._correlator()
+        if big is None or big.model is None or correlator.offload is None:
+            if outcome.tree is not None and len(outcome.tree.by_id) > _INLINE_SPANS:  # big, without a worker: a thread
+                return outcome, await asyncio.to_thread(fn, outcome.correlation, outcome.tree, *args)
+            return outcome, fn(outcome.correlation, outcome.tree, *args)
+        try:
+            return outcome, await correlator.offload.describe(big.model, fn, *args)
+        except WorkerFailed:  # the worker kept another trace's model since (or restarted): correlate again, once
+            correlator.forget(parse_trace_id(raw_id), tenant)
+            outcome = await self._outcome(raw_id, start, end, tenant)
+            big = outcome.prerendered
+            if big is None or big.model is None:
+                return outcome, fn(outcome.correlation, outcome.tree, *args)
+            try:
+                return outcome, await correlator.offload.describe(big.model, fn, *args)
+            except WorkerFailed as exc:
+                raise ToolError(f"The worker process could not describe this big trace ({exc}); ask again.") from None
+
     async def _outcome(self, raw_id: str, start: str | None, end: str | None, tenant: str | None) -> Outcome:
         trace_id = parse_trace_id(raw_id)
         hint = parse_window(start, end)
@@ -125,9 +156,9 @@ class CorrelatorTools:
     async def correlate_trace(self, trace_id: str, start: str | None, end: str | None, budget_tokens: int,
                               tenant: str | None = None) -> str:
         budget = _budget(budget_tokens)
-        outcome = await self._outcome(trace_id, start, end, tenant)
-        c = outcome.correlation
-        return await _summarise(c, outcome.tree, budget, self._more_hint(c.trace_id))
+        _, text = await self._described(trace_id, start, end, tenant, trace_summary, budget,
+                                        self._more_hint(parse_trace_id(trace_id).hex))
+        return str(text)
 
     async def get_span(self, trace_id: str, span_id: str, start: str | None, end: str | None, budget_tokens: int,
                        tenant: str | None = None) -> str:
@@ -137,16 +168,11 @@ class CorrelatorTools:
         if span is None:
             shown = span_id if len(span_id) <= 64 else span_id[:64] + "…"
             raise InvalidInput("span_id", f"{shown!r} is not a valid span ID: a span ID is 1 to 16 hexadecimal characters")
-        outcome = await self._outcome(trace_id, start, end, tenant)
-        c = outcome.correlation
-
-        def findings_of(sid: str) -> list[Finding]:
-            return [f for f in c.findings if sid in f.span_ids]
-
-        text = span_detail(c, outcome.tree, span, budget, findings_of)
+        outcome, text = await self._described(trace_id, start, end, tenant, span_text, span, budget)
         if text is None:
-            raise ToolError(f"Span {span} is not in trace {c.trace_id}; correlate_trace lists the spans that matter.")
-        return text
+            raise ToolError(f"Span {span} is not in trace {outcome.correlation.trace_id}; "
+                            "correlate_trace lists the spans that matter.")
+        return str(text)
 
     async def trace_from_log(self, line: str, metadata: Mapping[str, str] | None, start: str | None, end: str | None,
                              budget_tokens: int, tenant: str | None = None) -> str:
@@ -161,11 +187,10 @@ class CorrelatorTools:
             loki = self.settings.loki
             raise ToolError("No trace ID in this line: none of the configured fields or patterns found a trace ID "
                             f"(fields: {', '.join(loki.trace_id_fields)}; JSONPaths: {', '.join(loki.trace_id_jsonpaths)})")
-        outcome = await self._outcome(context.trace_id, start, end, tenant)
-        c = outcome.correlation
+        outcome, summary = await self._described(context.trace_id, start, end, tenant, trace_summary, budget - 30,
+                                                 self._more_hint(context.trace_id))
         where = f", span {context.span_id}" if context.span_id else ""
-        summary = await _summarise(c, outcome.tree, budget - 30, self._more_hint(c.trace_id))
-        return f"The line carries trace {c.trace_id}{where}.\n{summary}"
+        return f"The line carries trace {outcome.correlation.trace_id}{where}.\n{summary}"
 
     async def slow_requests(self, query: str, start: str | None, end: str | None, limit: int,
                             tenant: str | None = None) -> str:
@@ -240,17 +265,12 @@ class CorrelatorTools:
                                                          tenant)
         except CorrelatorError:
             return "its trace ID is not valid"
-        c, tree = outcome.correlation, outcome.tree
-        failed = [name for name, r in c.sources.items() if r.status.value not in ("ok", "not_found")]
-        partial = f" (partial: {', '.join(failed)} failed)" if failed else ""
-        if tree is None:
-            return f"trace not in Jaeger; {len(c.logs)} log lines carry its ID{partial}"
-        groups = group_findings(c.findings)
-        duration = f"{(tree.end_ns - tree.start_ns) / 1e6:.0f}ms, {len(tree.by_id)} spans"
-        if not groups:
-            return f"{duration}; no finding{partial}"
-        more = f" (+{len(groups) - 1} more finding groups)" if len(groups) > 1 else ""
-        return f"{duration}; {groups[0].first.message}{more}{partial}"
+        c, tree, big = outcome.correlation, outcome.tree, outcome.prerendered
+        if tree is not None:
+            return _verdict_text(c, len(tree.by_id), tree.end_ns - tree.start_ns)
+        if big is not None and big.trace_end_ns is not None and big.trace_start_ns is not None:  # rendered in the worker
+            return _verdict_text(c, c.sources["jaeger"].items, big.trace_end_ns - big.trace_start_ns)
+        return _verdict_text(c, None, None)
 
 
 def build_server(tools: CorrelatorTools) -> MCPServer[Any]:
@@ -344,13 +364,16 @@ def streamable_app(settings: Settings, backends: Callable[[], Any]) -> Any:
 
     def correlator() -> Correlator:
         # The service's correlator hands big traces to a worker process that renders the REST answer
-        # and sends back no span tree (offload.py); the summary needs the tree, so with offloading on,
-        # MCP calls use a correlator of their own over the same sources (and connection pools).
+        # and sends back no span tree (offload.py). MCP's texts need the model, so MCP calls use a
+        # correlator of their own over the same sources, connection pools and worker, which asks the
+        # worker to keep a big trace's model and makes the texts there (the event loop stays free).
         service = backends()
         if getattr(service.correlator, "offload", None) is None:
             return service.correlator  # type: ignore[no-any-return]
         if not own:
-            own.append(Correlator(settings, service.jaeger, service.loki, service.prometheus))
+            mine = Correlator(settings, service.jaeger, service.loki, service.prometheus, offload=service.correlator.offload)
+            mine.keep_models = True
+            own.append(mine)
         return own[0]
 
     tools = CorrelatorTools(settings, correlator, lambda: backends().prometheus)

@@ -177,6 +177,7 @@ class SourceReport:
     items: int = 0
     truncated: bool = False
     error: str | None = None
+    cut: str | None = None  # when a limit cut the answer: which part was dropped, in a sentence
 
 
 @dataclass(frozen=True, slots=True)

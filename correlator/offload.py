@@ -45,9 +45,11 @@ from correlator.model import (
     LogLine,
     SourceReport,
     SourceStatus,
+    Span,
     Trace,
     Window,
 )
+from correlator.spancap import cap_spans
 
 __all__ = ["Offloader", "Outline", "Prerendered", "RawTrace"]
 
@@ -78,6 +80,7 @@ class Outline:
     start_ns: int
     end_ns: int
     untraced_window: Window  # where the trace's untraced lines are looked for (correlate.untraced_scope)
+    root: Span | None = None  # the root span, without attributes or events: its standing is looked up before assembly
 
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -99,6 +102,8 @@ class Prerendered:
     trace_end_ns: int | None
     html_path: str | None = None  # the page (web/view.py), rendered beside the JSON; None for a 404
     html_size: int = 0
+    model: int | None = None  # the worker kept the model under this token (`Offloader.describe`), for MCP's texts
+    trace_start_ns: int | None = None
 
     def json_chunks(self, cached: bool, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
         """The JSON answer in pieces, the event loop free between them."""
@@ -130,11 +135,14 @@ class WorkerFailed(Exception):
 # Rendered answers wait here for the service to send them: tmpfs when there is one (memory, but
 # not the service process's), else the temp directory.
 _ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
-_kept: OrderedDict[int, tuple[Trace | None, bool]] = OrderedDict()  # token → (trace, truncated)
+_kept: OrderedDict[int, tuple[Trace | None, str | None]] = OrderedDict()  # token → (trace, what the cap dropped)
 _KEEP = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
+# Assembled models MCP asked to keep (~200 MB at 100k spans each): its texts are made here, from them.
+_models: OrderedDict[int, Any] = OrderedDict()
+_MODELS = 1
 
 
-def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
+def _parse(raw: RawTrace) -> tuple[Trace | None, str | None]:
     """The bytes → the trace exactly as JaegerSource.fetch makes it inline (cap and error words included)."""
     from correlator.errors import SourceProtocolError
     from correlator.sources._http import HttpAnswer
@@ -151,23 +159,24 @@ def _parse(raw: RawTrace) -> tuple[Trace | None, bool]:
     if trace is None:
         raise WorkerFailed(str(SourceProtocolError(SOURCE, f"{raw.what}: 200 without a `result` object")))
     if not trace.spans:
-        return None, False
-    if len(trace.spans) > raw.max_spans:
-        return Trace(trace.trace_id, trace.spans[:raw.max_spans], trace.warnings), True
-    return trace, False
+        return None, None
+    kept, cut = cap_spans(trace, raw.max_spans)
+    return kept, cut.sentence() if cut is not None else None
 
 
 def _outline(raw: RawTrace, token: int, clock_skew_ms: float) -> Outline | None:
     from correlator.correlate import untraced_scope
 
-    trace, truncated = _parse(raw)
-    _kept[token] = (trace, truncated)
+    trace, cut = _parse(raw)
+    _kept[token] = (trace, cut)
     while len(_kept) > _KEEP:
         _kept.popitem(last=False)
     if trace is None:
         return None
     services, untraced_window = untraced_scope(trace, clock_skew_ms)
-    return Outline(token, tuple(services), trace.start_ns, trace.end_ns, untraced_window)
+    root = min(trace.spans, key=lambda sp: (sp.parent_span_id is not None, sp.start_ns, sp.span_id))
+    return Outline(token, tuple(services), trace.start_ns, trace.end_ns, untraced_window,
+                   replace(root, attributes={}, events=(), links=()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +187,7 @@ class _Assembled:
 
 def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
               reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-              untraced: Any) -> _Assembled:
+              untraced: Any, standings: Any = None, keep_model: int | None = None) -> _Assembled:
     from correlator.correlate import Correlator
     from correlator.render import correlation_body
     from correlator.report import render_text
@@ -187,19 +196,25 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
     kept = _kept.pop(token, None) if token is not None else None
     if kept is None and token is not None:
         raise WorkerFailed("jaeger: the worker lost the parsed trace (it was restarted); ask again")
-    trace, truncated = kept if kept is not None else _parse(raw)
+    trace, cut = kept if kept is not None else _parse(raw)
     jaeger = reports["jaeger"]
     if trace is None:
         jaeger = replace(jaeger, status=SourceStatus.NOT_FOUND, items=0)
     else:
-        jaeger = replace(jaeger, items=len(trace.spans), truncated=jaeger.truncated or truncated)
+        jaeger = replace(jaeger, items=len(trace.spans), truncated=jaeger.truncated or cut is not None, cut=cut or jaeger.cut)
     correlator = Correlator(settings, None, None, None)  # type: ignore[arg-type]  # only its pure assembly is used
     outcome = correlator._assemble(
         trace_id, window,
-        (jaeger, SourceResult(trace, truncated=truncated) if trace is not None else None),
+        (jaeger, SourceResult(trace, truncated=cut is not None, cut=cut) if trace is not None else None),
         (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
     )
     body = correlation_body(outcome, settings)
+    if standings is not None:  # looked up by the service before this assembly (api adds them to inline answers)
+        from correlator.standing_run import _root_without_exemplar, add_standings
+
+        if _root_without_exemplar(outcome.correlation) is None:  # an exemplar sits on the root: as inline, its standing speaks
+            standings = tuple(s for s in standings if not s.exemplar_id.startswith("root-"))
+        add_standings(body, outcome.correlation, standings)
     status = outcome.http_status
     if status == 404:  # as api._respond words it
         problem = {"type": "about:blank", "title": "Trace not found", "status": 404,
@@ -218,9 +233,21 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
 
         html = render_correlation(body, outcome, settings)
         html_path, html_size = _write(html), len(html)
+    if keep_model is not None:
+        _models[keep_model] = outcome
+        while len(_models) > _MODELS:
+            _models.popitem(last=False)
     prerendered = Prerendered(status, _write(json), len(json), cached_at, text, outcome.found,
-                              c.trace.end_ns if c.trace is not None else None, html_path, html_size)
+                              c.trace.end_ns if c.trace is not None else None, html_path, html_size, keep_model,
+                              c.trace.start_ns if c.trace is not None else None)
     return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)))
+
+
+def _describe(token: int, fn: Any, args: tuple[Any, ...]) -> Any:
+    outcome = _models.get(token)
+    if outcome is None:
+        raise WorkerFailed("the worker no longer holds this trace's model")
+    return fn(outcome.correlation, outcome.tree, *args)
 
 
 async def _chunks(path: str, size: int, spans: list[tuple[int, int] | None], chunk: int) -> AsyncIterator[bytes]:
@@ -319,17 +346,26 @@ class Offloader:
 
     async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
                        reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-                       untraced: Any) -> tuple[Correlation, Prerendered]:
+                       untraced: Any, standings: Any = None, keep_model: bool = False) -> tuple[Correlation, Prerendered]:
         raw = await self._handed_over(raw)
+        model = None
+        if keep_model:
+            self._tokens += 1
+            model = self._tokens
         try:
             done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
-                                               untraced)
+                                               untraced, standings, model)
         finally:
             _remove(raw.path)
         # The file goes with the last reference to its answer (the cache, a response being sent).
         weakref.finalize(done.prerendered, _remove, done.prerendered.path, done.prerendered.html_path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
         return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered
+
+    async def describe(self, model: int, fn: Any, *args: Any) -> Any:
+        """`fn(correlation, tree, *args)` in the worker, on the model an `assemble(keep_model=True)` kept (a
+        module-level function: it is pickled by name). WorkerFailed when the worker no longer holds it."""
+        return await self._run(_describe, model, fn, args)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -143,7 +143,7 @@ def _finding(f: Finding) -> dict[str, Any]:
 
 
 def _source(r: SourceReport) -> dict[str, Any]:
-    return {"status": r.status.value, "ms": r.ms, "items": r.items, "truncated": r.truncated, "error": r.error}
+    return {"status": r.status.value, "ms": r.ms, "items": r.items, "truncated": r.truncated, "error": r.error, "cut": r.cut}
 
 
 def _summary(c: Correlation, tree: SpanTree | None) -> dict[str, Any]:

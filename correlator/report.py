@@ -74,6 +74,8 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         extra = f" — {src['error']}" if src["error"] else ""
         cut = " (truncated)" if src["truncated"] else ""
         out.append(f"  {name}: {src['status']}, {src['items']} items, {src['ms']}ms{cut}{extra}")
+        if src.get("cut"):
+            out.append(f"    cut: {src['cut']}")
     if body.get("warnings"):
         out.append("")
         out.append("Warnings:")

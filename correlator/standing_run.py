@@ -17,7 +17,7 @@ from typing import Any
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import SourceError
-from correlator.model import Correlation, Exemplar, Span
+from correlator.model import Correlation, Exemplar, SourceReport, Span
 from correlator.sources.prometheus import PrometheusSource
 from correlator.standing import Standing, histogram_query, root_exemplar, standing_of, unknown
 from correlator.timeparams import rfc3339_ns
@@ -39,24 +39,29 @@ class StandingLookup:
         """A standing per exemplar of the trace, plus one for the root span (id `root-<span>`) when no
         exemplar sits on it and a configured latency histogram knows it. `budget`: seconds left of
         the request's deadline (default: the Prometheus source deadline)."""
-        report = correlation.sources.get("prometheus")
+        return await self.lookup_parts(prometheus, correlation.trace_id, correlation.sources.get("prometheus"),
+                                       correlation.exemplars, _root_without_exemplar(correlation), tenant, budget)
+
+    async def lookup_parts(self, prometheus: PrometheusSource, trace_id: str, report: SourceReport | None,
+                           exemplars: Sequence[Exemplar], root: Span | None, tenant: str | None,
+                           budget: float | None = None) -> tuple[Standing, ...]:
+        """`lookup` from its parts: a big trace's come from the worker's outline, before its assembly."""
         if report is not None and report.status.value not in ("ok", "not_found"):
             # It just failed or timed out for this very correlation: do not wait on it again.
-            return tuple(unknown(ex, f"Prometheus {report.status.value} in this correlation") for ex in correlation.exemplars)
-        root = _root_without_exemplar(correlation)
-        wanted = list(correlation.exemplars)
+            return tuple(unknown(ex, f"Prometheus {report.status.value} in this correlation") for ex in exemplars)
+        wanted = list(exemplars)
         if root is not None:
             wanted += [ex for ex in (root_exemplar(t, root) for t in self.settings.prometheus.root_histograms) if ex]
         if not wanted:
             return ()
-        key = (tenant, correlation.trace_id)
+        key = (tenant, trace_id)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         limit = self.settings.source_deadline(self.settings.prometheus)
         budget = limit if budget is None else min(limit, budget)
         if budget <= 0:
-            return tuple(unknown(ex, "no time left in the deadline") for ex in correlation.exemplars)
+            return tuple(unknown(ex, "no time left in the deadline") for ex in exemplars)
         found = await self._lookup(prometheus, wanted, tenant, budget)
         if root is not None:  # the first configured histogram that knows the root span; none: no root standing
             rooted = [s for s in found if s.exemplar_id.startswith("root-")]

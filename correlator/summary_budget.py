@@ -33,7 +33,7 @@ from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 from correlator.tokens import estimate_tokens
 
-__all__ = ["MAX_BUDGET", "MIN_BUDGET", "FindingGroup", "clean", "clean_strings", "fit_lines", "group_findings", "span_detail",
+__all__ = ["MAX_BUDGET", "MIN_BUDGET", "FindingGroup", "clean", "clean_strings", "fit_lines", "group_findings", "span_detail", "span_text",
            "trace_summary"]
 
 MIN_BUDGET = 300  # the header, the sources and the trailer need ~150 tokens
@@ -191,6 +191,8 @@ def _sources_line(c: Correlation) -> tuple[str, bool]:
         text = f"{name} {report.status.value} ({report.items} items{', truncated' if report.truncated else ''})"
         if report.error:
             text += f": {clean(report.error, 160)}"
+        if report.cut:
+            text += f": {clean(report.cut, 240)}"
         parts.append(text)
     prefix = "PARTIAL ANSWER — sources: " if partial else "Sources: "
     return prefix + "; ".join(parts), partial
@@ -474,3 +476,11 @@ def span_detail(c: Correlation, tree: SpanTree | None, span_id: str, budget_toke
     if left:
         out.append(f"… {left} more lines did not fit {budget_tokens} tokens; call again with a larger budget_tokens")
     return _fit("\n".join(out), budget_tokens)
+
+
+def span_text(c: Correlation, tree: SpanTree | None, span: str, budget: int) -> str | None:
+    """MCP get_span's text (a plain function of the model: a big trace's is made in the worker process)."""
+    def findings_of(sid: str) -> list[Finding]:
+        return [f for f in c.findings if sid in f.span_ids]
+
+    return span_detail(c, tree, span, budget, findings_of)

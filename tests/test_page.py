@@ -200,3 +200,16 @@ def test_the_page_ships_inside_the_package() -> None:
     served = [p.relative_to(REPO / "correlator").as_posix() for p in (REPO / "correlator" / "web").rglob("*")
               if p.is_file() and p.suffix in (".html", ".js", ".css", ".svg")]
     assert len(served) >= 10 and all(any(fnmatch(name, pattern) for pattern in patterns) for name in served), served
+
+
+async def test_a_cut_trace_says_on_the_page_and_in_the_text_which_part_went(aiohttp_client: Any) -> None:
+    """Over `jaeger.max_spans` the answer keeps the top of the tree; the page's banner and the text say what was dropped."""
+    api = await client(aiohttp_client, None, CORRELATOR_JAEGER_MAX_SPANS="2")
+    body = await (await api.get(f"/correlate/{TRACE}")).json()
+    cut = body["sources"]["jaeger"]["cut"]
+    assert body["sources"]["jaeger"]["truncated"] and cut.startswith("kept 2 of ")
+    html = await (await api.get(f"/correlate/{TRACE}", headers=BROWSER)).text()
+    banner = re.search(r'<div class="banner" role="alert" data-source="jaeger">(.*?)</div>', html, re.S)
+    assert banner and "Cut answer — jaeger" in banner.group(1) and "spans are not shown" in banner.group(1)
+    text = await (await api.get(f"/correlate/{TRACE}", params={"format": "text"})).text()
+    assert f"cut: {cut}" in text

@@ -23,3 +23,4 @@ class SourceResult(Generic[T]):
     truncated: bool = False
     not_found: bool = False
     note: str | None = None  # e.g. "fell back to /api/traces" — shown in sources[].error when set
+    cut: str | None = None  # when `truncated`: which part of the answer was dropped, in a sentence

@@ -22,6 +22,7 @@ from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, S
 from correlator.gcpause import gc_paused
 from correlator.sources._aiohttp import AiohttpTransport
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, ResilientTransport, RetryPolicy
+from correlator.turns import my_turn
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
            "parse_json"]
@@ -131,12 +132,15 @@ async def get(
                 if len(body) + len(chunk) > max_bytes:
                     raise ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
                 body += chunk
-            return HttpAnswer(
+            answer = HttpAnswer(
                 status=response.status_code,
                 body=body,
                 content_type=response.headers.get("content-type", ""),
                 headers=response.headers,
             )
+    # The caller parses the answer in the same step, without awaiting: one heavy step per loop turn (turns.py).
+    await my_turn()
+    return answer
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
 from correlator.offload import RawTrace
 from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import HttpAnswer, get, not_json, parse_json
+from correlator.spancap import cap_spans
 from correlator.timeparams import rfc3339_ns
 from correlator.untraced_share import SearchAnswer, spans_within
 
@@ -415,10 +416,8 @@ class JaegerSource:
         return SourceResult(result.value, result.truncated, note=_V1_NOTE)
 
     def _capped(self, trace: Trace) -> SourceResult[Trace | None]:
-        limit = self.settings.max_spans
-        if len(trace.spans) <= limit:
-            return SourceResult(trace)
-        return SourceResult(Trace(trace.trace_id, trace.spans[:limit], trace.warnings), truncated=True)
+        kept, cut = cap_spans(trace, self.settings.max_spans)
+        return SourceResult(kept, truncated=cut is not None, cut=cut.sentence() if cut is not None else None)
 
     async def other_traces(self, service: str, window: Window, exclude_hex: str, depth: int,
                            tenant: str | None = None) -> list[tuple[int, int]] | None:

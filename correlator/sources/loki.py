@@ -36,6 +36,7 @@ from correlator.logql import (
 from correlator.model import LogLine, Window
 from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import get, not_json
+from correlator.timeparams import rfc3339_ns
 from correlator.untraced_share import LinesAnswer
 
 __all__ = ["LokiSource", "carries_trace", "merge_duplicate", "parse_streams", "parse_streams_body"]
@@ -317,8 +318,11 @@ class LokiSource:
         answers, failures = await self._lookups(_LOOKUPS, self.queries(trace_id, services), wide, tenant)
         merged: dict[str, LogLine] = {}
         truncated = False
+        cuts: list[int] = []  # the oldest line of each lookup that hit its limit
         for lines, cut in answers:
             truncated |= cut
+            if cut and lines:
+                cuts.append(min(line.timestamp_ns for line in lines))
             for line in lines:
                 if self._carries(line, trace_id):
                     merged[line.id] = merge_duplicate(merged[line.id], line) if line.id in merged else line
@@ -327,7 +331,14 @@ class LokiSource:
         if failures:
             name, failure = failures[0]
             note = f"partial: the {name} lookup failed: {failure}"
-        return SourceResult(ordered, truncated=truncated or bool(failures), note=note)
+        return SourceResult(ordered, truncated=truncated or bool(failures), note=note, cut=self._cut(cuts))
+
+    def _cut(self, oldest_kept: Sequence[int]) -> str | None:
+        # Lookups ask for the newest lines first (`direction=backward`): a full answer lost the oldest.
+        if not oldest_kept:
+            return None
+        return (f"a lookup returned its limit of {self.settings.max_lines:,} lines (loki.max_lines) and Loki keeps "
+                f"the newest: lines before {rfc3339_ns(max(oldest_kept))} may be missing")
 
     def queries_many(self, trace_ids: Sequence[TraceId], services: Sequence[str] | None) -> tuple[str, str]:
         """The two lookups of `queries`, each matching any of several IDs (one query, not one per ID)."""

@@ -24,6 +24,7 @@ from correlator.ids import TraceId, normalise_span_id, parse_trace_id
 from correlator.model import Exemplar, Window
 from correlator.sources import SourceResult
 from correlator.sources._http import get, parse_json
+from correlator.timeparams import rfc3339_ns
 
 __all__ = ["PrometheusSource", "parse_exemplars"]
 
@@ -123,7 +124,11 @@ class PrometheusSource:
         mine = [ex for ex in found if ex.trace_id == trace_id.hex]
         mine.sort(key=lambda ex: (ex.timestamp_ns, ex.metric))
         limit = self.settings.max_exemplars
-        return SourceResult(tuple(mine[:limit]), truncated=len(mine) > limit)
+        if len(mine) <= limit:
+            return SourceResult(tuple(mine))
+        cut = (f"kept the oldest {limit:,} of {len(mine):,} exemplars (prometheus.max_exemplars): "
+               f"those from {rfc3339_ns(mine[limit].timestamp_ns)} on are not shown")
+        return SourceResult(tuple(mine[:limit]), truncated=True, cut=cut)
 
     async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window,
                          tenant: str | None = None) -> SourceResult[dict[str, tuple[Exemplar, ...]]]:

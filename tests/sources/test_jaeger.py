@@ -300,11 +300,16 @@ class TestSource:
             await jaeger.fetch(parse_trace_id("1"), None)
         assert len(seen) == 2
 
-    async def test_max_spans_keeps_the_first_and_marks_truncated(self) -> None:
+    async def test_max_spans_keeps_the_top_of_the_tree_and_says_what_went(self) -> None:
         jaeger, _ = source(lambda r: httpx.Response(200, json={"result": fixture("otlp2jaeger-in.otlp_tracesdata.json")}),
                            CORRELATOR_JAEGER_MAX_SPANS="1")
+        whole, _ = source(lambda r: httpx.Response(200, json={"result": fixture("otlp2jaeger-in.otlp_tracesdata.json")}))
         result = await jaeger.fetch(parse_trace_id(OTLP_ID), None)
-        assert result.truncated and result.value is not None and len(result.value.spans) == 1
+        every = (await whole.fetch(parse_trace_id(OTLP_ID), None)).value
+        assert result.truncated and result.value is not None and every is not None and len(result.value.spans) == 1
+        ids = {s.span_id for s in every.spans}
+        assert result.value.spans[0].parent_span_id not in ids  # a root, not whichever span the answer listed first
+        assert result.cut is not None and result.cut.startswith(f"kept 1 of {len(every.spans)} spans (jaeger.max_spans)")
 
     async def test_tenant_header(self) -> None:
         jaeger, seen = source(lambda r: httpx.Response(200, json=fixture("api_v3_GetTrace.snapshot.json")))

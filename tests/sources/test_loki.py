@@ -21,6 +21,7 @@ from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
 from correlator.sources.loki import LokiSource, parse_streams, parse_streams_body
+from correlator.timeparams import rfc3339_ns
 from tests.conftest import FIXTURES, closed_after_test
 from tests.fakes.loki import REQUESTS, Entry, make_fake_loki_app, recorded_entries, scenario
 
@@ -172,6 +173,9 @@ async def test_limit_reports_truncation(aiohttp_server: Any) -> None:
     result = await source.fetch(TRACE, WINDOW, SERVICES)
     assert result.truncated and len(result.value) == 4  # 2 per lookup, the newest of each
     assert [line.timestamp_ns - T0 for line in result.value] == [6_000_000, 18_000_000, 106_000_000, 145_000_000]
+    # Which part went: lines older than the later of the two lookups' oldest kept line may be missing.
+    assert result.cut == ("a lookup returned its limit of 2 lines (loki.max_lines) and Loki keeps the newest: "
+                          f"lines before {rfc3339_ns(T0 + 106_000_000)} may be missing")
 
 
 async def test_static_selector_when_services_are_unknown(aiohttp_server: Any) -> None:

@@ -17,6 +17,7 @@ from correlator.ids import parse_trace_id
 from correlator.model import Window
 from correlator.sources._http import make_client
 from correlator.sources.prometheus import PrometheusSource, parse_exemplars
+from correlator.timeparams import rfc3339_ns
 from tests.conftest import FIXTURES, closed_after_test
 
 U = FIXTURES / "upstream"
@@ -95,6 +96,8 @@ async def test_max_exemplars_truncates() -> None:
     prom, _ = source(httpx.Response(200, json=same_trace), CORRELATOR_PROMETHEUS_MAX_EXEMPLARS="2")
     result = await prom.fetch(parse_trace_id("4bf92f3577b34da6a3ce929d0e0e4736"), Window(0, 2 * 10**18))
     assert result.truncated and [ex.series["le"] for ex in result.value] == ["1", "2"]  # oldest first
+    assert result.cut == ("kept the oldest 2 of 3 exemplars (prometheus.max_exemplars): those from "
+                          f"{rfc3339_ns(1795572508_100_000_000)} on are not shown")
 
 
 async def test_204_without_body_is_empty() -> None:
