@@ -69,7 +69,7 @@ _EARLY_UNTRACED_MAX_NS = 60 * 1_000_000_000
 _EARLY_UNTRACED_PAD_NS = 2_000_000_000
 # The least extra wait for a hinted correlation's untraced lookups once the main lookups are done: what they
 # cost at most when not foreseen late (a safety net), and what keeps fast backends' answers from racing.
-_MIN_WAIT_S = 0.05
+_MIN_WAIT_S = 0.01
 _FORESEEN_SLACK_MS = 2.0  # searches foreseen to end later than the main lookups' time × (1 + ratio) + this: not asked
 
 
