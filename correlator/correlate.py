@@ -581,8 +581,8 @@ class Correlator:
             return False
         if any(r.status is not SourceStatus.OK or r.truncated for r in c.sources.values()):
             return False
-        if c.untraced is not None and c.untraced.status not in ("ok", "off"):
-            return False
+        if c.untraced is not None and (c.untraced.status not in ("ok", "off") or c.untraced.overlap_check == "late"):
+            return False  # a later answer may know more (a late lookup, `high` instead of `medium`)
         # A trace that ended moments ago may still be receiving spans and logs.
         age_s = self._wall() - end_ns / 1e9
         return age_s >= self.settings.cache.settle_seconds

@@ -149,7 +149,7 @@ async def test_correlations_of_one_moment_share_the_lookups_and_get_the_same_ans
 
 
 async def test_with_a_hint_a_slow_search_does_not_hold_the_answer(aiohttp_server: Any, aiohttp_client: Any) -> None:
-    client, loki = await service(aiohttp_server, aiohttp_client, search_delay=1.0)
+    client, loki = await service(aiohttp_server, aiohttp_client, search_delay=1.0, CORRELATOR_CACHE_MAX_ENTRIES="100")
     hint = f"start={(T0 - 5 * MS) // 1000}&end={(T0 + 150 * MS) // 1000}"
     started = time.monotonic()
     body = await (await client.get(f"/correlate/{TRACE}?{hint}")).json()
@@ -160,3 +160,5 @@ async def test_with_a_hint_a_slow_search_does_not_hold_the_answer(aiohttp_server
     assert [(e["line"], e["confidence"]) for e in body["logs"] if e["match"] == "inferred"] == \
         [("validating token for user 42", "medium")]
     assert len(untraced_queries(loki)) == 1
+    again = await (await client.get(f"/correlate/{TRACE}?{hint}")).json()
+    assert not again["cached"]  # an answer that may learn more (`high`) a moment later is not kept
