@@ -372,7 +372,11 @@ class Correlator:
         elif others_task in late:
             by_service, overlap = dict.fromkeys(services), "late"
         else:
-            by_service = dict(zip(services, others_task.result(), strict=True))
+            try:
+                by_service = dict(zip(services, others_task.result(), strict=True))
+            except Exception:  # a search answer nothing expected: those traces stay unknown
+                log.exception("the other-traces search failed unexpectedly")
+                by_service = dict.fromkeys(services)
             overlap = "jaeger" if all(v is not None for v in by_service.values()) else "unavailable"
         report = UntracedReport("ok", len(found.value), found.truncated, overlap)
         return _Untraced(found.value, by_service, report)

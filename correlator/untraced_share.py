@@ -27,6 +27,7 @@ __all__ = ["SHARED_LINE_LIMIT", "LinesAnswer", "SearchAnswer", "SharedLookups", 
 _SECOND_NS = 1_000_000_000
 SHARED_LINE_LIMIT = 5000  # Loki's default max_entries_limit_per_query: a shared window holds more than one trace's
 _SEARCH_DEPTH_FACTOR = 4  # a shared search asks for this many times the traces of one correlation's
+_MAX_ENTRIES = 64  # per kind and worker
 
 A = TypeVar("A")
 
@@ -146,6 +147,10 @@ class _Store(Generic[A]):
         task: asyncio.Future[A] = asyncio.ensure_future(fetch)
         entry = _Entry(key, window, services, self.clock() + self.ttl, task)
         self.entries.append(entry)
+        if len(self.entries) > _MAX_ENTRIES:  # memory: a shared answer holds up to 5,000 lines; drop the oldest kept
+            oldest = next((e for e in self.entries if e.answer.done()), None)
+            if oldest is not None:
+                self.entries.remove(oldest)
 
         def settle(done: asyncio.Future[A]) -> None:
             if done.cancelled() or done.exception() is not None:  # retrieves it: never "never retrieved"

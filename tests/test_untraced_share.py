@@ -162,3 +162,44 @@ async def test_with_a_hint_a_slow_search_does_not_hold_the_answer(aiohttp_server
     assert len(untraced_queries(loki)) == 1
     again = await (await client.get(f"/correlate/{TRACE}?{hint}")).json()
     assert not again["cached"]  # an answer that may learn more (`high`) a moment later is not kept
+
+
+async def test_a_search_answer_is_read_as_the_whole_json_reads_it() -> None:
+    """Jaeger's v3 answer shape (upstream snapshot, plus a second service and a base64 ID): only the fields
+    the search needs are decoded, with the same result as walking the whole JSON."""
+    import copy
+    import json
+
+    from correlator.sources._http import make_client
+    from correlator.sources.jaeger import JaegerSource
+    from tests.conftest import FIXTURES, closed_after_test
+
+    body = json.loads((FIXTURES / "upstream" / "jaeger" / "api_v3_GetTrace.snapshot.json").read_text())
+    other = copy.deepcopy(body["result"]["resourceSpans"][0])
+    other["resource"] = {"attributes": [{"key": "service.name", "value": {"stringValue": "db"}}]}
+    for scope in other["scopeSpans"]:
+        for raw in scope["spans"]:
+            raw["traceId"] = "AAECAwQFBgcICQoLDA0ODw=="  # base64 of 000102…0f
+            raw["startTimeUnixNano"], raw["endTimeUnixNano"] = "1000", "2000"
+    body["result"]["resourceSpans"].append(other)
+
+    def walk(service: str) -> dict[str, list[tuple[int, int]]]:
+        out: dict[str, list[tuple[int, int]]] = {}
+        for rs in body["result"]["resourceSpans"]:
+            name = next((a["value"].get("stringValue") for a in (rs.get("resource") or {}).get("attributes") or ()
+                         if a["key"] == "service.name"), None)
+            for scope in rs["scopeSpans"]:
+                for raw in scope["spans"]:
+                    trace = raw["traceId"] if len(raw["traceId"]) == 32 else "000102030405060708090a0b0c0d0e0f"
+                    spans = out.setdefault(trace, [])
+                    if name == service:
+                        spans.append((int(raw["startTimeUnixNano"]), int(raw["endTimeUnixNano"])))
+        return out
+
+    settings = load_settings(environ={"CORRELATOR_JAEGER_RETRY_ATTEMPTS": "1"}).jaeger
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=body))
+    jaeger = JaegerSource(settings, closed_after_test(make_client(settings, transport)))
+    for service in ("db", "nobody"):
+        answer = await jaeger.service_traces(service, Window(T0, T0 + S), 50)
+        assert {t: list(v) for t, v in answer.traces.items()} == walk(service) and answer.complete
+    assert (await jaeger.service_traces("db", Window(T0, T0 + S), 2)).complete is False  # depth reached

@@ -302,23 +302,70 @@ def others_search_window(window: Window) -> Window:
 
 
 
-def _service_spans(body: Any, service: str) -> dict[str, tuple[tuple[int, int], ...]]:
-    """A search answer's traces, each with the (start, end) of its spans of `service`."""
-    result = body.get("result") if isinstance(body, dict) else None
-    if not isinstance(result, dict):
+class _SearchValue(msgspec.Struct):
+    stringValue: Any = None
+
+
+class _SearchAttribute(msgspec.Struct):
+    key: str = ""
+    value: _SearchValue | None = None
+
+
+class _SearchResource(msgspec.Struct):
+    attributes: list[_SearchAttribute] | None = None
+
+
+class _SearchSpan(msgspec.Struct):
+    traceId: Any = None
+    startTimeUnixNano: Any = 0
+    endTimeUnixNano: Any = None
+
+
+class _SearchScope(msgspec.Struct):
+    spans: list[_SearchSpan] | None = None
+
+
+class _SearchResourceSpans(msgspec.Struct):
+    resource: _SearchResource | None = None
+    scopeSpans: list[_SearchScope] | None = None
+
+
+class _SearchResult(msgspec.Struct):
+    resourceSpans: list[_SearchResourceSpans] | None = None
+
+
+class _SearchBody(msgspec.Struct):
+    result: _SearchResult | None = None
+
+
+_search_decoder = msgspec.json.Decoder(_SearchBody)
+
+
+def _service_spans(raw: bytes | bytearray, service: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """A search answer's traces, each with the (start, end) of its spans of `service`.
+
+    Decodes only those fields (a search returns whole traces: tens of thousands of spans for an
+    investigation's joint window). Raises ValueError/TypeError when the body is not such an answer.
+    """
+    try:
+        body = _search_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    if body.result is None:
         raise ValueError("no result object")
     traces: dict[str, list[tuple[int, int]]] = {}
-    for resource_spans in result.get("resourceSpans") or ():
-        resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
-        for scope_spans in resource_spans.get("scopeSpans") or ():
-            for raw in scope_spans.get("spans") or ():
-                trace_hex = _otlp_id(raw.get("traceId"), 16)
+    for resource_spans in body.result.resourceSpans or ():
+        attributes = resource_spans.resource.attributes if resource_spans.resource else None
+        name = next((a.value.stringValue for a in attributes or () if a.key == "service.name" and a.value), None)
+        for scope_spans in resource_spans.scopeSpans or ():
+            for raw_span in scope_spans.spans or ():
+                trace_hex = _otlp_id(raw_span.traceId, 16)
                 if trace_hex is None:
                     continue
                 spans = traces.setdefault(trace_hex, [])
-                if resource.get("service.name") == service:
-                    start = int(raw.get("startTimeUnixNano") or 0)
-                    spans.append((start, int(raw.get("endTimeUnixNano") or start)))
+                if name == service:
+                    start = int(raw_span.startTimeUnixNano or 0)
+                    spans.append((start, int(raw_span.endTimeUnixNano or start)))
     return {trace: tuple(spans) for trace, spans in traces.items()}
 
 
@@ -446,8 +493,8 @@ class JaegerSource:
         if answer.status != 200:
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /api/v3/traces: {_error_message(answer)}")
         try:
-            traces = _service_spans(_lazyjson.whole(answer.body), service)
-        except (_lazyjson.NotJson, ValueError, TypeError, AttributeError, KeyError) as exc:
+            traces = _service_spans(answer.body, service)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise SourceProtocolError(SOURCE, f"GET /api/v3/traces: unexpected answer ({type(exc).__name__})") from None
         return SearchAnswer(search, traces, len(traces) < depth)
 
