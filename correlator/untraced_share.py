@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 from correlator.model import LogLine, Window
 from correlator.sources import SourceResult
 
-__all__ = ["SHARED_LINE_LIMIT", "LinesAnswer", "SearchAnswer", "SharedLookups", "aligned", "clusters", "lines_within",
+__all__ = ["SHARED_LINE_LIMIT", "LinesAnswer", "SearchAnswer", "SharedLookups", "aligned", "as_asked", "clusters", "lines_within",
            "spans_within"]
 
 _SECOND_NS = 1_000_000_000
@@ -100,6 +100,13 @@ def lines_within(answer: LinesAnswer, services: Sequence[str], window: Window,
                 return None
     first = inside[:limit]
     return SourceResult(tuple(line for line, named in first if not named), truncated=len(inside) >= limit)
+
+
+def as_asked(answer: LinesAnswer, services: Sequence[str]) -> SourceResult[tuple[LogLine, ...]]:
+    """A query of exactly one correlation's window and limit, as `LokiSource.fetch_untraced` answers it."""
+    wanted = set(services)
+    return SourceResult(tuple(line for line, named in answer.entries if line.service in wanted and not named),
+                        truncated=answer.cut)
 
 
 def spans_within(answer: SearchAnswer, search: Window, exclude_hex: str,
@@ -197,15 +204,14 @@ class SharedLookups:
                     found = lines_within(answer, services, window, limit)
                     if found is not None:
                         return found
+                    if entry.window == aligned(window) and entry.services == wanted:
+                        return as_asked(await fetch(window, wanted, limit), services)  # cut before our window's end
         wide = aligned(window)
         entry = self._lines.start((tenant, wanted), wide, wanted, fetch(wide, wanted, max(limit, SHARED_LINE_LIMIT)))
         found = lines_within(await asyncio.shield(entry.answer), services, window, limit)
         if found is not None:
             return found
-        own = await fetch(window, wanted, limit)  # the shared answer was cut before our window's end
-        found = lines_within(own, services, window, limit)
-        assert found is not None  # our own window, our own limit: always tells
-        return found
+        return as_asked(await fetch(window, wanted, limit), services)  # the shared answer was cut before our window's end
 
     def prefetch_search(self, fetch: SearchFetch, service: str, search: Window, depth: int, tenant: str | None) -> None:
         key = (tenant, service)

@@ -203,3 +203,16 @@ async def test_a_search_answer_is_read_as_the_whole_json_reads_it() -> None:
         answer = await jaeger.service_traces(service, Window(T0, T0 + S), 50)
         assert {t: list(v) for t, v in answer.traces.items()} == walk(service) and answer.complete
     assert (await jaeger.service_traces("db", Window(T0, T0 + S), 2)).complete is False  # depth reached
+
+
+async def test_a_shared_answer_cut_before_the_window_sends_the_correlation_to_its_own_query() -> None:
+    asked: list[tuple[Window, int]] = []
+
+    async def fetch(window: Window, services: frozenset[str] | None, limit: int) -> LinesAnswer:
+        asked.append((window, limit))
+        first = window.start_ns + (0 if limit > 10 else 400 * MS)  # the wide one is filled by early lines
+        return LinesAnswer(window, services, tuple(entry("api", first + i * MS) for i in range(min(limit, 20))), cut=True)
+
+    found = await SharedLookups(60).lines(fetch, ["api"], Window(T0 + 400 * MS, T0 + 500 * MS), 10, None)
+    assert asked[1:] == [(Window(T0 + 400 * MS, T0 + 500 * MS), 10)]  # after the shared one: its own window and limit
+    assert len(found.value) == 10 and found.truncated
