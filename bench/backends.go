@@ -108,6 +108,16 @@ func main() {
 		}
 		answer(w, trace, id, "jaeger")
 	})
+	// The untraced lookup's search for other traces of a service (GET /api/v3/traces?query.service_name=…):
+	// none here, answered as Jaeger v2 answers an empty search (without this route ServeMux would redirect).
+	mux.HandleFunc("/api/v3/traces", func(w http.ResponseWriter, r *http.Request) {
+		gauges["jaeger"].enter()
+		defer gauges["jaeger"].leave()
+		time.Sleep(latency)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error":{"httpCode":404,"message":"No traces found"}}`))
+	})
 	mux.HandleFunc("/loki/api/v1/query_range", func(w http.ResponseWriter, r *http.Request) {
 		id := hex32.FindString(r.URL.Query().Get("query"))
 		if id == "" {
@@ -120,6 +130,14 @@ func main() {
 		id := last
 		mu.Unlock()
 		answer(w, exemplars, id, "prometheus")
+	})
+	// The standing lookup's instant query (a latency histogram's buckets): answered as a real Prometheus
+	// would, so a correlation asks what it asks in production and gets a real-shaped answer.
+	buckets := []byte(`{"status":"success","data":{"resultType":"vector","result":[` +
+		`{"metric":{"le":"0.1"},"value":[1795572505.2,"80"]},{"metric":{"le":"0.25"},"value":[1795572505.2,"95"]},` +
+		`{"metric":{"le":"+Inf"},"value":[1795572505.2,"100"]}]}}`)
+	mux.HandleFunc("/api/v1/query", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, buckets, placeholder, "prometheus")
 	})
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -98,6 +98,16 @@ def make_app(latency_s: float, spans: int = 20, lines: int = 20, exemplar_count:
         last[0] = request.match_info["id"]
         return await jaeger(request)
 
+    buckets = orjson.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"le": le}, "value": [1795572505.2, count]} for le, count in (("0.1", "80"), ("0.25", "95"), ("+Inf", "100"))]}})
+
+    async def histogram(request: web.Request) -> web.Response:  # the standing lookup's instant query, as Prometheus answers
+        return await answer(buckets, PLACEHOLDER, "prometheus")
+
+    async def no_other_traces(request: web.Request) -> web.Response:  # the untraced lookup's search, as Jaeger v2 answers none
+        await asyncio.sleep(latency_s)
+        return web.json_response({"error": {"httpCode": 404, "message": "No traces found"}}, status=404)
+
     async def stats(request: web.Request) -> web.Response:
         body = orjson.dumps(gauges)
         if request.query.get("reset"):
@@ -110,6 +120,8 @@ def make_app(latency_s: float, spans: int = 20, lines: int = 20, exemplar_count:
     app.router.add_get("/api/v3/traces/{id}", remember)
     app.router.add_get("/loki/api/v1/query_range", loki)
     app.router.add_get("/api/v1/query_exemplars", prometheus)
+    app.router.add_get("/api/v1/query", histogram)
+    app.router.add_get("/api/v3/traces", no_other_traces)
     return app
 
 

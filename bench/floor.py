@@ -1,22 +1,27 @@
 """The floor P3 is measured against: a server that makes the correlator's four backend calls
 (Jaeger, then Loki ×2 and Prometheus at once), parses their JSON, and does nothing else.
 
-    python bench/floor.py PORT BACKEND_URL httpx-aiohttp|httpx-httpcore|aiohttp
+    python bench/floor.py PORT BACKEND_URL httpx-aiohttp|httpx-httpcore|aiohttp|correlator-client
 
 Run by `bench/run.py p3 --floor MODE` under the same load as the correlator. What the
 correlator loses to this server is its own work (verify, join, analysis, render); what this
-server loses to the `aiohttp` mode is the HTTP client's cost.
+server loses to the `aiohttp` mode is the HTTP client's cost. `correlator-client` sends the same
+calls through the correlator's own client stack (`make_client` + `get`: retries, breaker, byte
+cap, error mapping), so its distance to `aiohttp` is what that stack costs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import httpx
 import orjson
 from aiohttp import ClientSession, TCPConnector, web
 from httpx_aiohttp import AiohttpTransport
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tree this file is in, for correlator-client
 
 POOL = 100  # connections per backend
 
@@ -27,7 +32,14 @@ def make_app(backend: str, mode: str) -> web.Application:
 
     async def start(_app: web.Application) -> None:
         for name in ("jaeger", "loki", "prometheus"):  # one pool per backend, as in the correlator
-            if mode == "aiohttp":
+            if mode == "correlator-client":
+                from correlator.config import load_settings
+                from correlator.sources._http import make_client
+
+                settings = load_settings(environ={f"CORRELATOR_{name.upper()}_URL": backend,
+                                                  f"CORRELATOR_{name.upper()}_MAX_CONNECTIONS": str(POOL)})
+                state[name] = make_client(getattr(settings, name))
+            elif mode == "aiohttp":
                 state[name] = ClientSession(backend, connector=TCPConnector(limit=POOL))
             else:
                 limits = httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
@@ -39,13 +51,18 @@ def make_app(backend: str, mode: str) -> web.Application:
             await closable.aclose() if isinstance(closable, httpx.AsyncClient) else await closable.close()  # type: ignore[attr-defined]
 
     async def fetch(backend: str, path: str, params: dict[str, str] | None = None) -> object:
+        if mode == "correlator-client":
+            from correlator.sources._http import get
+
+            answer = await get(state[backend], backend, path, params)  # type: ignore[arg-type]
+            return orjson.loads(answer.body)
         if mode == "aiohttp":
             session: ClientSession = state[backend]  # type: ignore[assignment]
             async with session.get(path, params=params) as response:
                 return orjson.loads(await response.read())
         client: httpx.AsyncClient = state[backend]  # type: ignore[assignment]
-        response = await client.get(path, params=params)
-        return orjson.loads(response.content)
+        reply = await client.get(path, params=params)
+        return orjson.loads(reply.content)
 
     async def correlate(request: web.Request) -> web.Response:
         trace_id = request.match_info["trace_id"]

@@ -638,7 +638,7 @@ def main() -> int:
     parser.add_argument("figure", choices=["p1", "p2", "p3", "p4", "soak", "flood", "p8", "page", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds: the CI smoke")
     parser.add_argument("--workers", type=int, default=1, help="p3/soak: correlator processes (`serve --workers`)")
-    parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp"],
+    parser.add_argument("--floor", choices=["httpx-aiohttp", "httpx-httpcore", "aiohttp", "correlator-client"],
                         help="p3: load bench/floor.py (the four backend calls alone, with this client) instead")
     args = parser.parse_args()
     random.seed(1)

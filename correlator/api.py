@@ -343,6 +343,7 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
                 stack.callback(offload.close)  # the worker process starts with the first big trace
             app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus, offload=offload))
             app[BACKENDS].correlator.standings = functools.partial(app[STANDINGS].lookup_parts, prometheus)
+            app[STANDINGS].bulkheads = app[BACKENDS].correlator.bulkheads
             yield
 
     app.cleanup_ctx.append(backends_ctx)

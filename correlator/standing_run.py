@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import SourceError
@@ -28,9 +29,14 @@ _MAX_LOOKUPS = 10
 _SETTLE_NS = 60 * 1_000_000_000
 
 
+class _Passing(str):
+    """A reason that may not hold next time (a timeout, an error, a full bulkhead): never cached."""
+
+
 class StandingLookup:
     def __init__(self, settings: Settings, wall_clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.bulkheads: Mapping[str, Bulkhead] = {}  # the service's (api.py): standing queries count against them
         self._cache: TTLCache[tuple[Standing, ...]] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
         self._wall = wall_clock
 
@@ -68,7 +74,8 @@ class StandingLookup:
             kept = next((s for s in rooted if s.known), None)
             found = tuple(s for s in found if not s.exemplar_id.startswith("root-")) + ((kept,) if kept else ())
         now_ns = int(self._wall() * 1e9)
-        if all(s.window.end_ns + _SETTLE_NS < now_ns for s in found) and all(s.known or s.reason for s in found):
+        settled = all(s.window.end_ns + _SETTLE_NS < now_ns for s in found)
+        if settled and all(s.known or (s.reason and not isinstance(s.reason, _Passing)) for s in found):
             self._cache.put(key, found)
         return found
 
@@ -85,12 +92,16 @@ class StandingLookup:
 
         async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:
             try:
-                async with asyncio.timeout(budget):
+                # Each query takes a Prometheus slot like the correlation's own (bulkhead.py): a flood of
+                # correlations must not reach Prometheus through their standings.
+                async with asyncio.timeout(budget), admitted(self.bulkheads, {"prometheus": 1}):
                     return await prometheus.bucket_counts(query, at_ns + 150 * 1_000_000_000, prom_tenant)
             except TimeoutError:
-                return f"Prometheus did not answer within {budget:.1f}s"
+                return _Passing(f"Prometheus did not answer within {budget:.1f}s")
+            except Overloaded as exc:
+                return _Passing(f"not looked up: too many Prometheus queries in flight ({exc})")
             except SourceError as exc:
-                return str(exc)
+                return _Passing(str(exc))
 
         answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
         out = []

@@ -28,3 +28,14 @@ def test_every_benchmark_runs_in_quick_mode() -> None:
             assert "✓" in result.stdout and "OVER THE CAP" not in result.stdout, result.stdout
         if figure == "p8":
             assert "P5" in result.stdout and "'500'" not in result.stdout, result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("floor", ["aiohttp", "correlator-client"])
+def test_the_p3_floors_run_in_quick_mode(floor: str) -> None:
+    """P3's yardstick and our client stack on the same four calls (docs/performance-p3.md)."""
+    result = subprocess.run([sys.executable, "bench/run.py", "p3", "--floor", floor, "--quick"], cwd=REPO, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"P3 floor {floor}" in result.stdout and "errors 0" in result.stdout, result.stdout
+    assert "server CPU per request" in result.stdout, result.stdout

@@ -102,3 +102,38 @@ async def test_no_lookup_when_prometheus_just_failed_or_no_time_is_left() -> Non
                            {"prometheus": SourceReport(SourceStatus.OK, 20.0)})
     [late] = await lookup.lookup(Refusing(), answered, None, budget=0.0)  # type: ignore[arg-type]
     assert standing_body(late)["message"] == "unknown: no time left in the deadline"
+
+
+async def test_standing_queries_take_prometheus_slots_and_a_refusal_is_not_remembered() -> None:
+    """A flood of correlations must not reach Prometheus through their standings: each query takes a slot of
+    the Prometheus bulkhead; refused, the standing is unknown for now and asked again next time (not cached)."""
+    from correlator.bulkhead import Bulkhead
+    from correlator.config import load_settings
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.standing_run import StandingLookup
+
+    class Counting:
+        def __init__(self) -> None:
+            self.in_flight = self.asked = 0
+            self.bulkhead: Bulkhead | None = None
+
+        async def bucket_counts(self, *args: object) -> list[tuple[str, float]]:
+            self.asked += 1
+            assert self.bulkhead is not None and self.bulkhead.in_flight == 1  # asked inside its slot
+            return [("0.1", 80.0), ("0.5", 95.0), ("+Inf", 100.0)]
+
+    ex = exemplar(0.3)
+    answered = Correlation("a" * 32, Window(T, T), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                           {"prometheus": SourceReport(SourceStatus.OK, 20.0)})
+    prometheus = Counting()
+    lookup = StandingLookup(load_settings(environ={}))
+    full = Bulkhead("prometheus", 1, 0, 0.0)
+    full.in_flight = 1  # every slot taken by correlations, no queue
+    lookup.bulkheads = {"prometheus": full}
+    [refused] = await lookup.lookup(prometheus, answered, None)  # type: ignore[arg-type]
+    assert not refused.known and "too many Prometheus queries in flight" in standing_body(refused)["message"]
+    assert prometheus.asked == 0
+    free = prometheus.bulkhead = Bulkhead("prometheus", 1, 0, 0.0)
+    lookup.bulkheads = {"prometheus": free}
+    [known] = await lookup.lookup(prometheus, answered, None)  # type: ignore[arg-type]
+    assert known.known and prometheus.asked == 1 and free.in_flight == 0  # asked now: the refusal was not cached

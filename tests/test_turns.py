@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from correlator.turns import my_turn
@@ -42,7 +43,7 @@ async def test_steps_woken_together_run_in_separate_turns_in_the_order_they_aske
     ticker.stop()
     assert [name for name, _ in ran] == ["0", "1", "2", "3", "4"]
     ticks = [tick for _, tick in ran]
-    assert all(b > a for a, b in zip(ticks, ticks[1:], strict=False))  # never two steps in one iteration
+    assert all(b > a for a, b in itertools.pairwise(ticks))  # never two steps in one iteration
 
 
 async def test_a_cheap_request_is_answered_while_steps_queue() -> None:

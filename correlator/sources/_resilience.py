@@ -1,4 +1,4 @@
-"""Retries and a circuit breaker, as an httpx transport under each backend's client.
+"""Retries and a circuit breaker around each backend's sends (an httpx transport, and the aiohttp fast path).
 
 Living under the client means every source gets them without knowing: a GET that fails to
 connect, or answers 5xx or 429, is retried with exponential backoff and full jitter
@@ -18,11 +18,15 @@ import contextvars
 import email.utils
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
-__all__ = ["BreakerOpen", "CircuitBreaker", "ResilientTransport", "RetryPolicy", "deadline"]
+__all__ = ["BreakerOpen", "CircuitBreaker", "Resilience", "ResilientTransport", "RetryPolicy", "deadline"]
+
+A = TypeVar("A")  # an answer: httpx.Response or aiohttp.ClientResponse
 
 # Monotonic time by which the current correlation must be answered; None = no bound.
 deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("correlator_deadline", default=None)
@@ -82,8 +86,9 @@ class CircuitBreaker:
         self._probing = False
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after_seconds(response: httpx.Response | str | None) -> float | None:
+    """Seconds a `Retry-After` value (or a response carrying one) asks to wait; None if absent or unreadable."""
+    value = response.headers.get("Retry-After") if isinstance(response, httpx.Response) else response
     if value is None:
         return None
     value = value.strip()
@@ -96,48 +101,54 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class ResilientTransport(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport, policy: RetryPolicy, breaker: CircuitBreaker | None) -> None:
-        self._inner = inner
-        self._policy = policy
+class Resilience:
+    """The retry policy and the breaker around any client's send: the httpx transport below, and
+    the aiohttp fast path (`_aiohttp.AiohttpGet`) that production GETs take. One loop, so both
+    share one notion of failure, one deadline and one `Retry-After` reading."""
+
+    def __init__(self, policy: RetryPolicy, breaker: CircuitBreaker | None) -> None:
+        self.policy = policy
         self.breaker = breaker
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def send(self, attempt: Callable[[], Awaitable[A]], status: Callable[[A], int],
+                   retry_after: Callable[[A], str | None], discard: Callable[[A], Awaitable[None]],
+                   retryable: bool = True, request: httpx.Request | None = None) -> A:
+        """`attempt()` until an answer is final. Connect failures and 5xx/429 answers are retried
+        (`retryable`: idempotent requests only); other transport errors are final."""
         # The breaker counts requests, not attempts: one request retried three times is one
         # failure, so a single bad answer cannot open the breaker halfway through a correlation.
-        retryable = request.method in _IDEMPOTENT
-        attempt = 0
+        tries = 0
         if self.breaker is not None and not self.breaker.allow():
             raise BreakerOpen(f"circuit open after repeated failures (retrying in ≤{self.breaker.reset_seconds:.0f}s)",
                               request=request)
         while True:
             try:
-                response = await self._inner.handle_async_request(request)
+                answer = await attempt()
             except (httpx.ConnectError, httpx.ConnectTimeout):
-                wait = self._next_wait(retryable, attempt, None)
+                wait = self._next_wait(retryable, tries, None)
                 if wait is None:
                     self._record(False)
                     raise
                 await asyncio.sleep(wait)
-                attempt += 1
+                tries += 1
                 continue
             except (httpx.TransportError, asyncio.CancelledError):
                 # Read timeouts and cancellations by the deadline count against the backend:
                 # a backend that never answers in time must open its breaker too.
                 self._record(False)
                 raise
-            if response.status_code >= 500 or response.status_code == 429:
-                wait = self._next_wait(retryable and response.status_code in _RETRY_STATUSES, attempt,
-                                       retry_after_seconds(response))
+            code = status(answer)
+            if code >= 500 or code == 429:
+                wait = self._next_wait(retryable and code in _RETRY_STATUSES, tries, retry_after_seconds(retry_after(answer)))
                 if wait is None:
-                    self._record(response.status_code == 429)  # 429 is the backend working as designed
-                    return response
-                await response.aclose()
+                    self._record(code == 429)  # 429 is the backend working as designed
+                    return answer
+                await discard(answer)
                 await asyncio.sleep(wait)
-                attempt += 1
+                tries += 1
                 continue
             self._record(True)
-            return response
+            return answer
 
     def _record(self, ok: bool) -> None:
         if self.breaker is not None:
@@ -145,14 +156,40 @@ class ResilientTransport(httpx.AsyncBaseTransport):
 
     def _next_wait(self, retryable: bool, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before the next try, or None when there must be no next try."""
-        if not retryable or attempt + 1 >= self._policy.attempts:
+        if not retryable or attempt + 1 >= self.policy.attempts:
             return None
-        wait = retry_after if retry_after is not None else self._policy.backoff(attempt)
+        wait = retry_after if retry_after is not None else self.policy.backoff(attempt)
         limit = deadline.get()
         # Leave room for the retry itself: a wait that eats the deadline buys nothing.
         if limit is not None and time.monotonic() + wait + 0.01 >= limit:
             return None
         return wait
+
+
+def _status(response: httpx.Response) -> int:
+    return response.status_code
+
+
+def _retry_after(response: httpx.Response) -> str | None:
+    value: str | None = response.headers.get("Retry-After")
+    return value
+
+
+async def _discard(response: httpx.Response) -> None:
+    await response.aclose()
+
+
+class ResilientTransport(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport, policy: RetryPolicy, breaker: CircuitBreaker | None,
+                 resilience: Resilience | None = None) -> None:
+        self._inner = inner
+        # `resilience`: shared with the aiohttp fast path of the same backend (one breaker per backend).
+        self.resilience = resilience or Resilience(policy, breaker)
+        self.breaker = self.resilience.breaker
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.resilience.send(lambda: self._inner.handle_async_request(request), _status, _retry_after, _discard,
+                                          request.method in _IDEMPOTENT, request)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -171,3 +171,21 @@ async def test_backend_credentials_and_headers_reach_the_wire(env: dict[str, str
     assert "X-Scope-OrgID" not in seen[1].headers, "one request's headers must not leak into the next"
     assert "cookie" not in seen[1].headers, "a backend's cookie is not sent back"
     assert request.extensions["timeout"]["read"] == settings.timeout.read
+
+
+def test_the_query_is_encoded_exactly_as_urlencode_with_quote_would() -> None:
+    from urllib.parse import quote, urlencode
+
+    from hypothesis import given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    from correlator.sources._http import _url_text
+
+    @hsettings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.text(), st.text()))
+    def same_bytes(params: dict[str, str]) -> None:
+        expected = "http://b/q" + ("?" + urlencode(params, quote_via=quote) if params else "")
+        assert _url_text("http://b", "/q", params) == expected
+
+    same_bytes()
