@@ -142,6 +142,8 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         "prometheus", prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant), s.prometheus, deadline))
     # With the static selector (loki.selector_strategy) Loki needs no services either: one pair for
     # all traces over the hints' window, beside Jaeger — one round less, a wider scan in Loki.
+    if s.loki.selector_strategy == "static":  # its untraced lines too (the hints are instants: ± a margin)
+        correlator.untraced_early([w.hint for w in todo], tenant, deadline)
     static_task = asyncio.ensure_future(correlator._run(
         "loki", loki.fetch_many([w.trace_id for w in todo], hints, None, tenant), s.loki, deadline)
     ) if s.loki.selector_strategy == "static" else None
@@ -171,7 +173,12 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         return Window(min(x.start_ns for x in spans), max(x.end_ns for x in spans))
 
     # Lines without any trace ID (join.untraced): per trace, as /correlate does, so an outcome shared
-    # with /correlate or its cache is the same either way. Beside Loki, within the same bound.
+    # with /correlate or its cache is the same either way. Beside Loki, within the same bound; the
+    # queries are asked once per service set (lines) and service (other traces) over the traces' joint
+    # window, and each trace's answer is cut out of them (untraced_share.py).
+    scopes = [scope for w in todo if (scope := correlator._scope(traces[w.trace_id.hex], None)) is not None]
+    correlator.prime_untraced(scopes, tenant, jaeger_tenant, deadline)
+
     async def untraced_of(w: Wanted) -> _Untraced:
         async with gate:
             return await correlator._untraced(w.trace_id, traces[w.trace_id.hex], tenant, jaeger_tenant, deadline)

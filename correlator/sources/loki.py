@@ -45,6 +45,7 @@ from correlator.model import LogLine, Window
 from correlator.sources import SourceResult, _lazyjson, _native
 from correlator.sources._http import get, not_json
 from correlator.timeparams import rfc3339_ns
+from correlator.untraced_share import LinesAnswer
 
 __all__ = ["LokiSource", "carries_trace", "merge_duplicate", "parse_streams", "parse_streams_body"]
 
@@ -496,11 +497,21 @@ class LokiSource:
 
         Oldest first, at most `limit` (truncated then): the caller attaches them by service and time.
         """
+        answer = await self.untraced_answer(window, services, limit, tenant)
         wanted = set(services)
+        kept = tuple(line for line, named in answer.entries if line.service in wanted and not named)
+        return SourceResult(kept, truncated=answer.cut)
+
+    async def untraced_answer(self, window: Window, services: Sequence[str] | None, limit: int,
+                              tenant: str | None = None) -> LinesAnswer:
+        """The untraced-lines query's every entry of `services` (None: the static selector's streams) in
+        `window`, oldest first, each with whether it names a trace (untraced_share.py cuts answers out of it)."""
         query = untraced_query(self.selector(services), "trace_id")
         lines, cut = await self._query(query, Window(window.start_ns, window.end_ns + 1), tenant, limit, "forward")
-        kept = tuple(line for line in lines if line.service in wanted and not self._names_a_trace(line))
-        return SourceResult(kept, truncated=cut)
+        lines.sort(key=lambda line: line.timestamp_ns)  # stable: Loki's order within an instant
+        # Every entry, whatever its service: the last one's instant says how far a cut answer is complete.
+        entries = tuple((line, self._names_a_trace(line)) for line in lines)
+        return LinesAnswer(window, frozenset(services) if services is not None else None, entries, cut)
 
     def _names_a_trace(self, line: LogLine) -> bool:
         if any(line.metadata.get(name) for name in self.settings.trace_id_fields):
