@@ -509,6 +509,8 @@ def p8(quick: bool) -> None:
 
 
 def p1(quick: bool) -> None:
+    from collections import Counter
+
     import aiohttp
     import httpx
     import requests
@@ -518,6 +520,7 @@ def p1(quick: bool) -> None:
     from correlator.sources.jaeger import JaegerSource
     from correlator.sources.loki import LokiSource
     from correlator.sources.prometheus import PrometheusSource
+    from correlator.untraced_share import SharedLookups
     from tests.fakes.loki import make_fake_loki_app, scenario
     from tests.integration.otlp import send_seed_trace
     from tests.integration.servers import jaeger_server, prometheus_server
@@ -570,19 +573,25 @@ def p1(quick: bool) -> None:
                         singles[name].append((time.perf_counter() - t) * 1000)
                 correlator = Correlator(s, jaeger_src, loki_src, prom_src)
                 hinted, unhinted = [], []
+                untraced_seen: Counter[str] = Counter()  # with a hint: summary.untraced status/overlap_check
                 for _ in range(runs):
                     t = time.perf_counter()
                     out = await correlator.correlate(tid, window)
                     hinted.append((time.perf_counter() - t) * 1000)
                     assert len(out.correlation.logs) == 8 and out.correlation.trace is not None
+                    u = out.correlation.untraced
+                    untraced_seen[f"{u.status}/{u.overlap_check}" if u else "none"] += 1
+                    correlator.shared = SharedLookups(s.join.untraced_share_seconds)  # cold, as the cache is off
                     t = time.perf_counter()
                     await correlator.correlate(tid)
                     unhinted.append((time.perf_counter() - t) * 1000)
+                    correlator.shared = SharedLookups(s.join.untraced_share_seconds)
             medians = {k: statistics.median(v) for k, v in singles.items()}
             slowest = max(medians.values())
             print(f"P1  [{label}] single calls alone (p50 ms): " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
             print(f"P1  [{label}] correlate with hint p50 {statistics.median(hinted):.2f} ms → ÷ slowest single = "
-                  f"{statistics.median(hinted) / slowest:.3f}")
+                  f"{statistics.median(hinted) / slowest:.3f}; untraced (status/overlap_check): "
+                  + ", ".join(f"{k} ×{n}" for k, n in sorted(untraced_seen.items())))
             print(f"P1  [{label}] correlate without hint p50 {statistics.median(unhinted):.2f} ms → ÷ slowest single = "
                   f"{statistics.median(unhinted) / slowest:.3f} (floor: jaeger + max(loki, prometheus) = "
                   f"{medians['jaeger'] + max(medians['loki'], medians['prometheus']):.2f} ms)")

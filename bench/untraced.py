@@ -32,6 +32,7 @@ from correlator.model import Confidence, LogLine, Span, Trace, Window  # noqa: E
 from correlator.sources.jaeger import others_search_window  # noqa: E402
 from correlator.spantree import build_tree  # noqa: E402
 from correlator.untraced import attach_untraced, untraced_window  # noqa: E402
+from correlator.untraced_share import SearchAnswer, aligned, spans_within  # noqa: E402
 
 MS = 1_000_000
 SERVICES = ("api-gateway", "auth-service", "course-service")
@@ -107,7 +108,23 @@ def search(spans_by_service: dict[str, list[tuple[int, int, str]]], starts: dict
     return [(s, e) for s, e, trace in found if trace != mine]
 
 
-def run(concurrency: int, traces: int, noise: float, seed: int) -> dict[str, float]:
+def shared_search(spans_by_service: dict[str, list[tuple[int, int, str]]], starts: dict[str, list[int]], service: str,
+                  window: Window, mine: str) -> list[tuple[int, int]] | None:
+    """What the service answers when correlations share searches (untraced_share.py): one search over the
+    window aligned to whole seconds, depth × 4, cut to this window client-side; its own search when that was cut."""
+    area = others_search_window(window)
+    wide = aligned(area)
+    spans = spans_by_service[service]
+    lo, hi = bisect_left(starts[service], wide.start_ns), bisect_right(starts[service], wide.end_ns)
+    by_trace: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for start, end, trace in spans[lo:hi]:
+        by_trace[trace].append((start, end))
+    answer = SearchAnswer(wide, {t: tuple(v) for t, v in by_trace.items()}, len(by_trace) < 4 * SEARCH_DEPTH)
+    usable, found = spans_within(answer, area, mine, SEARCH_DEPTH)
+    return found if usable else search(spans_by_service, starts, service, window, mine)
+
+
+def run(concurrency: int, traces: int, noise: float, seed: int, shared: bool = False) -> dict[str, float]:
     rng = random.Random(seed * 1000 + concurrency)
     requests, lines = workload(rng, concurrency, traces, noise)
     stamps = [line.timestamp_ns for line, _truth in lines]
@@ -127,7 +144,8 @@ def run(concurrency: int, traces: int, noise: float, seed: int) -> dict[str, flo
         lo, hi = bisect_left(stamps, window.start_ns), bisect_right(stamps, window.end_ns)
         candidates = lines[lo:hi]
         truth = {line.id: t for line, t in candidates}
-        others = {service: search(spans_by_service, starts, service, window, trace.trace_id) for service in SERVICES}
+        ask = shared_search if shared else search
+        others = {service: ask(spans_by_service, starts, service, window, trace.trace_id) for service in SERVICES}
         placed = attach_untraced(tree, [line for line, _t in candidates], others)
         own_total += sum(1 for t in truth.values() if t.trace_id == trace.trace_id)
         for line, placement in placed:
@@ -168,13 +186,14 @@ def main() -> None:
     parser.add_argument("--traces", type=int, default=300)
     parser.add_argument("--noise", type=float, default=0.05, help="share of lines that belong to no request")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shared", action="store_true", help="other traces as the service's shared searches answer")
     args = parser.parse_args()
     print(f"traces per level: {args.traces}, background lines: {args.noise:.0%} of all, seed {args.seed}")
     print("| concurrent requests / service | measured in flight | high: precision (n) | medium: precision (n) | "
           "low: precision (n) | recall (any) | recall (high) |")
     print("|---|---|---|---|---|---|---|")
     for concurrency in (1, 4, 16):
-        r = run(concurrency, args.traces, args.noise, args.seed)
+        r = run(concurrency, args.traces, args.noise, args.seed, args.shared)
         cells = " | ".join(_cell(r, level) for level in ("high", "medium", "low"))
         print(f"| {concurrency} | {r['in_flight']:.1f} | {cells} | {r['recall']:.3f} | {r['recall_high']:.3f} |")
 

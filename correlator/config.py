@@ -157,6 +157,11 @@ class JoinSettings:
     # `untraced_overlap_max_services`): needed for `high`; without it attachments are at most `medium`.
     untraced_overlap_check: bool = True
     untraced_overlap_max_services: int = 5
+    # Correlations share these lookups for this long (untraced_share.py; 0: each asks on its own).
+    untraced_share_seconds: float = 2.0
+    # With a time hint, the answer waits for them at most this share of the main lookups' time longer
+    # (then `summary.untraced` says what was late).
+    untraced_wait_ratio: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +456,9 @@ def _validate(s: Settings) -> None:
            "must not be empty")
     _check(s.join.clock_skew_ms >= 0, "join.clock_skew_ms", s.join.clock_skew_ms, "must be ≥ 0")
     _check(1 <= s.join.untraced_max_lines <= 5000, "join.untraced_max_lines", s.join.untraced_max_lines, "must be in [1, 5000]")
+    _check(0 <= s.join.untraced_share_seconds <= 60, "join.untraced_share_seconds", s.join.untraced_share_seconds,
+           "must be in [0, 60]")
+    _check(0 <= s.join.untraced_wait_ratio <= 10, "join.untraced_wait_ratio", s.join.untraced_wait_ratio, "must be in [0, 10]")
     _check(0 <= s.join.untraced_overlap_max_services <= 50, "join.untraced_overlap_max_services",
            s.join.untraced_overlap_max_services, "must be in [0, 50]")
     a = s.analysis

@@ -41,11 +41,12 @@ from correlator.offload import Offloader, Outline, Prerendered, RawTrace, Worker
 from correlator.skew import estimate_clocks, skew_findings
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
-from correlator.sources.jaeger import JaegerSource
+from correlator.sources.jaeger import JaegerSource, others_search_window
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
 from correlator.turns import my_turn
 from correlator.untraced import attach_untraced, untraced_window
+from correlator.untraced_share import LinesAnswer, SearchAnswer, SharedLookups, clusters
 
 __all__ = ["SOURCES", "Correlator", "Outcome"]
 
@@ -62,6 +63,14 @@ _ALL_AT_ONCE = {"jaeger": 1, "loki": 2, "prometheus": 1}
 _TRACE_FIRST = {"jaeger": 1}
 _THEN_THE_REST = {"loki": 2, "prometheus": 1}
 _OTHER_TRACES_DEPTH = 50  # per service: more traces than this around one request → "unknown", not "none"
+# A hint at most this wide starts the untraced-lines query at once (any service, the hint's window);
+# wider ones would scan too much of Loki for an answer the trace may not fit in.
+_EARLY_UNTRACED_MAX_NS = 60 * 1_000_000_000
+_EARLY_UNTRACED_PAD_NS = 2_000_000_000
+# The least extra wait for a hinted correlation's untraced lookups once the main lookups are done: what they
+# cost at most when not foreseen late (a safety net), and what keeps fast backends' answers from racing.
+_MIN_WAIT_S = 0.01
+_FORESEEN_SLACK_MS = 2.0  # searches foreseen to end later than the main lookups' time × (1 + ratio) + this: not asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +147,9 @@ class Correlator:
         }
         self.backend_calls = 0  # for tests and benchmarks: a cache hit adds none
         self.offload = offload  # big traces to a worker process (None: everything on the event loop)
+        # Untraced lines and other traces, shared between correlations for a few seconds (untraced_share.py).
+        self.shared = SharedLookups(settings.join.untraced_share_seconds)
+        self.latency_ms: dict[str, float] = {}  # per source, a moving average of its answered calls
         # Where a big trace stands (standing_run.StandingLookup.lookup_parts, bound to Prometheus by the API):
         # looked up before the worker renders, since its answer is final. Inline answers get theirs in the API.
         self.standings: Callable[..., Awaitable[Any]] | None = None
@@ -197,19 +209,30 @@ class Correlator:
             jaeger_window = hint.widened(_JAEGER_HINT_MARGIN_NS)
             # Services are unknown until the trace arrives: search the static selector instead
             # of waiting for Jaeger, so the cost is max() of the three, not a sum.
-            async def jaeger_then_untraced() -> tuple[tuple[SourceReport, SourceResult[Any] | None], Outline | None, _Untraced]:
-                # Untraced lines need the trace's services and window: they follow Jaeger, beside Loki.
-                found = await self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger, deadline)
-                found, outline = await self._outline(found)
-                untraced = await self._untraced(trace_id, found, tenant, jaeger_tenant, deadline, outline)
+            async def jaeger_then_untraced(main_done: asyncio.Event, jaeger_done: asyncio.Future[None],
+                                           ) -> tuple[tuple[SourceReport, SourceResult[Any] | None], Outline | None, _Untraced]:
+                # Untraced lines need the trace's services and window: they follow Jaeger, beside Loki, and
+                # may make the answer wait only a little longer than the three main lookups.
+                try:
+                    found = await self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger,
+                                            deadline)
+                    found, outline = await self._outline(found)
+                finally:
+                    jaeger_done.set_result(None)
+                untraced = await self._untraced(trace_id, found, tenant, jaeger_tenant, deadline, outline,
+                                                stop=(main_done, started))
                 return found, outline, untraced
 
             async with admitted(self.bulkheads, _ALL_AT_ONCE):
+                self.untraced_early([hint], tenant, deadline)
+                loki_task = asyncio.ensure_future(self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki,
+                                                            deadline))
+                prom_task = asyncio.ensure_future(
+                    self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline))
+                jaeger_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                main_done = _all_done((jaeger_done, loki_task, prom_task))
                 (jaeger_res, outline, untraced), loki_res, prom_res = await asyncio.gather(
-                    jaeger_then_untraced(),
-                    self._run("loki", self.loki.fetch(trace_id, hint, None, tenant), s.loki, deadline),
-                    self._run("prometheus", self.prometheus.fetch(trace_id, hint, prom_tenant), s.prometheus, deadline),
-                )
+                    jaeger_then_untraced(main_done, jaeger_done), loki_task, prom_task)
             window = hint
         else:
             now_ns = int(self._wall() * 1e9)
@@ -301,44 +324,161 @@ class Correlator:
 
     async def _untraced(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
                         tenant: str | None, jaeger_tenant: str | None, deadline: float,
-                        outline: Outline | None = None) -> _Untraced:
+                        outline: Outline | None = None, stop: tuple[asyncio.Event, float] | None = None) -> _Untraced:
         """Lines of the trace's services in its window with no trace ID, and other traces of those services.
 
+        `stop` = (the main lookups are done, when the correlation started): then wait for these at most
+        `join.untraced_wait_ratio` of that time longer; what is not there by then is reported late.
         Never raises: a failure is a status in `summary.untraced`, the correlation goes on without them.
         """
         s = self.settings.join
-        fetch = getattr(self.loki, "fetch_untraced", None)
         scope = self._scope(jaeger_res, outline)  # a big trace's from the worker's outline
-        if not s.untraced or fetch is None or scope is None:
+        if not s.untraced or getattr(self.loki, "fetch_untraced", None) is None or scope is None:
             return _Untraced((), {}, UntracedReport("off"))
         services, window = scope
-        search = getattr(self.jaeger, "other_traces", None)
-        check = (s.untraced_overlap_check and search is not None and 0 < len(services) <= s.untraced_overlap_max_services)
+        check = (s.untraced_overlap_check and getattr(self.jaeger, "other_traces", None) is not None
+                 and 0 < len(services) <= s.untraced_overlap_max_services)
         budget = deadline - time.monotonic()
         if budget <= 0:
             return _Untraced((), {}, UntracedReport("timeout", error="no time left in the deadline"))
-        self.backend_calls += 1 + (len(services) if check else 0)
+        lines_task = asyncio.ensure_future(self._untraced_lines(services, window, tenant, budget))
+        # With a hint, ask Jaeger for the other traces only when the answer can wait for them (cheap): the
+        # searches answer about as fast as the trace did, unless they are shared ones already there.
+        searched = others_search_window(window)
+        skip = (check and stop is not None and self._searches_late(stop[1], s.untraced_wait_ratio)
+                and not all(self.shared.has_search(name, searched, jaeger_tenant) for name in services))
+        check = check and not skip
+        async def others() -> list[list[tuple[int, int]] | None]:
+            return await asyncio.gather(*(self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget)
+                                          for name in services))
+        others_task = asyncio.ensure_future(others()) if check else None
+        late = await _settle([t for t in (lines_task, others_task) if t is not None], stop, s.untraced_wait_ratio)
+        if lines_task in late:
+            return _Untraced((), {}, UntracedReport("late", error="the lines were not there when the main lookups were"))
+        by_service: dict[str, list[tuple[int, int]] | None]
         try:
-            # Its queries count against the bulkheads too; a full one only costs these lines.
-            async with asyncio.timeout(budget), admitted(self.bulkheads, {"loki": 1, "jaeger": len(services) if check else 0}):
-                lines_call = fetch(window, services, s.untraced_max_lines, tenant)
-                if check:
-                    assert search is not None
-                    searches = (search(name, window, trace_id.hex, _OTHER_TRACES_DEPTH, jaeger_tenant) for name in services)
-                    found, *others = await asyncio.gather(lines_call, *searches)
-                else:
-                    found, others = await lines_call, []
+            found = lines_task.result()
         except Overloaded as exc:
             return _Untraced((), {}, UntracedReport("error", error=str(exc)))
         except TimeoutError:
             return _Untraced((), {}, UntracedReport("timeout", error=f"no answer within {budget:.2f}s"))
         except SourceError as exc:
             return _Untraced((), {}, UntracedReport("error", error=str(exc)))
-        by_service = dict(zip(services, others, strict=True)) if check else {}
-        overlap = "off" if not s.untraced_overlap_check else "jaeger" if check and all(
-            v is not None for v in by_service.values()) else "unavailable"
+        if skip:
+            by_service, overlap = dict.fromkeys(services), "late"
+        elif others_task is None:
+            by_service = {}
+            overlap = "off" if not s.untraced_overlap_check else "unavailable"
+        elif others_task in late:
+            by_service, overlap = dict.fromkeys(services), "late"
+        else:
+            try:
+                by_service = dict(zip(services, others_task.result(), strict=True))
+            except Exception:  # a search answer nothing expected: those traces stay unknown
+                log.exception("the other-traces search failed unexpectedly")
+                by_service = dict.fromkeys(services)
+            overlap = "jaeger" if all(v is not None for v in by_service.values()) else "unavailable"
         report = UntracedReport("ok", len(found.value), found.truncated, overlap)
         return _Untraced(found.value, by_service, report)
+
+    async def _untraced_lines(self, services: Sequence[str], window: Window, tenant: str | None,
+                              budget: float) -> SourceResult[tuple[LogLine, ...]]:
+        limit = self.settings.join.untraced_max_lines
+        async with asyncio.timeout(budget):
+            if not self._shares(self.loki, "untraced_answer"):
+                self.backend_calls += 1
+                # Its queries count against the bulkheads too; a full one only costs these lines.
+                async with admitted(self.bulkheads, {"loki": 1}):
+                    return cast(SourceResult[tuple[LogLine, ...]],
+                                await self.loki.fetch_untraced(window, services, limit, tenant))  # type: ignore[attr-defined]
+            return await self.shared.lines(self._lines_query(tenant, budget), services, window, limit, tenant)
+
+    async def _other_traces(self, service: str, window: Window, exclude_hex: str, tenant: str | None,
+                            budget: float) -> list[tuple[int, int]] | None:
+        """The spans of `service` in other traces around `window`; None when unknown (whatever went wrong)."""
+        try:
+            async with asyncio.timeout(budget):
+                if not self._shares(self.jaeger, "service_traces"):
+                    self.backend_calls += 1
+                    async with admitted(self.bulkheads, {"jaeger": 1}):
+                        return cast(list[tuple[int, int]] | None, await self.jaeger.other_traces(  # type: ignore[attr-defined]
+                            service, window, exclude_hex, _OTHER_TRACES_DEPTH, tenant))
+                return await self.shared.other_traces(self._search_query(tenant, budget), service,
+                                                      others_search_window(window), exclude_hex, _OTHER_TRACES_DEPTH, tenant)
+        except (Overloaded, TimeoutError, SourceError):
+            return None
+
+    def _searches_late(self, started: float, ratio: float) -> bool:
+        """Whether searches started now would end after the main lookups (as they usually take) and the wait."""
+        jaeger, loki, prometheus = (self.latency_ms.get(name) for name in SOURCES)
+        if jaeger is None or loki is None or prometheus is None:
+            return False
+        now = (time.monotonic() - started) * 1000
+        main = max(now, loki, prometheus)
+        return now + jaeger > main * (1 + ratio) + _FORESEEN_SLACK_MS
+
+    def _shares(self, source: object, method: str) -> bool:
+        return self.settings.join.untraced_share_seconds > 0 and getattr(source, method, None) is not None
+
+    def _lines_query(self, tenant: str | None, budget: float) -> Callable[[Window, frozenset[str] | None, int],
+                                                                           Awaitable[LinesAnswer]]:
+        async def query(window: Window, services: frozenset[str] | None, limit: int) -> LinesAnswer:
+            self.backend_calls += 1
+            async with asyncio.timeout(budget), admitted(self.bulkheads, {"loki": 1}):
+                return cast(LinesAnswer, await self.loki.untraced_answer(  # type: ignore[attr-defined]
+                    window, sorted(services) if services is not None else None, limit, tenant))
+        return query
+
+    def _search_query(self, tenant: str | None, budget: float) -> Callable[[str, Window, int], Awaitable[SearchAnswer]]:
+        async def query(service: str, search: Window, depth: int) -> SearchAnswer:
+            self.backend_calls += 1
+            async with asyncio.timeout(budget), admitted(self.bulkheads, {"jaeger": 1}):
+                try:
+                    return cast(SearchAnswer, await self.jaeger.service_traces(service, search, depth, tenant))  # type: ignore[attr-defined]
+                except SourceError:
+                    # Jaeger answered, but not with a search: the others of this service are unknown, and
+                    # stay so for the share's time rather than be asked again by every correlation.
+                    return SearchAnswer(search, {}, False, known=False)
+        return query
+
+    def untraced_early(self, hints: Sequence[Window], tenant: str | None, deadline: float) -> None:
+        """With narrow hints, start the untraced-lines query now — every service (the static selector), over
+        the window a trace around each hint would need — instead of after Jaeger; each correlation then takes
+        its trace's services and window out of it (untraced_share.py), or asks on its own if it does not fit."""
+        s = self.settings.join
+        if not s.untraced or not self._shares(self.loki, "untraced_answer"):
+            return
+        # A trace inside the hint, or up to 1 s long around a single instant, with its margins (untraced_window).
+        pad = int(s.clock_skew_ms * 1_000_000) + _EARLY_UNTRACED_PAD_NS
+        wanted = [hint.widened(pad) for hint in hints if hint.end_ns - hint.start_ns <= _EARLY_UNTRACED_MAX_NS]
+        for joint in clusters(wanted):
+            self.shared.prefetch_lines(self._lines_query(tenant, deadline - time.monotonic()), joint, None, tenant)
+
+    def prime_untraced(self, scopes: Sequence[tuple[Sequence[str], Window]], tenant: str | None,
+                       jaeger_tenant: str | None, deadline: float) -> None:
+        """Start the shared lookups several traces will need (/investigate): one lines query per service set
+        over the set's joint window, one search per service over its joint search window."""
+        s = self.settings.join
+        if not s.untraced:
+            return
+        budget = deadline - time.monotonic()
+        lines: dict[tuple[str, ...], list[Window]] = {}
+        searches: dict[str, list[Window]] = {}
+        for services, window in scopes:
+            lines.setdefault(tuple(sorted(services)), []).append(window)
+            if s.untraced_overlap_check and 0 < len(services) <= s.untraced_overlap_max_services:
+                for name in services:
+                    searches.setdefault(name, []).append(others_search_window(window))
+        if self._shares(self.loki, "untraced_answer"):
+            for key, windows in lines.items():
+                for joint in clusters(windows):
+                    self.shared.prefetch_lines(self._lines_query(tenant, budget), joint, key, tenant)
+        if self._shares(self.jaeger, "service_traces"):
+            for name, windows in searches.items():
+                for joint in clusters(windows):
+                    members = sum(1 for w in windows if joint.start_ns <= w.start_ns and w.end_ns <= joint.end_ns)
+                    depth = min(_OTHER_TRACES_DEPTH * members, 1000)
+                    self.shared.prefetch_search(self._search_query(jaeger_tenant, budget), name, joint, depth, jaeger_tenant)
 
     async def _run(
         self, name: str, call: Awaitable[SourceResult[T]], source_settings: Any, deadline: float
@@ -359,6 +499,9 @@ class Correlator:
         retry_deadline.set(started + budget)
         with tracer.start_as_current_span(f"source {name}") as span:
             report_, result_ = await self._run_inner(name, call, budget, report)
+            if report_.status in (SourceStatus.OK, SourceStatus.NOT_FOUND):
+                before = self.latency_ms.get(name)
+                self.latency_ms[name] = report_.ms if before is None else 0.8 * before + 0.2 * report_.ms
             span.set_attribute("correlator.source.status", report_.status.value)
             return report_, result_
 
@@ -443,8 +586,8 @@ class Correlator:
             return False
         if any(r.status is not SourceStatus.OK or r.truncated for r in c.sources.values()):
             return False
-        if c.untraced is not None and c.untraced.status not in ("ok", "off"):
-            return False
+        if c.untraced is not None and (c.untraced.status not in ("ok", "off") or c.untraced.overlap_check == "late"):
+            return False  # a later answer may know more (a late lookup, `high` instead of `medium`)
         # A trace that ended moments ago may still be receiving spans and logs.
         age_s = self._wall() - end_ns / 1e9
         return age_s >= self.settings.cache.settle_seconds
@@ -458,6 +601,46 @@ def untraced_scope(trace: Trace, clock_skew_ms: float) -> tuple[list[str], Windo
     reference = next((sp.service for sp in trace.spans if sp.parent_span_id is None), None)
     extra = estimate_clocks(trace.spans, reference).max_offset_ns()
     return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + extra)
+
+
+def _union(a: Window | None, b: Window) -> Window:
+    return b if a is None else Window(min(a.start_ns, b.start_ns), max(a.end_ns, b.end_ns))
+
+
+def _all_done(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Event:
+    """An event set once every one of `futures` is done (awaiting it cancels none of them)."""
+    event, left = asyncio.Event(), [len(futures)]
+
+    def one(_f: asyncio.Future[Any]) -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            event.set()
+    for future in futures:
+        future.add_done_callback(one)
+    return event
+
+
+async def _settle(tasks: Sequence[asyncio.Future[Any]], stop: tuple[asyncio.Event, float] | None,
+                  ratio: float) -> set[asyncio.Future[Any]]:
+    """Wait for `tasks`; with `stop`, only until `ratio` × (its time since the start) after its event. The
+    tasks still running then are cancelled (a shared lookup under them goes on) and returned."""
+    pending = set(tasks)
+    waiter: asyncio.Future[None] | None = None
+    try:
+        if stop is not None:
+            event, started = stop
+
+            async def grace() -> None:
+                await event.wait()
+                await asyncio.sleep(max(_MIN_WAIT_S, ratio * (time.monotonic() - started)))
+            waiter = asyncio.ensure_future(grace())
+        while pending and (waiter is None or not waiter.done()):
+            done, _ = await asyncio.wait(pending | ({waiter} if waiter else set()), return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+    finally:
+        for task in (*pending, *((waiter,) if waiter else ())):
+            task.cancel()
+    return pending
 
 
 def _failed(report: SourceReport, exc: Exception, budget: float) -> tuple[SourceReport, None]:

@@ -24,7 +24,7 @@ from correlator.errors import InvalidTraceId
 from correlator.ids import TraceId, normalise_span_id, parse_trace_id
 
 __all__ = ["TraceContext", "derived_field_regex", "extract_trace_context", "line_carries", "lower64_carried",
-           "span_and_level_finder"]
+           "metadata_span_and_level", "span_and_level_finder"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +259,19 @@ def span_and_level_finder(settings: LokiSettings) -> Callable[[str, Mapping[str,
         if span_id is None:
             span_id = idformats.from_text(line, False).span_id
         return span_id, level
+
+    return find
+
+
+def metadata_span_and_level(settings: LokiSettings) -> Callable[[Mapping[str, str]], tuple[str | None, str | None]]:
+    """The (span ID, level) the finder takes from structured metadata alone (the native parse asks once per
+    distinct metadata, not per line)."""
+    span_fields, level_fields = settings.span_id_fields, settings.level_fields
+
+    def find(meta: Mapping[str, str]) -> tuple[str | None, str | None]:
+        if not meta:
+            return None, None
+        return _first(meta, span_fields, normalise_span_id), _first(meta, level_fields, _level)
 
     return find
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
+from correlator.bulkhead import Overloaded, admitted
 from correlator.correlate import Correlator, Outcome, _Untraced
+from correlator.errors import SourceUnavailable
 from correlator.ids import TraceId
 from correlator.model import Exemplar, LogLine, SourceReport, Trace, Window
 from correlator.sources import SourceResult
@@ -133,17 +135,20 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     async def fetch_trace(w: Wanted) -> TraceRes:
         async with gate:
             call = correlator.jaeger.fetch(w.trace_id, w.hint.widened(_JAEGER_HINT_MARGIN_NS), jaeger_tenant)
-            return await correlator._run("jaeger", call, s.jaeger, deadline)
+            return await correlator._run("jaeger", _slotted(correlator, "jaeger", 1, call), s.jaeger, deadline)
 
     # Exemplars need no trace: ask for them over the hints' joint window while the traces arrive
     # (as a hinted /correlate does), so only Loki waits for Jaeger.
     hints = Window(min(w.hint.start_ns for w in todo), max(w.hint.end_ns for w in todo))
     prom_task = asyncio.ensure_future(correlator._run(
-        "prometheus", prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant), s.prometheus, deadline))
+        "prometheus", _slotted(correlator, "prometheus", 1, prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant)),
+        s.prometheus, deadline))
     # With the static selector (loki.selector_strategy) Loki needs no services either: one pair for
     # all traces over the hints' window, beside Jaeger — one round less, a wider scan in Loki.
+    if s.loki.selector_strategy == "static":  # its untraced lines too (the hints are instants: ± a margin)
+        correlator.untraced_early([w.hint for w in todo], tenant, deadline)
     static_task = asyncio.ensure_future(correlator._run(
-        "loki", loki.fetch_many([w.trace_id for w in todo], hints, None, tenant), s.loki, deadline)
+        "loki", _slotted(correlator, "loki", 2, loki.fetch_many([w.trace_id for w in todo], hints, None, tenant)), s.loki, deadline)
     ) if s.loki.selector_strategy == "static" else None
     try:
         fetched = await asyncio.gather(*(fetch_trace(w) for w in todo))
@@ -171,7 +176,12 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         return Window(min(x.start_ns for x in spans), max(x.end_ns for x in spans))
 
     # Lines without any trace ID (join.untraced): per trace, as /correlate does, so an outcome shared
-    # with /correlate or its cache is the same either way. Beside Loki, within the same bound.
+    # with /correlate or its cache is the same either way. Beside Loki, within the same bound; the
+    # queries are asked once per service set (lines) and service (other traces) over the traces' joint
+    # window, and each trace's answer is cut out of them (untraced_share.py).
+    scopes = [scope for w in todo if (scope := correlator._scope(traces[w.trace_id.hex], None)) is not None]
+    correlator.prime_untraced(scopes, tenant, jaeger_tenant, deadline)
+
     async def untraced_of(w: Wanted) -> _Untraced:
         async with gate:
             return await correlator._untraced(w.trace_id, traces[w.trace_id.hex], tenant, jaeger_tenant, deadline)
@@ -183,8 +193,9 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         loki_answers = [static_answer]
     else:
         group_list = list(groups.items())
-        loki_calls = [correlator._run("loki", loki.fetch_many([m.trace_id for m in members], joint(members),
-                                                              list(services) if services else None, tenant), s.loki, deadline)
+        loki_calls = [correlator._run("loki", _slotted(correlator, "loki", 2, loki.fetch_many(
+                          [m.trace_id for m in members], joint(members), list(services) if services else None, tenant)),
+                          s.loki, deadline)
                       for services, members in group_list]
         answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_task)
         loki_answers = list(answers)
@@ -200,6 +211,17 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         outcomes[hex_] = correlator._assemble(w.trace_id, windows[hex_], traces[hex_], logs_of[hex_],
                                               _share(prom_answer, hex_), untraced[hex_])
     return outcomes
+
+
+async def _slotted(correlator: Correlator, source: str, weight: int, call: Coroutine[Any, Any, T]) -> T:
+    """`call` inside `weight` slots of the source's bulkhead, as /correlate's queries are (bulkhead.py): an
+    investigation counts against the backend's cap too. Refused, that source is unavailable for this batch."""
+    try:
+        async with admitted(correlator.bulkheads, {source: weight}):
+            return await call
+    except Overloaded as exc:
+        call.close()  # never started
+        raise SourceUnavailable(source, f"not asked: this worker has too many {source} queries in flight ({exc})") from None
 
 
 def _trace_of(res: TraceRes) -> Trace | None:

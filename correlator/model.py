@@ -184,10 +184,12 @@ class SourceReport:
 class UntracedReport:
     """How the lookup of lines without a trace ID went (`summary.untraced`)."""
 
-    status: str  # ok | error | timeout | off
+    status: str  # ok | error | timeout | off | late (with a hint: not there when the main lookups were, plus the wait)
     fetched: int = 0  # lines of the trace's services in its window that carry no trace ID
     truncated: bool = False  # `join.untraced_max_lines` cut the lookup
-    overlap_check: str = "off"  # jaeger | unavailable | off: whether other traces of each service were asked for
+    # jaeger | unavailable | off | late: whether other traces of each service were asked for (late: with a hint,
+    # not asked because they would answer after the main lookups, or not answered by then)
+    overlap_check: str = "off"
     error: str | None = None
 
 

@@ -30,6 +30,7 @@ from correlator.model import (
     SourceStatus,
 )
 from correlator.skew import clock_skew_summary
+from correlator.sources import _native
 from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 
@@ -126,7 +127,22 @@ _MATCH_VALUE = {m: m.value for m in Match}
 _CONFIDENCE_VALUE = {c: c.value for c in Confidence}
 
 
+def _second_text(seconds: int) -> str:
+    return rfc3339_ns(seconds * 1_000_000_000)[:-11]
+
+
 def _logs(lines: Sequence[LogLine], places: Sequence[Placement]) -> list[dict[str, Any]]:
+    """Every log line with where it was placed: natively when the extension is installed (the same dicts,
+    tests/test_native.py), else `_logs_python`."""
+    native = _native.MODULE
+    if native is not None and type(lines) is tuple and type(places) is tuple:
+        rendered: list[dict[str, Any]] | None = native.render_logs(lines, places, _second_text, _MATCH_VALUE, _CONFIDENCE_VALUE)
+        if rendered is not None:
+            return rendered
+    return _logs_python(lines, places)
+
+
+def _logs_python(lines: Sequence[LogLine], places: Sequence[Placement]) -> list[dict[str, Any]]:
     """Every log line with where it was placed (one loop; each second's RFC 3339 text made once)."""
     seconds_text: dict[int, str] = {}
     out: list[dict[str, Any]] = []
@@ -135,7 +151,7 @@ def _logs(lines: Sequence[LogLine], places: Sequence[Placement]) -> list[dict[st
         seconds, frac = divmod(line.timestamp_ns, 1_000_000_000)
         second = seconds_text.get(seconds)
         if second is None:
-            second = seconds_text[seconds] = rfc3339_ns(seconds * 1_000_000_000)[:-11]
+            second = seconds_text[seconds] = _second_text(seconds)
         entry = {
             "id": line.id,
             "timestamp": second + "." + str(frac).zfill(9) + "Z",  # as rfc3339_ns (0 ≤ frac < 10⁹)

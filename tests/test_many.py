@@ -177,3 +177,24 @@ async def test_lines_without_a_trace_id_are_looked_up_per_trace_as_correlate_doe
     assert outcomes[IDS[0].hex].correlation.untraced == single.correlation.untraced
     assert [ln.line for ln in outcomes[IDS[0].hex].correlation.inferred_logs] == \
         [ln.line for ln in single.correlation.inferred_logs]
+
+
+async def test_an_investigation_counts_against_the_bulkheads_and_a_full_one_refuses_only_its_source() -> None:
+    """/investigate's queries take the same per-backend slots as /correlate's: with the Jaeger cap at 2, no more
+    than 2 trace fetches run at once even with a wider gate; with Loki's slots all taken by others, Loki is not
+    asked and its part says why, while the traces and exemplars still come."""
+    jaeger = Jaeger()
+    correlator, _loki, _prom = make(jaeger, CORRELATOR_JAEGER_MAX_IN_FLIGHT="2", CORRELATOR_JAEGER_MAX_QUEUED="64",
+                                  CORRELATOR_SERVER_ADMISSION_WAIT_SECONDS="5", CORRELATOR_JOIN_UNTRACED="false")
+    _outcomes, failed = await correlate_many(correlator, wanted(), None, deadline=time.monotonic() + 10, concurrency=6)
+    assert failed == {} and jaeger.peak == 2 and correlator.bulkheads["jaeger"].in_flight == 0
+
+    jaeger = Jaeger()
+    correlator, loki, _prom = make(jaeger, CORRELATOR_JOIN_UNTRACED="false", CORRELATOR_LOKI_MAX_QUEUED="0")
+    taken = correlator.bulkheads["loki"]
+    taken.in_flight = taken.limit  # every slot held by other correlations
+    outcomes, failed = await correlate_many(correlator, wanted(), None, deadline=time.monotonic() + 5, concurrency=2)
+    assert failed == {} and loki.many == []  # Loki was not asked
+    c = outcomes[IDS[0].hex].correlation
+    assert c.sources["loki"].status is SourceStatus.UNAVAILABLE and "too many loki queries in flight" in (c.sources["loki"].error or "")
+    assert c.trace is not None and c.exemplars  # the rest of the answer is there

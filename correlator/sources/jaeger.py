@@ -34,6 +34,7 @@ from correlator.sources import SourceResult, _lazyjson
 from correlator.sources._http import HttpAnswer, get, not_json, parse_json
 from correlator.spancap import cap_spans
 from correlator.timeparams import rfc3339_ns
+from correlator.untraced_share import SearchAnswer, spans_within
 
 __all__ = ["JaegerSource", "others_search_window", "parse_otlp_answer", "parse_otlp_trace", "parse_ui_trace", "ui_trace_url"]
 
@@ -347,26 +348,71 @@ def others_search_window(window: Window) -> Window:
 
 
 
-def _other_spans(body: Any, service: str, exclude_hex: str, depth: int) -> list[tuple[int, int]] | None:
-    result = body.get("result") if isinstance(body, dict) else None
-    if not isinstance(result, dict):
+class _SearchValue(msgspec.Struct):
+    stringValue: Any = None
+
+
+class _SearchAttribute(msgspec.Struct):
+    key: str = ""
+    value: _SearchValue | None = None
+
+
+class _SearchResource(msgspec.Struct):
+    attributes: list[_SearchAttribute] | None = None
+
+
+class _SearchSpan(msgspec.Struct):
+    traceId: Any = None
+    startTimeUnixNano: Any = 0
+    endTimeUnixNano: Any = None
+
+
+class _SearchScope(msgspec.Struct):
+    spans: list[_SearchSpan] | None = None
+
+
+class _SearchResourceSpans(msgspec.Struct):
+    resource: _SearchResource | None = None
+    scopeSpans: list[_SearchScope] | None = None
+
+
+class _SearchResult(msgspec.Struct):
+    resourceSpans: list[_SearchResourceSpans] | None = None
+
+
+class _SearchBody(msgspec.Struct):
+    result: _SearchResult | None = None
+
+
+_search_decoder = msgspec.json.Decoder(_SearchBody)
+
+
+def _service_spans(raw: bytes | bytearray, service: str) -> dict[str, tuple[tuple[int, int], ...]]:
+    """A search answer's traces, each with the (start, end) of its spans of `service`.
+
+    Decodes only those fields (a search returns whole traces: tens of thousands of spans for an
+    investigation's joint window). Raises ValueError/TypeError when the body is not such an answer.
+    """
+    try:
+        body = _search_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    if body.result is None:
         raise ValueError("no result object")
-    intervals: list[tuple[int, int]] = []
-    traces: set[str] = set()
-    for resource_spans in result.get("resourceSpans") or ():
-        resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
-        for scope_spans in resource_spans.get("scopeSpans") or ():
-            for raw in scope_spans.get("spans") or ():
-                trace_hex = _otlp_id(raw.get("traceId"), 16)
+    traces: dict[str, list[tuple[int, int]]] = {}
+    for resource_spans in body.result.resourceSpans or ():
+        attributes = resource_spans.resource.attributes if resource_spans.resource else None
+        name = next((a.value.stringValue for a in attributes or () if a.key == "service.name" and a.value), None)
+        for scope_spans in resource_spans.scopeSpans or ():
+            for raw_span in scope_spans.spans or ():
+                trace_hex = _otlp_id(raw_span.traceId, 16)
                 if trace_hex is None:
                     continue
-                traces.add(trace_hex)
-                if trace_hex != exclude_hex and resource.get("service.name") == service:
-                    start = int(raw.get("startTimeUnixNano") or 0)
-                    intervals.append((start, int(raw.get("endTimeUnixNano") or start)))
-    if len(traces) >= depth:
-        return None  # the search was cut: traces not returned may overlap too
-    return intervals
+                spans = traces.setdefault(trace_hex, [])
+                if name == service:
+                    start = int(raw_span.startTimeUnixNano or 0)
+                    spans.append((start, int(raw_span.endTimeUnixNano or start)))
+    return {trace: tuple(spans) for trace, spans in traces.items()}
 
 
 
@@ -474,23 +520,29 @@ class JaegerSource:
         v2.13 ignores `query.search_depth` and then refuses a depth of 0). Unknown when
         Jaeger fails or the search hits `depth` (more traces than were returned may overlap).
         """
-        search = others_search_window(window)
-        params = {"query.service_name": service, "query.start_time_min": rfc3339_ns(search.start_ns),
-                  "query.start_time_max": rfc3339_ns(search.end_ns), "query.num_traces": str(depth)}
         try:
-            answer = await get(self.client, SOURCE, "/api/v3/traces", params, self._headers(tenant),
-                               self.settings.max_response_bytes)
+            answer = await self.service_traces(service, others_search_window(window), depth, tenant)
         except SourceError:
             return None
+        usable, spans = spans_within(answer, answer.window, exclude_hex, depth)
+        return spans if usable else None
+
+    async def service_traces(self, service: str, search: Window, depth: int, tenant: str | None = None) -> SearchAnswer:
+        """The traces with a span of `service` starting in `search` (at most `depth`), each with its spans of
+        `service`: one `GET /api/v3/traces` search. Raises a SourceError when Jaeger gives no usable answer."""
+        params = {"query.service_name": service, "query.start_time_min": rfc3339_ns(search.start_ns),
+                  "query.start_time_max": rfc3339_ns(search.end_ns), "query.num_traces": str(depth)}
+        answer = await get(self.client, SOURCE, "/api/v3/traces", params, self._headers(tenant),
+                           self.settings.max_response_bytes)
         if answer.status == 404 and not _route_missing(answer):
-            return []  # "No traces found"
+            return SearchAnswer(search, {}, True)  # "No traces found"
         if answer.status != 200:
-            return None
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /api/v3/traces: {_error_message(answer)}")
         try:
-            body = _lazyjson.whole(answer.body)
-            return _other_spans(body, service, exclude_hex, depth)
-        except (_lazyjson.NotJson, ValueError, TypeError, AttributeError, KeyError):
-            return None
+            traces = _service_spans(answer.body, service)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise SourceProtocolError(SOURCE, f"GET /api/v3/traces: unexpected answer ({type(exc).__name__})") from None
+        return SearchAnswer(search, traces, len(traces) < depth)
 
     async def ready(self) -> None:
         """Raises a SourceError unless the query service answers `GET /api/v3/services` with 200."""

@@ -19,12 +19,20 @@ from typing import Any
 
 import httpx
 import msgspec
+import orjson
 
+from correlator import idformats
 from correlator.config import LokiSettings
 from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
-from correlator.logfields import extract_trace_context, line_carries, lower64_carried, span_and_level_finder
+from correlator.logfields import (
+    extract_trace_context,
+    line_carries,
+    lower64_carried,
+    metadata_span_and_level,
+    span_and_level_finder,
+)
 from correlator.logql import (
     line_filter_any_query,
     line_filter_query,
@@ -34,9 +42,10 @@ from correlator.logql import (
     untraced_query,
 )
 from correlator.model import LogLine, Window
-from correlator.sources import SourceResult, _lazyjson
+from correlator.sources import SourceResult, _lazyjson, _native
 from correlator.sources._http import get, not_json
 from correlator.timeparams import rfc3339_ns
+from correlator.untraced_share import LinesAnswer
 
 __all__ = ["LokiSource", "carries_trace", "merge_duplicate", "parse_streams", "parse_streams_body"]
 
@@ -111,8 +120,18 @@ class _Answer(msgspec.Struct):
 def parse_streams_body(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int]:
     """`parse_streams` from the answer's bytes, one entry decoded at a time (`_lazyjson`).
 
-    Raises NotJson, and what `parse_streams` raises.
+    Natively (`_native`) when the extension is installed and takes the answer, else in Python:
+    the same LogLines either way (tests/test_native.py). Raises NotJson, and what `parse_streams` raises.
     """
+    if _native.MODULE is not None:
+        parsed = _native_lines(raw, settings)
+        if parsed is not None:
+            return parsed
+    return _python_lines(raw, settings)
+
+
+def _python_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """The reference parse (and the fallback of the native one)."""
     answer = _lazyjson.envelope(raw, _Answer)
     if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
         return parse_streams(_lazyjson.whole(raw), settings)  # says what is wrong, as it always did
@@ -202,6 +221,84 @@ def _lines(streams: Iterable[tuple[Any, Iterable[Any]]], categorized: bool,
 
 
 _NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
+
+class _WholeStream(msgspec.Struct):
+    """A stream with its entries left as one undecoded array: the native code reads it in one pass."""
+
+    stream: msgspec.Raw = msgspec.Raw(b"null")
+    values: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _WholeData(msgspec.Struct):
+    result: list[_WholeStream]
+    resultType: str = "streams"
+    encodingFlags: list[str] | None = None
+
+
+class _WholeAnswer(msgspec.Struct):
+    status: str | None = None
+    data: _WholeData | None = None
+
+
+class _NotNative(Exception):
+    """Something the native path does not read exactly as the Python one: the answer goes the Python way."""
+
+
+# `idformats.from_text` finds a span ID only in a line holding one of these (its guards, and Datadog's `dd.`).
+_SPAN_HINTS = (*idformats._SPAN_HINTS, "dd.")
+
+
+def _well_known_span(line: str) -> str | None:
+    return idformats.from_text(line, False).span_id
+
+
+def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int] | None:
+    """`_lines` by the native extension: entries decoded, line IDs hashed, span IDs and levels of text
+    lines found, LogLines built, all in one native loop per stream; JSON bodies, odd lines and each
+    distinct metadata object are handed back to the Python code per line. None: parse it in Python."""
+    native = _native.MODULE
+    if native is None:
+        return None
+    try:
+        answer = _lazyjson.envelope(raw, _WholeAnswer)
+    except _lazyjson.NotJson:
+        return None  # the Python parse says what is wrong, in its own words
+    if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
+        return None
+    categorized = "categorize-labels" in (answer.data.encodingFlags or ())
+    same = _Sharing()
+    meta_span_and_level = metadata_span_and_level(settings)
+
+    def decode_metadata(key: bytes) -> tuple[Mapping[str, str] | None, str | None, str | None]:
+        try:
+            found = _metadata(orjson.loads(key), same)
+        except orjson.JSONDecodeError:
+            raise _NotNative from None
+        return (found, *meta_span_and_level(found)) if found is not None else (None, None, None)
+
+    parser = native.LokiLines(
+        LogLine, list(_native.LOG_LINE_FIELDS), list(settings.span_id_fields), list(settings.level_fields),
+        list(_SPAN_HINTS), span_and_level_finder(settings), _well_known_span, decode_metadata)
+    lines: list[LogLine] = []
+    for stream in answer.data.result:
+        labels = _strings(_lazyjson.item(stream.stream))
+        service = labels.get(settings.service_label)
+        prefix = f"|{service}|"
+        if not _is_utf8(prefix):
+            return None
+        label_level = next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
+        folded = None if categorized else same.mapping({k: v for k, v in labels.items() if not k.startswith("__error")})
+        default = folded if folded is not None else _NO_METADATA
+        try:
+            got = parser.stream(stream.values, prefix, service, labels, same.text(label_level), default,
+                                *meta_span_and_level(default))
+        except _NotNative:
+            return None
+        if got is None:
+            return None
+        lines += got
+    return lines, len(lines)
 
 
 class _Sharing:
@@ -400,11 +497,21 @@ class LokiSource:
 
         Oldest first, at most `limit` (truncated then): the caller attaches them by service and time.
         """
+        answer = await self.untraced_answer(window, services, limit, tenant)
         wanted = set(services)
+        kept = tuple(line for line, named in answer.entries if line.service in wanted and not named)
+        return SourceResult(kept, truncated=answer.cut)
+
+    async def untraced_answer(self, window: Window, services: Sequence[str] | None, limit: int,
+                              tenant: str | None = None) -> LinesAnswer:
+        """The untraced-lines query's every entry of `services` (None: the static selector's streams) in
+        `window`, oldest first, each with whether it names a trace (untraced_share.py cuts answers out of it)."""
         query = untraced_query(self.selector(services), "trace_id")
         lines, cut = await self._query(query, Window(window.start_ns, window.end_ns + 1), tenant, limit, "forward")
-        kept = tuple(line for line in lines if line.service in wanted and not self._names_a_trace(line))
-        return SourceResult(kept, truncated=cut)
+        lines.sort(key=lambda line: line.timestamp_ns)  # stable: Loki's order within an instant
+        # Every entry, whatever its service: the last one's instant says how far a cut answer is complete.
+        entries = tuple((line, self._names_a_trace(line)) for line in lines)
+        return LinesAnswer(window, frozenset(services) if services is not None else None, entries, cut)
 
     def _names_a_trace(self, line: LogLine) -> bool:
         if any(line.metadata.get(name) for name in self.settings.trace_id_fields):

@@ -172,8 +172,9 @@ def test_every_service_has_a_healthcheck_that_its_image_can_run() -> None:
             if image == "grafana/loki":
                 assert version(tag) < (3, 6, 0), "grafana/loki ≥ 3.6.0 has no wget: change the healthcheck"
         else:
-            base = re.search(r"^FROM\s+(\S+)", (REPO / (service["build"]["dockerfile"] if isinstance(service["build"], dict)
-                                                         else service["build"] + "/Dockerfile")).read_text(), re.M)[1]
+            # The image runs its last stage (a multi-stage build's earlier ones only make files for it).
+            base = re.findall(r"^FROM\s+(\S+)", (REPO / (service["build"]["dockerfile"] if isinstance(service["build"], dict)
+                                                          else service["build"] + "/Dockerfile")).read_text(), re.M)[-1]
             assert tool == ("python" if base.startswith("python:") else "node"), (name, tool, base)
         # the probed port is the one the service listens on
         urls = re.findall(r"https?://[^\s'\"]+", " ".join(test[1:]))

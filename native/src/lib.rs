@@ -1,0 +1,670 @@
+//! The correlator's per-log-line hot loop, natively: one stream's Loki entries → LogLines.
+//!
+//! The Python code in `correlator/sources/loki.py` and `correlator/logfields.py` is the reference;
+//! this module does exactly what it does for the common cases and hands everything else back:
+//!
+//! - a stream whose `values` it cannot read exactly (not an array of `[string, string, value?]`,
+//!   a timestamp that is not plain digits, JSON serde_json refuses) → `None`: Python parses the
+//!   whole answer its own way;
+//! - a line that may be a JSON body (first character `{`, whitespace or non-ASCII) or where a
+//!   `\s` would meet a non-ASCII character → the Python finder for that line;
+//! - a line with no span ID that holds a hint of a well-known shape (`[`, `00-`, `dd.` …) → the
+//!   Python `idformats.from_text` for its span ID;
+//! - each distinct metadata object → decoded by Python once (per answer, as the Python path).
+//!
+//! tests/test_native.py runs both paths on every Loki fixture and generated lines and compares.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use blake2::digest::{Update, VariableOutput};
+use blake2::Blake2bVar;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
+const LIMIT: usize = 4096;
+
+/// A JSON string, borrowed from the body when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// One entry: `[timestamp_ns as a string, line, metadata?]` (nothing after the metadata).
+struct Entry<'a> {
+    timestamp: Text<'a>,
+    line: Text<'a>,
+    metadata: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Entry<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = Entry<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("[timestamp, line, metadata?]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let timestamp: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no timestamp"))?;
+                let line: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no line"))?;
+                let metadata: Option<&'de RawValue> = seq.next_element()?;
+                if metadata.is_some() && seq.next_element::<IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom("more than three elements"));
+                }
+                Ok(Entry { timestamp, line, metadata })
+            }
+        }
+        deserializer.deserialize_seq(EntryVisitor)
+    }
+}
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Python's `str.isspace` / `re`'s `\s` on an ASCII character.
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, 9..=13 | 28..=32)
+}
+
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_hexdigit()
+}
+
+/// What a search found: a value, nothing, or a case only the Python regex can settle.
+enum Found {
+    Value(String),
+    Nothing,
+    Unsure,
+}
+
+/// Which kind of value follows a `name=` pair: a span ID (`[0-9a-fA-F]{1,16}`) or a level (`[A-Za-z]+`).
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Span,
+    Level,
+}
+
+/// `(?:\\?["'])?` at `p`: where it ends.
+fn optional_quote(s: &[u8], p: usize) -> usize {
+    if p + 1 < s.len() && s[p] == b'\\' && (s[p + 1] == b'"' || s[p + 1] == b'\'') {
+        p + 2
+    } else if p < s.len() && (s[p] == b'"' || s[p] == b'\'') {
+        p + 1
+    } else {
+        p
+    }
+}
+
+/// `\s*` at `p`: where it ends, or None when a non-ASCII character stands there (Unicode whitespace
+/// is Python's to judge).
+fn spaces(s: &[u8], mut p: usize) -> Option<usize> {
+    while p < s.len() {
+        if is_ascii_space(s[p]) {
+            p += 1;
+        } else if s[p] >= 0x80 {
+            return None;
+        } else {
+            break;
+        }
+    }
+    Some(p)
+}
+
+/// The pattern after the field name: `(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?(VALUE)(?![0-9A-Za-z_])`.
+/// Every optional part is followed by something it cannot start with, so no backtracking can
+/// find another match: the first try is the regex's answer. Some((start, end)) of VALUE.
+fn pair_tail(s: &[u8], p: usize, kind: Kind) -> Result<Option<(usize, usize)>, ()> {
+    let p = optional_quote(s, p);
+    let p = spaces(s, p).ok_or(())?;
+    if p >= s.len() || (s[p] != b':' && s[p] != b'=') {
+        return Ok(None);
+    }
+    let p = spaces(s, p + 1).ok_or(())?;
+    let start = optional_quote(s, p);
+    let mut end = start;
+    match kind {
+        Kind::Span => {
+            while end < s.len() && is_hex(s[end]) && end - start < 17 {
+                end += 1;
+            }
+            if end == start || end - start > 16 {
+                return Ok(None);
+            }
+        }
+        Kind::Level => {
+            while end < s.len() && s[end].is_ascii_alphabetic() {
+                end += 1;
+            }
+            if end == start {
+                return Ok(None);
+            }
+        }
+    }
+    if end < s.len() && is_word(s[end]) {
+        return Ok(None);
+    }
+    Ok(Some((start, end)))
+}
+
+/// `ids.normalise_span_id` of 1-16 hex characters: 16 lower-case hex, None for all zeros.
+fn normalise_span(hex: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(16);
+    for _ in hex.len()..16 {
+        out.push('0');
+    }
+    for &b in hex {
+        out.push(b.to_ascii_lowercase() as char);
+    }
+    if out.bytes().all(|b| b == b'0') {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+/// `logfields._search`: the first `name=value` pair (names longest first) whose value converts.
+fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &[bool; 256], kind: Kind) -> Found {
+    let mut q = 0;
+    // After a match whose value does not convert, the next match starts after it: its name one further.
+    let mut not_before = 0;
+    while q < s.len() {
+        if !firsts[s[q] as usize] || q < not_before || (q > 0 && (is_word(s[q - 1]) || s[q - 1] == b'.')) {
+            q += 1;
+            continue;
+        }
+        let mut matched = None;
+        for name in names {
+            if s[q..].starts_with(name) {
+                match pair_tail(s, q + name.len(), kind) {
+                    Err(()) => return Found::Unsure,
+                    Ok(Some(span)) => {
+                        matched = Some(span);
+                        break;
+                    }
+                    Ok(None) => {}
+                }
+            }
+        }
+        if let Some((start, end)) = matched {
+            let value = &s[start..end];
+            match kind {
+                Kind::Level => return Found::Value(value.iter().map(|b| b.to_ascii_lowercase() as char).collect()),
+                Kind::Span => {
+                    if let Some(id) = normalise_span(value) {
+                        return Found::Value(id);
+                    }
+                    not_before = end + 1;
+                    q = end;
+                    continue;
+                }
+            }
+        }
+        q += 1;
+    }
+    Found::Nothing
+}
+
+const BARE_LEVELS: [&[u8]; 9] = [b"TRACE", b"DEBUG", b"INFO", b"NOTICE", b"WARN", b"WARNING", b"ERROR", b"FATAL", b"CRITICAL"];
+
+/// `logfields._search_bare_level`: the first whole run of ASCII letters that is an upper-case severity.
+fn bare_level(s: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i].is_ascii_alphabetic() {
+            let start = i;
+            while i < s.len() && s[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let run = &s[start..i];
+            if BARE_LEVELS.contains(&run) {
+                return Some(run.iter().map(|b| b.to_ascii_lowercase() as char).collect());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Digits only (what Loki writes): the value, else None (Python's `int()` takes more; it gets the answer).
+fn timestamp(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// `loki._line_id`: "log-" + blake2b(f"{ts}{prefix}{line}", digest_size=8).hexdigest().
+fn line_id(ts: &str, prefix: &[u8], line: &[u8]) -> String {
+    let mut hasher = Blake2bVar::new(8).expect("8 is a valid blake2b digest size");
+    hasher.update(ts.as_bytes());
+    hasher.update(prefix);
+    hasher.update(line);
+    let mut digest = [0u8; 8];
+    hasher.finalize_variable(&mut digest).expect("8-byte buffer");
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(20);
+    out.push_str("log-");
+    for b in digest {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
+}
+
+fn name_list(names: Vec<String>) -> (Vec<Vec<u8>>, [bool; 256]) {
+    // Longest first, equal lengths in the configured order (`logfields._names`: a stable sort).
+    let mut sorted: Vec<Vec<u8>> = names.into_iter().map(String::into_bytes).collect();
+    sorted.sort_by_key(|name| std::cmp::Reverse(name.len()));
+    let mut firsts = [false; 256];
+    for name in &sorted {
+        if let Some(&b) = name.first() {
+            firsts[b as usize] = true;
+        }
+    }
+    sorted.retain(|n| !n.is_empty());
+    (sorted, firsts)
+}
+
+/// What one distinct metadata object means: (the mapping or None when not an object, span ID, level).
+struct Meta {
+    found: PyObject,
+    span: PyObject,
+    level: PyObject,
+}
+
+/// One answer's parse state: the settings' field names, the Python fallbacks, what is shared.
+#[pyclass(module = "correlator_native")]
+struct LokiLines {
+    span_names: Vec<Vec<u8>>,
+    span_firsts: [bool; 256],
+    level_names: Vec<Vec<u8>>,
+    level_firsts: [bool; 256],
+    span_hints: Vec<Vec<u8>>,
+    line_class: Py<PyType>,
+    attributes: Vec<Py<PyString>>,
+    find_line: PyObject,
+    span_from_text: PyObject,
+    decode_metadata: PyObject,
+    by_bytes: HashMap<Vec<u8>, Meta>,
+    texts: HashMap<String, PyObject>,
+}
+
+impl LokiLines {
+    fn shared(&mut self, py: Python<'_>, value: String) -> PyObject {
+        if let Some(kept) = self.texts.get(&value) {
+            return kept.clone_ref(py);
+        }
+        let text: PyObject = PyString::new(py, &value).into_any().unbind();
+        if self.texts.len() < LIMIT {
+            self.texts.insert(value, text.clone_ref(py));
+        }
+        text
+    }
+
+    fn metadata(&mut self, py: Python<'_>, raw: &RawValue) -> PyResult<(PyObject, PyObject, PyObject)> {
+        let key = raw.get().as_bytes();
+        if let Some(meta) = self.by_bytes.get(key) {
+            return Ok((meta.found.clone_ref(py), meta.span.clone_ref(py), meta.level.clone_ref(py)));
+        }
+        let decoded = self.decode_metadata.bind(py).call1((PyBytes::new(py, key),))?;
+        let (found, span, level): (PyObject, PyObject, PyObject) = decoded.extract()?;
+        if self.by_bytes.len() < LIMIT {
+            let meta = Meta { found: found.clone_ref(py), span: span.clone_ref(py), level: level.clone_ref(py) };
+            self.by_bytes.insert(key.to_vec(), meta);
+        }
+        Ok((found, span, level))
+    }
+
+    /// (span ID, level) of one line, as `logfields.span_and_level_finder`'s `find`.
+    fn span_and_level(&mut self, py: Python<'_>, line: &str, text: &Bound<'_, PyString>, meta: &PyObject,
+                      meta_span: &PyObject, meta_level: &PyObject) -> PyResult<(PyObject, PyObject)> {
+        let s = line.as_bytes();
+        // A body that may be JSON (`logfields._json_object`): the Python finder, fields, paths and all.
+        let json_like = !s.is_empty() && (s[0] == b'{' || s[0] >= 0x80 || is_ascii_space(s[0]));
+        if !json_like {
+            let mut span = if meta_span.is_none(py) { None } else { Some(meta_span.clone_ref(py)) };
+            let mut unsure = false;
+            if span.is_none() {
+                match search_pair(s, &self.span_names, &self.span_firsts, Kind::Span) {
+                    Found::Value(v) => span = Some(self.shared(py, v)),
+                    Found::Nothing => {}
+                    Found::Unsure => unsure = true,
+                }
+            }
+            let mut level = None;
+            if !unsure {
+                match search_pair(s, &self.level_names, &self.level_firsts, Kind::Level) {
+                    Found::Value(v) => level = Some(self.shared(py, v)),
+                    Found::Nothing => {}
+                    Found::Unsure => unsure = true,
+                }
+            }
+            if !unsure {
+                let level = match level {
+                    Some(level) => level,
+                    None if !meta_level.is_none(py) => meta_level.clone_ref(py),
+                    None => match bare_level(s) {
+                        Some(v) => self.shared(py, v),
+                        None => py.None(),
+                    },
+                };
+                let span = match span {
+                    Some(span) => span,
+                    None if self.span_hints.iter().any(|h| contains(s, h)) => self.span_from_text.bind(py).call1((text,))?.unbind(),
+                    None => py.None(),
+                };
+                return Ok((span, level));
+            }
+        }
+        let found = self.find_line.bind(py).call1((text, meta))?;
+        found.extract()
+    }
+}
+
+/// A new instance of the (frozen, slotted) LogLine dataclass with its eight fields set, as its
+/// `__init__` sets them (`object.__setattr__`), without a Python frame per line.
+fn build_line(py: Python<'_>, class: &Py<PyType>, attributes: &[Py<PyString>], values: [&PyObject; 8]) -> PyResult<PyObject> {
+    unsafe {
+        let obj = ffi::PyType_GenericAlloc(class.as_ptr() as *mut ffi::PyTypeObject, 0);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let obj: PyObject = PyObject::from_owned_ptr(py, obj);
+        for (name, value) in attributes.iter().zip(values) {
+            if ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(obj)
+    }
+}
+
+#[pymethods]
+impl LokiLines {
+    /// `line_class`: LogLine; `attributes`: its eight field names in order. `find_line(line, metadata)`:
+    /// the Python finder's (span ID, level). `span_from_text(line)`: `idformats.from_text(line, False).span_id`.
+    /// `decode_metadata(raw bytes)`: (mapping or None, its span ID, its level).
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(line_class: Py<PyType>, attributes: Vec<Py<PyString>>, span_fields: Vec<String>, level_fields: Vec<String>,
+           span_hints: Vec<String>, find_line: PyObject, span_from_text: PyObject, decode_metadata: PyObject) -> PyResult<Self> {
+        if attributes.len() != 8 {
+            return Err(PyTypeError::new_err("LogLine must have exactly 8 fields"));
+        }
+        let (span_names, span_firsts) = name_list(span_fields);
+        let (level_names, level_firsts) = name_list(level_fields);
+        Ok(LokiLines {
+            span_names,
+            span_firsts,
+            level_names,
+            level_firsts,
+            span_hints: span_hints.into_iter().map(String::into_bytes).collect(),
+            line_class,
+            attributes,
+            find_line,
+            span_from_text,
+            decode_metadata,
+            by_bytes: HashMap::new(),
+            texts: HashMap::new(),
+        })
+    }
+
+    /// One stream's `values` (the undecoded JSON array) → its LogLines, or None when Python must
+    /// parse the answer (see the module's comment).
+    #[allow(clippy::too_many_arguments)]
+    fn stream(&mut self, py: Python<'_>, values: PyBuffer<u8>, prefix: &str, service: PyObject, labels: PyObject,
+              label_level: PyObject, default_meta: PyObject, default_span: PyObject,
+              default_level: PyObject) -> PyResult<Option<Py<PyList>>> {
+        if !values.is_c_contiguous() {
+            return Ok(None);
+        }
+        // The buffer is read-only for us and its owner is kept alive by the caller for this call.
+        let raw: &[u8] = unsafe { std::slice::from_raw_parts(values.buf_ptr() as *const u8, values.len_bytes()) };
+        let stream = StreamContext { prefix: prefix.as_bytes(), service, labels, label_level, default_meta, default_span, default_level };
+        let out = PyList::empty(py);
+        // Each entry becomes its LogLine as it is read: no entry outlives its line (bench P5: the body is held already).
+        let mut failure: Option<PyErr> = None;
+        let mut deserializer = serde_json::Deserializer::from_slice(raw);
+        let seed = Entries { lines: self, py, stream: &stream, out: &out, failure: &mut failure };
+        let read = seed.deserialize(&mut deserializer).and_then(|()| deserializer.end());
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        Ok(if read.is_ok() { Some(out.unbind()) } else { None })
+    }
+}
+
+/// What every line of one stream shares.
+struct StreamContext<'a> {
+    prefix: &'a [u8],
+    service: PyObject,
+    labels: PyObject,
+    label_level: PyObject,
+    default_meta: PyObject,
+    default_span: PyObject,
+    default_level: PyObject,
+}
+
+impl LokiLines {
+    /// One entry → its LogLine; None when Python must read the answer (a timestamp `int()` would read otherwise).
+    fn line(&mut self, py: Python<'_>, stream: &StreamContext<'_>, entry: &Entry<'_>) -> PyResult<Option<PyObject>> {
+        let ts = match timestamp(&entry.timestamp.0) {
+            Some(ts) => ts,
+            None => return Ok(None),
+        };
+        let line: &str = &entry.line.0;
+        let text = PyString::new(py, line);
+        let (meta, meta_span, meta_level) = match entry.metadata {
+            Some(raw) => {
+                let (found, span, level) = self.metadata(py, raw)?;
+                if found.is_none(py) {
+                    (stream.default_meta.clone_ref(py), stream.default_span.clone_ref(py), stream.default_level.clone_ref(py))
+                } else {
+                    (found, span, level)
+                }
+            }
+            None => (stream.default_meta.clone_ref(py), stream.default_span.clone_ref(py), stream.default_level.clone_ref(py)),
+        };
+        let (span, level) = self.span_and_level(py, line, &text, &meta, &meta_span, &meta_level)?;
+        let level = if level.bind(py).is_truthy()? { level } else { stream.label_level.clone_ref(py) };
+        // f"{int(ts)}": leading zeros dropped.
+        let id: PyObject = PyString::new(py, &line_id(&ts.to_string(), stream.prefix, line.as_bytes())).into_any().unbind();
+        let ts: PyObject = ts.into_pyobject(py)?.into_any().unbind();
+        let text: PyObject = text.into_any().unbind();
+        build_line(py, &self.line_class, &self.attributes,
+                   [&id, &ts, &text, &stream.service, &level, &stream.labels, &meta, &span]).map(Some)
+    }
+}
+
+/// A stream's `values`: null (no entries) or an array of entries, each made into its LogLine on the way.
+/// A Python error is kept in `failure` (raised); anything else that stops the read means "Python's answer".
+struct Entries<'a, 'py> {
+    lines: &'a mut LokiLines,
+    py: Python<'py>,
+    stream: &'a StreamContext<'a>,
+    out: &'a Bound<'py, PyList>,
+    failure: &'a mut Option<PyErr>,
+}
+
+impl<'de, 'a, 'py> de::DeserializeSeed<'de> for Entries<'a, 'py> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, 'a, 'py> Visitor<'de> for Entries<'a, 'py> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("null or an array of entries")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(entry) = seq.next_element::<Entry<'de>>()? {
+            match self.lines.line(self.py, self.stream, &entry) {
+                Ok(Some(line)) => {
+                    if let Err(err) = self.out.append(line) {
+                        *self.failure = Some(err);
+                        return Err(de::Error::custom("python error"));
+                    }
+                }
+                Ok(None) => return Err(de::Error::custom("not read exactly: Python's answer")),
+                Err(err) => {
+                    *self.failure = Some(err);
+                    return Err(de::Error::custom("python error"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `dict(mapping)`: a copy of a dict, else a new dict merged from the mapping's keys (as `dict()` does).
+fn dict_of<'py>(py: Python<'py>, mapping: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    unsafe {
+        let copied = if ffi::PyDict_CheckExact(mapping.as_ptr()) != 0 {
+            ffi::PyDict_Copy(mapping.as_ptr())
+        } else {
+            let new = ffi::PyDict_New();
+            if !new.is_null() && ffi::PyDict_Merge(new, mapping.as_ptr(), 1) != 0 {
+                ffi::Py_DECREF(new);
+                std::ptr::null_mut()
+            } else {
+                new
+            }
+        };
+        Bound::from_owned_ptr_or_err(py, copied)
+    }
+}
+
+/// `render._logs`: every log line with where it was placed, as the response's `logs` list, or None
+/// when Python must render them (lengths differ, a timestamp outside 64 bits, an unknown match).
+/// `second_text(seconds)`: the RFC 3339 text of that second (asked once per distinct second).
+#[pyfunction]
+fn render_logs(py: Python<'_>, lines: &Bound<'_, PyTuple>, places: &Bound<'_, PyTuple>, second_text: &Bound<'_, PyAny>,
+               match_values: &Bound<'_, PyDict>, confidence_values: &Bound<'_, PyDict>) -> PyResult<Option<Py<PyList>>> {
+    if lines.len() != places.len() {
+        return Ok(None);
+    }
+    let intern = |name: &str| PyString::intern(py, name);
+    let (a_id, a_ts, a_service, a_level, a_line, a_labels, a_metadata, a_span, a_match, a_confidence) = (
+        intern("id"), intern("timestamp_ns"), intern("service"), intern("level"), intern("line"), intern("labels"),
+        intern("metadata"), intern("span_id"), intern("match"), intern("confidence"));
+    let (k_timestamp, k_match) = (intern("timestamp"), intern("match"));
+    // Consecutive lines mostly share their second: its text is kept, and asked for once per distinct second.
+    let mut seconds_text: HashMap<i64, Vec<u8>> = HashMap::new();
+    let mut last: Option<(i64, Vec<u8>)> = None;
+    let mut stamp: Vec<u8> = Vec::with_capacity(40);
+    let out = PyList::empty(py);
+    for (line, place) in lines.iter().zip(places.iter()) {
+        let ns: i64 = match line.getattr(&a_ts)?.extract() {
+            Ok(ns) => ns,
+            Err(_) => return Ok(None),
+        };
+        let (seconds, frac) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+        if last.as_ref().map(|(s, _)| *s) != Some(seconds) {
+            let text = match seconds_text.get(&seconds) {
+                Some(text) => text.clone(),
+                None => {
+                    let text: String = second_text.call1((seconds,))?.extract()?;
+                    seconds_text.insert(seconds, text.clone().into_bytes());
+                    text.into_bytes()
+                }
+            };
+            last = Some((seconds, text));
+        }
+        // f"{second}.{frac:09d}Z"
+        stamp.clear();
+        stamp.extend_from_slice(&last.as_ref().expect("set above").1);
+        stamp.push(b'.');
+        let mut digits = [b'0'; 9];
+        let mut rest = frac;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        stamp.extend_from_slice(&digits);
+        stamp.push(b'Z');
+        let timestamp = PyString::new(py, std::str::from_utf8(&stamp).expect("ASCII digits after UTF-8 text"));
+        let matched = match match_values.get_item(place.getattr(&a_match)?)? {
+            Some(value) => value,
+            None => return Ok(None),
+        };
+        let confidence = place.getattr(&a_confidence)?;
+        let confidence = if confidence.is_none() {
+            None
+        } else {
+            match confidence_values.get_item(confidence)? {
+                Some(value) => Some(value),
+                None => return Ok(None),
+            }
+        };
+        // Sized for its keys up front, as a dict display is (no resize while it fills).
+        let entry: Bound<'_, PyDict> = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::_PyDict_NewPresized(10))?.downcast_into_unchecked()
+        };
+        entry.set_item(&a_id, line.getattr(&a_id)?)?;
+        entry.set_item(&k_timestamp, timestamp)?;
+        entry.set_item(&a_service, line.getattr(&a_service)?)?;
+        entry.set_item(&a_level, line.getattr(&a_level)?)?;
+        entry.set_item(&a_line, line.getattr(&a_line)?)?;
+        entry.set_item(&a_labels, dict_of(py, &line.getattr(&a_labels)?)?)?;
+        entry.set_item(&a_metadata, dict_of(py, &line.getattr(&a_metadata)?)?)?;
+        entry.set_item(&a_span, place.getattr(&a_span)?)?;
+        entry.set_item(&k_match, matched)?;
+        if let Some(confidence) = confidence {
+            entry.set_item(&a_confidence, confidence)?;
+        }
+        out.append(entry)?;
+    }
+    Ok(Some(out.unbind()))
+}
+
+/// `line_id` for tests: the same ID the Python `_line_id` gives f"{ts}{prefix}{line}".
+#[pyfunction]
+fn line_id_of(ts: u64, prefix: &str, line: &str) -> String {
+    line_id(&ts.to_string(), prefix.as_bytes(), line.as_bytes())
+}
+
+#[pymodule]
+fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<LokiLines>()?;
+    m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
+    m.add_function(wrap_pyfunction!(render_logs, m)?)?;
+    Ok(())
+}
