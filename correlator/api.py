@@ -43,7 +43,6 @@ from correlator.sources.prometheus import PrometheusSource
 from correlator.standing_run import StandingLookup, add_standings
 from correlator.telemetry import Metrics, current_exemplar, tracer
 from correlator.timeparams import parse_window
-from correlator.turns import my_turn
 from correlator.web import routes as web_routes
 
 __all__ = ["Backends", "create_app"]
@@ -176,16 +175,12 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
         # between: as bytes it would cost the service 34 MB and one long write at 100k spans (bench P8).
         return web.Response(body=done.json_chunks(outcome.cached), status=done.status,
                             content_type="application/problem+json" if done.status == 404 else "application/json")
-    if not outcome.cached:  # a cache hit's render is cheap and must not queue behind correlations (turns.py)
-        await my_turn()
     body = correlation_body(outcome, settings)
     # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
     left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
     standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request),
                                                     left)
     add_standings(body, outcome.correlation, standings)
-    if not outcome.cached and standings:  # the lookup awaited Prometheus: the render is a step of its own
-        await my_turn()
     status = outcome.http_status
     if request.query.get("format") == "text":
         return web.Response(text=render_text(outcome, body), status=status, content_type="text/plain")

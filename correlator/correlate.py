@@ -44,7 +44,6 @@ from correlator.sources._resilience import deadline as retry_deadline
 from correlator.sources.jaeger import JaegerSource, others_search_window
 from correlator.spantree import SpanTree, build_tree
 from correlator.telemetry import tracer
-from correlator.turns import my_turn
 from correlator.untraced import attach_untraced, untraced_window
 from correlator.untraced_share import LinesAnswer, SearchAnswer, SharedLookups, clusters
 
@@ -318,7 +317,6 @@ class Correlator:
                 return Outcome(light, None, prerendered=prerendered)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
-        await my_turn()  # the join and the analysis: one step of their own (turns.py)
         return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
                               loki_res, prom_res, untraced)
 

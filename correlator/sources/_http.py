@@ -22,7 +22,6 @@ from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, S
 from correlator.gcpause import gc_paused
 from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, Resilience, ResilientTransport, RetryPolicy
-from correlator.turns import my_turn
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
            "parse_json"]
@@ -175,12 +174,8 @@ async def get(
 ) -> HttpAnswer:
     """GET `path`, reading at most `max_bytes` of body; any status is returned, not raised."""
     if isinstance(client, BackendClient) and client.fast is not None:
-        answer = await _get_fast(client, client.fast, source, path, params, headers, max_bytes)
-    else:
-        answer = await _get_httpx(client, source, path, params, headers, max_bytes)
-    # The caller parses the answer in the same step, without awaiting: one heavy step per loop turn (turns.py).
-    await my_turn()
-    return answer
+        return await _get_fast(client, client.fast, source, path, params, headers, max_bytes)
+    return await _get_httpx(client, source, path, params, headers, max_bytes)
 
 
 async def _get_httpx(client: httpx.AsyncClient, source: str, path: str, params: Mapping[str, str] | None,
