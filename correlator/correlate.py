@@ -103,6 +103,7 @@ class Outcome:
     # A big trace's answer, rendered in the worker process (offload.py); then `correlation` has
     # everything but the trace (findings, placements, logs, exemplars, sources) and `tree` is None.
     prerendered: Prerendered | None = None
+    then: Any = None  # a big trace's `then` result, made in the worker (many.Wanted.then: investigate's digest)
 
     @property
     def found(self) -> bool:
@@ -296,7 +297,7 @@ class Correlator:
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
         loki_res: tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None],
         prom_res: tuple[SourceReport, SourceResult[tuple[Exemplar, ...]] | None], untraced: _Untraced,
-        outline: Outline | None, tenant: str | None = None, deadline: float | None = None,
+        outline: Outline | None, tenant: str | None = None, deadline: float | None = None, then: Any = None,
     ) -> Outcome:
         raw = jaeger_res[1].value if jaeger_res[1] is not None else None
         if isinstance(raw, RawTrace) and self.offload is not None:
@@ -311,10 +312,10 @@ class Correlator:
             try:
                 # Bounded like a backend: a worker that never answers must not hang the request.
                 async with asyncio.timeout(self.settings.deadline_seconds):
-                    light, prerendered = await self.offload.assemble(
+                    light, prerendered, extra = await self.offload.assemble(
                         self.settings, trace_id, window, raw, outline.token if outline else None, reports, logs, exemplars,
-                        untraced, standings, self.keep_models)
-                return Outcome(light, None, prerendered=prerendered)
+                        untraced, standings, self.keep_models, then)
+                return Outcome(light, None, prerendered=prerendered, then=extra)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
         return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),

@@ -123,6 +123,8 @@ def _trace(settings: Settings, r: TraceResult) -> dict[str, Any]:
             root = min(corr.trace.spans, key=lambda sp: (sp.parent_span_id is not None, sp.start_ns))
             out["duration_ms"] = round((corr.trace.end_ns - corr.trace.start_ns) / 1_000_000, 3)
             out["root"] = f"{root.service}: {root.operation}"
+        elif r.reading is not None:  # a big trace, read in the worker process
+            out["duration_ms"], out["root"] = r.reading.duration_ms, r.reading.root
         if corr.findings:
             out["top_finding"] = corr.findings[0].message
     return out

@@ -17,6 +17,7 @@ from correlator.ids import parse_trace_id
 from correlator.investigate import (
     Candidate,
     Comparison,
+    Digest,
     LogPattern,
     Selection,
     Split,
@@ -30,8 +31,9 @@ from correlator.investigate import (
     suspects,
 )
 from correlator.many import Wanted, correlate_many
-from correlator.model import SourceStatus, Window
+from correlator.model import Correlation, SourceStatus, Window
 from correlator.sources.prometheus import PrometheusSource
+from correlator.spantree import SpanTree
 
 __all__ = ["Investigation", "Request", "TraceResult", "investigate"]
 
@@ -50,6 +52,27 @@ class TraceResult:
     slow: bool
     outcome: Outcome | None
     failure: str | None  # why this trace could not be read; None when it was
+    reading: BigReading | None = None  # a big trace's, made in the worker process (its outcome has no trace)
+
+
+@dataclass(frozen=True, slots=True)
+class BigReading:
+    """What the investigation reads of a trace assembled in the worker process (offload.py)."""
+
+    digest: Digest
+    duration_ms: float
+    root: str
+
+
+def big_reading(correlation: Correlation, tree: SpanTree, slow: bool, value: float) -> BigReading | None:
+    """Module level: pickled by name and run in the worker, right after a big trace's assembly (where the
+    correlation still has its trace). The same figures investigate_render reads off a small trace."""
+    trace = correlation.trace
+    if trace is None or not trace.spans:
+        return None
+    root = min(trace.spans, key=lambda sp: (sp.parent_span_id is not None, sp.start_ns))
+    return BigReading(digest(correlation, tree, slow, value), round((trace.end_ns - trace.start_ns) / 1_000_000, 3),
+                      f"{root.service}: {root.operation}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +102,20 @@ async def investigate(settings: Settings, correlator: Correlator, prometheus: Pr
     split = split_slow(candidates(found), request.threshold)
     selection = select(split, request.limit)
     chosen = [(c, True) for c in selection.slow] + [(c, False) for c in selection.baseline]
-    wanted = [Wanted(parse_trace_id(c.trace_id), Window(c.timestamp_ns, c.timestamp_ns)) for c, _slow in chosen]
+    wanted = [Wanted(parse_trace_id(c.trace_id), Window(c.timestamp_ns, c.timestamp_ns), (big_reading, (slow, c.value)))
+              for c, slow in chosen]
     outcomes, failed = await correlate_many(correlator, wanted, tenant, deadline=deadline,
                                             concurrency=settings.investigate.concurrency)
     results, digests = [], []
     for candidate, slow in chosen:
         outcome = outcomes.get(candidate.trace_id)
         failure = failed[candidate.trace_id].reason if candidate.trace_id in failed else _why_unread(outcome)
-        results.append(TraceResult(candidate, slow, outcome, failure))
+        reading = outcome.then if outcome is not None and isinstance(outcome.then, BigReading) else None
+        results.append(TraceResult(candidate, slow, outcome, failure, reading))
         if failure is None and outcome is not None and outcome.tree is not None:
             digests.append(digest(outcome.correlation, outcome.tree, slow, candidate.value))
+        elif failure is None and reading is not None:
+            digests.append(reading.digest)
     return Investigation(
         request, len(found), split, selection, tuple(results), tuple(suspects(digests)), compare(digests),
         tuple(log_patterns(digests)), round((time.monotonic() - started) * 1000, 3),
@@ -99,6 +126,8 @@ def _why_unread(outcome: Outcome | None) -> str | None:
     if outcome is None:
         return "not correlated"
     if outcome.correlation.trace is not None and outcome.tree is not None:
+        return None
+    if isinstance(outcome.then, BigReading):  # read in the worker process
         return None
     report = outcome.correlation.sources.get("jaeger")
     if report is None or report.status is SourceStatus.NOT_FOUND:

@@ -14,15 +14,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar, cast
 
 from correlator.bulkhead import Overloaded, admitted
 from correlator.correlate import Correlator, Outcome, _Untraced
 from correlator.errors import SourceUnavailable
 from correlator.ids import TraceId
-from correlator.model import Exemplar, LogLine, SourceReport, Trace, Window
+from correlator.model import Exemplar, LogLine, SourceReport, SourceStatus, Trace, Window
+from correlator.offload import KEEP_OUTLINES, Outline, RawTrace
 from correlator.sources import SourceResult
 
 __all__ = ["Failed", "Wanted", "correlate_many"]
@@ -48,6 +49,9 @@ class ManyExemplarSource(Protocol):
 class Wanted:
     trace_id: TraceId
     hint: Window  # where the trace is known to be (an exemplar's instant)
+    # For a big trace (assembled in the worker process, offload.py, whose outcome has no tree): a
+    # module-level `fn(correlation, tree, *args)` made there, its result in `Outcome.then`.
+    then: tuple[Callable[..., Any], tuple[Any, ...]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +108,7 @@ async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenan
     for hex_, outcome in computed.items():
         outcomes[hex_] = outcome
         if correlator._cacheable(outcome):
-            correlator._cache.put((tenant, hex_), outcome)
+            (correlator._cache if outcome.prerendered is None else correlator._big_cache).put((tenant, hex_), outcome)
 
     if elsewhere:
         remaining = max(0.0, deadline - time.monotonic())
@@ -132,10 +136,24 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     # The service's Loki and Prometheus sources answer for several traces at once.
     loki, prometheus = cast(ManyLogSource, correlator.loki), cast(ManyExemplarSource, correlator.prometheus)
 
+    outlines: dict[str, Outline | None] = {}
+    big = 0
+
     async def fetch_trace(w: Wanted) -> TraceRes:
+        nonlocal big
         async with gate:
-            call = correlator.jaeger.fetch(w.trace_id, w.hint.widened(_JAEGER_HINT_MARGIN_NS), jaeger_tenant)
-            return await correlator._run("jaeger", _slotted(correlator, "jaeger", 1, call), s.jaeger, deadline)
+            # A big answer stays bytes here (the worker parses it, as for /correlate: the loop stays free).
+            call = correlator._fetch_trace(w.trace_id, w.hint.widened(_JAEGER_HINT_MARGIN_NS), jaeger_tenant)
+            found = await correlator._run("jaeger", _slotted(correlator, "jaeger", 1, call), s.jaeger, deadline)
+        if found[1] is not None and isinstance(found[1].value, RawTrace):
+            # The worker holds each parsed big trace until its assembly, a few at a time (offload.KEEP_OUTLINES).
+            big += 1
+            if big > KEEP_OUTLINES:
+                error = (f"jaeger: a big trace (over server.offload_bytes); an investigation reads at most {KEEP_OUTLINES} "
+                         "of those — open it on its own with /correlate")
+                return replace(found[0], status=SourceStatus.SKIPPED, items=0, error=error), None
+        found, outlines[w.trace_id.hex] = await correlator._outline(found)
+        return found
 
     # Exemplars need no trace: ask for them over the hints' joint window while the traces arrive
     # (as a hinted /correlate does), so only Loki waits for Jaeger.
@@ -164,7 +182,11 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     groups: dict[tuple[str, ...] | None, list[Wanted]] = defaultdict(list)
     for w in todo:
         trace = _trace_of(traces[w.trace_id.hex])
-        if trace is not None:
+        outline = outlines.get(w.trace_id.hex)
+        if outline is not None:  # a big trace: what the worker's parse says of it
+            windows[w.trace_id.hex] = Window(outline.start_ns, outline.end_ns)
+            groups[tuple(sorted(outline.services))].append(w)
+        elif trace is not None:
             windows[w.trace_id.hex] = Window(trace.start_ns, trace.end_ns)
             groups[tuple(sorted({span.service for span in trace.spans}))].append(w)
         else:
@@ -179,12 +201,14 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     # with /correlate or its cache is the same either way. Beside Loki, within the same bound; the
     # queries are asked once per service set (lines) and service (other traces) over the traces' joint
     # window, and each trace's answer is cut out of them (untraced_share.py).
-    scopes = [scope for w in todo if (scope := correlator._scope(traces[w.trace_id.hex], None)) is not None]
+    scopes = [scope for w in todo if (scope := correlator._scope(traces[w.trace_id.hex], outlines.get(w.trace_id.hex)))
+              is not None]
     correlator.prime_untraced(scopes, tenant, jaeger_tenant, deadline)
 
     async def untraced_of(w: Wanted) -> _Untraced:
         async with gate:
-            return await correlator._untraced(w.trace_id, traces[w.trace_id.hex], tenant, jaeger_tenant, deadline)
+            return await correlator._untraced(w.trace_id, traces[w.trace_id.hex], tenant, jaeger_tenant, deadline,
+                                              outlines.get(w.trace_id.hex))
 
     untraced_task = asyncio.ensure_future(asyncio.gather(*(untraced_of(w) for w in todo)))
     if static_task is not None:
@@ -208,25 +232,33 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     outcomes = {}
     for w in todo:
         hex_ = w.trace_id.hex
-        outcomes[hex_] = correlator._assemble(w.trace_id, windows[hex_], traces[hex_], logs_of[hex_],
-                                              _share(prom_answer, hex_), untraced[hex_])
+        outline = outlines.get(hex_)
+        if outline is not None:  # in the worker process, one at a time (it keeps one parsed trace per outline)
+            outcomes[hex_] = await correlator._finish(w.trace_id, windows[hex_], traces[hex_], logs_of[hex_],
+                                                      _share(prom_answer, hex_), untraced[hex_], outline, tenant, deadline,
+                                                      w.then)
+        else:
+            outcomes[hex_] = correlator._assemble(w.trace_id, windows[hex_], traces[hex_], logs_of[hex_],
+                                                  _share(prom_answer, hex_), untraced[hex_])
     return outcomes
 
 
-async def _slotted(correlator: Correlator, source: str, weight: int, call: Coroutine[Any, Any, T]) -> T:
+async def _slotted(correlator: Correlator, source: str, weight: int, call: Awaitable[T]) -> T:
     """`call` inside `weight` slots of the source's bulkhead, as /correlate's queries are (bulkhead.py): an
     investigation counts against the backend's cap too. Refused, that source is unavailable for this batch."""
     try:
         async with admitted(correlator.bulkheads, {source: weight}):
             return await call
     except Overloaded as exc:
-        call.close()  # never started
+        close = getattr(call, "close", None)
+        if close is not None:
+            close()  # never started
         raise SourceUnavailable(source, f"not asked: this worker has too many {source} queries in flight ({exc})") from None
 
 
 def _trace_of(res: TraceRes) -> Trace | None:
     result = res[1]
-    if result is None or result.value is None or not result.value.spans:
+    if result is None or not isinstance(result.value, Trace) or not result.value.spans:  # none, or a big one's RawTrace
         return None
     return result.value
 

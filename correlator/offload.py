@@ -136,7 +136,7 @@ class WorkerFailed(Exception):
 # not the service process's), else the temp directory.
 _ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
 _kept: OrderedDict[int, tuple[Trace | None, str | None]] = OrderedDict()  # token → (trace, what the cap dropped)
-_KEEP = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
+_KEEP = KEEP_OUTLINES = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
 # Assembled models MCP asked to keep (~200 MB at 100k spans each): its texts are made here, from them.
 _models: OrderedDict[int, Any] = OrderedDict()
 _MODELS = 1
@@ -183,11 +183,12 @@ def _outline(raw: RawTrace, token: int, clock_skew_ms: float) -> Outline | None:
 class _Assembled:
     prerendered: Prerendered
     light: Correlation  # without the trace, the logs and the exemplars (the loop has those)
+    then: Any = None  # `then`'s result, when the caller asked for one (investigate's digest of the trace)
 
 
 def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
               reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-              untraced: Any, standings: Any = None, keep_model: int | None = None) -> _Assembled:
+              untraced: Any, standings: Any = None, keep_model: int | None = None, then: Any = None) -> _Assembled:
     from correlator.correlate import Correlator
     from correlator.render import correlation_body
     from correlator.report import render_text
@@ -240,7 +241,8 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
     prerendered = Prerendered(status, _write(json), len(json), cached_at, text, outcome.found,
                               c.trace.end_ns if c.trace is not None else None, html_path, html_size, keep_model,
                               c.trace.start_ns if c.trace is not None else None)
-    return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)))
+    extra = then[0](c, outcome.tree, *then[1]) if then is not None and outcome.tree is not None else None
+    return _Assembled(prerendered, replace(c, trace=None, logs=(), exemplars=(), sources=dict(c.sources)), extra)
 
 
 def _describe(token: int, fn: Any, args: tuple[Any, ...]) -> Any:
@@ -337,16 +339,20 @@ class Offloader:
 
     async def outline(self, raw: RawTrace, settings: Any) -> Outline | None:
         self._tokens += 1
+        token = self._tokens  # taken before the await: two big traces outlined at once must not share one
         raw = await self._handed_over(raw)
         try:
-            result: Outline | None = await self._run(_outline, raw, self._tokens, settings.join.clock_skew_ms)
+            result: Outline | None = await self._run(_outline, raw, token, settings.join.clock_skew_ms)
         finally:
             _remove(raw.path)
         return result
 
     async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
                        reports: dict[str, SourceReport], logs: tuple[LogLine, ...], exemplars: tuple[Exemplar, ...],
-                       untraced: Any, standings: Any = None, keep_model: bool = False) -> tuple[Correlation, Prerendered]:
+                       untraced: Any, standings: Any = None, keep_model: bool = False,
+                       then: Any = None) -> tuple[Correlation, Prerendered, Any]:
+        """`then` (a module-level function and its extra arguments): `fn(correlation, tree, *args)` made in the
+        worker right after the assembly, its result returned third (None without a trace)."""
         raw = await self._handed_over(raw)
         model = None
         if keep_model:
@@ -354,13 +360,13 @@ class Offloader:
             model = self._tokens
         try:
             done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
-                                               untraced, standings, model)
+                                               untraced, standings, model, then)
         finally:
             _remove(raw.path)
         # The file goes with the last reference to its answer (the cache, a response being sent).
         weakref.finalize(done.prerendered, _remove, done.prerendered.path, done.prerendered.html_path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
-        return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered
+        return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered, done.then
 
     async def describe(self, model: int, fn: Any, *args: Any) -> Any:
         """`fn(correlation, tree, *args)` in the worker, on the model an `assemble(keep_model=True)` kept (a

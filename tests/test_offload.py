@@ -165,7 +165,7 @@ async def test_the_answer_file_goes_with_its_last_reference() -> None:
     ok = SourceReport(SourceStatus.OK, 1.0)
     raw = RawTrace(orjson.dumps(big_trace(50)), TRACE, 1000, "GET /api/v3/traces/x")
     try:
-        _light, answer = await offload.assemble(settings(1), parse_trace_id(TRACE), Window(T0, T0 + 1), raw, None,
+        _light, answer, _then = await offload.assemble(settings(1), parse_trace_id(TRACE), Window(T0, T0 + 1), raw, None,
                                                 {"jaeger": ok, "loki": ok, "prometheus": ok}, (), (), None)
     finally:
         offload.close()
@@ -210,3 +210,17 @@ async def test_a_big_trace_says_where_it_stands_as_an_inline_answer_does(aiohttp
     assert [e["standing"] for e in offloaded["exemplars"]] == [e["standing"] for e in inline["exemplars"]]
     stands = [line for line in offloaded_text.splitlines() if "stands" in line]
     assert stands and stands == [line for line in inline_text.splitlines() if "stands" in line]
+
+
+async def test_two_big_traces_at_once_each_keep_their_own_parse(aiohttp_client: Any) -> None:
+    """Outlined concurrently, each big trace is kept in the worker under a token of its own (they once shared one,
+    and the second parse replaced the first: "the worker lost the parsed trace")."""
+    import asyncio
+
+    bodies = {TRACE: orjson.dumps(big_trace(1200)), OTHER: orjson.dumps(big_trace(1300, trace_id=OTHER))}
+    backends = Backends()
+    backends.jaeger = lambda r: httpx.Response(200, content=bodies.get(r.url.path.rsplit("/", 1)[-1], b'{"result": {}}'))
+    client = await aiohttp_client(create_app(settings(1024), backends.transports()))
+    answers = await asyncio.gather(*(client.get(f"/correlate/{tid}") for tid in (TRACE, OTHER)))
+    reports = [(await a.json())["sources"]["jaeger"] for a in answers]
+    assert [(r["status"], r["items"]) for r in reports] == [("ok", 1200), ("ok", 1300)], reports
