@@ -143,7 +143,9 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         nonlocal big
         async with gate:
             # A big answer stays bytes here (the worker parses it, as for /correlate: the loop stays free).
-            call = correlator._fetch_trace(w.trace_id, w.hint.widened(_JAEGER_HINT_MARGIN_NS), jaeger_tenant)
+            def call() -> Awaitable[SourceResult[Any]]:
+                return correlator._fetch_trace(w.trace_id, w.hint.widened(_JAEGER_HINT_MARGIN_NS), jaeger_tenant)
+
             found = await correlator._run("jaeger", _slotted(correlator, "jaeger", 1, call), s.jaeger, deadline)
         if found[1] is not None and isinstance(found[1].value, RawTrace):
             # The worker holds each parsed big trace until its assembly, a few at a time (offload.KEEP_OUTLINES).
@@ -159,14 +161,14 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     # (as a hinted /correlate does), so only Loki waits for Jaeger.
     hints = Window(min(w.hint.start_ns for w in todo), max(w.hint.end_ns for w in todo))
     prom_task = asyncio.ensure_future(correlator._run(
-        "prometheus", _slotted(correlator, "prometheus", 1, prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant)),
+        "prometheus", _slotted(correlator, "prometheus", 1, lambda: prometheus.fetch_many([w.trace_id for w in todo], hints, prom_tenant)),
         s.prometheus, deadline))
     # With the static selector (loki.selector_strategy) Loki needs no services either: one pair for
     # all traces over the hints' window, beside Jaeger — one round less, a wider scan in Loki.
     if s.loki.selector_strategy == "static":  # its untraced lines too (the hints are instants: ± a margin)
         correlator.untraced_early([w.hint for w in todo], tenant, deadline)
     static_task = asyncio.ensure_future(correlator._run(
-        "loki", _slotted(correlator, "loki", 2, loki.fetch_many([w.trace_id for w in todo], hints, None, tenant)), s.loki, deadline)
+        "loki", _slotted(correlator, "loki", 2, lambda: loki.fetch_many([w.trace_id for w in todo], hints, None, tenant)), s.loki, deadline)
     ) if s.loki.selector_strategy == "static" else None
     try:
         fetched = await asyncio.gather(*(fetch_trace(w) for w in todo))
@@ -217,9 +219,11 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
         loki_answers = [static_answer]
     else:
         group_list = list(groups.items())
-        loki_calls = [correlator._run("loki", _slotted(correlator, "loki", 2, loki.fetch_many(
-                          [m.trace_id for m in members], joint(members), list(services) if services else None, tenant)),
-                          s.loki, deadline)
+        def lines_of(services: tuple[str, ...] | None, members: list[Wanted]) -> Callable[[], Awaitable[Any]]:
+            return lambda: loki.fetch_many([m.trace_id for m in members], joint(members), list(services) if services else None,
+                                           tenant)
+
+        loki_calls = [correlator._run("loki", _slotted(correlator, "loki", 2, lines_of(services, members)), s.loki, deadline)
                       for services, members in group_list]
         answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_task)
         loki_answers = list(answers)
@@ -243,16 +247,14 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     return outcomes
 
 
-async def _slotted(correlator: Correlator, source: str, weight: int, call: Awaitable[T]) -> T:
-    """`call` inside `weight` slots of the source's bulkhead, as /correlate's queries are (bulkhead.py): an
-    investigation counts against the backend's cap too. Refused, that source is unavailable for this batch."""
+async def _slotted(correlator: Correlator, source: str, weight: int, call: Callable[[], Awaitable[T]]) -> T:
+    """`call()` inside `weight` slots of the source's bulkhead, as /correlate's queries are (bulkhead.py): an
+    investigation counts against the backend's cap too. Refused, that source is unavailable for this batch.
+    A factory, not a coroutine: closed unstarted (no time left in the deadline), this leaves nothing unawaited."""
     try:
         async with admitted(correlator.bulkheads, {source: weight}):
-            return await call
+            return await call()
     except Overloaded as exc:
-        close = getattr(call, "close", None)
-        if close is not None:
-            close()  # never started
         raise SourceUnavailable(source, f"not asked: this worker has too many {source} queries in flight ({exc})") from None
 
 
