@@ -331,8 +331,10 @@ class Correlator:
         Never raises: a failure is a status in `summary.untraced`, the correlation goes on without them.
         """
         s = self.settings.join
+        if not s.untraced or getattr(self.loki, "fetch_untraced", None) is None:  # before the scope: it walks every span
+            return _Untraced((), {}, UntracedReport("off"))
         scope = self._scope(jaeger_res, outline)  # a big trace's from the worker's outline
-        if not s.untraced or getattr(self.loki, "fetch_untraced", None) is None or scope is None:
+        if scope is None:
             return _Untraced((), {}, UntracedReport("off"))
         services, window = scope
         check = (s.untraced_overlap_check and getattr(self.jaeger, "other_traces", None) is not None
