@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -28,6 +28,7 @@ from correlator.model import (
     Placement,
     SourceReport,
     SourceStatus,
+    SpanEvent,
 )
 from correlator.skew import clock_skew_summary
 from correlator.sources import _native
@@ -69,16 +70,42 @@ def grafana_explore_url(settings: Settings, trace_hex: str, start_ns: int | None
     return f"{settings.grafana.url.rstrip('/')}/explore?{urlencode({'schemaVersion': 1, 'panes': panes}, quote_via=quote)}"
 
 
+# The containers the native render reads as dicts (`ids_by_span` makes defaultdicts: `.get` is dict's own).
+_DICTS = (dict, defaultdict)
+
+
 def _spans(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mapping[str, list[str]],
            inferred: Mapping[str, list[str]]) -> list[dict[str, Any]]:
-    """Every span in the tree's order (one loop, names bound once: 100k spans render in one call)."""
-    origin = tree.start_ns
-    by_id, self_ns, depth = tree.by_id, tree.self_ns, tree.depth
-    targets = tree.targets  # what the analysis already worked out
+    """Every span in the tree's order: natively when the extension is installed (the same dicts,
+    tests/test_render_spans_native.py), else `_spans_python`."""
     # One empty list for every span without IDs or events (most): orjson writes each as [], and 100k fewer
     # containers for the collector to walk after the render. Nothing mutates a rendered body.
     no_ids: list[str] = []
     no_events: list[dict[str, Any]] = []
+    native = _native.MODULE
+    if (native is not None and type(tree.order) is list and type(tree.by_id) is dict and type(tree.self_ns) is dict
+            and type(tree.depth) is dict and type(tree.targets) is dict
+            and type(logs) in _DICTS and type(exemplars) in _DICTS and type(inferred) in _DICTS):
+        rendered: list[dict[str, Any]] | None = native.render_spans(
+            tree.order, tree.by_id, tree.self_ns, tree.depth, tree.targets, logs, exemplars, inferred, tree.start_ns,
+            no_ids, no_events, _ms, _events, target)
+        if rendered is not None:
+            return rendered
+    return _spans_python(tree, logs, exemplars, inferred, no_ids, no_events)
+
+
+def _events(events: Sequence[SpanEvent], origin: int) -> list[dict[str, Any]]:
+    """A span's events, in time order (the sources sort them); offset_ms as the text tree's `· +12ms` lines."""
+    return [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "offset_ms": _ms(e.time_ns - origin),
+             "attributes": dict(e.attributes)} for e in events]
+
+
+def _spans_python(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mapping[str, list[str]],
+                  inferred: Mapping[str, list[str]], no_ids: list[str], no_events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every span in the tree's order (one loop, names bound once: 100k spans render in one call)."""
+    origin = tree.start_ns
+    by_id, self_ns, depth = tree.by_id, tree.self_ns, tree.depth
+    targets = tree.targets  # what the analysis already worked out
     out: list[dict[str, Any]] = []
     append = out.append
     for sid in tree.order:
@@ -109,9 +136,7 @@ def _spans(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mapping[str
             "status": span.status,
             "status_message": span.status_message,
             "attributes": dict(span.attributes),
-            # In time order (the sources sort them); offset_ms as the text tree's `· +12ms` lines.
-            "events": [{"name": e.name, "timestamp": rfc3339_ns(e.time_ns), "offset_ms": _ms(e.time_ns - origin),
-                        "attributes": dict(e.attributes)} for e in span.events] if span.events else no_events,
+            "events": _events(span.events, origin) if span.events else no_events,
             "log_ids": logs.get(sid) or no_ids,
             "exemplar_ids": exemplars.get(sid) or no_ids,
             "inferred_log_ids": inferred.get(sid) or no_ids,  # lines without a trace ID, attached by time

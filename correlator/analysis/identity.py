@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import cast
 from urllib.parse import urlsplit
 
 from correlator.model import Span
+from correlator.sources import _native
 
 __all__ = ["OperationKey", "OperationKeys", "label", "normalise_path", "normalise_statement", "operation_key",
-           "operation_label", "operation_name", "target"]
+           "operation_label", "operation_name", "path_shape", "statement_shape", "target", "target_python"]
 
 OperationKey = tuple[str, str, str]  # (service, name with IDs stripped, target or "")
 
@@ -53,27 +55,43 @@ def normalise_statement(statement: str) -> str:
     """Literals stripped so `WHERE id = 7` and `WHERE id = 8` are one query shape."""
     shape = _statement_cache.get(statement)
     if shape is None:
-        # Each pattern only where its first character stands (100k distinct statements: render and
-        # analysis each shape every one); `split`/`join` is `\s+` → " " then `strip`: one notion of space.
-        shape = _STRING.sub("?", statement) if "'" in statement or '"' in statement else statement
-        shape = _NUMBER.sub("?", shape)
-        if "(" in shape:
-            shape = _IN_LIST.sub("(?)", shape)
-            shape = _VALUES_ROWS.sub("(?)", shape)
-        shape = " ".join(shape.split())
+        native = _native.MODULE  # one byte scan for ASCII text (tests/test_render_spans_native.py), else None
+        shape = native.normalise_statement(statement) if native is not None else None
+        if shape is None:
+            shape = statement_shape(statement)
         if len(_statement_cache) < _CACHE_MAX:
             _statement_cache[statement] = shape
     return shape
+
+
+def statement_shape(statement: str) -> str:
+    """`normalise_statement` by the regexes, uncached: the reference the native scan is held to."""
+    # Each pattern only where its first character stands (100k distinct statements: render and
+    # analysis each shape every one); `split`/`join` is `\s+` → " " then `strip`: one notion of space.
+    shape = _STRING.sub("?", statement) if "'" in statement or '"' in statement else statement
+    shape = _NUMBER.sub("?", shape)
+    if "(" in shape:
+        shape = _IN_LIST.sub("(?)", shape)
+        shape = _VALUES_ROWS.sub("(?)", shape)
+    return " ".join(shape.split())
 
 
 def normalise_path(text: str) -> str:
     """IDs in URL paths (and span names built from them) replaced by `{id}`; the query string dropped."""
     out = _path_cache.get(text)
     if out is None:
-        out = _ID_SEGMENT.sub("{id}", text.split("?", 1)[0]) if "/" in text else text
+        native = _native.MODULE
+        out = native.normalise_path(text) if native is not None else None
+        if out is None:
+            out = path_shape(text)
         if len(_path_cache) < _CACHE_MAX:
             _path_cache[text] = out
     return out
+
+
+def path_shape(text: str) -> str:
+    """`normalise_path` by the regex, uncached: the reference the native scan is held to."""
+    return _ID_SEGMENT.sub("{id}", text.split("?", 1)[0]) if "/" in text else text
 
 
 def _text(attrs: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
@@ -108,6 +126,17 @@ def _what(key: str, value: str, attrs: Mapping[str, object]) -> str:
 
 def target(span: Span) -> str | None:
     """What the span calls or serves: `route /route`, `/customer`, `SELECT … WHERE id = ?`, or None."""
+    native = _native.MODULE
+    if native is not None:
+        # Natively for plain attributes (no URL, ASCII statements and paths); NotImplemented: Python's to say.
+        found: object = native.span_target(span.attributes, span.kind)
+        if found is not NotImplemented:
+            return cast("str | None", found)
+    return target_python(span)
+
+
+def target_python(span: Span) -> str | None:
+    """`target` in Python: the reference, and what the native code hands back."""
     attrs = span.attributes
     if not attrs or _TARGET_KEYS.isdisjoint(attrs):  # most spans: one C-level pass, nothing found
         return None

@@ -28,6 +28,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+mod render_spans;
+
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
 
@@ -666,5 +668,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LokiLines>()?;
     m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
+    render_spans::register(m)?;
     Ok(())
 }

@@ -1,0 +1,682 @@
+//! The response's `spans` list and what each span calls, natively (issue 14, P2: the render of a big trace).
+//!
+//! The Python code is the reference: `correlator/render.py` `_spans_python` and `correlator/analysis/identity.py`
+//! (`target`, `normalise_statement`, `normalise_path`). This module does exactly what they do where it can be
+//! sure and hands everything else back:
+//!
+//! - statement and path shapes only for ASCII text (Python's `\d`, `\w` and `\s` are Unicode classes): other
+//!   text → `None`, the Python regexes;
+//! - a span's target only from a plain `dict` of attributes whose telling values are plain `str`s, and never
+//!   from a URL (`urlsplit`'s rules are Python's): otherwise `NotImplemented`, Python's `target`;
+//! - the span list: each span's events, the milliseconds of an offset that is negative, a tie or beyond 2⁵², and
+//!   the target of a span the native `target` hands back are asked of the Python callables given; anything
+//!   unexpected (a missing ID, a time that is not a 64-bit int) → `None`, and Python renders the whole list.
+//!
+//! tests/test_render_spans_native.py compares both paths on random and real statements, paths, attribute sets
+//! and whole bodies.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::wrap_pyfunction;
+
+// ---------------------------------------------------------------------------------------------------------
+// Statement and path shapes: the regexes of identity.py, one byte scan each, for ASCII text.
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Python's `str.isspace` / `re`'s `\s` on an ASCII character (\x1c–\x1f are spaces to Python).
+fn is_space(b: u8) -> bool {
+    matches!(b, 9..=13 | 28..=32)
+}
+
+fn skip_spaces(s: &[u8], mut p: usize) -> usize {
+    while p < s.len() && is_space(s[p]) {
+        p += 1;
+    }
+    p
+}
+
+/// `'(?:[^'\\]|\\.|'')*'` at `i` (a `'`): where the match ends. The engine's backtracking gives the longest
+/// match, and the star can only stop usefully at a `'`: the last `'` the deterministic walk reaches.
+fn single_quoted_end(s: &[u8], i: usize) -> Option<usize> {
+    let (mut p, mut last) = (i + 1, None);
+    while p < s.len() {
+        match s[p] {
+            b'\'' => {
+                last = Some(p + 1);
+                if p + 1 < s.len() && s[p + 1] == b'\'' {
+                    p += 2;
+                } else {
+                    break;
+                }
+            }
+            // `\\.`: `.` is anything but a newline.
+            b'\\' => {
+                if p + 1 < s.len() && s[p + 1] != b'\n' {
+                    p += 2;
+                } else {
+                    break;
+                }
+            }
+            _ => p += 1,
+        }
+    }
+    last
+}
+
+/// `"(?:[^"\\]|\\.)*"` at `i` (a `"`): the first `"` the walk reaches closes it.
+fn double_quoted_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut p = i + 1;
+    while p < s.len() {
+        match s[p] {
+            b'"' => return Some(p + 1),
+            b'\\' => {
+                if p + 1 < s.len() && s[p + 1] != b'\n' {
+                    p += 2;
+                } else {
+                    return None;
+                }
+            }
+            _ => p += 1,
+        }
+    }
+    None
+}
+
+/// `_STRING.sub("?", s)`.
+fn strings(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let end = match s[i] {
+            b'\'' => single_quoted_end(s, i),
+            b'"' => double_quoted_end(s, i),
+            _ => None,
+        };
+        match end {
+            Some(end) => {
+                out.push(b'?');
+                i = end;
+            }
+            None => {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn digits_end(s: &[u8], mut p: usize) -> usize {
+    while p < s.len() && s[p].is_ascii_digit() {
+        p += 1;
+    }
+    p
+}
+
+/// `[eE][-+]?\d+` at `p`: where it ends.
+fn exponent_end(s: &[u8], p: usize) -> Option<usize> {
+    if p < s.len() && (s[p] == b'e' || s[p] == b'E') {
+        let mut q = p + 1;
+        if q < s.len() && (s[q] == b'+' || s[q] == b'-') {
+            q += 1;
+        }
+        let end = digits_end(s, q);
+        if end > q {
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// `(?:0x[0-9a-fA-F]+|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)(?!\w)` at `i` (the lookbehind already checked):
+/// where the match ends, trying the optional parts as the engine backtracks (greedy first).
+fn number_end(s: &[u8], i: usize) -> Option<usize> {
+    let n = s.len();
+    let not_word = |p: usize| p >= n || !is_word(s[p]);
+    if s[i] == b'0' && i + 1 < n && s[i + 1] == b'x' {
+        let mut p = i + 2;
+        while p < n && s[p].is_ascii_hexdigit() {
+            p += 1;
+        }
+        if p > i + 2 && not_word(p) {
+            return Some(p);
+        }
+        return None; // the decimal branch stops at the `x`, a word character
+    }
+    let start = if s[i] == b'-' { i + 1 } else { i };
+    let whole = digits_end(s, start);
+    if whole == start {
+        return None;
+    }
+    if whole + 1 < n && s[whole] == b'.' && s[whole + 1].is_ascii_digit() {
+        let fraction = digits_end(s, whole + 1);
+        if let Some(end) = exponent_end(s, fraction) {
+            if not_word(end) {
+                return Some(end);
+            }
+        }
+        if not_word(fraction) {
+            return Some(fraction);
+        }
+        return Some(whole); // without the fraction: a `.` follows, not a word character
+    }
+    if let Some(end) = exponent_end(s, whole) {
+        if not_word(end) {
+            return Some(end);
+        }
+    }
+    if not_word(whole) {
+        Some(whole)
+    } else {
+        None
+    }
+}
+
+/// `_NUMBER.sub("?", s)`: a number not glued to a word (`(?<![\w$])`, on the pass's own input).
+fn numbers(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if (c.is_ascii_digit() || c == b'-') && (i == 0 || !(is_word(s[i - 1]) || s[i - 1] == b'$')) {
+            if let Some(end) = number_end(s, i) {
+                out.push(b'?');
+                i = end;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+/// `\(\s*\?(?:\s*,\s*\?)*\s*\)` at `i` (a `(`).
+fn in_list_end(s: &[u8], i: usize) -> Option<usize> {
+    let mut p = skip_spaces(s, i + 1);
+    if p >= s.len() || s[p] != b'?' {
+        return None;
+    }
+    p += 1;
+    loop {
+        let comma = skip_spaces(s, p);
+        if comma < s.len() && s[comma] == b',' {
+            let mark = skip_spaces(s, comma + 1);
+            if mark < s.len() && s[mark] == b'?' {
+                p = mark + 1;
+                continue;
+            }
+        }
+        break;
+    }
+    let close = skip_spaces(s, p);
+    if close < s.len() && s[close] == b')' {
+        Some(close + 1)
+    } else {
+        None
+    }
+}
+
+/// `\(\?\)(?:\s*,\s*\(\?\))+` at `i`.
+fn values_rows_end(s: &[u8], i: usize) -> Option<usize> {
+    if !s[i..].starts_with(b"(?)") {
+        return None;
+    }
+    let (mut p, mut rows) = (i + 3, 0);
+    loop {
+        let comma = skip_spaces(s, p);
+        if comma < s.len() && s[comma] == b',' {
+            let row = skip_spaces(s, comma + 1);
+            if s[row..].starts_with(b"(?)") {
+                p = row + 3;
+                rows += 1;
+                continue;
+            }
+        }
+        break;
+    }
+    if rows > 0 {
+        Some(p)
+    } else {
+        None
+    }
+}
+
+/// `pattern.sub("(?)", s)` for a pattern starting with `(`, given where its match at each `(` ends.
+fn parens(s: &[u8], end_at: fn(&[u8], usize) -> Option<usize>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'(' {
+            if let Some(end) = end_at(s, i) {
+                out.extend_from_slice(b"(?)");
+                i = end;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
+}
+
+/// `" ".join(s.split())`.
+fn squeeze(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for word in s.split(|&b| is_space(b)).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(b' ');
+        }
+        out.extend_from_slice(word);
+    }
+    out
+}
+
+/// `identity.normalise_statement` of ASCII text.
+pub fn statement_shape(s: &[u8]) -> Vec<u8> {
+    let shape = numbers(&strings(s));
+    let shape = if shape.contains(&b'(') { parens(&parens(&shape, in_list_end), values_rows_end) } else { shape };
+    squeeze(&shape)
+}
+
+/// `(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|[0-9a-fA-F]{16,})(?=/|$|\?|\s)` at `i` (after a `/`), in a text
+/// without `?`: `$` is the end or a final newline, a space anyway.
+fn id_segment_end(s: &[u8], i: usize) -> Option<usize> {
+    let n = s.len();
+    let ahead = |p: usize| p >= n || s[p] == b'/' || is_space(s[p]);
+    let digits = digits_end(s, i);
+    if digits > i && ahead(digits) {
+        return Some(digits);
+    }
+    if i + 36 <= n
+        && s[i..i + 8].iter().all(u8::is_ascii_hexdigit)
+        && s[i + 8] == b'-'
+        && s[i + 9..i + 36].iter().all(|b| b.is_ascii_hexdigit() || *b == b'-')
+        && ahead(i + 36)
+    {
+        return Some(i + 36);
+    }
+    let mut hex = i;
+    while hex < n && s[hex].is_ascii_hexdigit() {
+        hex += 1;
+    }
+    if hex - i >= 16 && ahead(hex) {
+        return Some(hex);
+    }
+    None
+}
+
+/// `identity.normalise_path` of ASCII text: None when it is the text itself (no `/`).
+pub fn path_shape(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.contains(&b'/') {
+        return None;
+    }
+    let s = match text.iter().position(|&b| b == b'?') {
+        Some(q) => &text[..q],
+        None => text,
+    };
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if i > 0 && s[i - 1] == b'/' {
+            if let Some(end) = id_segment_end(s, i) {
+                out.extend_from_slice(b"{id}");
+                i = end;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    Some(out)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Python strings, read and made without copies where CPython allows.
+
+/// The bytes of an exact `str` that is ASCII (compact ASCII: its data is those bytes), else None.
+fn ascii_bytes<'a>(text: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+    unsafe {
+        let p = text.as_ptr();
+        if ffi::PyUnicode_CheckExact(p) == 0 || ffi::PyUnicode_IS_ASCII(p) == 0 {
+            return None;
+        }
+        let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
+        Some(std::slice::from_raw_parts(ffi::PyUnicode_1BYTE_DATA(p) as *const u8, len))
+    }
+}
+
+/// A new `str` of ASCII bytes.
+fn ascii_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    debug_assert!(bytes.is_ascii());
+    unsafe {
+        let new = ffi::PyUnicode_New(bytes.len() as ffi::Py_ssize_t, 127);
+        if !new.is_null() {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ffi::PyUnicode_1BYTE_DATA(new), bytes.len());
+        }
+        Bound::from_owned_ptr_or_err(py, new)
+    }
+}
+
+/// `normalise_statement` for ASCII text; None: Python's regexes must decide.
+#[pyfunction]
+fn normalise_statement<'py>(py: Python<'py>, statement: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match ascii_bytes(statement) {
+        Some(bytes) => Ok(Some(ascii_str(py, &statement_shape(bytes))?)),
+        None => Ok(None),
+    }
+}
+
+/// `normalise_path` for ASCII text; None: Python's regex must decide.
+#[pyfunction]
+fn normalise_path<'py>(py: Python<'py>, text: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match ascii_bytes(text) {
+        Some(bytes) => match path_shape(bytes) {
+            Some(shape) => Ok(Some(ascii_str(py, &shape)?)),
+            None => Ok(Some(text.clone())),
+        },
+        None => Ok(None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A span's target (identity.target).
+
+/// The attribute names `target` reads, interned once.
+struct Keys {
+    /// identity._WHAT_ORDER: rpc.method, the statement keys, the destinations, routes, paths, URLs.
+    what: Vec<Py<PyString>>,
+    rpc_service: Py<PyString>,
+    peer_service: Py<PyString>,
+    peers: Vec<Py<PyString>>,
+}
+
+const WHAT_ORDER: [&str; 11] = [
+    "rpc.method",
+    "db.query.text",
+    "db.statement",
+    "messaging.destination.name",
+    "messaging.destination",
+    "http.route",
+    "url.template",
+    "url.path",
+    "http.target",
+    "url.full",
+    "http.url",
+];
+
+static KEYS: GILOnceCell<Keys> = GILOnceCell::new();
+
+fn keys(py: Python<'_>) -> &Keys {
+    KEYS.get_or_init(py, || {
+        let intern = |name: &str| PyString::intern(py, name).unbind();
+        Keys {
+            what: WHAT_ORDER.iter().map(|name| intern(name)).collect(),
+            rpc_service: intern("rpc.service"),
+            peer_service: intern("peer.service"),
+            peers: vec![intern("server.address"), intern("net.peer.name")],
+        }
+    })
+}
+
+/// What `isinstance(value, str) and value` finds in one attribute.
+enum Text<'py> {
+    /// absent, not a str, or empty: Python moves on
+    Nothing,
+    /// a non-empty exact str
+    Value(Bound<'py, PyAny>),
+    /// a str subclass: its formatting and regexes are Python's
+    Unsure,
+}
+
+fn text<'py>(attrs: &Bound<'py, PyDict>, key: &Py<PyString>) -> PyResult<Text<'py>> {
+    let value = match attrs.get_item(key.bind(attrs.py()))? {
+        Some(value) => value,
+        None => return Ok(Text::Nothing),
+    };
+    unsafe {
+        let p = value.as_ptr();
+        if ffi::PyUnicode_Check(p) == 0 {
+            Ok(Text::Nothing)
+        } else if ffi::PyUnicode_CheckExact(p) == 0 {
+            Ok(Text::Unsure)
+        } else if ffi::PyUnicode_GET_LENGTH(p) == 0 {
+            Ok(Text::Nothing)
+        } else {
+            Ok(Text::Value(value))
+        }
+    }
+}
+
+fn concat<'py>(a: &Bound<'py, PyAny>, sep: &str, b: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = a.py();
+    unsafe {
+        let left = Bound::from_owned_ptr_or_err(py, ffi::PyUnicode_Concat(a.as_ptr(), PyString::new(py, sep).as_ptr()))?;
+        Bound::from_owned_ptr_or_err(py, ffi::PyUnicode_Concat(left.as_ptr(), b.as_ptr()))
+    }
+}
+
+/// `identity.target` of a span with these attributes and kind: Some(target or None), or None when Python must.
+fn target_of<'py>(attrs: &Bound<'py, PyAny>, kind: &Bound<'py, PyAny>) -> PyResult<Option<Option<Bound<'py, PyAny>>>> {
+    let py = attrs.py();
+    if unsafe { ffi::PyDict_CheckExact(attrs.as_ptr()) } == 0 {
+        return Ok(None);
+    }
+    let attrs: &Bound<'py, PyDict> = unsafe { attrs.downcast_unchecked() };
+    if attrs.is_empty() {
+        return Ok(Some(None));
+    }
+    let keys = keys(py);
+    let mut what: Option<Bound<'py, PyAny>> = None;
+    for (rank, key) in keys.what.iter().enumerate() {
+        let value = match text(attrs, key)? {
+            Text::Nothing => continue,
+            Text::Unsure => return Ok(None),
+            Text::Value(value) => value,
+        };
+        what = Some(match WHAT_ORDER[rank] {
+            "rpc.method" => match text(attrs, &keys.rpc_service)? {
+                Text::Nothing => value,
+                Text::Unsure => return Ok(None),
+                Text::Value(service) => concat(&service, "/", &value)?,
+            },
+            "db.query.text" | "db.statement" => match ascii_bytes(&value) {
+                Some(bytes) => ascii_str(py, &statement_shape(bytes))?,
+                None => return Ok(None),
+            },
+            "url.path" | "http.target" => match ascii_bytes(&value) {
+                Some(bytes) => match path_shape(bytes) {
+                    Some(shape) => ascii_str(py, &shape)?,
+                    None => value,
+                },
+                None => return Ok(None),
+            },
+            "url.full" | "http.url" => return Ok(None), // urlsplit's rules are Python's
+            _ => value,                                  // a route or a destination: already a template
+        });
+        break;
+    }
+    let mut peer = match text(attrs, &keys.peer_service)? {
+        Text::Nothing => None,
+        Text::Unsure => return Ok(None),
+        Text::Value(peer) => Some(peer),
+    };
+    if peer.is_none() && what.is_none() {
+        // `span.kind in ("client", "producer")`: only a plain str is compared here.
+        let client = match kind.downcast_exact::<PyString>() {
+            Ok(kind) => matches!(kind.to_str(), Ok("client") | Ok("producer")),
+            Err(_) => return Ok(None),
+        };
+        if client {
+            for key in &keys.peers {
+                match text(attrs, key)? {
+                    Text::Nothing => continue,
+                    Text::Unsure => return Ok(None),
+                    Text::Value(value) => {
+                        peer = Some(value);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(match (peer, what) {
+        (Some(peer), Some(what)) if unsafe { ffi::PyUnicode_GET_LENGTH(what.as_ptr()) } > 0 => Some(concat(&peer, " ", &what)?),
+        (Some(peer), _) => Some(peer),
+        (None, what) => what,
+    }))
+}
+
+/// `identity.target(span)` from its attributes and kind, or `NotImplemented` when Python's must decide.
+#[pyfunction]
+fn span_target<'py>(py: Python<'py>, attributes: &Bound<'py, PyAny>, kind: &Bound<'py, PyAny>) -> PyResult<PyObject> {
+    Ok(match target_of(attributes, kind)? {
+        Some(Some(found)) => found.unbind(),
+        Some(None) => py.None(),
+        None => py.NotImplemented(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The span list (render._spans).
+
+const FAST_MS_BELOW: i64 = 1 << 52;
+
+/// `render._ms(ns)`: exact from the integers except at ties and outside [0, 2⁵²), where Python's `ms` decides.
+fn ms<'py>(ns: i64, slow: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = slow.py();
+    if (0..FAST_MS_BELOW).contains(&ns) && ns % 1000 != 500 {
+        let (q, r) = (ns / 1000, ns % 1000);
+        let rounded = (q + i64::from(r > 500)) as f64 / 1000.0;
+        return unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyFloat_FromDouble(rounded)) };
+    }
+    slow.call1((ns,))
+}
+
+/// `dict(mapping)`.
+fn dict_copy<'py>(mapping: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    unsafe {
+        let copied = if ffi::PyDict_CheckExact(mapping.as_ptr()) != 0 {
+            ffi::PyDict_Copy(mapping.as_ptr())
+        } else {
+            let new = ffi::PyDict_New();
+            if !new.is_null() && ffi::PyDict_Merge(new, mapping.as_ptr(), 1) != 0 {
+                ffi::Py_DECREF(new);
+                std::ptr::null_mut()
+            } else {
+                new
+            }
+        };
+        Bound::from_owned_ptr_or_err(mapping.py(), copied)
+    }
+}
+
+/// A 64-bit int, or None (Python renders the whole list then).
+fn int64(value: &Bound<'_, PyAny>) -> Option<i64> {
+    if unsafe { ffi::PyLong_CheckExact(value.as_ptr()) } == 0 {
+        return None;
+    }
+    value.extract::<i64>().ok()
+}
+
+/// `mapping.get(sid) or empty`.
+fn ids_or<'py>(mapping: &Bound<'py, PyDict>, sid: &Bound<'py, PyAny>, empty: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyAny>> {
+    match mapping.get_item(sid)? {
+        Some(ids) if ids.is_truthy()? => Ok(ids),
+        _ => Ok(empty.clone().into_any()),
+    }
+}
+
+/// `render._spans`: every span in `order` as its response dict, or None when Python must render them.
+/// `ms(ns)`, `events(events, origin)` and `target(span)` are Python's, asked only where this code is not sure.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn render_spans<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &Bound<'py, PyDict>, self_ns: &Bound<'py, PyDict>,
+                     depth: &Bound<'py, PyDict>, targets: &Bound<'py, PyDict>, logs: &Bound<'py, PyDict>,
+                     exemplars: &Bound<'py, PyDict>, inferred: &Bound<'py, PyDict>, origin: &Bound<'py, PyAny>,
+                     no_ids: &Bound<'py, PyList>, no_events: &Bound<'py, PyList>, ms_slow: &Bound<'py, PyAny>,
+                     events_of: &Bound<'py, PyAny>, target_slow: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyList>>> {
+    let origin = match int64(origin) {
+        Some(origin) => origin,
+        None => return Ok(None),
+    };
+    let intern = |name: &str| PyString::intern(py, name);
+    let (a_span_id, a_parent, a_service, a_operation, a_start, a_end, a_kind, a_status, a_message, a_attributes, a_events) = (
+        intern("span_id"), intern("parent_span_id"), intern("service"), intern("operation"), intern("start_ns"),
+        intern("end_ns"), intern("kind"), intern("status"), intern("status_message"), intern("attributes"), intern("events"));
+    let (k_target, k_start, k_duration, k_self, k_depth, k_log_ids, k_exemplar_ids, k_inferred_ids) = (
+        intern("target"), intern("start_ms"), intern("duration_ms"), intern("self_ms"), intern("depth"), intern("log_ids"),
+        intern("exemplar_ids"), intern("inferred_log_ids"));
+    let out = PyList::empty(py);
+    for sid in order.iter() {
+        let span = match by_id.get_item(&sid)? {
+            Some(span) => span,
+            None => return Ok(None),
+        };
+        let (start, end) = match (int64(&span.getattr(&a_start)?), int64(&span.getattr(&a_end)?)) {
+            (Some(start), Some(end)) => (start, end),
+            _ => return Ok(None),
+        };
+        let own = match self_ns.get_item(&sid)?.as_ref().and_then(int64) {
+            Some(own) => own,
+            None => return Ok(None),
+        };
+        let (offset, duration) = match (start.checked_sub(origin), end.checked_sub(start)) {
+            (Some(offset), Some(duration)) => (offset, duration),
+            _ => return Ok(None),
+        };
+        let level = match depth.get_item(&sid)? {
+            Some(level) => level,
+            None => return Ok(None),
+        };
+        let attributes = span.getattr(&a_attributes)?;
+        let kind = span.getattr(&a_kind)?;
+        let what = match targets.get_item(&sid)? {
+            Some(known) => known, // what the analysis already worked out
+            None => match target_of(&attributes, &kind)? {
+                Some(Some(found)) => found,
+                Some(None) => py.None().into_bound(py),
+                None => target_slow.call1((&span,))?,
+            },
+        };
+        let events = span.getattr(&a_events)?;
+        let events = if events.is_truthy()? { events_of.call1((events, origin))? } else { no_events.clone().into_any() };
+        // Sized for its keys up front, as a dict display is (no resize while it fills).
+        let entry: Bound<'py, PyDict> = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::_PyDict_NewPresized(17))?.downcast_into_unchecked()
+        };
+        entry.set_item(&a_span_id, span.getattr(&a_span_id)?)?;
+        entry.set_item(&a_parent, span.getattr(&a_parent)?)?;
+        entry.set_item(&a_service, span.getattr(&a_service)?)?;
+        entry.set_item(&a_operation, span.getattr(&a_operation)?)?;
+        entry.set_item(&k_target, what)?;
+        entry.set_item(&k_start, ms(offset, ms_slow)?)?;
+        entry.set_item(&k_duration, ms(duration, ms_slow)?)?;
+        entry.set_item(&k_self, ms(own, ms_slow)?)?;
+        entry.set_item(&k_depth, level)?;
+        entry.set_item(&a_kind, kind)?;
+        entry.set_item(&a_status, span.getattr(&a_status)?)?;
+        entry.set_item(&a_message, span.getattr(&a_message)?)?;
+        entry.set_item(&a_attributes, dict_copy(&attributes)?)?;
+        entry.set_item(&a_events, events)?;
+        entry.set_item(&k_log_ids, ids_or(logs, &sid, no_ids)?)?;
+        entry.set_item(&k_exemplar_ids, ids_or(exemplars, &sid, no_ids)?)?;
+        entry.set_item(&k_inferred_ids, ids_or(inferred, &sid, no_ids)?)?;
+        out.append(entry)?;
+    }
+    Ok(Some(out))
+}
+
+/// Adds this module's functions to the extension module (lib.rs calls it).
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(normalise_statement, m)?)?;
+    m.add_function(wrap_pyfunction!(normalise_path, m)?)?;
+    m.add_function(wrap_pyfunction!(span_target, m)?)?;
+    m.add_function(wrap_pyfunction!(render_spans, m)?)?;
+    Ok(())
+}
