@@ -662,7 +662,9 @@ fn render_spans<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &Bound<
         entry.set_item(&a_kind, kind)?;
         entry.set_item(&a_status, span.getattr(&a_status)?)?;
         entry.set_item(&a_message, span.getattr(&a_message)?)?;
-        entry.set_item(&a_attributes, dict_copy(&attributes)?)?;
+        // The span's own dict when it is a plain one (as `_spans_python`): nothing mutates a span or a rendered body.
+        let shared = unsafe { ffi::PyDict_CheckExact(attributes.as_ptr()) } != 0;
+        entry.set_item(&a_attributes, if shared { attributes } else { dict_copy(&attributes)? })?;
         entry.set_item(&a_events, events)?;
         entry.set_item(&k_log_ids, ids_or(logs, &sid, no_ids)?)?;
         entry.set_item(&k_exemplar_ids, ids_or(exemplars, &sid, no_ids)?)?;
