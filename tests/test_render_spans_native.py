@@ -191,8 +191,11 @@ def _spans_both_ways(trace: Trace) -> tuple[bytes, bytes]:
     analyse(tree, load_settings(environ={}).analysis, {})  # fills tree.targets for the spans it asks about
     ids = ids_by_span((), ())
     native = render._spans(tree, ids, ids, ids)
-    python = render._spans_python(tree, ids, ids, ids, [], [])
-    return orjson.dumps(native), orjson.dumps(python)
+    python = orjson.dumps(render._spans_python(tree, ids, ids, ids, [], []), option=orjson.OPT_NON_STR_KEYS)
+    written = render._spans_json(tree, ids, ids, ids)  # the JSON without the dicts: the same bytes
+    assert written is not None
+    assert orjson.dumps(written) == python
+    return orjson.dumps(native, option=orjson.OPT_NON_STR_KEYS), python
 
 
 def test_the_fixtures_hold_traces() -> None:
@@ -249,3 +252,66 @@ def test_the_bench_trace_renders_natively_and_the_same(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(render, "_spans_python", refuse)
     assert len(render._spans(tree, ids, ids, ids)) == 3000
+
+
+# Attribute values of every kind orjson writes, and the strings it escapes (controls, quotes, Unicode, emoji).
+_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from('"\\\x00\x08\x0b\x1f\x7f/\u2028é😀'),
+                max_size=12)
+_ATTRIBUTE_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=True), _TEXT,
+              st.just(_Text("sub"))),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3), max_leaves=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.dictionaries(_TEXT | st.sampled_from(["db.statement", "peer.service", 7]), _ATTRIBUTE_VALUES,
+                                          max_size=4),
+                          st.one_of(st.none(), _TEXT), _TEXT, st.integers(-5_000, 5_000_000)), min_size=1, max_size=6))
+def test_generated_attribute_values_and_texts_are_written_as_orjson_writes_them(
+        rows: list[tuple[dict[str, Any], str | None, str, int]]) -> None:
+    spans = [Span(f"{i + 1:016x}", None if i == 0 else "0000000000000001", service, service[::-1], 1_000_000 + i * 7,
+                  1_000_000 + i * 7 + duration, status_message=message, attributes=attributes,
+                  events=(SpanEvent(service, 999_999, attributes),) if duration % 3 == 0 else ())
+             for i, (attributes, message, service, duration) in enumerate(rows)]
+    native, python = _spans_both_ways(Trace("1" * 32, tuple(spans)))
+    assert native == python
+
+
+def test_a_string_orjson_refuses_fails_the_same_way() -> None:
+    """A lone surrogate: orjson raises for the body; the native writer must not write something instead."""
+    trace = Trace("1" * 32, (Span("0000000000000001", None, "api", "op", 0, 1, attributes={"k": "\ud800"}),))
+    tree = build_tree(trace)
+    ids = ids_by_span((), ())
+    with pytest.raises(orjson.JSONEncodeError) as python_error:
+        orjson.dumps(render._spans_python(tree, ids, ids, ids, [], []))
+    with pytest.raises(orjson.JSONEncodeError) as native_error:
+        render._spans_json(tree, ids, ids, ids)
+    assert str(native_error.value) == str(python_error.value)
+
+
+def test_milliseconds_are_written_as_orjson_writes_the_float() -> None:
+    """`k / 1000` for k < 2⁵²: the decimal itself is the float's shortest form (`7.0`, `0.001`, `12.5`)."""
+    import random
+
+    rng = random.Random(14)
+    ks = [*range(0, 3000), *(rng.randrange(2**52 // 1000) for _ in range(20_000)), *range(2**52 // 1000 - 2000, 2**52 // 1000)]
+    spans = tuple(Span(f"{i + 1:016x}", None, "s", "o", 0, k * 1000) for i, k in enumerate(ks))
+    tree = build_tree(Trace("1" * 32, spans))
+    ids = ids_by_span((), ())
+    written = render._spans_json(tree, ids, ids, ids)
+    assert written is not None
+    assert orjson.dumps(written) == orjson.dumps(render._spans_python(tree, ids, ids, ids, [], []))
+
+
+def test_the_10k_body_written_with_spans_as_json_is_the_golden_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The body the service writes (api, offload, the page's data block) with the spans as JSON: the golden bytes."""
+    import lzma
+
+    from tests import spanbody
+    from tests.spanmix import TRACE_ID, bodies
+    from tests.test_spans_identical import GOLDEN, _without_sources
+
+    whole = render.correlation_body
+    monkeypatch.setattr(render, "correlation_body", lambda outcome, settings: whole(outcome, settings, spans_as_json=True))
+    got = spanbody.render_body(*bodies(10_000, 3000, 1000), TRACE_ID)
+    assert _without_sources(got) == _without_sources(lzma.decompress(GOLDEN.read_bytes()))

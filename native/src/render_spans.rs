@@ -277,11 +277,18 @@ fn squeeze(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `identity.normalise_statement` of ASCII text.
+/// `identity.normalise_statement` of ASCII text (each pass only where its first character stands).
 pub fn statement_shape(s: &[u8]) -> Vec<u8> {
-    let shape = numbers(&strings(s));
+    let shape = if s.iter().any(|&b| b == b'\'' || b == b'"') { numbers(&strings(s)) } else { numbers(s) };
     let shape = if shape.contains(&b'(') { parens(&parens(&shape, in_list_end), values_rows_end) } else { shape };
-    squeeze(&shape)
+    let squeezed = shape.first().map_or(true, |&b| !is_space(b))
+        && shape.last().map_or(true, |&b| !is_space(b))
+        && !shape.windows(2).any(|w| is_space(w[1]) && (w[1] != b' ' || is_space(w[0])));
+    if squeezed {
+        shape // single spaces between words already: `" ".join(shape.split())` is the text itself
+    } else {
+        squeeze(&shape)
+    }
 }
 
 /// `(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}|[0-9a-fA-F]{16,})(?=/|$|\?|\s)` at `i` (after a `/`), in a text
@@ -543,19 +550,33 @@ fn span_target<'py>(py: Python<'py>, attributes: &Bound<'py, PyAny>, kind: &Boun
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// The span list (render._spans).
+// The span list (render._spans): as dicts (`render_spans`), or as the JSON orjson would write for them
+// (`render_spans_json`, the body's `spans` as an `orjson.Fragment` when the body is only written out).
 
 const FAST_MS_BELOW: i64 = 1 << 52;
 
-/// `render._ms(ns)`: exact from the integers except at ties and outside [0, 2⁵²), where Python's `ms` decides.
-fn ms<'py>(ns: i64, slow: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = slow.py();
+/// `render._ms(ns)`: from the integers (the value is `thousandths / 1000`) except at ties and outside
+/// [0, 2⁵²), where Python's `_ms` gives the float.
+enum Ms<'py> {
+    Thousandths(i64),
+    Float(Bound<'py, PyAny>),
+}
+
+fn ms<'py>(ns: i64, slow: &Bound<'py, PyAny>) -> PyResult<Ms<'py>> {
     if (0..FAST_MS_BELOW).contains(&ns) && ns % 1000 != 500 {
-        let (q, r) = (ns / 1000, ns % 1000);
-        let rounded = (q + i64::from(r > 500)) as f64 / 1000.0;
-        return unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyFloat_FromDouble(rounded)) };
+        return Ok(Ms::Thousandths(ns / 1000 + i64::from(ns % 1000 > 500)));
     }
-    slow.call1((ns,))
+    Ok(Ms::Float(slow.call1((ns,))?))
+}
+
+impl<'py> Ms<'py> {
+    fn into_float(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            // Exact: an integer below 2⁵² and 1000 as doubles, one correctly rounded division (as Python's int / int).
+            Ms::Thousandths(k) => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyFloat_FromDouble(k as f64 / 1000.0)) },
+            Ms::Float(value) => Ok(value),
+        }
+    }
 }
 
 /// `dict(mapping)`.
@@ -592,6 +613,128 @@ fn ids_or<'py>(mapping: &Bound<'py, PyDict>, sid: &Bound<'py, PyAny>, empty: &Bo
     }
 }
 
+/// What `render_spans` and `render_spans_json` read once per call.
+struct Inputs<'a, 'py> {
+    by_id: &'a Bound<'py, PyDict>,
+    self_ns: &'a Bound<'py, PyDict>,
+    depth: &'a Bound<'py, PyDict>,
+    targets: &'a Bound<'py, PyDict>,
+    logs: &'a Bound<'py, PyDict>,
+    exemplars: &'a Bound<'py, PyDict>,
+    inferred: &'a Bound<'py, PyDict>,
+    origin: i64,
+    no_ids: &'a Bound<'py, PyList>,
+    ms_slow: &'a Bound<'py, PyAny>,
+    events_of: &'a Bound<'py, PyAny>,
+    target_slow: &'a Bound<'py, PyAny>,
+    names: Names<'py>,
+}
+
+/// The Span fields read, interned once per call.
+struct Names<'py> {
+    span_id: Bound<'py, PyString>,
+    parent: Bound<'py, PyString>,
+    service: Bound<'py, PyString>,
+    operation: Bound<'py, PyString>,
+    start: Bound<'py, PyString>,
+    end: Bound<'py, PyString>,
+    kind: Bound<'py, PyString>,
+    status: Bound<'py, PyString>,
+    message: Bound<'py, PyString>,
+    attributes: Bound<'py, PyString>,
+    events: Bound<'py, PyString>,
+}
+
+impl<'py> Names<'py> {
+    fn new(py: Python<'py>) -> Self {
+        let intern = |name: &str| PyString::intern(py, name);
+        Names {
+            span_id: intern("span_id"), parent: intern("parent_span_id"), service: intern("service"),
+            operation: intern("operation"), start: intern("start_ns"), end: intern("end_ns"), kind: intern("kind"),
+            status: intern("status"), message: intern("status_message"), attributes: intern("attributes"),
+            events: intern("events"),
+        }
+    }
+}
+
+/// One span's response fields, in the body's order; None when Python must render the whole list.
+struct Parts<'py> {
+    span_id: Bound<'py, PyAny>,
+    parent: Bound<'py, PyAny>,
+    service: Bound<'py, PyAny>,
+    operation: Bound<'py, PyAny>,
+    target: Bound<'py, PyAny>,
+    start_ms: Ms<'py>,
+    duration_ms: Ms<'py>,
+    self_ms: Ms<'py>,
+    depth: Bound<'py, PyAny>,
+    kind: Bound<'py, PyAny>,
+    status: Bound<'py, PyAny>,
+    message: Bound<'py, PyAny>,
+    attributes: Bound<'py, PyAny>,
+    /// `_events(span.events, origin)`, or None for the shared empty list
+    events: Option<Bound<'py, PyAny>>,
+    log_ids: Bound<'py, PyAny>,
+    exemplar_ids: Bound<'py, PyAny>,
+    inferred_ids: Bound<'py, PyAny>,
+}
+
+fn parts<'py>(inputs: &Inputs<'_, 'py>, sid: &Bound<'py, PyAny>) -> PyResult<Option<Parts<'py>>> {
+    let py = sid.py();
+    let names = &inputs.names;
+    let span = match inputs.by_id.get_item(sid)? {
+        Some(span) => span,
+        None => return Ok(None),
+    };
+    let (start, end) = match (int64(&span.getattr(&names.start)?), int64(&span.getattr(&names.end)?)) {
+        (Some(start), Some(end)) => (start, end),
+        _ => return Ok(None),
+    };
+    let own = match inputs.self_ns.get_item(sid)?.as_ref().and_then(int64) {
+        Some(own) => own,
+        None => return Ok(None),
+    };
+    let (offset, duration) = match (start.checked_sub(inputs.origin), end.checked_sub(start)) {
+        (Some(offset), Some(duration)) => (offset, duration),
+        _ => return Ok(None),
+    };
+    let depth = match inputs.depth.get_item(sid)? {
+        Some(depth) => depth,
+        None => return Ok(None),
+    };
+    let attributes = span.getattr(&names.attributes)?;
+    let kind = span.getattr(&names.kind)?;
+    let target = match inputs.targets.get_item(sid)? {
+        Some(known) => known, // what the analysis already worked out
+        None => match target_of(&attributes, &kind)? {
+            Some(Some(found)) => found,
+            Some(None) => py.None().into_bound(py),
+            None => inputs.target_slow.call1((&span,))?,
+        },
+    };
+    let events = span.getattr(&names.events)?;
+    let events = if events.is_truthy()? { Some(inputs.events_of.call1((events, inputs.origin))?) } else { None };
+    Ok(Some(Parts {
+        span_id: span.getattr(&names.span_id)?,
+        parent: span.getattr(&names.parent)?,
+        service: span.getattr(&names.service)?,
+        operation: span.getattr(&names.operation)?,
+        target,
+        start_ms: ms(offset, inputs.ms_slow)?,
+        duration_ms: ms(duration, inputs.ms_slow)?,
+        self_ms: ms(own, inputs.ms_slow)?,
+        depth,
+        kind,
+        status: span.getattr(&names.status)?,
+        message: span.getattr(&names.message)?,
+        attributes,
+        events,
+        log_ids: ids_or(inputs.logs, sid, inputs.no_ids)?,
+        exemplar_ids: ids_or(inputs.exemplars, sid, inputs.no_ids)?,
+        inferred_ids: ids_or(inputs.inferred, sid, inputs.no_ids)?,
+    }))
+}
+
 /// `render._spans`: every span in `order` as its response dict, or None when Python must render them.
 /// `ms(ns)`, `events(events, origin)` and `target(span)` are Python's, asked only where this code is not sure.
 #[pyfunction]
@@ -605,73 +748,324 @@ fn render_spans<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &Bound<
         Some(origin) => origin,
         None => return Ok(None),
     };
+    let inputs = Inputs { by_id, self_ns, depth, targets, logs, exemplars, inferred, origin, no_ids, ms_slow, events_of,
+                          target_slow, names: Names::new(py) };
+    let names = &inputs.names;
     let intern = |name: &str| PyString::intern(py, name);
-    let (a_span_id, a_parent, a_service, a_operation, a_start, a_end, a_kind, a_status, a_message, a_attributes, a_events) = (
-        intern("span_id"), intern("parent_span_id"), intern("service"), intern("operation"), intern("start_ns"),
-        intern("end_ns"), intern("kind"), intern("status"), intern("status_message"), intern("attributes"), intern("events"));
     let (k_target, k_start, k_duration, k_self, k_depth, k_log_ids, k_exemplar_ids, k_inferred_ids) = (
         intern("target"), intern("start_ms"), intern("duration_ms"), intern("self_ms"), intern("depth"), intern("log_ids"),
         intern("exemplar_ids"), intern("inferred_log_ids"));
     let out = PyList::empty(py);
     for sid in order.iter() {
-        let span = match by_id.get_item(&sid)? {
-            Some(span) => span,
+        let p = match parts(&inputs, &sid)? {
+            Some(p) => p,
             None => return Ok(None),
         };
-        let (start, end) = match (int64(&span.getattr(&a_start)?), int64(&span.getattr(&a_end)?)) {
-            (Some(start), Some(end)) => (start, end),
-            _ => return Ok(None),
-        };
-        let own = match self_ns.get_item(&sid)?.as_ref().and_then(int64) {
-            Some(own) => own,
-            None => return Ok(None),
-        };
-        let (offset, duration) = match (start.checked_sub(origin), end.checked_sub(start)) {
-            (Some(offset), Some(duration)) => (offset, duration),
-            _ => return Ok(None),
-        };
-        let level = match depth.get_item(&sid)? {
-            Some(level) => level,
-            None => return Ok(None),
-        };
-        let attributes = span.getattr(&a_attributes)?;
-        let kind = span.getattr(&a_kind)?;
-        let what = match targets.get_item(&sid)? {
-            Some(known) => known, // what the analysis already worked out
-            None => match target_of(&attributes, &kind)? {
-                Some(Some(found)) => found,
-                Some(None) => py.None().into_bound(py),
-                None => target_slow.call1((&span,))?,
-            },
-        };
-        let events = span.getattr(&a_events)?;
-        let events = if events.is_truthy()? { events_of.call1((events, origin))? } else { no_events.clone().into_any() };
         // Sized for its keys up front, as a dict display is (no resize while it fills).
         let entry: Bound<'py, PyDict> = unsafe {
             Bound::from_owned_ptr_or_err(py, ffi::_PyDict_NewPresized(17))?.downcast_into_unchecked()
         };
-        entry.set_item(&a_span_id, span.getattr(&a_span_id)?)?;
-        entry.set_item(&a_parent, span.getattr(&a_parent)?)?;
-        entry.set_item(&a_service, span.getattr(&a_service)?)?;
-        entry.set_item(&a_operation, span.getattr(&a_operation)?)?;
-        entry.set_item(&k_target, what)?;
-        entry.set_item(&k_start, ms(offset, ms_slow)?)?;
-        entry.set_item(&k_duration, ms(duration, ms_slow)?)?;
-        entry.set_item(&k_self, ms(own, ms_slow)?)?;
-        entry.set_item(&k_depth, level)?;
-        entry.set_item(&a_kind, kind)?;
-        entry.set_item(&a_status, span.getattr(&a_status)?)?;
-        entry.set_item(&a_message, span.getattr(&a_message)?)?;
+        entry.set_item(&names.span_id, p.span_id)?;
+        entry.set_item(&names.parent, p.parent)?;
+        entry.set_item(&names.service, p.service)?;
+        entry.set_item(&names.operation, p.operation)?;
+        entry.set_item(&k_target, p.target)?;
+        entry.set_item(&k_start, p.start_ms.into_float(py)?)?;
+        entry.set_item(&k_duration, p.duration_ms.into_float(py)?)?;
+        entry.set_item(&k_self, p.self_ms.into_float(py)?)?;
+        entry.set_item(&k_depth, p.depth)?;
+        entry.set_item(&names.kind, p.kind)?;
+        entry.set_item(&names.status, p.status)?;
+        entry.set_item(&names.message, p.message)?;
         // The span's own dict when it is a plain one (as `_spans_python`): nothing mutates a span or a rendered body.
-        let shared = unsafe { ffi::PyDict_CheckExact(attributes.as_ptr()) } != 0;
-        entry.set_item(&a_attributes, if shared { attributes } else { dict_copy(&attributes)? })?;
-        entry.set_item(&a_events, events)?;
-        entry.set_item(&k_log_ids, ids_or(logs, &sid, no_ids)?)?;
-        entry.set_item(&k_exemplar_ids, ids_or(exemplars, &sid, no_ids)?)?;
-        entry.set_item(&k_inferred_ids, ids_or(inferred, &sid, no_ids)?)?;
+        let shared = unsafe { ffi::PyDict_CheckExact(p.attributes.as_ptr()) } != 0;
+        entry.set_item(&names.attributes, if shared { p.attributes } else { dict_copy(&p.attributes)? })?;
+        match p.events {
+            Some(events) => entry.set_item(&names.events, events)?,
+            None => entry.set_item(&names.events, no_events)?,
+        }
+        entry.set_item(&k_log_ids, p.log_ids)?;
+        entry.set_item(&k_exemplar_ids, p.exemplar_ids)?;
+        entry.set_item(&k_inferred_ids, p.inferred_ids)?;
         out.append(entry)?;
     }
     Ok(Some(out))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// JSON exactly as orjson writes it (compact; `"`, `\` and control characters escaped, the short forms for
+// \b \t \n \f \r, `\u00xx` for the rest; everything else as its UTF-8). Whatever is not a plain str, int
+// (64-bit), bool, None, list or str-keyed dict of those is written by orjson itself (`dumps(value)`).
+
+/// Whether any byte is below 0x20, `"` or `\`: eight at a time (a byte is flagged exactly when its high bit is
+/// set in `x - n` and clear in `x`, n ≤ 0x80; a zero byte of `x ^ c` is a byte equal to `c`).
+fn needs_escape(text: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = text.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        if (control | quote | backslash) & HIGHS != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// The JSON text of a UTF-8 string, as orjson escapes it.
+fn write_text(out: &mut Vec<u8>, text: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    if !needs_escape(text) {
+        out.extend_from_slice(text); // nearly every string: one scan, one copy
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in text.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&text[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&text[start..]);
+    out.push(b'"');
+}
+
+/// The UTF-8 of an exact str (its own bytes when ASCII), or None: a subclass, or lone surrogates (orjson refuses
+/// those: `dumps` raises the same error then).
+fn utf8<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
+    unsafe {
+        let p = value.as_ptr();
+        if ffi::PyUnicode_CheckExact(p) == 0 {
+            return None;
+        }
+        if ffi::PyUnicode_IS_ASCII(p) != 0 {
+            let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
+            return Some(std::slice::from_raw_parts(ffi::PyUnicode_1BYTE_DATA(p) as *const u8, len));
+        }
+        let mut size: ffi::Py_ssize_t = 0;
+        let data = ffi::PyUnicode_AsUTF8AndSize(p, &mut size);
+        if data.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        Some(std::slice::from_raw_parts(data as *const u8, size as usize))
+    }
+}
+
+fn write_int(out: &mut Vec<u8>, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `k / 1000` as orjson writes that float: its shortest round-trip digits, which for k < 2⁵² are the decimal
+/// itself (`12.5`, `0.001`, `7.0`; tests/test_render_spans_native.py checks this against orjson).
+fn write_thousandths(out: &mut Vec<u8>, k: i64) {
+    write_int(out, k / 1000);
+    out.push(b'.');
+    let fraction = k % 1000;
+    if fraction == 0 {
+        out.push(b'0');
+    } else {
+        let digits = [b'0' + (fraction / 100) as u8, b'0' + (fraction / 10 % 10) as u8, b'0' + (fraction % 10) as u8];
+        let used = if digits[2] != b'0' { 3 } else if digits[1] != b'0' { 2 } else { 1 };
+        out.extend_from_slice(&digits[..used]);
+    }
+}
+
+struct Writer<'a, 'py> {
+    out: Vec<u8>,
+    /// `orjson.dumps(value, option=OPT_NON_STR_KEYS)`: the body's own writer, for everything else
+    dumps: &'a Bound<'py, PyAny>,
+}
+
+impl<'a, 'py> Writer<'a, 'py> {
+    fn by_orjson(&mut self, value: &Bound<'py, PyAny>) -> PyResult<()> {
+        let written = self.dumps.call1((value,))?;
+        let bytes = written.downcast::<pyo3::types::PyBytes>()?;
+        self.out.extend_from_slice(bytes.as_bytes());
+        Ok(())
+    }
+
+    fn value(&mut self, value: &Bound<'py, PyAny>, nested: bool) -> PyResult<()> {
+        let p = value.as_ptr();
+        unsafe {
+            if p == ffi::Py_None() {
+                self.out.extend_from_slice(b"null");
+            } else if p == ffi::Py_True() {
+                self.out.extend_from_slice(b"true");
+            } else if p == ffi::Py_False() {
+                self.out.extend_from_slice(b"false");
+            } else if let Some(text) = utf8(value) {
+                write_text(&mut self.out, text);
+            } else if let Some(n) = int64(value) {
+                write_int(&mut self.out, n);
+            } else if nested && ffi::PyList_CheckExact(p) != 0 {
+                self.list(value.downcast_unchecked::<PyList>())?;
+            } else if nested && ffi::PyDict_CheckExact(p) != 0 {
+                self.dict(value.downcast_unchecked::<PyDict>())?;
+            } else {
+                self.by_orjson(value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A list of plain values (IDs); containers inside it are orjson's.
+    fn list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        self.out.push(b'[');
+        for (i, item) in list.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.value(&item, false)?;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    /// A dict with str keys (attributes); any other key: the whole dict is orjson's (OPT_NON_STR_KEYS rules).
+    fn dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
+        let mark = self.out.len();
+        self.out.push(b'{');
+        for (i, (key, value)) in dict.iter().enumerate() {
+            let key_text = match utf8(&key) {
+                Some(text) => text,
+                None => {
+                    self.out.truncate(mark);
+                    return self.by_orjson(dict.as_any());
+                }
+            };
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_text(&mut self.out, key_text);
+            self.out.push(b':');
+            self.value(&value, false)?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn key(&mut self, first: bool, name: &[u8]) {
+        self.out.extend_from_slice(if first { b"{\"" } else { b",\"" });
+        self.out.extend_from_slice(name);
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn ms(&mut self, value: Ms<'py>) -> PyResult<()> {
+        match value {
+            Ms::Thousandths(k) => {
+                write_thousandths(&mut self.out, k);
+                Ok(())
+            }
+            Ms::Float(value) => self.by_orjson(&value),
+        }
+    }
+}
+
+/// `orjson.dumps(render._spans(…))` without the dicts: the `spans` list's JSON, or None when Python must render it.
+/// `dumps(value)` is orjson with the body's options, for values this code does not write itself.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn render_spans_json<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &Bound<'py, PyDict>, self_ns: &Bound<'py, PyDict>,
+                          depth: &Bound<'py, PyDict>, targets: &Bound<'py, PyDict>, logs: &Bound<'py, PyDict>,
+                          exemplars: &Bound<'py, PyDict>, inferred: &Bound<'py, PyDict>, origin: &Bound<'py, PyAny>,
+                          ms_slow: &Bound<'py, PyAny>, events_of: &Bound<'py, PyAny>, target_slow: &Bound<'py, PyAny>,
+                          dumps: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
+    let origin = match int64(origin) {
+        Some(origin) => origin,
+        None => return Ok(None),
+    };
+    let no_ids = PyList::empty(py);
+    let inputs = Inputs { by_id, self_ns, depth, targets, logs, exemplars, inferred, origin, no_ids: &no_ids, ms_slow,
+                          events_of, target_slow, names: Names::new(py) };
+    let mut w = Writer { out: Vec::with_capacity(order.len() * 320 + 2), dumps };
+    w.out.push(b'[');
+    for (i, sid) in order.iter().enumerate() {
+        let p = match parts(&inputs, &sid)? {
+            Some(p) => p,
+            None => return Ok(None),
+        };
+        if i > 0 {
+            w.out.push(b',');
+        }
+        w.key(true, b"span_id");
+        w.value(&p.span_id, false)?;
+        w.key(false, b"parent_span_id");
+        w.value(&p.parent, false)?;
+        w.key(false, b"service");
+        w.value(&p.service, false)?;
+        w.key(false, b"operation");
+        w.value(&p.operation, false)?;
+        w.key(false, b"target");
+        w.value(&p.target, false)?;
+        w.key(false, b"start_ms");
+        w.ms(p.start_ms)?;
+        w.key(false, b"duration_ms");
+        w.ms(p.duration_ms)?;
+        w.key(false, b"self_ms");
+        w.ms(p.self_ms)?;
+        w.key(false, b"depth");
+        w.value(&p.depth, false)?;
+        w.key(false, b"kind");
+        w.value(&p.kind, false)?;
+        w.key(false, b"status");
+        w.value(&p.status, false)?;
+        w.key(false, b"status_message");
+        w.value(&p.message, false)?;
+        w.key(false, b"attributes");
+        if unsafe { ffi::PyDict_CheckExact(p.attributes.as_ptr()) } != 0 {
+            w.value(&p.attributes, true)?;
+        } else {
+            w.by_orjson(&dict_copy(&p.attributes)?)?; // `dict(span.attributes)`, as the dicts hold it
+        }
+        w.key(false, b"events");
+        match p.events {
+            Some(events) => w.by_orjson(&events)?,
+            None => w.out.extend_from_slice(b"[]"),
+        }
+        w.key(false, b"log_ids");
+        w.value(&p.log_ids, true)?;
+        w.key(false, b"exemplar_ids");
+        w.value(&p.exemplar_ids, true)?;
+        w.key(false, b"inferred_log_ids");
+        w.value(&p.inferred_ids, true)?;
+        w.out.push(b'}');
+    }
+    w.out.push(b']');
+    Ok(Some(pyo3::types::PyBytes::new(py, &w.out)))
 }
 
 /// Adds this module's functions to the extension module (lib.rs calls it).
@@ -680,5 +1074,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(normalise_path, m)?)?;
     m.add_function(wrap_pyfunction!(span_target, m)?)?;
     m.add_function(wrap_pyfunction!(render_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(render_spans_json, m)?)?;
     Ok(())
 }
