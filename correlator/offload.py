@@ -209,7 +209,7 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
         (jaeger, SourceResult(trace, truncated=cut is not None, cut=cut) if trace is not None else None),
         (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
     )
-    body = correlation_body(outcome, settings)
+    body = correlation_body(outcome, settings, spans_as_json=True)  # only written out: the spans as orjson's bytes
     if standings is not None:  # looked up by the service before this assembly (api adds them to inline answers)
         from correlator.standing_run import _root_without_exemplar, add_standings
 

@@ -177,7 +177,7 @@ def build_page(body: Mapping[str, Any], outcome: Outcome, settings: Settings) ->
         trace_id=c.trace_id, summary=summary, duration=fmt_ms(total_ms) if summary.get("duration_ms") is not None else "—",
         colours=colours, sources=list(body["sources"].items()), failed=failed, warnings=list(body.get("warnings") or ()),
         availability=body.get("availability"),
-        findings=list(body.get("findings") or ()), has_rows=bool(body["spans"]),
+        findings=list(body.get("findings") or ()), has_rows=tree is not None and bool(tree.order),  # the body's spans (a list or their JSON)
         ticks=[(p, fmt_ms(total_ms * p / 100)) for p in (0, 25, 50, 75, 100)],
         unplaced_logs=unplaced_logs, unplaced_exemplars=unplaced_exemplars,
         jaeger_link=f"{settings.jaeger.ui_url.rstrip('/')}/trace/{c.trace_id}" if settings.jaeger.ui_url else None,
