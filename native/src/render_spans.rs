@@ -15,6 +15,8 @@
 //! tests/test_render_spans_native.py compares both paths on random and real statements, paths, attribute sets
 //! and whole bodies.
 
+use std::cell::Cell;
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
@@ -630,29 +632,86 @@ struct Inputs<'a, 'py> {
     names: Names<'py>,
 }
 
-/// The Span fields read, interned once per call.
+/// A field of the spans, read straight from its slot when it can be: `Span` is a slotted dataclass, so
+/// `span.x` is the object at the offset its member descriptor holds (what `getattr` ends up reading, without
+/// the lookups around it: a tenth of the render's instructions). Only for objects of the exact class the
+/// offset was read from, whose attribute lookup is the generic one; anything else, or an unset slot, → `getattr`.
+struct Field<'py> {
+    name: Bound<'py, PyString>,
+    slot: Cell<Option<(*mut ffi::PyTypeObject, ffi::Py_ssize_t)>>,
+    probed: Cell<bool>,
+}
+
+impl<'py> Field<'py> {
+    fn new(py: Python<'py>, name: &str) -> Self {
+        Field { name: PyString::intern(py, name), slot: Cell::new(None), probed: Cell::new(false) }
+    }
+
+    fn get(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let class = unsafe { ffi::Py_TYPE(obj.as_ptr()) };
+        if !self.probed.get() {
+            self.probed.set(true);
+            self.slot.set(self.member_offset(obj.py(), class));
+        }
+        if let Some((known, offset)) = self.slot.get() {
+            if known == class {
+                let value = unsafe { *((obj.as_ptr() as *mut u8).offset(offset) as *mut *mut ffi::PyObject) };
+                if !value.is_null() {
+                    return Ok(unsafe { Bound::from_borrowed_ptr(obj.py(), value) });
+                }
+            }
+        }
+        obj.getattr(&self.name)
+    }
+
+    /// The slot offset of this field in `class`, when `getattr` would read exactly that slot.
+    fn member_offset(&self, py: Python<'py>, class: *mut ffi::PyTypeObject) -> Option<(*mut ffi::PyTypeObject, ffi::Py_ssize_t)> {
+        unsafe {
+            // (By address: a mismatch only costs the fast path.)
+            if (*class).tp_getattro.map(|f| f as *const () as usize) != Some(ffi::PyObject_GenericGetAttr as *const () as usize) {
+                return None;
+            }
+            let descr = ffi::PyObject_GetAttr(class as *mut ffi::PyObject, self.name.as_ptr());
+            if descr.is_null() {
+                ffi::PyErr_Clear();
+                return None;
+            }
+            let descr = Bound::from_owned_ptr(py, descr);
+            if ffi::Py_TYPE(descr.as_ptr()) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+                return None;
+            }
+            let member = (*(descr.as_ptr() as *mut ffi::PyMemberDescrObject)).d_member as *mut ffi::PyMemberDef;
+            if member.is_null() || (*member).type_code != ffi::Py_T_OBJECT_EX {
+                return None;
+            }
+            Some((class, (*member).offset))
+        }
+    }
+}
+
+/// The Span fields read, per call.
 struct Names<'py> {
-    span_id: Bound<'py, PyString>,
-    parent: Bound<'py, PyString>,
-    service: Bound<'py, PyString>,
-    operation: Bound<'py, PyString>,
-    start: Bound<'py, PyString>,
-    end: Bound<'py, PyString>,
-    kind: Bound<'py, PyString>,
-    status: Bound<'py, PyString>,
-    message: Bound<'py, PyString>,
-    attributes: Bound<'py, PyString>,
-    events: Bound<'py, PyString>,
+    span_id: Field<'py>,
+    parent: Field<'py>,
+    service: Field<'py>,
+    operation: Field<'py>,
+    start: Field<'py>,
+    end: Field<'py>,
+    kind: Field<'py>,
+    status: Field<'py>,
+    message: Field<'py>,
+    attributes: Field<'py>,
+    events: Field<'py>,
 }
 
 impl<'py> Names<'py> {
     fn new(py: Python<'py>) -> Self {
-        let intern = |name: &str| PyString::intern(py, name);
+        let field = |name: &str| Field::new(py, name);
         Names {
-            span_id: intern("span_id"), parent: intern("parent_span_id"), service: intern("service"),
-            operation: intern("operation"), start: intern("start_ns"), end: intern("end_ns"), kind: intern("kind"),
-            status: intern("status"), message: intern("status_message"), attributes: intern("attributes"),
-            events: intern("events"),
+            span_id: field("span_id"), parent: field("parent_span_id"), service: field("service"),
+            operation: field("operation"), start: field("start_ns"), end: field("end_ns"), kind: field("kind"),
+            status: field("status"), message: field("status_message"), attributes: field("attributes"),
+            events: field("events"),
         }
     }
 }
@@ -686,7 +745,7 @@ fn parts<'py>(inputs: &Inputs<'_, 'py>, sid: &Bound<'py, PyAny>) -> PyResult<Opt
         Some(span) => span,
         None => return Ok(None),
     };
-    let (start, end) = match (int64(&span.getattr(&names.start)?), int64(&span.getattr(&names.end)?)) {
+    let (start, end) = match (int64(&names.start.get(&span)?), int64(&names.end.get(&span)?)) {
         (Some(start), Some(end)) => (start, end),
         _ => return Ok(None),
     };
@@ -702,8 +761,8 @@ fn parts<'py>(inputs: &Inputs<'_, 'py>, sid: &Bound<'py, PyAny>) -> PyResult<Opt
         Some(depth) => depth,
         None => return Ok(None),
     };
-    let attributes = span.getattr(&names.attributes)?;
-    let kind = span.getattr(&names.kind)?;
+    let attributes = names.attributes.get(&span)?;
+    let kind = names.kind.get(&span)?;
     let target = match inputs.targets.get_item(sid)? {
         Some(known) => known, // what the analysis already worked out
         None => match target_of(&attributes, &kind)? {
@@ -712,21 +771,21 @@ fn parts<'py>(inputs: &Inputs<'_, 'py>, sid: &Bound<'py, PyAny>) -> PyResult<Opt
             None => inputs.target_slow.call1((&span,))?,
         },
     };
-    let events = span.getattr(&names.events)?;
+    let events = names.events.get(&span)?;
     let events = if events.is_truthy()? { Some(inputs.events_of.call1((events, inputs.origin))?) } else { None };
     Ok(Some(Parts {
-        span_id: span.getattr(&names.span_id)?,
-        parent: span.getattr(&names.parent)?,
-        service: span.getattr(&names.service)?,
-        operation: span.getattr(&names.operation)?,
+        span_id: names.span_id.get(&span)?,
+        parent: names.parent.get(&span)?,
+        service: names.service.get(&span)?,
+        operation: names.operation.get(&span)?,
         target,
         start_ms: ms(offset, inputs.ms_slow)?,
         duration_ms: ms(duration, inputs.ms_slow)?,
         self_ms: ms(own, inputs.ms_slow)?,
         depth,
         kind,
-        status: span.getattr(&names.status)?,
-        message: span.getattr(&names.message)?,
+        status: names.status.get(&span)?,
+        message: names.message.get(&span)?,
         attributes,
         events,
         log_ids: ids_or(inputs.logs, sid, inputs.no_ids)?,
@@ -765,24 +824,24 @@ fn render_spans<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &Bound<
         let entry: Bound<'py, PyDict> = unsafe {
             Bound::from_owned_ptr_or_err(py, ffi::_PyDict_NewPresized(17))?.downcast_into_unchecked()
         };
-        entry.set_item(&names.span_id, p.span_id)?;
-        entry.set_item(&names.parent, p.parent)?;
-        entry.set_item(&names.service, p.service)?;
-        entry.set_item(&names.operation, p.operation)?;
+        entry.set_item(&names.span_id.name, p.span_id)?;
+        entry.set_item(&names.parent.name, p.parent)?;
+        entry.set_item(&names.service.name, p.service)?;
+        entry.set_item(&names.operation.name, p.operation)?;
         entry.set_item(&k_target, p.target)?;
         entry.set_item(&k_start, p.start_ms.into_float(py)?)?;
         entry.set_item(&k_duration, p.duration_ms.into_float(py)?)?;
         entry.set_item(&k_self, p.self_ms.into_float(py)?)?;
         entry.set_item(&k_depth, p.depth)?;
-        entry.set_item(&names.kind, p.kind)?;
-        entry.set_item(&names.status, p.status)?;
-        entry.set_item(&names.message, p.message)?;
+        entry.set_item(&names.kind.name, p.kind)?;
+        entry.set_item(&names.status.name, p.status)?;
+        entry.set_item(&names.message.name, p.message)?;
         // The span's own dict when it is a plain one (as `_spans_python`): nothing mutates a span or a rendered body.
         let shared = unsafe { ffi::PyDict_CheckExact(p.attributes.as_ptr()) } != 0;
-        entry.set_item(&names.attributes, if shared { p.attributes } else { dict_copy(&p.attributes)? })?;
+        entry.set_item(&names.attributes.name, if shared { p.attributes } else { dict_copy(&p.attributes)? })?;
         match p.events {
-            Some(events) => entry.set_item(&names.events, events)?,
-            None => entry.set_item(&names.events, no_events)?,
+            Some(events) => entry.set_item(&names.events.name, events)?,
+            None => entry.set_item(&names.events.name, no_events)?,
         }
         entry.set_item(&k_log_ids, p.log_ids)?;
         entry.set_item(&k_exemplar_ids, p.exemplar_ids)?;
