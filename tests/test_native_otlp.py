@@ -278,8 +278,8 @@ _key_values = st.lists(_mostly(
     st.fixed_dictionaries({"key": st.sampled_from(["error", "http.route", "k", "ключ"]) | st.text(max_size=4), "value": _any_value}),
     st.one_of(st.fixed_dictionaries({}, optional={"key": _json_scalars, "value": _any_value}), _json_scalars)), max_size=4)
 _attributes = _mostly(_key_values, st.none() | _json_scalars)
-_events = st.lists(st.fixed_dictionaries({"name": _mostly(st.text(max_size=4), _json_scalars), "timeUnixNano": _times},
-                                         optional={"attributes": _attributes}), max_size=3)
+_events = st.lists(st.fixed_dictionaries({"name": _mostly(st.text(max_size=4), _json_scalars)},
+                                         optional={"timeUnixNano": _times, "attributes": _attributes}), max_size=3)
 _links = st.lists(st.fixed_dictionaries({"traceId": _trace_ids, "spanId": _ids}), max_size=2)
 _status = _mostly(st.fixed_dictionaries({}, optional={"code": st.sampled_from([0, 1, 2, "STATUS_CODE_ERROR", "STATUS_CODE_OK"]),
                                                       "message": st.text(max_size=4)}),

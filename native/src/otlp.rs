@@ -255,13 +255,13 @@ fn truthy(py: Python<'_>, v: &Val<'_>) -> Option<bool> {
     })
 }
 
-/// `[-]digits` of at most 18 digits (no `int()` subtleties: signs, spaces, `_`, Unicode digits): its value.
+/// `[-]digits` within i64 (no `int()` subtleties: `+`, spaces, `_`, Unicode digits, 4300 digits): its value.
 fn plain_int(s: &str) -> Option<i64> {
     let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok()
+    s.parse().ok() // None when beyond i64: Python's int() then
 }
 
 /// `int(value)`, as a Python int; None where Python raises.
