@@ -325,7 +325,7 @@ fn slot_offsets(class: &Bound<'_, PyType>, fields: &[String], expected: &[&str])
             if (*member).type_code != ffi::Py_T_OBJECT_EX || (*member).flags & ffi::Py_READONLY != 0 {
                 return Err(PyTypeError::new_err(format!("{} is not a writable object slot", name)));
             }
-            offsets.push((*member).offset as isize);
+            offsets.push((*member).offset);
         }
     }
     Ok(offsets)
