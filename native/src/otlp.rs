@@ -257,11 +257,26 @@ fn truthy(py: Python<'_>, v: &Val<'_>) -> Option<bool> {
 
 /// `[-]digits` within i64 (no `int()` subtleties: `+`, spaces, `_`, Unicode digits, 4300 digits): its value.
 fn plain_int(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    s.parse().ok() // None when beyond i64: Python's int() then
+    let mut value: u64 = 0; // 19 digits stay below u64::MAX
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value * 10 + u64::from(b - b'0');
+    }
+    // Beyond i64: Python's int() then.
+    if negative {
+        if value <= i64::MAX as u64 + 1 { Some((value as i64).wrapping_neg()) } else { None }
+    } else {
+        i64::try_from(value).ok()
+    }
 }
 
 /// `int(value)`, as a Python int; None where Python raises.
@@ -419,18 +434,24 @@ impl OtlpDecoder {
         }
         // Read-only here, and its owner is kept alive by the caller for this call (the GIL is held throughout).
         let raw: &[u8] = unsafe { std::slice::from_raw_parts(body.buf_ptr() as *const u8, body.len_bytes()) };
+        // UTF-8 checked once for the whole body (orjson refuses a body that is not), not string by string.
+        let text = match std::str::from_utf8(raw) {
+            Ok(text) => text,
+            Err(_) => return Ok(None),
+        };
         let mut run = Run {
             py,
             dec: self,
             trace_hex: trace_id_hex,
             ids: HashMap::new(),
             trace_ids: HashMap::new(),
+            last_trace: None,
             names: HashMap::new(),
             keys: HashMap::new(),
             services: HashMap::new(),
             spans: Vec::new(),
         };
-        let mut deserializer = serde_json::Deserializer::from_slice(raw);
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let read = Top { run: &mut run }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
         if read.is_err() {
             return Ok(None);
@@ -448,6 +469,8 @@ struct Run<'r, 'py> {
     ids: HashMap<String, Option<PyObject>>,
     /// Raw trace ID text → None: not a valid ID (no filter); Some(same trace?).
     trace_ids: HashMap<String, Option<bool>>,
+    /// The last trace ID text and whether it was another trace's.
+    last_trace: Option<(String, bool)>,
     names: HashMap<String, PyObject>,
     keys: HashMap<String, PyObject>,
     services: HashMap<String, PyObject>,
@@ -499,6 +522,18 @@ impl<'r, 'py> Run<'r, 'py> {
 
     /// Whether a span with this trace ID text is another trace's (then dropped).
     fn other_trace(&mut self, raw: &str) -> Option<bool> {
+        // Mostly one trace ID throughout: compared before any hashing.
+        if let Some((last, other)) = &self.last_trace {
+            if last == raw {
+                return Some(*other);
+            }
+        }
+        let other = self.other_trace_of(raw)?;
+        self.last_trace = Some((raw.to_owned(), other));
+        Some(other)
+    }
+
+    fn other_trace_of(&mut self, raw: &str) -> Option<bool> {
         if let Some(known) = self.trace_ids.get(raw) {
             return Some(*known == Some(false));
         }
