@@ -142,6 +142,26 @@ def test_the_native_trace_shares_strings_as_the_python_one_does() -> None:
     assert keys and all(sys.intern(key) is key for key in keys)
 
 
+def test_an_older_extension_without_the_decoder_leaves_the_trace_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install .` upgraded, the native wheel not: the line loop keeps its native path, traces go the Python way."""
+    class OlderExtension:
+        LokiLines = object
+
+    monkeypatch.setattr(_native, "MODULE", OlderExtension())
+    monkeypatch.delenv("CORRELATOR_REQUIRE_NATIVE", raising=False)
+    jaeger._native_decoder.cache_clear()
+    try:
+        body = otlp_trace(20)
+        assert jaeger._native_decoder() is None
+        assert _strict(jaeger.parse_otlp_answer(body, BENCH_TRACE)) == _strict(jaeger._python_otlp_answer(body, BENCH_TRACE))
+        monkeypatch.setenv("CORRELATOR_REQUIRE_NATIVE", "1")
+        jaeger._native_decoder.cache_clear()
+        with pytest.raises(ImportError, match="native trace decode is unusable"):
+            jaeger._native_decoder()
+    finally:
+        jaeger._native_decoder.cache_clear()
+
+
 def _answer(spans: list[Any], resource: Any = None) -> bytes:
     return orjson.dumps({"result": {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}})
 

@@ -18,6 +18,7 @@ import base64
 import dataclasses
 import functools
 import itertools
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -160,15 +161,22 @@ def parse_otlp_answer(body: bytes | bytearray, trace_id_hex: str) -> Trace | Non
 
 @functools.cache
 def _native_decoder() -> Any | None:
-    """The native decoder of v3 answers, or None (no extension, or the model's fields are not the ones it sets)."""
+    """The native decoder of v3 answers, or None: no extension, an older one without it, or the model's fields
+    are not the ones it sets (CORRELATOR_REQUIRE_NATIVE=1 makes the last two an ImportError, as for the line loop)."""
     if _native.MODULE is None:
         return None
     names = [[f.name for f in dataclasses.fields(cls)] for cls in (Span, SpanEvent, SpanLink)]
     try:
         return _native.MODULE.OtlpDecoder(Span, names[0], SpanEvent, names[1], SpanLink, names[2], list(_KINDS.values()),
                                           _any_value, _otlp_id)
-    except TypeError:  # a field added, renamed or reordered: the Python parse, which knows
+    except (AttributeError, TypeError) as exc:  # the Python parse, which knows
+        if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1":
+            raise ImportError(f"CORRELATOR_REQUIRE_NATIVE=1 but the native trace decode is unusable: {exc}") from None
         return None
+
+
+if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1":
+    _native_decoder()  # unusable: an ImportError now, as `_native` gives for the line loop
 
 
 def _python_otlp_answer(body: bytes | bytearray, trace_id_hex: str) -> Trace | None:
