@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from correlator.analysis.identity import target
+from correlator.analysis.identity import native_function, target
 from correlator.config import Settings
 from correlator.correlate import Outcome
 from correlator.gcpause import without_gc
@@ -84,11 +84,11 @@ def _spans(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mapping[str
     # containers for the collector to walk after the render. Nothing mutates a rendered body.
     no_ids: list[str] = []
     no_events: list[dict[str, Any]] = []
-    native = _native.MODULE
+    native = native_function("render_spans")
     if (native is not None and type(tree.order) is list and type(tree.by_id) is dict and type(tree.self_ns) is dict
             and type(tree.depth) is dict and type(tree.targets) is dict
             and type(logs) in _DICTS and type(exemplars) in _DICTS and type(inferred) in _DICTS):
-        rendered: list[dict[str, Any]] | None = native.render_spans(
+        rendered: list[dict[str, Any]] | None = native(
             tree.order, tree.by_id, tree.self_ns, tree.depth, tree.targets, logs, exemplars, inferred, tree.start_ns,
             no_ids, no_events, _ms, _events, target)
         if rendered is not None:
@@ -107,12 +107,12 @@ def _spans_json(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mappin
     """The `spans` list as the JSON orjson would write for `_spans`' dicts, without making them (100k dicts, their
     serialisation and their freeing were most of a big trace's render); None without the extension or when it
     hands the trace back. Byte for byte the same (tests/test_render_spans_native.py)."""
-    native = _native.MODULE
+    native = native_function("render_spans_json")
     if (native is None or type(tree.order) is not list or type(tree.by_id) is not dict or type(tree.self_ns) is not dict
             or type(tree.depth) is not dict or type(tree.targets) is not dict
             or type(logs) not in _DICTS or type(exemplars) not in _DICTS or type(inferred) not in _DICTS):
         return None
-    written: bytes | None = native.render_spans_json(tree.order, tree.by_id, tree.self_ns, tree.depth, tree.targets, logs,
+    written: bytes | None = native(tree.order, tree.by_id, tree.self_ns, tree.depth, tree.targets, logs,
                                                      exemplars, inferred, tree.start_ns, _ms, _events, target, _dumps)
     return orjson.Fragment(written) if written is not None else None
 

@@ -315,3 +315,20 @@ def test_the_10k_body_written_with_spans_as_json_is_the_golden_one(monkeypatch: 
     monkeypatch.setattr(render, "correlation_body", lambda outcome, settings: whole(outcome, settings, spans_as_json=True))
     got = spanbody.render_body(*bodies(10_000, 3000, 1000), TRACE_ID)
     assert _without_sources(got) == _without_sources(lzma.decompress(GOLDEN.read_bytes()))
+
+
+def test_an_older_extension_without_the_spans_render_leaves_it_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel built before render_spans.rs (only the line loop): shapes, targets and the spans' render in Python."""
+    from types import SimpleNamespace
+
+    trace = Trace("1" * 32, (Span("0000000000000001", None, "api", "GET /users/42", 0, 1_500, kind="client",
+                                  attributes={"db.statement": "SELECT 1 WHERE id = 7"}),))
+    tree = build_tree(trace)
+    ids = ids_by_span((), ())
+    expected = orjson.dumps(render._spans_python(tree, ids, ids, ids, [], []))
+    assert set(identity.NATIVE_FUNCTIONS) <= set(dir(_native_module()))  # this build has them all
+    monkeypatch.setattr(_native, "MODULE", SimpleNamespace(render_logs=_native_module().render_logs))
+    identity._statement_cache.clear()
+    assert render._spans_json(tree, ids, ids, ids) is None
+    assert orjson.dumps(render._spans(tree, ids, ids, ids)) == expected
+    assert identity.target(trace.spans[0]) == "SELECT ? WHERE id = ?"

@@ -8,16 +8,18 @@ compare spans through `operation_key`, so they can never disagree about what is 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from correlator.model import Span
 from correlator.sources import _native
 
-__all__ = ["OperationKey", "OperationKeys", "label", "normalise_path", "normalise_statement", "operation_key",
-           "operation_label", "operation_name", "path_shape", "statement_shape", "target", "target_python"]
+__all__ = ["NATIVE_FUNCTIONS", "OperationKey", "OperationKeys", "label", "native_function", "normalise_path",
+           "normalise_statement", "operation_key", "operation_label", "operation_name", "path_shape", "statement_shape",
+           "target", "target_python"]
 
 OperationKey = tuple[str, str, str]  # (service, name with IDs stripped, target or "")
 
@@ -45,6 +47,18 @@ _TARGET_KEYS = frozenset((*_WHAT_ORDER, "peer.service", *_PEER_KEYS))
 _RANK = {key: rank for rank, key in enumerate((*_WHAT_ORDER, "peer.service", *_PEER_KEYS))}
 _LABEL_TARGET_MAX = 60
 
+# What native/src/render_spans.rs adds to the extension. An older build without them leaves the shapes, targets and
+# the spans' render to Python; CORRELATOR_REQUIRE_NATIVE=1 (CI) makes that an ImportError, as for the other loops.
+NATIVE_FUNCTIONS = ("normalise_statement", "normalise_path", "span_target", "render_spans", "render_spans_json")
+if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1" and not all(hasattr(_native.MODULE, f) for f in NATIVE_FUNCTIONS):
+    raise ImportError("CORRELATOR_REQUIRE_NATIVE=1 but the extension lacks the spans' render (pip install ./native)")
+
+
+def native_function(name: str) -> Any | None:
+    """The extension's function `name`, or None (no extension, switched off, or an older build): Python's way then."""
+    return getattr(_native.MODULE, name, None)
+
+
 # Names repeat thousands of times in a big trace; the regexes run once per distinct string.
 _path_cache: dict[str, str] = {}
 _statement_cache: dict[str, str] = {}
@@ -55,8 +69,8 @@ def normalise_statement(statement: str) -> str:
     """Literals stripped so `WHERE id = 7` and `WHERE id = 8` are one query shape."""
     shape = _statement_cache.get(statement)
     if shape is None:
-        native = _native.MODULE  # one byte scan for ASCII text (tests/test_render_spans_native.py), else None
-        shape = native.normalise_statement(statement) if native is not None else None
+        native = native_function("normalise_statement")  # one byte scan for ASCII text, else None
+        shape = native(statement) if native is not None else None
         if shape is None:
             shape = statement_shape(statement)
         if len(_statement_cache) < _CACHE_MAX:
@@ -80,8 +94,8 @@ def normalise_path(text: str) -> str:
     """IDs in URL paths (and span names built from them) replaced by `{id}`; the query string dropped."""
     out = _path_cache.get(text)
     if out is None:
-        native = _native.MODULE
-        out = native.normalise_path(text) if native is not None else None
+        native = native_function("normalise_path")
+        out = native(text) if native is not None else None
         if out is None:
             out = path_shape(text)
         if len(_path_cache) < _CACHE_MAX:
@@ -126,10 +140,10 @@ def _what(key: str, value: str, attrs: Mapping[str, object]) -> str:
 
 def target(span: Span) -> str | None:
     """What the span calls or serves: `route /route`, `/customer`, `SELECT … WHERE id = ?`, or None."""
-    native = _native.MODULE
+    native = native_function("span_target")
     if native is not None:
         # Natively for plain attributes (no URL, ASCII statements and paths); NotImplemented: Python's to say.
-        found: object = native.span_target(span.attributes, span.kind)
+        found: object = native(span.attributes, span.kind)
         if found is not NotImplemented:
             return cast("str | None", found)
     return target_python(span)
