@@ -117,7 +117,7 @@ def _start_order(starts: list[int], ends: list[int], ids: list[str]) -> list[int
     ordered = list(map(starts.__getitem__, order))
     if not any(map(eq, ordered, islice(ordered, 1, None))):
         return order  # no two spans start together: the start alone decides (a sort on ints, not on tuples)
-    return [entry[3] for entry in sorted(zip(starts, map(neg, ends), ids, range(len(starts))))]
+    return [entry[3] for entry in sorted(zip(starts, map(neg, ends), ids, range(len(starts)), strict=True))]
 
 
 def _walk(roots: list[int], kids: list[list[int]], order: list[int], depths: list[int]) -> None:
@@ -196,7 +196,7 @@ def build_tree(trace: Trace) -> SpanTree:
         starts, ends = list(map(_START, cleaned)), list(map(_END, cleaned))
     span_list = list(by_id.values())
     n = len(ids)
-    pos = dict(zip(ids, range(n)))
+    pos = dict(zip(ids, range(n), strict=True))
     parent_ids = list(map(_PARENT, span_list))
     parent_pos = list(map(pos.get, parent_ids))
 
@@ -254,7 +254,7 @@ def columns(tree: SpanTree) -> Columns:
     if tree.cols is None:
         ids = list(tree.by_id)
         span_list = list(tree.by_id.values())
-        pos = dict(zip(ids, range(len(ids))))
+        pos = dict(zip(ids, range(len(ids)), strict=True))
         kids = [[pos[k] for k in tree.children.get(sid, ())] for sid in ids]
         starts = list(map(_START, span_list))
         durations = list(map(sub, map(_END, span_list), starts))

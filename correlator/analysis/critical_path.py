@@ -50,6 +50,17 @@ def effective_bounds(tree: SpanTree) -> dict[str, tuple[int, int]]:
     return bounds
 
 
+def _clipped(tree: SpanTree, kids: list[str], lo: int, hi: int, bounds: dict[str, tuple[int, int]]) -> None:
+    """`effective_bounds` of `kids`, children of a span whose own are (lo, hi): set in `bounds`."""
+    by_id = tree.by_id
+    for kid in kids:
+        span = by_id[kid]
+        start, end = span.start_ns, span.end_ns
+        start = lo if start < lo else hi if start > hi else start
+        end = hi if end > hi else lo if end < lo else end
+        bounds[kid] = (start, end if end > start else start)
+
+
 def _pick_root(tree: SpanTree, bounds: dict[str, tuple[int, int]]) -> str:
     """The root that ends last; true roots before orphans (a partial trace has only orphans)."""
     true_roots = [r for r in tree.roots if tree.by_id[r].parent_span_id is None] or tree.roots
@@ -59,7 +70,12 @@ def _pick_root(tree: SpanTree, bounds: dict[str, tuple[int, int]]) -> str:
 def critical_path(tree: SpanTree) -> CriticalPath:
     if not tree.roots:
         return CriticalPath((), (), {})
-    bounds = effective_bounds(tree)
+    # `effective_bounds`, worked out only where the walk looks: the roots (never clipped), then the children
+    # of each span it enters, clipped to that span's. The walk enters a span's children after the span.
+    bounds: dict[str, tuple[int, int]] = {}
+    for r in tree.roots:
+        span = tree.by_id[r]
+        bounds[r] = (span.start_ns, span.end_ns if span.end_ns > span.start_ns else span.start_ns)
     root = _pick_root(tree, bounds)
     by_end: dict[str, list[str]] = {}  # children by end, latest first; sorted on first visit
     taken: dict[str, int] = {}  # how far each span's by_end list has been consumed
@@ -73,6 +89,7 @@ def critical_path(tree: SpanTree) -> CriticalPath:
         if kids is None:
             kids = tree.children[current]
             if kids:  # most spans are leaves: no sort for them
+                _clipped(tree, kids, start, bounds[current][1], bounds)
                 # A child clipped to nothing (wholly outside its parent) can hold no time.
                 kids = sorted((c for c in kids if bounds[c][1] > bounds[c][0]),
                               key=lambda c: (-bounds[c][1], -bounds[c][0], c))
