@@ -7,7 +7,7 @@ sources convert at the edge so nothing downstream has to remember which is which
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from operator import attrgetter
@@ -34,8 +34,6 @@ __all__ = [
     "UntracedReport",
     "Window",
 ]
-
-_START, _END = attrgetter("start_ns"), attrgetter("end_ns")
 
 
 class Match(StrEnum):
@@ -113,6 +111,10 @@ class Span:
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
+
+
+_START: Callable[[Span], int] = attrgetter("start_ns")
+_END: Callable[[Span], int] = attrgetter("end_ns")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ tree (`SpanTree.columns`) for the detectors that read every span.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress, islice
 from operator import attrgetter, eq, gt, neg, sub
@@ -39,7 +40,7 @@ class Columns:
     starts: list[int]
     durations: list[int]  # end - start, never negative
     self_ns: list[int]  # own time, as `SpanTree.self_ns`
-    kids: list[list[int]]  # children's positions by start, as `SpanTree.children`
+    kids: list[Sequence[int]]  # children's positions by start, as `SpanTree.children` (a leaf's: one shared `()`)
     parents: list[int]  # positions that have children, in `by_id` order
     pos: dict[str, int]  # span ID → position
 
@@ -120,7 +121,7 @@ def _start_order(starts: list[int], ends: list[int], ids: list[str]) -> list[int
     return [entry[3] for entry in sorted(zip(starts, map(neg, ends), ids, range(len(starts)), strict=True))]
 
 
-def _walk(roots: list[int], kids: list[list[int]], order: list[int], depths: list[int]) -> None:
+def _walk(roots: list[int], kids: list[Sequence[int]], order: list[int], depths: list[int]) -> None:
     """Depth-first pre-order from `roots` (each span is in one children list at most: no visited set)."""
     stack = roots[::-1]
     levels = [0] * len(roots)
@@ -137,7 +138,7 @@ def _walk(roots: list[int], kids: list[list[int]], order: list[int], depths: lis
             push_levels([d + 1] * len(below))
 
 
-def _own_time(kids: list[list[int]], parents: list[int], starts: list[int], ends: list[int], own: list[int]) -> None:
+def _own_time(kids: list[Sequence[int]], parents: list[int], starts: list[int], ends: list[int], own: list[int]) -> None:
     """`own[p]` less the union of its children clipped to it (`covered_ns`; children already by start)."""
     for p in parents:
         lo, hi = starts[p], ends[p]
@@ -159,7 +160,7 @@ def _own_time(kids: list[list[int]], parents: list[int], starts: list[int], ends
         own[p] -= covered + cur_end - cur_start
 
 
-def _break_cycles(kids: list[list[int]], kid_ids: list[list[str]], roots: list[int], order: list[int], depths: list[int],
+def _break_cycles(kids: list[Sequence[int]], kid_ids: list[list[str]], roots: list[int], order: list[int], depths: list[int],
                   spans: tuple[list[int], list[int], list[str], list[int | None]], problems: list[str]) -> None:
     """Spans the walk did not reach sit on a parent-link cycle: break each at its earliest span.
 
@@ -175,7 +176,7 @@ def _break_cycles(kids: list[list[int]], kid_ids: list[list[str]], roots: list[i
         problems.append(f"parent links form a cycle through span {ids[breaker]}; broken there")
         p = parent_pos[breaker]
         if p is not None and breaker in kids[p]:
-            kids[p].remove(breaker)
+            kids[p] = [k for k in kids[p] if k != breaker]
             kid_ids[p].remove(ids[breaker])
         roots.append(breaker)
         reached = len(order)
@@ -201,7 +202,9 @@ def build_tree(trace: Trace) -> SpanTree:
     parent_pos = list(map(pos.get, parent_ids))
 
     # Every span in start order once: appending in that order leaves every children list sorted.
-    kids: list[list[int]] = [[] for _ in range(n)]
+    # A list for each span with children, the shared `()` for each leaf (most spans): fewer objects to make
+    # and, afterwards, fewer for the cyclic collector to walk.
+    kids: list[Sequence[int]] = [()] * n
     kid_ids: list[list[str]] = [[] for _ in range(n)]  # the same by ID: `children`'s lists, made as they fill
     roots: list[int] = []
     orphans: list[int] = []
@@ -217,7 +220,11 @@ def build_tree(trace: Trace) -> SpanTree:
             self_loops.append(i)
             roots.append(i)
         else:
-            kids[p].append(i)
+            below = kids[p]
+            if below:
+                below.append(i)  # type: ignore[attr-defined]  # a list once it has a child
+            else:
+                kids[p] = [i]
             kid_ids[p].append(ids[i])
     # Reported in the spans' own order, as they were found.
     if self_loops:
@@ -255,7 +262,7 @@ def columns(tree: SpanTree) -> Columns:
         ids = list(tree.by_id)
         span_list = list(tree.by_id.values())
         pos = dict(zip(ids, range(len(ids)), strict=True))
-        kids = [[pos[k] for k in tree.children.get(sid, ())] for sid in ids]
+        kids: list[Sequence[int]] = [[pos[k] for k in tree.children.get(sid, ())] for sid in ids]
         starts = list(map(_START, span_list))
         durations = list(map(sub, map(_END, span_list), starts))
         tree.cols = Columns(ids, span_list, starts, durations, [tree.self_ns[sid] for sid in ids], kids,

@@ -11,6 +11,7 @@ import bisect
 import heapq
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping
 from operator import attrgetter
 
 from correlator.analysis.common import MS, Context, by_start, fmt_ms, label
@@ -111,6 +112,20 @@ def _what(span: Span) -> str:
     return target(span) or operation_label(span)
 
 
+def _groups(kids: list[str], spans: list[Span], keys: Mapping[str, OperationKey]) -> list[tuple[list[Span], bool]]:
+    """Siblings to measure together: each same-target group, and the one-off calls as one more (same target?)."""
+    if all(keys[k] == keys[kids[0]] for k in kids):
+        return [(spans, True)]
+    by_key: dict[OperationKey, list[Span]] = defaultdict(list)
+    for kid, sp in zip(kids, spans, strict=True):
+        by_key[keys[kid]].append(sp)
+    singles = [group[0] for group in by_key.values() if len(group) == 1]
+    measured = [(group, True) for group in by_key.values() if len(group) >= 2]
+    if len(singles) >= 2:
+        measured.append((singles, False))
+    return measured
+
+
 def fan_out(ctx: Context) -> list[Finding]:
     s, tree = ctx.settings, ctx.tree
     in_loops = {sp.span_id for _parent, members, _shape in ctx.n_plus_one for sp in members}
@@ -122,26 +137,18 @@ def fan_out(ctx: Context) -> list[Finding]:
     # threshold of 2 the count is needed only for the findings shown, and is counted for those alone.
     count_now = s.fan_out_min_children > 2
     cols, keys = columns(tree), ctx.keys
-    by_position, fewest = cols.spans, max(2, s.fan_out_min_children)
-    for p in cols.parents:
-        if len(cols.kids[p]) < fewest:
+    by_position, ids, fewest = cols.spans, cols.ids, max(2, s.fan_out_min_children)
+    for p, below in zip(cols.parents, map(cols.kids.__getitem__, cols.parents), strict=True):
+        if len(below) < fewest:
             continue
-        parent, kids = cols.ids[p], tree.children[cols.ids[p]]
+        parent = ids[p]
         # Parallelism is measured per same-target group; distinct one-off calls form one more group.
-        spans = list(map(by_position.__getitem__, cols.kids[p]))
+        spans = list(map(by_position.__getitem__, below))
         measured: list[tuple[list[Span], bool]]
         if len(set(map(_OPERATION, spans))) == len(spans):
             measured = [(spans, False)]  # all different calls: no target needed to tell them apart
-        elif all(keys[k] == keys[kids[0]] for k in kids):
-            measured = [(spans, True)]
         else:
-            by_key: dict[OperationKey, list[Span]] = defaultdict(list)
-            for kid, sp in zip(kids, spans, strict=True):
-                by_key[keys[kid]].append(sp)
-            singles = [group[0] for group in by_key.values() if len(group) == 1]
-            measured = [(group, True) for group in by_key.values() if len(group) >= 2]
-            if len(singles) >= 2:
-                measured.append((singles, False))
+            measured = _groups(tree.children[parent], spans, keys)
         reported = False
         for group_spans, same in measured:
             if same and group_spans[0].span_id in in_loops:
