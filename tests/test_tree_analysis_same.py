@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from correlator.analysis import analyse
 from correlator.config import AnalysisSettings
-from correlator.model import Span, SpanEvent, Trace
+from correlator.model import LogLine, Span, SpanEvent, Trace
 from correlator.spantree import build_tree
 from tests.reference.analyse_v1 import analyse as analyse_v1
 from tests.reference.spantree_v1 import build_tree as build_tree_v1
@@ -86,11 +86,30 @@ def test_the_tree_is_the_one_built_before(trace: Trace) -> None:
     assert new.bounds == old.bounds
 
 
+@st.composite
+def placed_lines(draw: st.DrawFn, trace: Trace) -> dict[str, list[LogLine]]:
+    """Log lines the join put on some spans: many on one span, times out of order and tied."""
+    out: dict[str, list[LogLine]] = {}
+    for span in trace.spans:
+        if draw(st.integers(0, 3)):
+            continue
+        count = draw(st.sampled_from([1, 3, 9, 40]))
+        stamps = draw(st.lists(st.integers(0, 12), min_size=count, max_size=count))
+        out[span.span_id] = [
+            LogLine(f"log-{span.span_id}-{i}", span.start_ns + t * 250 * US,
+                    draw(st.sampled_from(["ok", "waiting for lock", "Retrying call after error", "boom"])),
+                    span.service, draw(st.sampled_from([None, "info", "error"])), span_id=span.span_id)
+            for i, t in enumerate(stamps)]
+    return out
+
+
 @settings(max_examples=400, deadline=None)
-@given(traces(), _SETTINGS)
-def test_the_analysis_finds_what_it_found_before(trace: Trace, analysis_settings: AnalysisSettings) -> None:
+@given(st.data(), traces(), _SETTINGS)
+def test_the_analysis_finds_what_it_found_before(data: st.DataObject, trace: Trace,
+                                                 analysis_settings: AnalysisSettings) -> None:
+    logs = data.draw(placed_lines(trace)) if data.draw(st.booleans()) else {}
     tree = build_tree(trace)
-    new, old = analyse(tree, analysis_settings), analyse_v1(build_tree_v1(trace), analysis_settings)
+    new, old = analyse(tree, analysis_settings, logs), analyse_v1(build_tree_v1(trace), analysis_settings, logs)
     assert new.critical_path == old.critical_path
     assert [astuple(s) for s in new.sections] == [astuple(s) for s in old.sections]
     assert new.critical_ns == old.critical_ns

@@ -19,7 +19,6 @@ from correlator.analysis.critical_path import Section
 from correlator.analysis.errors import errors
 from correlator.analysis.identity import OperationKeys
 from correlator.analysis.malformed import malformed
-from correlator.analysis.merge import merge
 from correlator.analysis.n_plus_one import n_plus_one
 from correlator.analysis.retries import find_retries
 from correlator.config import AnalysisSettings
@@ -29,6 +28,7 @@ from tests.reference.critical_path_v1 import critical_path
 from tests.reference.fan_out_v1 import fan_out
 from tests.reference.gap_v1 import gaps
 from tests.reference.long_span_v1 import long_spans
+from tests.reference.merge_v1 import merge
 from tests.reference.n_plus_one_v1 import n_plus_one_groups
 
 __all__ = ["analyse"]
