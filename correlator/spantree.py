@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import compress, islice
-from operator import attrgetter, eq, gt, neg, sub
+from itertools import compress
+from operator import attrgetter, gt, neg, sub
 
 from correlator.model import Span, Trace
 
@@ -114,10 +114,8 @@ def _repaired(spans: tuple[Span, ...], problems: list[str]) -> dict[str, Span]:
 
 def _start_order(starts: list[int], ends: list[int], ids: list[str]) -> list[int]:
     """Positions by (start, -end, id): the order of every sibling list and of the roots."""
-    order = sorted(range(len(starts)), key=starts.__getitem__)
-    ordered = list(map(starts.__getitem__, order))
-    if not any(map(eq, ordered, islice(ordered, 1, None))):
-        return order  # no two spans start together: the start alone decides (a sort on ints, not on tuples)
+    if len(set(starts)) == len(starts):  # no two spans start together: the start alone decides (ints, not tuples)
+        return sorted(range(len(starts)), key=starts.__getitem__)
     return [entry[3] for entry in sorted(zip(starts, map(neg, ends), ids, range(len(starts)), strict=True))]
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from correlator.analysis.common import SEVERITY_RANK, Context, is_error
-from correlator.analysis.critical_path import Section
 from correlator.analysis.errors import errors
 from correlator.analysis.identity import OperationKeys
 from correlator.analysis.malformed import malformed
@@ -24,7 +23,7 @@ from correlator.config import AnalysisSettings
 from correlator.model import Finding, LogLine, Severity
 from correlator.spantree import SpanTree
 from tests.reference.bottleneck_v1 import bottleneck
-from tests.reference.critical_path_v1 import critical_path
+from tests.reference.critical_path_v1 import Section, critical_path
 from tests.reference.fan_out_v1 import fan_out
 from tests.reference.gap_v1 import gaps
 from tests.reference.long_span_v1 import long_spans
