@@ -42,7 +42,6 @@ class Columns:
     self_ns: list[int]  # own time, as `SpanTree.self_ns`
     kids: list[Sequence[int]]  # children's positions by start, as `SpanTree.children` (a leaf's: one shared `()`)
     parents: list[int]  # positions that have children, in `by_id` order
-    pos: dict[str, int]  # span ID → position
 
 
 @dataclass(slots=True)
@@ -249,7 +248,7 @@ def build_tree(trace: Trace) -> SpanTree:
     order_ids = list(map(to_ids, order))
     children = dict(zip(ids, kid_ids, strict=True))
     bounds = (min(starts), max(ends)) if n else None
-    cols = Columns(ids, span_list, starts, durations, own, kids, parents, pos)
+    cols = Columns(ids, span_list, starts, durations, own, kids, parents)
     return SpanTree(by_id, children, list(map(to_ids, roots)), dict(zip(order_ids, depths, strict=True)),
                     dict(zip(ids, own, strict=True)), order_ids, problems, bounds, cols=cols)
 
@@ -264,7 +263,7 @@ def columns(tree: SpanTree) -> Columns:
         starts = list(map(_START, span_list))
         durations = list(map(sub, map(_END, span_list), starts))
         tree.cols = Columns(ids, span_list, starts, durations, [tree.self_ns[sid] for sid in ids], kids,
-                            list(compress(range(len(ids)), kids)), pos)
+                            list(compress(range(len(ids)), kids)))
     return tree.cols
 
 

@@ -89,17 +89,20 @@ def _client_server_pairs(tree: SpanTree) -> list[tuple[str, str]]:
     Found from the server spans (few) up, not from every client span's children (often most spans) down.
     """
     by_id, children = tree.by_id, tree.children
-    clients: dict[int, None] = {}  # positions of the clients that have such a child
-    pos = columns(tree).pos
+    clients: set[str] = set()  # the clients that have such a child
     for span in by_id.values():
         if span.kind != "server":
             continue
         parent = by_id.get(span.parent_span_id) if span.parent_span_id is not None else None
         if parent is not None and parent.kind == "client" and parent.service != span.service:
-            clients[pos[parent.span_id]] = None
+            clients.add(parent.span_id)
+    if not clients:
+        return []
     ids = columns(tree).ids
     out = []
-    for p in sorted(clients):
+    for p in columns(tree).parents:  # the spans with children, in the tree's order
+        if ids[p] not in clients:
+            continue
         client = by_id[ids[p]]
         for kid in children[client.span_id]:  # a cycle's breaker is not its parent's child any more
             server = by_id[kid]
