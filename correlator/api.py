@@ -21,8 +21,6 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 from aiohttp import web
-from opentelemetry import propagate
-from opentelemetry.trace import SpanKind
 
 from correlator import __version__
 from correlator.bulkhead import Overloaded
@@ -41,7 +39,7 @@ from correlator.sources.jaeger import JaegerSource
 from correlator.sources.loki import LokiSource
 from correlator.sources.prometheus import PrometheusSource
 from correlator.standing_run import StandingLookup, add_standings
-from correlator.telemetry import Metrics, current_exemplar, tracer
+from correlator.telemetry import Metrics, current_exemplar, server_span
 from correlator.timeparams import parse_window
 from correlator.web import routes as web_routes
 
@@ -89,8 +87,7 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     route = route.replace("{trace_id:[^/]*}", "{trace_id}")
     response: web.StreamResponse
-    with tracer.start_as_current_span(f"{request.method} {route}", kind=SpanKind.SERVER,
-                                      context=propagate.extract(request.headers)) as span:
+    with server_span(f"{request.method} {route}", request.headers) as span:
         try:
             if len(request.raw_path) > _MAX_TARGET_BYTES:
                 # Never echo the target back: it is arbitrary bytes from the client.
@@ -164,7 +161,7 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
         request.app[METRICS].cache_hits.inc()
     else:
         for name, report in outcome.correlation.sources.items():
-            request.app[METRICS].source_seconds.labels(name, report.status.value).observe(report.ms / 1000)
+            request.app[METRICS].observe_source(name, report.status.value, report.ms / 1000)
     if outcome.prerendered is not None:  # a big trace, rendered in the worker process (offload.py)
         done = outcome.prerendered
         if request.query.get("format") == "text" and done.status != 404:
