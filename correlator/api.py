@@ -72,8 +72,16 @@ Transports = dict[str, httpx.AsyncBaseTransport]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(body=_dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def _dumps(body: Any) -> bytes:
+    """orjson, with OPT_NON_STR_KEYS only when a key needs it: the option doubles the cost of every
+    body (a 20-span correlation: 64 → 119 µs, bench P3), and with str keys the bytes are the same."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
