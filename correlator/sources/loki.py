@@ -328,6 +328,9 @@ class _Sharing:
 
 def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
+    if (other.level == kept.level and other.span_id == kept.span_id and other.labels == kept.labels
+            and other.metadata == kept.metadata):
+        return kept  # read the same way by both lookups (the usual case): the merge would equal it
     richer, poorer = (other, kept) if len(other.metadata) > len(kept.metadata) else (kept, other)
     return LogLine(
         id=kept.id, timestamp_ns=kept.timestamp_ns, line=kept.line, service=kept.service,
