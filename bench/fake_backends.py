@@ -49,7 +49,7 @@ def exemplars(count: int) -> bytes:
     return orjson.dumps({"status": "success", "data": [{"seriesLabels": {"__name__": "http_server_duration_seconds_bucket",
                                                                          "service": "api-gateway", "le": "0.25"},
                          "exemplars": [{"labels": {"trace_id": PLACEHOLDER, "span_id": f"{i % 20 + 1:016x}"},
-                                        "value": "0.12", "timestamp": (T0 + i * 1_000_000) / 1e9} for i in range(count)]}]})
+                                        "value": "0.12", "timestamp": (T0 // 1_000_000 + i) / 1e3} for i in range(count)]}]})
 
 
 def make_app(latency_s: float, spans: int = 20, lines: int = 20, exemplar_count: int = 2) -> web.Application:

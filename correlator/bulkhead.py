@@ -75,13 +75,17 @@ class Bulkhead:
         try:
             async with asyncio.timeout(self.max_wait):
                 await waiter.future
+            return
         except TimeoutError:
             self._abandon(waiter)
             self.rejected += 1
-            raise Overloaded(self.source, self.retry_after, f"no free slot within {self.max_wait * 1000:.0f} ms") from None
         except BaseException:  # cancelled: the request went away while queued
             self._abandon(waiter)
             raise
+        # Raised outside the `except`, so it carries no TimeoutError as its context: that one's traceback
+        # holds the timeout, the timeout the task, the task this exception — a cycle per refusal that only
+        # the cyclic collector frees, and under a flood its young collections stalled every request (bench flood).
+        raise Overloaded(self.source, self.retry_after, f"no free slot within {self.max_wait * 1000:.0f} ms")
 
     def _abandon(self, waiter: _Waiter) -> None:
         if waiter.future.done() and not waiter.future.cancelled():

@@ -170,7 +170,14 @@ class Correlator:
             shared = asyncio.ensure_future(self._correlate(trace_id, hint, tenant))
             self._inflight[key] = shared
             shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
-        outcome = await asyncio.shield(shared)
+        try:
+            outcome = await asyncio.shield(shared)
+        except BaseException:
+            # The task holds the exception, whose traceback holds this frame, which holds the task: a cycle
+            # only the cyclic collector frees. Under a flood of refusals that is ~60 objects a request, and
+            # the young collections walking them stalled every request on the worker (bench flood).
+            del shared
+            raise
         if self._cacheable(outcome):
             (self._cache if outcome.prerendered is None else self._big_cache).put(key, outcome)
         return outcome

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from hashlib import blake2b
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from correlator.config import PrometheusSettings
+from correlator.construct import fast_constructor
 from correlator.errors import InvalidTraceId, SourceHTTPError, SourceProtocolError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, normalise_span_id, parse_trace_id
@@ -38,6 +39,12 @@ _PLAIN_SECONDS = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,9}))?")  # few enough d
 
 
 def _seconds_to_ns(raw: Any) -> int:
+    if type(raw) is float:
+        # Prometheus keeps milliseconds: when ×1000 lands exactly on an integer, that is the instant (the
+        # nearest double to N/1000 prints as N/1000, so the text below gives the same), at an eighth of the cost.
+        ms = raw * 1000
+        if ms.is_integer():
+            return int(ms) * 1_000_000
     # Decimal, not float: 1795572505.198 * 1e9 in binary floating point is off by ~100 ns.
     text = str(raw)
     plain = _PLAIN_SECONDS.fullmatch(text)
@@ -58,6 +65,19 @@ def _value(raw: Any) -> float:
     return _INFINITIES.get(text, None) or float(text)
 
 
+_new_exemplar = fast_constructor(Exemplar)  # a 20k-exemplar answer: the `__init__` was a third of the parse
+
+
+def _text_labels(labels: Mapping[Any, Any]) -> dict[str, str]:
+    """Labels as text. Prometheus sends strings: `str.join` checks that in C (TypeError otherwise)."""
+    try:
+        "".join(labels)
+        "".join(labels.values())
+    except TypeError:  # a number or null from a proxy in between: its text, as before
+        return {str(k): str(v) for k, v in labels.items()}
+    return dict(labels)
+
+
 @without_gc
 def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: Sequence[str]) -> tuple[list[Exemplar], int]:
     """Every exemplar with a valid trace ID, and the count of those skipped for a bad ID."""
@@ -75,7 +95,7 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
         series_labels = {str(k): str(v) for k, v in labels.items()}
         identity_prefix = f"{metric}|{sorted(labels.items())}|"
         for raw in series.get("exemplars") or ():
-            ex_labels = {str(k): str(v) for k, v in (raw.get("labels") or {}).items()}
+            ex_labels = _text_labels(raw.get("labels") or {})
             trace_raw = next((ex_labels[name] for name in trace_id_labels if name in ex_labels), None)
             trace_id = None
             if trace_raw is not None:
@@ -97,7 +117,7 @@ def parse_exemplars(body: Any, trace_id_labels: Sequence[str], span_id_labels: S
                     span_id = span_ids[span_raw] = normalise_span_id(span_raw)
             ts_ns = _seconds_to_ns(raw.get("timestamp"))
             identity = f"{identity_prefix}{ts_ns}|{trace_id.hex}"
-            out.append(Exemplar("ex-" + blake2b(identity.encode(), digest_size=8).hexdigest(), metric, series_labels,
+            out.append(_new_exemplar("ex-" + blake2b(identity.encode(), digest_size=8).hexdigest(), metric, series_labels,
                                 ex_labels, _value(raw.get("value")), ts_ns, trace_id.hex, span_id))
     return out, skipped
 

@@ -184,3 +184,21 @@ async def test_an_infinite_timestamp_is_a_bad_response_not_a_crash() -> None:
     prom, _ = source(httpx.Response(200, json=weird))
     with pytest.raises(SourceProtocolError, match="malformed exemplar data"):
         await prom.search("x_bucket", None, None)
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800_000), st.integers(min_value=1, max_value=999))
+def test_a_timestamp_finer_than_a_millisecond_keeps_the_digits_it_was_printed_with(ms: int, tenth_us: int) -> None:
+    """Not what Prometheus sends (it keeps ms), but a proxy or a file may: the digits as printed, as before."""
+    from decimal import Decimal
+
+    seconds = float(f"{ms / 1000:.3f}{tenth_us:03d}")
+    body = answer(({"__name__": "x_total"}, [(TRACE, "1", seconds)]))
+    (ex,), _ = parse_exemplars(body, LABELS, ("span_id",))
+    assert ex.timestamp_ns == int(Decimal(str(seconds)) * 1_000_000_000)
+
+
+def test_label_values_that_are_not_text_become_text() -> None:
+    body = {"status": "success", "data": [{"seriesLabels": {"__name__": "x_bucket"}, "exemplars": [
+        {"labels": {"trace_id": TRACE, "attempt": 2, "sampled": None}, "value": "1", "timestamp": 1.5}]}]}
+    (ex,), _ = parse_exemplars(body, LABELS, ("span_id",))
+    assert ex.labels == {"trace_id": TRACE, "attempt": "2", "sampled": "None"}
