@@ -30,6 +30,8 @@ class SingleFlight(Generic[T]):
         now = self.clock()
         kept = self._entries.get(key)
         if kept is not None and kept[0] > now:
+            if kept[1].done():  # the usual case under load: answered (failures are not kept), no waiting
+                return kept[1].result()
             return await asyncio.shield(kept[1])
         answer: asyncio.Future[T] = asyncio.ensure_future(fetch())
         self._entries[key] = (now + self.ttl, answer)

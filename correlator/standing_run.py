@@ -118,7 +118,10 @@ class StandingLookup:
             except SourceError as exc:
                 return _Passing(str(exc))
 
-        answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
+        if len(asked) == 1:  # the usual case: no tasks to make
+            answers = {asked[0]: await one(*asked[0])}
+        else:
+            answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
         out = []
         for ex in exemplars:
             query = histogram_query(ex)
