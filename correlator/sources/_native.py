@@ -1,5 +1,8 @@
 """The optional native extension (`native/`, Rust via PyO3): loaded once, or None.
 
+Two loops use it: the Loki line loop (`loki._native_lines`) and the Jaeger v3 trace decode
+(`jaeger._native_decoder`, which checks the Span/SpanEvent/SpanLink fields it sets itself).
+
 The Python code stays the reference and the fallback: without the extension (a machine with no
 Rust, `pip install .` alone) every answer is parsed in Python, with the same results. Set
 `CORRELATOR_NATIVE=0` to switch it off; `CORRELATOR_REQUIRE_NATIVE=1` (scripts/test sets it)

@@ -15,7 +15,10 @@ without api_v3 can show itself either way, and both trigger the `/api/traces` fa
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import itertools
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -30,7 +33,7 @@ from correlator.gcpause import without_gc
 from correlator.ids import TraceId, normalise_span_id
 from correlator.model import Span, SpanEvent, SpanLink, Trace, Window
 from correlator.offload import RawTrace
-from correlator.sources import SourceResult, _lazyjson
+from correlator.sources import SourceResult, _lazyjson, _native
 from correlator.sources._http import HttpAnswer, get, not_json, parse_json
 from correlator.spancap import cap_spans
 from correlator.timeparams import rfc3339_ns
@@ -142,10 +145,42 @@ class _V3Answer(msgspec.Struct):
 
 @without_gc
 def parse_otlp_answer(body: bytes | bytearray, trace_id_hex: str) -> Trace | None:
-    """v3's answer bytes (`{"result": TracesData}`) → Trace, one span decoded at a time (`_lazyjson`).
+    """v3's answer bytes (`{"result": TracesData}`) → Trace.
 
-    None when there is no `result` object. Raises NotJson, and what `parse_otlp_trace` raises.
+    Natively (`_native`) when the extension is installed and takes the answer, else in Python: the same
+    Trace either way (tests/test_native_otlp.py). None when there is no `result` object. Raises NotJson,
+    and what `parse_otlp_trace` raises.
     """
+    decoder = _native_decoder()
+    if decoder is not None:
+        spans = decoder.spans(body, trace_id_hex)
+        if spans is not None:
+            return Trace(trace_id_hex, spans)
+    return _python_otlp_answer(body, trace_id_hex)
+
+
+@functools.cache
+def _native_decoder() -> Any | None:
+    """The native decoder of v3 answers, or None: no extension, an older one without it, or the model's fields
+    are not the ones it sets (CORRELATOR_REQUIRE_NATIVE=1 makes the last two an ImportError, as for the line loop)."""
+    if _native.MODULE is None:
+        return None
+    names = [[f.name for f in dataclasses.fields(cls)] for cls in (Span, SpanEvent, SpanLink)]
+    try:
+        return _native.MODULE.OtlpDecoder(Span, names[0], SpanEvent, names[1], SpanLink, names[2], list(_KINDS.values()),
+                                          _any_value, _otlp_id)
+    except (AttributeError, TypeError) as exc:  # the Python parse, which knows
+        if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1":
+            raise ImportError(f"CORRELATOR_REQUIRE_NATIVE=1 but the native trace decode is unusable: {exc}") from None
+        return None
+
+
+if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1":
+    _native_decoder()  # unusable: an ImportError now, as `_native` gives for the line loop
+
+
+def _python_otlp_answer(body: bytes | bytearray, trace_id_hex: str) -> Trace | None:
+    """The reference parse (and the fallback of the native one): one span decoded at a time (`_lazyjson`)."""
     answer = _lazyjson.envelope(body, _V3Answer)
     if answer is None:  # another shape: the full parse says what is wrong, as it always did
         obj = _lazyjson.whole(body)

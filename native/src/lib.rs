@@ -14,6 +14,8 @@
 //!
 //! tests/test_native.py runs both paths on every Loki fixture and generated lines and compares.
 
+mod otlp;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
@@ -664,6 +666,7 @@ fn line_id_of(ts: u64, prefix: &str, line: &str) -> String {
 #[pymodule]
 fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LokiLines>()?;
+    m.add_class::<otlp::OtlpDecoder>()?;
     m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     Ok(())
