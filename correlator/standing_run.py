@@ -103,8 +103,9 @@ class StandingLookup:
 
         async def ask(query: str, at_ns: int) -> list[tuple[str, float]]:
             # Each query takes a Prometheus slot like the correlation's own (bulkhead.py): a flood of
-            # correlations must not reach Prometheus through their standings.
-            async with asyncio.timeout(budget), admitted(self.bulkheads, {"prometheus": 1}):
+            # correlations must not reach Prometheus through their standings. Shared, it is bounded by the
+            # source's deadline, not by the budget left to whichever correlation asked first.
+            async with asyncio.timeout(s.source_deadline(s.prometheus)), admitted(self.bulkheads, {"prometheus": 1}):
                 return await prometheus.bucket_counts(query, at_ns, prom_tenant)
 
         async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:

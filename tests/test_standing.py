@@ -169,3 +169,28 @@ async def test_correlations_of_one_series_and_second_share_one_query() -> None:
     assert prometheus.asked == [T + 150 * 10**9]  # one query, at the whole second nearest T + 2.5 min
     [other] = await lookup.lookup(prometheus, correlation("f" * 32, T + 1_600_000_000), None)  # type: ignore[arg-type]
     assert other.known and prometheus.asked == [T + 150 * 10**9, T + 152 * 10**9]
+
+
+async def test_a_shared_standing_query_outlives_the_short_budget_of_the_correlation_that_asked_first() -> None:
+    from correlator.config import load_settings
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.standing_run import StandingLookup
+
+    class Slow:
+        asked = 0
+
+        async def bucket_counts(self, query: str, at_ns: int, tenant: str | None = None) -> list[tuple[str, float]]:
+            self.asked += 1
+            await asyncio.sleep(0.05)
+            return BUCKETS
+
+    ex = exemplar(0.3)
+    answered = Correlation("a" * 32, Window(T, T), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                           {"prometheus": SourceReport(SourceStatus.OK, 20.0)})
+    prometheus, lookup = Slow(), StandingLookup(load_settings(environ={"CORRELATOR_CACHE_MAX_ENTRIES": "0"}))
+    hurried = asyncio.ensure_future(lookup.lookup(prometheus, answered, None, budget=0.01))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    [patient] = await lookup.lookup(prometheus, answered, None, budget=1.0)  # type: ignore[arg-type]
+    [late] = await hurried
+    assert "did not answer within 0.0s" in standing_body(late)["message"]  # its own deadline, its own words
+    assert patient.known and prometheus.asked == 1  # the query went on for the other one
