@@ -23,6 +23,8 @@ CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 def tracing_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)  # another test module may have installed the SDK
     monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    # The API's proxy tracer keeps the real one it once reached: a fresh proxy, as in a process that never traced.
+    monkeypatch.setattr(telemetry.tracer, "_api", trace.get_tracer("correlator"))
     assert telemetry.tracing_off()
 
 
