@@ -21,8 +21,6 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 from aiohttp import web
-from opentelemetry import propagate
-from opentelemetry.trace import SpanKind
 
 from correlator import __version__
 from correlator.bulkhead import Overloaded
@@ -41,7 +39,7 @@ from correlator.sources.jaeger import JaegerSource
 from correlator.sources.loki import LokiSource
 from correlator.sources.prometheus import PrometheusSource
 from correlator.standing_run import StandingLookup, add_standings
-from correlator.telemetry import Metrics, current_exemplar, tracer
+from correlator.telemetry import Metrics, current_exemplar, server_span
 from correlator.timeparams import parse_window
 from correlator.web import routes as web_routes
 
@@ -74,8 +72,16 @@ Transports = dict[str, httpx.AsyncBaseTransport]
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type="application/json", headers=headers)
+    return web.Response(body=_dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def _dumps(body: Any) -> bytes:
+    """orjson, with OPT_NON_STR_KEYS only when a key needs it: the option doubles the cost of every
+    body (a 20-span correlation: 64 → 119 µs, bench P3), and with str keys the bytes are the same."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
@@ -89,8 +95,7 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     route = route.replace("{trace_id:[^/]*}", "{trace_id}")
     response: web.StreamResponse
-    with tracer.start_as_current_span(f"{request.method} {route}", kind=SpanKind.SERVER,
-                                      context=propagate.extract(request.headers)) as span:
+    with server_span(f"{request.method} {route}", request.headers) as span:
         try:
             if len(request.raw_path) > _MAX_TARGET_BYTES:
                 # Never echo the target back: it is arbitrary bytes from the client.
@@ -164,7 +169,7 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
         request.app[METRICS].cache_hits.inc()
     else:
         for name, report in outcome.correlation.sources.items():
-            request.app[METRICS].source_seconds.labels(name, report.status.value).observe(report.ms / 1000)
+            request.app[METRICS].observe_source(name, report.status.value, report.ms / 1000)
     if outcome.prerendered is not None:  # a big trace, rendered in the worker process (offload.py)
         done = outcome.prerendered
         if request.query.get("format") == "text" and done.status != 404:

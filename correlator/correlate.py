@@ -357,6 +357,9 @@ class Correlator:
                 and not all(self.shared.has_search(name, searched, jaeger_tenant) for name in services))
         check = check and not skip
         async def others() -> list[list[tuple[int, int]] | None]:
+            if all(self.shared.has_search(name, searched, jaeger_tenant) for name in services):
+                # Every search answered already (shared): each is a cut-out, no task per service (bench P3).
+                return [await self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget) for name in services]
             return await asyncio.gather(*(self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget)
                                           for name in services))
         others_task = asyncio.ensure_future(others()) if check else None

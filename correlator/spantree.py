@@ -4,17 +4,44 @@ Pure and iterative: real traces reach tens of thousands of spans and depths in t
 thousands, so nothing here recurses. Malformed input (duplicate span IDs, orphans whose
 parent is missing, cycles in parent links, negative durations) never raises; it is
 repaired in the most useful way and recorded in `problems` so callers can report it.
+
+Built in positions (the spans' index in `by_id`'s order) with lists, then turned into the
+ID-keyed dicts callers read: a 100k-span trace is a few passes of C-level `map`/`zip` and tight
+loops over integers, not a dict lookup by ID string per span per step. The lists stay on the
+tree (`SpanTree.columns`) for the detectors that read every span.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import repeat
+from itertools import compress
+from operator import attrgetter, gt, neg, sub
 
 from correlator.model import Span, Trace
 
-__all__ = ["SpanTree", "bfs", "build_tree", "covered_ns"]
+__all__ = ["Columns", "SpanTree", "bfs", "build_tree", "columns", "covered_ns"]
+
+_ID, _PARENT = attrgetter("span_id"), attrgetter("parent_span_id")
+_START, _END = attrgetter("start_ns"), attrgetter("end_ns")
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The tree by position: position i is the i-th span of `by_id` (its order), every list parallel.
+
+    For passes over every span (the detectors): an index into a list instead of a lookup by ID, and
+    `map` over a column instead of an attribute read per span.
+    """
+
+    ids: list[str]
+    spans: list[Span]  # as cleaned (negative durations made 0)
+    starts: list[int]
+    durations: list[int]  # end - start, never negative
+    self_ns: list[int]  # own time, as `SpanTree.self_ns`
+    kids: list[Sequence[int]]  # children's positions by start, as `SpanTree.children` (a leaf's: one shared `()`)
+    parents: list[int]  # positions that have children, in `by_id` order
 
 
 @dataclass(slots=True)
@@ -31,6 +58,8 @@ class SpanTree:
     bounds: tuple[int, int] | None = None
     # span id → `identity.target`, for the spans the analysis asked about; the render reuses them.
     targets: dict[str, str | None] = field(default_factory=dict)
+    # The same tree by position (`build_tree` keeps its own; `columns()` makes them for a tree built by hand).
+    cols: Columns | None = None
 
     @property
     def start_ns(self) -> int:
@@ -68,119 +97,174 @@ def covered_ns(intervals: list[tuple[int, int]], lo: int, hi: int) -> int:
     return total
 
 
-def _clean(span: Span, problems: list[str]) -> Span:
-    if span.end_ns < span.start_ns:
-        problems.append(f"span {span.span_id} has a negative duration; treated as 0")
-        return replace(span, end_ns=span.start_ns)
-    return span
-
-
-def build_tree(trace: Trace) -> SpanTree:
-    problems: list[str] = []
+def _repaired(spans: tuple[Span, ...], problems: list[str]) -> dict[str, Span]:
+    """by ID, the first of each ID kept and negative durations made 0, each repair in `problems` (span order)."""
     by_id: dict[str, Span] = {}
-    for span in trace.spans:
+    for span in spans:
         if span.span_id in by_id:
             problems.append(f"duplicate span ID {span.span_id}; kept the first")
             continue
-        by_id[span.span_id] = span if span.end_ns >= span.start_ns else _clean(span, problems)
+        if span.end_ns < span.start_ns:
+            problems.append(f"span {span.span_id} has a negative duration; treated as 0")
+            span = replace(span, end_ns=span.start_ns)
+        by_id[span.span_id] = span
+    return by_id
 
-    # Every span in start order once (the key is unique, so this is the order each sibling list and the
-    # roots want): appending in that order leaves every list sorted, no sort per parent.
-    ordered = sorted([(span.start_ns, -span.end_ns, sid) for sid, span in by_id.items()])
-    children: dict[str, list[str]] = {sid: [] for sid in by_id}
-    roots: list[str] = []
-    orphans: list[str] = []
-    self_loops: list[str] = []
-    for _start, _minus_end, sid in ordered:
-        parent = by_id[sid].parent_span_id
-        if parent is None:
-            roots.append(sid)
-        elif parent == sid:
-            self_loops.append(sid)
-            roots.append(sid)
-        elif parent in by_id:
-            children[parent].append(sid)
-        else:
-            orphans.append(sid)
-    # Reported in the spans' own order, as they were found.
-    if self_loops:
-        loops = set(self_loops)
-        problems += [f"span {sid} is its own parent; treated as a root" for sid in by_id if sid in loops]
-    if orphans:
-        orphan_ids = set(orphans)
-        first = next(sid for sid in by_id if sid in orphan_ids)
-        problems.append(
-            f"{len(orphans)} span(s) reference a parent that is not in the trace "
-            f"(e.g. {first}); shown as extra roots"
-        )
 
-    def by_start(ids: list[str]) -> list[str]:
-        return sorted(ids, key=lambda i: (by_id[i].start_ns, -by_id[i].end_ns, i))
+def _start_order(starts: list[int], ends: list[int], ids: list[str]) -> list[int]:
+    """Positions by (start, -end, id): the order of every sibling list and of the roots."""
+    if len(set(starts)) == len(starts):  # no two spans start together: the start alone decides (ints, not tuples)
+        return sorted(range(len(starts)), key=starts.__getitem__)
+    return [entry[3] for entry in sorted(zip(starts, map(neg, ends), ids, range(len(starts)), strict=True))]
 
-    roots += orphans
 
-    depth: dict[str, int] = {}
-    order: list[str] = []
+def _walk(roots: list[int], kids: list[Sequence[int]], order: list[int], depths: list[int]) -> None:
+    """Depth-first pre-order from `roots` (each span is in one children list at most: no visited set)."""
+    stack = roots[::-1]
+    levels = [0] * len(roots)
+    push, pop, push_levels, pop_level = stack.extend, stack.pop, levels.extend, levels.pop
+    visit, at = order.append, depths.append
+    while stack:
+        i = pop()
+        d = pop_level()
+        visit(i)
+        at(d)
+        below = kids[i]
+        if below:  # most spans are leaves
+            push(below[::-1])
+            push_levels([d + 1] * len(below))
 
-    def walk(root: str) -> None:
-        stack = [(root, 0)]
-        while stack:
-            sid, d = stack.pop()
-            if sid in depth:
-                continue
-            depth[sid] = d
-            order.append(sid)
-            kids = children[sid]
-            if kids:  # most spans are leaves
-                stack.extend(zip(reversed(kids), repeat(d + 1)))
 
-    for root in roots:
-        walk(root)
-    # Spans still unvisited sit on a parent-link cycle: break it at the earliest span.
-    while len(depth) < len(by_id):
-        unvisited = by_start([sid for sid in by_id if sid not in depth])
-        breaker = unvisited[0]
-        problems.append(f"parent links form a cycle through span {breaker}; broken there")
-        parent = by_id[breaker].parent_span_id
-        if parent in children and breaker in children[parent]:
-            children[parent].remove(breaker)
-        roots.append(breaker)
-        walk(breaker)
-
-    self_ns: dict[str, int] = {}
-    last_end = ordered[0][0] if ordered else 0
-    for sid, span in by_id.items():
-        kids = children[sid]
-        lo, hi = span.start_ns, span.end_ns
-        if hi > last_end:
-            last_end = hi
-        if not kids:
-            self_ns[sid] = hi - lo
-            continue
-        # The union of the children clipped to the span (`covered_ns`), the children already by start.
+def _own_time(kids: list[Sequence[int]], parents: list[int], starts: list[int], ends: list[int], own: list[int]) -> None:
+    """`own[p]` less the union of its children clipped to it (`covered_ns`; children already by start)."""
+    for p in parents:
+        lo, hi = starts[p], ends[p]
         covered = 0
-        cur_start = cur_end = None
-        for kid in kids:
-            child = by_id[kid]
-            start, end = child.start_ns, child.end_ns
+        cur_start = cur_end = lo
+        for k in kids[p]:
+            start, end = starts[k], ends[k]
             if start < lo:
                 start = lo
             if end > hi:
                 end = hi
             if end <= start:
                 continue
-            if cur_end is None or start > cur_end:
-                if cur_end is not None:
-                    covered += cur_end - cur_start  # type: ignore[operator]
+            if start > cur_end:
+                covered += cur_end - cur_start
                 cur_start, cur_end = start, end
             elif end > cur_end:
                 cur_end = end
-        if cur_end is not None:
-            covered += cur_end - cur_start  # type: ignore[operator]
-        self_ns[sid] = hi - lo - covered
+        own[p] -= covered + cur_end - cur_start
 
-    bounds = (ordered[0][0], last_end) if ordered else None
-    return SpanTree(by_id, children, roots, depth, self_ns, order, problems, bounds)
+
+def _break_cycles(kids: list[Sequence[int]], kid_ids: list[list[str]], roots: list[int], order: list[int], depths: list[int],
+                  spans: tuple[list[int], list[int], list[str], list[int | None]], problems: list[str]) -> None:
+    """Spans the walk did not reach sit on a parent-link cycle: break each at its earliest span.
+
+    The unvisited spans are sorted once and taken in that order (each cycle's earliest is the first of
+    them not reached yet), not searched again after every cycle: many small cycles stay linear.
+    """
+    starts, ends, ids, parent_pos = spans
+    seen = set(order)
+    unvisited = sorted((i for i in range(len(ids)) if i not in seen), key=lambda i: (starts[i], -ends[i], ids[i]))
+    for breaker in unvisited:
+        if breaker in seen:
+            continue
+        problems.append(f"parent links form a cycle through span {ids[breaker]}; broken there")
+        p = parent_pos[breaker]
+        if p is not None and breaker in kids[p]:
+            kids[p] = [k for k in kids[p] if k != breaker]
+            kid_ids[p].remove(ids[breaker])
+        roots.append(breaker)
+        reached = len(order)
+        _walk([breaker], kids, order, depths)
+        seen.update(order[reached:])
+
+
+def build_tree(trace: Trace) -> SpanTree:
+    problems: list[str] = []
+    spans = trace.spans
+    ids = list(map(_ID, spans))
+    starts, ends = list(map(_START, spans)), list(map(_END, spans))
+    by_id = dict(zip(ids, spans, strict=True))
+    if len(by_id) != len(ids) or any(map(gt, starts, ends)):  # duplicates or negative durations: repair
+        by_id = _repaired(spans, problems)
+        ids = list(by_id)
+        cleaned = list(by_id.values())
+        starts, ends = list(map(_START, cleaned)), list(map(_END, cleaned))
+    span_list = list(by_id.values())
+    n = len(ids)
+    pos = dict(zip(ids, range(n), strict=True))
+    parent_ids = list(map(_PARENT, span_list))
+    parent_pos = list(map(pos.get, parent_ids))
+
+    # Every span in start order once: appending in that order leaves every children list sorted.
+    # A list for each span with children, the shared `()` for each leaf (most spans): fewer objects to make
+    # and, afterwards, fewer for the cyclic collector to walk.
+    kids: list[Sequence[int]] = [()] * n
+    kid_ids: list[list[str]] = [[] for _ in range(n)]  # the same by ID: `children`'s lists, made as they fill
+    roots: list[int] = []
+    orphans: list[int] = []
+    self_loops: list[int] = []
+    for i in _start_order(starts, ends, ids):
+        p = parent_pos[i]
+        if p is None:
+            if parent_ids[i] is None:
+                roots.append(i)
+            else:
+                orphans.append(i)
+        elif p == i:
+            self_loops.append(i)
+            roots.append(i)
+        else:
+            below = kids[p]
+            if below:
+                below.append(i)  # type: ignore[attr-defined]  # a list once it has a child
+            else:
+                kids[p] = [i]
+            kid_ids[p].append(ids[i])
+    # Reported in the spans' own order, as they were found.
+    if self_loops:
+        problems += [f"span {ids[i]} is its own parent; treated as a root" for i in sorted(self_loops)]
+    if orphans:
+        problems.append(
+            f"{len(orphans)} span(s) reference a parent that is not in the trace "
+            f"(e.g. {ids[min(orphans)]}); shown as extra roots"
+        )
+    roots += orphans
+
+    order: list[int] = []
+    depths: list[int] = []
+    _walk(roots, kids, order, depths)
+    if len(order) < n:
+        _break_cycles(kids, kid_ids, roots, order, depths, (starts, ends, ids, parent_pos), problems)
+
+    parents = list(compress(range(n), kids))
+    durations = list(map(sub, ends, starts))
+    own = durations.copy()
+    _own_time(kids, parents, starts, ends, own)
+
+    to_ids = ids.__getitem__
+    order_ids = list(map(to_ids, order))
+    children = dict(zip(ids, kid_ids, strict=True))
+    bounds = (min(starts), max(ends)) if n else None
+    cols = Columns(ids, span_list, starts, durations, own, kids, parents)
+    return SpanTree(by_id, children, list(map(to_ids, roots)), dict(zip(order_ids, depths, strict=True)),
+                    dict(zip(ids, own, strict=True)), order_ids, problems, bounds, cols=cols)
+
+
+def columns(tree: SpanTree) -> Columns:
+    """The tree's `Columns`: `build_tree`'s, or made from the dicts of a tree built another way (and kept)."""
+    if tree.cols is None:
+        ids = list(tree.by_id)
+        span_list = list(tree.by_id.values())
+        pos = dict(zip(ids, range(len(ids)), strict=True))
+        kids: list[Sequence[int]] = [[pos[k] for k in tree.children.get(sid, ())] for sid in ids]
+        starts = list(map(_START, span_list))
+        durations = list(map(sub, map(_END, span_list), starts))
+        tree.cols = Columns(ids, span_list, starts, durations, [tree.self_ns[sid] for sid in ids], kids,
+                            list(compress(range(len(ids)), kids)))
+    return tree.cols
 
 
 def bfs(tree: SpanTree, start: str) -> list[str]:

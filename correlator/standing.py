@@ -11,6 +11,7 @@ a histogram bucket series has no such distribution: its standing is "unknown".
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -100,18 +101,22 @@ def root_exemplar(template: str, span: Span) -> Exemplar | None:
     """The root span as if it had left an exemplar on a configured latency histogram series
     (`name_bucket{label="$service",…}`): the span's duration in the metric's unit, stamped at its end.
     None when the unit cannot be read from the name."""
-    metric, _, rest = template.partition("{")
-    if "_milliseconds" in metric:
-        value = span.duration_ns / 1_000_000
-    elif "_seconds" in metric:
-        value = span.duration_ns / 1_000_000_000
-    else:
+    metric, unit_ns, labels = _parsed_template(template)
+    if unit_ns is None:
         return None
     fill = {"$service": span.service, "$operation": span.operation}
     series = {"__name__": metric, "le": ""}  # `le` marks it a bucket series; histogram_query drops it
-    for name, raw in _LABEL_PAIR.findall(rest):
-        text = json.loads(f'"{raw}"')
+    for name, text in labels:
         for placeholder, actual in fill.items():
             text = text.replace(placeholder, actual)
         series[name] = text
-    return Exemplar(f"root-{span.span_id}", metric, series, {}, value, span.end_ns, "", span.span_id)
+    return Exemplar(f"root-{span.span_id}", metric, series, {}, span.duration_ns / unit_ns, span.end_ns, "", span.span_id)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_template(template: str) -> tuple[str, int | None, tuple[tuple[str, str], ...]]:
+    """(metric, its unit in ns or None when unreadable, (label, value with placeholders)): read once per
+    configured template, not once per correlation."""
+    metric, _, rest = template.partition("{")
+    unit_ns = 1_000_000 if "_milliseconds" in metric else 1_000_000_000 if "_seconds" in metric else None
+    return metric, unit_ns, tuple((name, json.loads(f'"{raw}"')) for name, raw in _LABEL_PAIR.findall(rest))

@@ -1,10 +1,16 @@
 """Looking up where a correlated trace stands (see standing.py), cached once its windows are past.
 
-One instant query per distinct exemplar series and time (at most `_MAX_LOOKUPS` per trace),
+One instant query per distinct exemplar series and second (at most `_MAX_LOOKUPS` per trace),
 concurrently, inside the Prometheus source deadline; a failed or late lookup makes that
 exemplar's standing "unknown" with the reason, never the correlation fail. A standing whose
 5-minute window ended more than a minute ago no longer changes: it is cached with the trace, so
 a cached correlation costs no backend call.
+
+The query is evaluated at the exemplar's time + 2.5 minutes rounded to the whole second (the window
+is centred on the exemplar to within half a second of its 300), and each (tenant, series, second)
+is asked once for every correlation that needs it within `_SHARE_SECONDS` (single_flight.py): under
+load, the traces of one route in one second ask Prometheus once, not once each (bench P3). As with
+any answer, one given up to that long ago may miss samples scraped since.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.errors import SourceError
 from correlator.model import Correlation, Exemplar, SourceReport, Span
+from correlator.single_flight import SingleFlight
 from correlator.sources.prometheus import PrometheusSource
 from correlator.standing import Standing, histogram_query, root_exemplar, standing_of, unknown
 from correlator.timeparams import rfc3339_ns
@@ -27,6 +34,9 @@ __all__ = ["StandingLookup", "standing_body"]
 
 _MAX_LOOKUPS = 10
 _SETTLE_NS = 60 * 1_000_000_000
+_SECOND_NS = 1_000_000_000
+_CENTRE_NS = 150 * _SECOND_NS  # the query's instant is this long after the exemplar (its 5-minute window is centred)
+_SHARE_SECONDS = 2.0
 
 
 class _Passing(str):
@@ -39,6 +49,7 @@ class StandingLookup:
         self.bulkheads: Mapping[str, Bulkhead] = {}  # the service's (api.py): standing queries count against them
         self._cache: TTLCache[tuple[Standing, ...]] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
         self._wall = wall_clock
+        self._shared: SingleFlight[list[tuple[str, float]]] = SingleFlight(_SHARE_SECONDS)
 
     async def lookup(self, prometheus: PrometheusSource, correlation: Correlation, tenant: str | None,
                      budget: float | None = None) -> tuple[Standing, ...]:
@@ -87,15 +98,20 @@ class StandingLookup:
         for ex in exemplars:
             query = histogram_query(ex)
             if query is not None:
-                queries.setdefault((query, ex.timestamp_ns), []).append(ex)
+                queries.setdefault((query, _instant(ex)), []).append(ex)
         asked = list(queries)[:_MAX_LOOKUPS]
+
+        async def ask(query: str, at_ns: int) -> list[tuple[str, float]]:
+            # Each query takes a Prometheus slot like the correlation's own (bulkhead.py): a flood of
+            # correlations must not reach Prometheus through their standings. Shared, it is bounded by the
+            # source's deadline, not by the budget left to whichever correlation asked first.
+            async with asyncio.timeout(s.source_deadline(s.prometheus)), admitted(self.bulkheads, {"prometheus": 1}):
+                return await prometheus.bucket_counts(query, at_ns, prom_tenant)
 
         async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:
             try:
-                # Each query takes a Prometheus slot like the correlation's own (bulkhead.py): a flood of
-                # correlations must not reach Prometheus through their standings.
-                async with asyncio.timeout(budget), admitted(self.bulkheads, {"prometheus": 1}):
-                    return await prometheus.bucket_counts(query, at_ns + 150 * 1_000_000_000, prom_tenant)
+                async with asyncio.timeout(budget):  # ours, whoever asked the shared query
+                    return await self._shared.get((prom_tenant, query, at_ns), lambda: ask(query, at_ns))
             except TimeoutError:
                 return _Passing(f"Prometheus did not answer within {budget:.1f}s")
             except Overloaded as exc:
@@ -103,14 +119,17 @@ class StandingLookup:
             except SourceError as exc:
                 return _Passing(str(exc))
 
-        answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
+        if len(asked) == 1:  # the usual case: no tasks to make
+            answers = {asked[0]: await one(*asked[0])}
+        else:
+            answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
         out = []
         for ex in exemplars:
             query = histogram_query(ex)
             if query is None:
                 out.append(unknown(ex, f"{ex.metric} is not a histogram bucket series"))
                 continue
-            answer = answers.get((query, ex.timestamp_ns))
+            answer = answers.get((query, _instant(ex)))
             if answer is None:
                 out.append(unknown(ex, f"not looked up (at most {_MAX_LOOKUPS} series per trace)"))
             elif isinstance(answer, str):
@@ -118,6 +137,11 @@ class StandingLookup:
             else:
                 out.append(standing_of(ex, answer))
         return tuple(out)
+
+
+def _instant(exemplar: Exemplar) -> int:
+    """When the exemplar's standing query is evaluated: 2.5 minutes after it, to the whole second (shared)."""
+    return (exemplar.timestamp_ns + _CENTRE_NS + _SECOND_NS // 2) // _SECOND_NS * _SECOND_NS
 
 
 def _root_without_exemplar(correlation: Correlation) -> Span | None:

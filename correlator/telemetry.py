@@ -13,15 +13,65 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
-from opentelemetry import trace
+import orjson
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["Metrics", "configure_logging", "configure_tracing", "current_exemplar", "tracer"]
+__all__ = ["Metrics", "configure_logging", "configure_tracing", "current_exemplar", "server_span", "tracer"]
 
-# The API's tracer is a no-op until configure_tracing() installs the SDK: zero cost in tests.
-tracer = trace.get_tracer("correlator")
+_NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+def tracing_off() -> bool:
+    """No tracer provider installed (configure_tracing, a test, an embedding app): the API's spans do nothing."""
+    return isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS)
+
+
+class _Tracer:
+    """The API's tracer for "correlator", minus its cost while tracing is off (bench P3: the no-op spans'
+    context managers and context attach/detach were ~4 % of a small correlation's CPU).
+
+    Off, the API's no-op tracer hands back the current span when it is a non-recording one (none, or a
+    caller's propagated context) and makes it current again, which changes nothing: so that span is
+    yielded as is. Anything else (a provider installed, a recording span current) takes the API's path."""
+
+    def __init__(self) -> None:
+        self._api = trace.get_tracer("correlator")
+
+    def start_as_current_span(self, name: str, context: Context | None = None,
+                              kind: trace.SpanKind = trace.SpanKind.INTERNAL) -> AbstractContextManager[trace.Span]:
+        if context is None and tracing_off():
+            current = trace.get_current_span()
+            if isinstance(current, trace.NonRecordingSpan):
+                return nullcontext(current)
+        return self._api.start_as_current_span(name, context=context, kind=kind)
+
+
+tracer = _Tracer()
+
+_fields: tuple[object, frozenset[str]] = (None, frozenset())
+
+
+def _propagated_fields() -> frozenset[str]:
+    """The headers the global propagator reads (traceparent, tracestate, baggage by default), per propagator."""
+    global _fields
+    textmap = propagate.get_global_textmap()
+    if _fields[0] is not textmap:
+        _fields = (textmap, frozenset(textmap.fields))
+    return _fields[1]
+
+
+def server_span(name: str, headers: Mapping[str, str]) -> AbstractContextManager[trace.Span]:
+    """The span of one served request, continuing the caller's context (W3C headers). Tracing off and no
+    context sent: nothing to continue or record, so no span machinery at all (the invalid span)."""
+    if tracing_off() and not any(field in headers for field in _propagated_fields()):
+        return nullcontext(trace.INVALID_SPAN)
+    return tracer.start_as_current_span(name, context=propagate.extract(headers), kind=trace.SpanKind.SERVER)
 
 
 def current_exemplar() -> dict[str, str] | None:
@@ -74,9 +124,22 @@ class Metrics:
         )
         self.cache_hits = Counter("correlator_cache_hits", "Correlations answered from the cache.", registry=self.registry)
 
+        # Labelled children, kept: `labels()` takes a lock and builds a key on every call (a few per request).
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def observe_request(self, route: str, code: int, seconds: float, exemplar: Mapping[str, str] | None) -> None:
-        self.requests.labels(route, str(code)).inc(exemplar=dict(exemplar) if exemplar else None)
-        self.request_seconds.labels(route).observe(seconds, exemplar=dict(exemplar) if exemplar else None)
+        self._child(self.requests, route, str(code)).inc(exemplar=dict(exemplar) if exemplar else None)
+        self._child(self.request_seconds, route).observe(seconds, exemplar=dict(exemplar) if exemplar else None)
+
+    def observe_source(self, source: str, status: str, seconds: float) -> None:
+        self._child(self.source_seconds, source, status).observe(seconds)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """OpenMetrics (with exemplars) when the scraper asks for it, else the text format."""
@@ -85,9 +148,17 @@ class Metrics:
 
 
 class _JsonFormatter(logging.Formatter):
+    _second: tuple[int, str] = (-1, "")  # the last second formatted (one access-log line per request)
+
+    def _ts(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{self._second[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
-        body = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        body: dict[str, Any] = {
+            "ts": self._ts(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -102,7 +173,10 @@ class _JsonFormatter(logging.Formatter):
                 body[key] = value
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info).splitlines()[-1]
-        return json.dumps(body, ensure_ascii=False)
+        try:
+            return orjson.dumps(body, default=str).decode()
+        except orjson.JSONEncodeError:  # a lone surrogate in a message: the standard encoder writes it escaped
+            return json.dumps(body, default=str)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -112,6 +186,10 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Nothing we write needs the caller's file and line, the thread or the process (the logging HOWTO's
+    # "Optimization"): each lookup is paid on every access-log line (bench P3).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # httpx logs every request at INFO: four lines per correlation that say nothing a failure
     # report doesn't (and cost 4 % of the server's CPU under load, bench P3).
     for chatty in ("httpx", "httpcore"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -137,3 +138,59 @@ async def test_standing_queries_take_prometheus_slots_and_a_refusal_is_not_remem
     lookup.bulkheads = {"prometheus": free}
     [known] = await lookup.lookup(prometheus, answered, None)  # type: ignore[arg-type]
     assert known.known and prometheus.asked == 1 and free.in_flight == 0  # asked now: the refusal was not cached
+
+
+async def test_correlations_of_one_series_and_second_share_one_query() -> None:
+    """Under load the traces of one route ask about the same series within a second: Prometheus is asked once
+    for them all (evaluated at the exemplar's time + 2.5 min, to the whole second), a later second again."""
+    from correlator.config import load_settings
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.standing_run import StandingLookup
+
+    class Counting:
+        def __init__(self) -> None:
+            self.asked: list[int] = []
+
+        async def bucket_counts(self, query: str, at_ns: int, tenant: str | None = None) -> list[tuple[str, float]]:
+            self.asked.append(at_ns)
+            await asyncio.sleep(0.01)
+            return BUCKETS
+
+    def correlation(trace: str, at_ns: int) -> Correlation:
+        ex = Exemplar(f"ex-{trace}", SERIES["__name__"], SERIES, {}, 0.3, at_ns, trace, "b" * 16)
+        return Correlation(trace, Window(at_ns, at_ns), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                           {"prometheus": SourceReport(SourceStatus.OK, 20.0)})
+
+    prometheus = Counting()
+    lookup = StandingLookup(load_settings(environ={"CORRELATOR_CACHE_MAX_ENTRIES": "0"}))
+    same_second = [correlation(f"{i:032x}", T + i * 100_000_000) for i in range(1, 5)]  # 100..400 ms after T
+    found = await asyncio.gather(*(lookup.lookup(prometheus, c, None) for c in same_second))  # type: ignore[arg-type]
+    assert [s.faster_share for [s] in found] == [pytest.approx((90 + 0.2 * 7) / 100)] * 4
+    assert prometheus.asked == [T + 150 * 10**9]  # one query, at the whole second nearest T + 2.5 min
+    [other] = await lookup.lookup(prometheus, correlation("f" * 32, T + 1_600_000_000), None)  # type: ignore[arg-type]
+    assert other.known and prometheus.asked == [T + 150 * 10**9, T + 152 * 10**9]
+
+
+async def test_a_shared_standing_query_outlives_the_short_budget_of_the_correlation_that_asked_first() -> None:
+    from correlator.config import load_settings
+    from correlator.model import SourceReport, SourceStatus
+    from correlator.standing_run import StandingLookup
+
+    class Slow:
+        asked = 0
+
+        async def bucket_counts(self, query: str, at_ns: int, tenant: str | None = None) -> list[tuple[str, float]]:
+            self.asked += 1
+            await asyncio.sleep(0.05)
+            return BUCKETS
+
+    ex = exemplar(0.3)
+    answered = Correlation("a" * 32, Window(T, T), None, (), (), (ex,), (Placement(None, Match.TRACE),), (), (),
+                           {"prometheus": SourceReport(SourceStatus.OK, 20.0)})
+    prometheus, lookup = Slow(), StandingLookup(load_settings(environ={"CORRELATOR_CACHE_MAX_ENTRIES": "0"}))
+    hurried = asyncio.ensure_future(lookup.lookup(prometheus, answered, None, budget=0.01))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    [patient] = await lookup.lookup(prometheus, answered, None, budget=1.0)  # type: ignore[arg-type]
+    [late] = await hurried
+    assert "did not answer within 0.0s" in standing_body(late)["message"]  # its own deadline, its own words
+    assert patient.known and prometheus.asked == 1  # the query went on for the other one

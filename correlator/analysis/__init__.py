@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from correlator.analysis.bottleneck import bottleneck
-from correlator.analysis.common import SEVERITY_RANK, Context, fmt_ms, is_error
+from correlator.analysis.common import SEVERITY_RANK, Context, failed, fmt_ms, is_error
 from correlator.analysis.critical_path import CriticalPath, Section, critical_path
 from correlator.analysis.errors import errors
 from correlator.analysis.fan_out import fan_out
@@ -72,7 +72,7 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
     path = critical_path(tree)
     logs = span_logs or {}
     keys = OperationKeys(tree.by_id, tree.targets)
-    failing = frozenset(sid for sid, span in tree.by_id.items() if is_error(span))
+    failing = failed(tree.by_id)
     findings: list[Finding] = []
     try:
         loops = n_plus_one_groups(tree, settings, keys)  # shared: N+1 reports them, fan-out leaves them out

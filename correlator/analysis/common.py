@@ -12,8 +12,8 @@ from correlator.config import AnalysisSettings
 from correlator.model import LogLine, Severity, Span
 from correlator.spantree import SpanTree
 
-__all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "by_start", "error_detail", "fmt_ms", "is_error", "is_timeout",
-           "label", "shorten"]
+__all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "by_start", "error_detail", "failed", "fmt_ms", "is_error",
+           "is_timeout", "label", "shorten"]
 
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg", "alert", "panic"})
 
@@ -81,6 +81,14 @@ def is_error(span: Span) -> bool:
         except (TypeError, ValueError):
             continue
     return False
+
+
+def failed(by_id: Mapping[str, Span]) -> frozenset[str]:
+    """IDs of the spans that failed (`is_error`), its quick test inline: no call for the spans that carry
+    neither an error status nor one of its keys (nearly all of them)."""
+    disjoint = _ERROR_KEYS.isdisjoint
+    return frozenset([sid for sid, span in by_id.items()
+                      if (span.status == "error" or not disjoint(span.attributes)) and is_error(span)])
 
 
 _GENERIC = re.compile(r"^(?:an? )?(?:error|exception|failed|failure)(?: (?:has )?occurred)?\.?$", re.IGNORECASE)

@@ -10,15 +10,18 @@ it), so the sections tile the root's interval exactly and never overlap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from correlator.spantree import SpanTree
 
 __all__ = ["CriticalPath", "Section", "critical_path", "effective_bounds"]
 
 
-@dataclass(frozen=True, slots=True)
-class Section:
-    """A stretch of time during which `span_id` itself, not a child, held up the trace."""
+class Section(NamedTuple):
+    """A stretch of time during which `span_id` itself, not a child, held up the trace.
+
+    A named tuple, not a frozen dataclass: a path through a 100k-span batch trace has 100k+ of them, and a
+    tuple is made without three `object.__setattr__` calls each."""
 
     span_id: str
     start_ns: int
@@ -50,6 +53,22 @@ def effective_bounds(tree: SpanTree) -> dict[str, tuple[int, int]]:
     return bounds
 
 
+def _by_end(tree: SpanTree, kids: list[str], lo: int, hi: int) -> list[tuple[int, int, str]]:
+    """(end, start, id) of `kids`, children of a span whose `effective_bounds` are (lo, hi), clipped to it as
+    `effective_bounds` clips them; those clipped to nothing left out (they can hold no time); latest end first."""
+    by_id = tree.by_id
+    entries = []
+    for kid in kids:
+        span = by_id[kid]
+        start, end = span.start_ns, span.end_ns
+        start = lo if start < lo else hi if start > hi else start
+        end = hi if end > hi else lo if end < lo else end
+        if end > start:
+            entries.append((-end, -start, kid))
+    entries.sort()  # (-end, -start, id): the tuples' own order, no key function per child
+    return [(-end, -start, kid) for end, start, kid in entries]
+
+
 def _pick_root(tree: SpanTree, bounds: dict[str, tuple[int, int]]) -> str:
     """The root that ends last; true roots before orphans (a partial trace has only orphans)."""
     true_roots = [r for r in tree.roots if tree.by_id[r].parent_span_id is None] or tree.roots
@@ -59,41 +78,45 @@ def _pick_root(tree: SpanTree, bounds: dict[str, tuple[int, int]]) -> str:
 def critical_path(tree: SpanTree) -> CriticalPath:
     if not tree.roots:
         return CriticalPath((), (), {})
-    bounds = effective_bounds(tree)
-    root = _pick_root(tree, bounds)
-    by_end: dict[str, list[str]] = {}  # children by end, latest first; sorted on first visit
-    taken: dict[str, int] = {}  # how far each span's by_end list has been consumed
+    # `effective_bounds`, worked out only where the walk looks: the roots (never clipped), then the children
+    # of each span it enters, clipped to that span's (`_by_end`). A span is entered once, from its parent:
+    # what is left of its children waits on the stack while a child is walked, no dict of progress per span.
+    roots: dict[str, tuple[int, int]] = {}
+    for r in tree.roots:
+        span = tree.by_id[r]
+        roots[r] = (span.start_ns, span.end_ns if span.end_ns > span.start_ns else span.start_ns)
+    root = _pick_root(tree, roots)
+    children = tree.children
+    start, cursor = roots[root]
+    entered = {root: start}  # span → its clipped start, for the path's order
     held: dict[str, int] = {root: 0}
-    sections: list[Section] = []
-    ancestors: list[tuple[str, int]] = []  # (span, its start) to return to: no recursion, no parent lookups
-    current, cursor = root, bounds[root][1]
+    sections: list[tuple[str, int, int]] = []
+    stack: list[tuple[str, int, list[tuple[int, int, str]], int]] = []  # (span, its start, children by end, next)
+    current = root
+    kids = _by_end(tree, children[root], start, cursor) if children[root] else []
+    i = 0
     while True:
-        start = bounds[current][0]
-        kids = by_end.get(current)
-        if kids is None:
-            kids = tree.children[current]
-            if kids:  # most spans are leaves: no sort for them
-                # A child clipped to nothing (wholly outside its parent) can hold no time.
-                kids = sorted((c for c in kids if bounds[c][1] > bounds[c][0]),
-                              key=lambda c: (-bounds[c][1], -bounds[c][0], c))
-            by_end[current] = kids
-        i = taken.get(current, 0)
-        while i < len(kids) and bounds[kids[i]][1] > cursor:
+        while i < len(kids) and kids[i][0] > cursor:
             i += 1  # ends after the cursor: overlaps time already explained, never on the path
-        child = kids[i] if i < len(kids) else None
-        taken[current] = i + 1
-        section_start = bounds[child][1] if child is not None else start
+        section_start = kids[i][0] if i < len(kids) else start
         if cursor > section_start:
-            sections.append(Section(current, section_start, cursor))
+            sections.append((current, section_start, cursor))
             held[current] += cursor - section_start
-        if child is not None:
-            ancestors.append((current, start))
+        if i < len(kids):
+            child_end, child_start, child = kids[i]
+            stack.append((current, start, kids, i + 1))
             held.setdefault(child, 0)
-            current, cursor = child, bounds[child][1]
+            entered[child] = child_start
+            current, start, cursor = child, child_start, child_end
+            below = children[child]
+            kids = _by_end(tree, below, child_start, child_end) if below else []
+            i = 0
             continue
-        if not ancestors:
+        if not stack:
             break
-        current, cursor = ancestors.pop()[0], start
+        cursor = start  # the finished child's start, in its parent
+        current, start, kids, i = stack.pop()
     sections.reverse()
-    order = sorted(held, key=lambda sid: (bounds[sid][0], tree.depth[sid], sid))
-    return CriticalPath(tuple(order), tuple(sections), held)
+    depth = tree.depth
+    order = [sid for _start, _depth, sid in sorted([(entered[sid], depth[sid], sid) for sid in held])]
+    return CriticalPath(tuple(order), tuple(map(Section._make, sections)), held)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
+from operator import attrgetter, le
 from typing import Any
 
 from correlator.model import LogLine, Span, SpanEvent
@@ -30,6 +32,8 @@ _WAITS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a retry", re.compile(r"\bretr(?:y|ies|ied|ying)\b", re.IGNORECASE)),
     ("something", re.compile(r"\bwait(?:ing|ed|s)?\b|\bblocked\b|\bstall(?:ed|ing)?\b", re.IGNORECASE)),
 )
+_STAMP = attrgetter("timestamp_ns")
+
 RETRY = re.compile(r"\bretr(?:y|ies|ied|ying)\b|\bre-?attempt\w*\b", re.IGNORECASE)
 
 
@@ -85,16 +89,30 @@ def mentions_retry(span: Span, logs: Sequence[LogLine] = (), start_ns: int | Non
 def quotes(spans: Sequence[Span], logs: Mapping[str, Sequence[LogLine]], origin_ns: int) -> list[dict[str, Any]]:
     """The events and log lines of a finding's spans, by time: what the application said about them."""
     out: list[tuple[int, dict[str, Any]]] = []
+    seen = 0  # items of the spans read so far, quoted or not
     for span in spans:
         for event in span.events:
             out.append((event.time_ns, {"span_id": span.span_id, "source": "event",
                                         "offset_ms": round((event.time_ns - origin_ns) / 1e6, 3),
                                         "text": event_text(event)}))
-        for line in logs.get(span.span_id, ()):
+        lines = logs.get(span.span_id, ())
+        for line in _earliest(lines, _MAX_QUOTES):
             out.append((line.timestamp_ns, {"span_id": span.span_id, "source": "log", "level": line.level,
                                             "offset_ms": round((line.timestamp_ns - origin_ns) / 1e6, 3),
                                             "text": line.line[:_MAX_TEXT]}))
-        if len(out) >= 4 * _MAX_QUOTES:
+        seen += len(span.events) + len(lines)
+        if seen >= 4 * _MAX_QUOTES:
             break
     out.sort(key=lambda pair: pair[0])
     return [quote for _t, quote in out[:_MAX_QUOTES]]
+
+
+def _earliest(lines: Sequence[LogLine], count: int) -> Sequence[LogLine]:
+    """The `count` first of `lines` by (time, place), in their own order: only those can be among the first
+    `count` quotes of a finding (a span holding thousands of lines no longer makes a quote of each)."""
+    if len(lines) <= count:
+        return lines
+    stamps = list(map(_STAMP, lines))
+    if all(map(le, stamps, islice(stamps, 1, None))):  # already by time (a sorted Loki answer)
+        return lines[:count]
+    return [lines[i] for i in sorted(sorted(range(len(stamps)), key=stamps.__getitem__)[:count])]

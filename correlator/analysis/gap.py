@@ -5,7 +5,7 @@ from __future__ import annotations
 from correlator.analysis.common import MS, Context, fmt_ms, label
 from correlator.analysis.events import wait_of
 from correlator.model import Finding, Severity, Span
-from correlator.spantree import SpanTree
+from correlator.spantree import SpanTree, columns
 
 __all__ = ["gaps", "uncovered"]
 
@@ -41,12 +41,16 @@ def _hop_only(tree: SpanTree, span: Span) -> bool:
 def _parent_gaps(ctx: Context) -> list[Finding]:
     s, tree, out = ctx.settings, ctx.tree, []
     min_ns, min_share = s.gap_min_ms * MS, s.gap_min_share
-    for parent, kids in tree.children.items():
-        if not kids:  # most spans are leaves
+    cols = columns(tree)
+    durations, own, ids, spans = cols.durations, cols.self_ns, cols.ids, cols.spans
+    for p in cols.parents:  # spans with children, in the tree's order
+        # The gaps of a span add up to its own time (`self_ns`: the same children, clipped alike), so one
+        # below the floor rules every gap out before any is looked for: most spans end here.
+        duration, own_ns = durations[p], own[p]
+        if own_ns < min_ns or duration <= 0 or own_ns < min_share * duration:
             continue
-        span = tree.by_id[parent]
-        duration = span.end_ns - span.start_ns
-        if duration <= 0 or _hop_only(tree, span):
+        parent, span = ids[p], spans[p]
+        if _hop_only(tree, span):
             continue
         floor = max(min_ns, min_share * duration)
         found = [g for g in uncovered(tree, parent) if g[1] - g[0] >= floor]
@@ -79,36 +83,59 @@ def _parent_gaps(ctx: Context) -> list[Finding]:
     return out
 
 
+def _client_server_pairs(tree: SpanTree) -> list[tuple[str, str]]:
+    """(client, server child of another service) in the tree's order of clients, each one's children by start.
+
+    Found from the server spans (few) up, not from every client span's children (often most spans) down.
+    """
+    by_id, children = tree.by_id, tree.children
+    clients: set[str] = set()  # the clients that have such a child
+    for span in by_id.values():
+        if span.kind != "server":
+            continue
+        parent = by_id.get(span.parent_span_id) if span.parent_span_id is not None else None
+        if parent is not None and parent.kind == "client" and parent.service != span.service:
+            clients.add(parent.span_id)
+    if not clients:
+        return []
+    ids = columns(tree).ids
+    out = []
+    for p in columns(tree).parents:  # the spans with children, in the tree's order
+        if ids[p] not in clients:
+            continue
+        client = by_id[ids[p]]
+        for kid in children[client.span_id]:  # a cycle's breaker is not its parent's child any more
+            server = by_id[kid]
+            if server.kind == "server" and server.service != client.service:
+                out.append((client.span_id, kid))
+    return out
+
+
 def _hops(ctx: Context) -> list[Finding]:
     s, tree, out = ctx.settings, ctx.tree, []
     floor = s.gap_min_ms * MS
-    for sid, client in tree.by_id.items():
-        if client.kind != "client":
-            continue
-        for kid in tree.children[sid]:
-            server = tree.by_id[kid]
-            if server.kind != "server" or server.service == client.service:
-                continue
-            hop = f"{client.service} → {server.service}"
-            request_ns, response_ns = server.start_ns - client.start_ns, client.end_ns - server.end_ns
-            if min(request_ns, response_ns) <= -floor:  # the server outside its own call: the clocks disagree
-                out.append(Finding(
-                    "gap", Severity.INFO,
-                    f"clock skew on {hop}: the server span lies {fmt_ms(-min(request_ns, response_ns))} outside "
-                    f"its client span — offsets on this hop are unreliable",
-                    (sid, kid), {"hop": hop, "request_ms": request_ns / MS, "response_ms": response_ns / MS,
-                                 "clock_skew": True}))
-                continue
-            latency = max(request_ns, 0) + max(response_ns, 0)
-            if latency < floor:
-                continue
+    for sid, kid in _client_server_pairs(tree):
+        client, server = tree.by_id[sid], tree.by_id[kid]
+        hop = f"{client.service} → {server.service}"
+        request_ns, response_ns = server.start_ns - client.start_ns, client.end_ns - server.end_ns
+        if min(request_ns, response_ns) <= -floor:  # the server outside its own call: the clocks disagree
             out.append(Finding(
-                "gap", Severity.WARNING,
-                f"{fmt_ms(latency)} on the wire or in a queue on {hop} "
-                f"(request {fmt_ms(max(request_ns, 0))}, response {fmt_ms(max(response_ns, 0))})",
-                (sid, kid), {"hop": hop, "request_ms": request_ns / MS, "response_ms": response_ns / MS},
-                impact_ns=min(latency, ctx.held.get(sid, 0)),
-            ))
+                "gap", Severity.INFO,
+                f"clock skew on {hop}: the server span lies {fmt_ms(-min(request_ns, response_ns))} outside "
+                f"its client span — offsets on this hop are unreliable",
+                (sid, kid), {"hop": hop, "request_ms": request_ns / MS, "response_ms": response_ns / MS,
+                             "clock_skew": True}))
+            continue
+        latency = max(request_ns, 0) + max(response_ns, 0)
+        if latency < floor:
+            continue
+        out.append(Finding(
+            "gap", Severity.WARNING,
+            f"{fmt_ms(latency)} on the wire or in a queue on {hop} "
+            f"(request {fmt_ms(max(request_ns, 0))}, response {fmt_ms(max(response_ns, 0))})",
+            (sid, kid), {"hop": hop, "request_ms": request_ns / MS, "response_ms": response_ns / MS},
+            impact_ns=min(latency, ctx.held.get(sid, 0)),
+        ))
     return out
 
 

@@ -14,6 +14,7 @@ from correlator.analysis.common import MS, Context, fmt_ms, label
 from correlator.analysis.events import wait_of
 from correlator.analysis.identity import OperationKey, operation_label, operation_name
 from correlator.model import Finding, Severity, Span
+from correlator.spantree import SpanTree, columns
 
 __all__ = ["long_spans", "wait_clause"]
 
@@ -33,29 +34,49 @@ def wait_clause(ctx: Context, span: Span) -> tuple[str, dict[str, str]]:
     return f" — {waited} ('{quoted}')", {"waited_for": what, "wait_text": text}
 
 
+def _by_name(tree: SpanTree) -> list[list[int]]:
+    """Positions of the spans of each (service, `operation_name`), in the tree's order, groups by first span."""
+    spans = columns(tree).spans
+    by_pair: dict[tuple[str, str], list[int]] = defaultdict(list)  # (service, operation): the regex runs per pair
+    for i, span in enumerate(spans):
+        by_pair[span.service, span.operation].append(i)
+    names: dict[str, str] = {}  # operation → operation_name: one call per distinct name
+    by_name: dict[tuple[str, str], list[int]] = {}
+    merged = False
+    for (service, operation), positions in by_pair.items():  # by first span: the order of each name's first span
+        name = names.get(operation)
+        if name is None:
+            name = names[operation] = operation_name(spans[positions[0]])
+        found = by_name.get((service, name))
+        if found is None:
+            by_name[(service, name)] = positions
+        else:  # two operations of one name (`/users/1`, `/users/2`)
+            found += positions
+            merged = True
+    return [sorted(group) for group in by_name.values()] if merged else list(by_name.values())
+
+
+def _may_be_long(tree: SpanTree, named: list[int], factor: float, absolute_ns: float) -> bool:
+    """Whether any span of one name may be long. A same-target group's median is at least the fastest
+    same-name span: when no span clears that bound (nor the absolute limit), none can be long and no
+    target is needed. Both tests grow with the duration: the longest span decides for the group."""
+    cols = columns(tree)
+    durations = list(map(cols.durations.__getitem__, named))
+    fastest, longest = min(durations), max(durations)
+    return (longest > factor * fastest and longest - fastest >= _MIN_EXCESS_NS) or \
+        max(map(cols.self_ns.__getitem__, named)) >= absolute_ns
+
+
 def long_spans(ctx: Context) -> list[Finding]:
     s, tree = ctx.settings, ctx.tree
     in_loops = {sp.span_id for _parent, members, _shape in ctx.n_plus_one for sp in members}
     absolute_ns = s.long_span_absolute_ms * MS
-    by_name: dict[tuple[str, str], list[Span]] = defaultdict(list)
-    names: dict[str, str] = {}  # operation → operation_name: one call per distinct name
-    for span in tree.by_id.values():
-        name = names.get(span.operation)
-        if name is None:
-            name = names[span.operation] = operation_name(span)
-        by_name[(span.service, name)].append(span)
     groups: dict[OperationKey, list[Span]] = defaultdict(list)
-    factor, self_ns = s.long_span_factor, tree.self_ns
-    for named in by_name.values():
-        # A same-target group's median is at least the fastest same-name span: when nothing clears
-        # that bound (nor the absolute limit), no span here can be long, and no target is needed.
-        # end - start, not the `duration_ns` property: this reads every span.
-        fastest = min([sp.end_ns - sp.start_ns for sp in named])
-        if not any((sp.end_ns - sp.start_ns > factor * fastest and sp.end_ns - sp.start_ns - fastest >= _MIN_EXCESS_NS)
-                   or self_ns[sp.span_id] >= absolute_ns for sp in named):
-            continue
-        for span in named:
-            groups[ctx.keys[span.span_id]].append(span)
+    keys, by_position = ctx.keys, columns(tree).spans
+    for named in _by_name(tree):
+        if _may_be_long(tree, named, s.long_span_factor, absolute_ns):
+            for i in named:
+                groups[keys[by_position[i].span_id]].append(by_position[i])
     out: list[Finding] = []
     for spans in groups.values():
         median = statistics.median(sp.duration_ns for sp in spans) if len(spans) >= _MIN_SAMPLES else None

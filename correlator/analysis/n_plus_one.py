@@ -15,7 +15,7 @@ from correlator.analysis.identity import (
 )
 from correlator.config import AnalysisSettings
 from correlator.model import Finding, Severity, Span
-from correlator.spantree import SpanTree
+from correlator.spantree import SpanTree, columns
 
 __all__ = ["n_plus_one", "n_plus_one_groups", "normalise_path", "normalise_statement", "sequential_share"]
 
@@ -52,9 +52,12 @@ def n_plus_one_groups(tree: SpanTree, settings: AnalysisSettings,
                       keys: Mapping[str, OperationKey]) -> tuple[tuple[str, tuple[Span, ...], str], ...]:
     """(parent, members by start, shape) for every sibling group of one operation that looks like a loop."""
     groups = []
-    for parent, kids in tree.children.items():
-        if len(kids) < settings.n_plus_one_min_count:
+    cols = columns(tree)
+    for p in cols.parents:  # the spans with children, in the tree's order
+        if len(cols.kids[p]) < settings.n_plus_one_min_count:
             continue
+        parent = cols.ids[p]
+        kids = tree.children[parent]
         by_key: dict[OperationKey, list[Span]] = defaultdict(list)
         for kid in kids:  # already by start time
             by_key[keys[kid]].append(tree.by_id[kid])

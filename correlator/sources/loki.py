@@ -328,6 +328,9 @@ class _Sharing:
 
 def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
+    if (other.level == kept.level and other.span_id == kept.span_id and other.labels == kept.labels
+            and other.metadata == kept.metadata):
+        return kept  # read the same way by both lookups (the usual case): the merge would equal it
     richer, poorer = (other, kept) if len(other.metadata) > len(kept.metadata) else (kept, other)
     return LogLine(
         id=kept.id, timestamp_ns=kept.timestamp_ns, line=kept.line, service=kept.service,
@@ -336,12 +339,14 @@ def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     )
 
 
-def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings) -> bool:
+def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings, spellings: Sequence[str] | None = None) -> bool:
     """The line carries `trace_id` itself (metadata field or a whole token in the line), not a longer hex run
-    that merely contains the line filter's needle."""
+    that merely contains the line filter's needle. `spellings`: `trace_id.spellings`, when the caller checks many lines."""
     for name in settings.trace_id_fields:
         value = line.metadata.get(name)
         if value:
+            if value == trace_id.hex:  # as written by most SDKs: no need to parse it
+                return True
             try:
                 written = parse_trace_id(value).hex
             except InvalidTraceId:
@@ -350,7 +355,7 @@ def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings) -> b
                 return True
     if trace_id.lower64_only:
         return lower64_carried(line.line, trace_id)
-    return line_carries(line.line, trace_id.spellings)
+    return line_carries(line.line, trace_id.spellings if spellings is None else spellings)
 
 
 class LokiSource:
@@ -415,12 +420,13 @@ class LokiSource:
         merged: dict[str, LogLine] = {}
         truncated = False
         cuts: list[int] = []  # the oldest line of each lookup that hit its limit
+        spellings = trace_id.spellings  # computed once, not per line
         for lines, cut in answers:
             truncated |= cut
             if cut and lines:
                 cuts.append(min(line.timestamp_ns for line in lines))
             for line in lines:
-                if self._carries(line, trace_id):
+                if self._carries(line, trace_id, spellings):
                     merged[line.id] = merge_duplicate(merged[line.id], line) if line.id in merged else line
         ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
         note = None
@@ -488,8 +494,8 @@ class LokiSource:
         lowered = line.line.lower()
         return [t for t in trace_ids if (t.needle in lowered or line.metadata) and self._carries(line, t)]
 
-    def _carries(self, line: LogLine, trace_id: TraceId) -> bool:
-        return carries_trace(line, trace_id, self.settings)
+    def _carries(self, line: LogLine, trace_id: TraceId, spellings: Sequence[str] | None = None) -> bool:
+        return carries_trace(line, trace_id, self.settings, spellings)
 
     async def fetch_untraced(self, window: Window, services: Sequence[str], limit: int,
                              tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:

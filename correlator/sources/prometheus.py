@@ -39,12 +39,13 @@ _PLAIN_SECONDS = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,9}))?")  # few enough d
 
 
 def _seconds_to_ns(raw: Any) -> int:
-    if type(raw) is float:
-        # Prometheus keeps milliseconds: when ×1000 lands exactly on an integer, that is the instant (the
-        # nearest double to N/1000 prints as N/1000, so the text below gives the same), at an eighth of the cost.
-        ms = raw * 1000
-        if ms.is_integer():
-            return int(ms) * 1_000_000
+    if type(raw) is float and 0.0 <= raw < 1e10:
+        # Prometheus keeps milliseconds. When `raw` is the double nearest to N/1000, its shortest text is N/1000
+        # (below 1e10 s doubles are far finer than 0.001), so the text path below gives N × 10⁶ too: at an eighth
+        # of the cost. Anything else (finer digits, a huge number) takes the text path.
+        ms = round(raw * 1000)
+        if ms / 1000 == raw:
+            return ms * 1_000_000
     # Decimal, not float: 1795572505.198 * 1e9 in binary floating point is off by ~100 ns.
     text = str(raw)
     plain = _PLAIN_SECONDS.fullmatch(text)

@@ -1,0 +1,51 @@
+"""Answers shared between concurrent callers for a few seconds: one query per key in flight, its answer
+kept `ttl_seconds` for whoever asks the same meanwhile (single flight + a short TTL).
+
+A failed query is never kept: its waiters get its error, the next caller asks again. A waiter that
+gives up (its own deadline, a client gone) leaves the query running for the others (it is shielded).
+Used where the same backend question comes from many correlations within a second (standing_run.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["SingleFlight"]
+
+T = TypeVar("T")
+
+
+class SingleFlight(Generic[T]):
+    def __init__(self, ttl_seconds: float, max_entries: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.max_entries, self.clock = ttl_seconds, max_entries, clock
+        self._entries: dict[Hashable, tuple[float, asyncio.Future[T]]] = {}
+
+    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+        """The answer to `key`: the one in flight or kept, else `fetch()`'s (started here, shared)."""
+        if self.ttl <= 0:
+            return await fetch()
+        now = self.clock()
+        kept = self._entries.get(key)
+        if kept is not None and kept[0] > now:
+            if kept[1].done():  # the usual case under load: answered (failures are not kept), no waiting
+                return kept[1].result()
+            return await asyncio.shield(kept[1])
+        answer: asyncio.Future[T] = asyncio.ensure_future(fetch())
+        self._entries[key] = (now + self.ttl, answer)
+        if len(self._entries) > self.max_entries:
+            self._prune(now)
+
+        def forget_failure(done: asyncio.Future[T]) -> None:
+            current = self._entries.get(key)
+            if (done.cancelled() or done.exception() is not None) and current is not None and current[1] is done:
+                del self._entries[key]
+        answer.add_done_callback(forget_failure)  # also retrieves the exception: never "never retrieved"
+        return await asyncio.shield(answer)
+
+    def _prune(self, now: float) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        while len(self._entries) > self.max_entries:  # all fresh: drop the oldest (dicts keep insertion order)
+            del self._entries[next(iter(self._entries))]

@@ -1,0 +1,76 @@
+"""Answers shared between concurrent callers for a few seconds (correlator/single_flight.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from correlator.single_flight import SingleFlight
+
+
+class Backend:
+    """Counts the queries really made; each answers when released."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.release = asyncio.Event()
+        self.fail = False
+
+    async def query(self) -> str:
+        self.asked += 1
+        await self.release.wait()
+        if self.fail:
+            raise RuntimeError("backend down")
+        return f"answer {self.asked}"
+
+
+async def test_concurrent_callers_of_one_key_share_one_query_and_others_ask_their_own() -> None:
+    backend, now = Backend(), [0.0]
+    shared: SingleFlight[str] = SingleFlight(2.0, clock=lambda: now[0])
+    waiting = [asyncio.ensure_future(shared.get(key, backend.query)) for key in ("a", "a", "a", "b")]
+    await asyncio.sleep(0)
+    backend.release.set()
+    assert await asyncio.gather(*waiting) == ["answer 1", "answer 1", "answer 1", "answer 2"]
+    assert backend.asked == 2
+    now[0] = 1.9  # still kept
+    assert await shared.get("a", backend.query) == "answer 1" and backend.asked == 2
+    now[0] = 2.1  # expired: asked again
+    assert await shared.get("a", backend.query) == "answer 3" and backend.asked == 3
+
+
+async def test_a_failure_reaches_its_waiters_and_is_not_kept() -> None:
+    backend = Backend()
+    backend.fail = True
+    shared: SingleFlight[str] = SingleFlight(2.0)
+    waiting = [asyncio.ensure_future(shared.get("a", backend.query)) for _ in range(3)]
+    await asyncio.sleep(0)
+    backend.release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results) and backend.asked == 1
+    backend.fail = False
+    assert await shared.get("a", backend.query) == "answer 2"  # the next caller asks again
+
+
+async def test_a_waiter_that_gives_up_leaves_the_query_to_the_others() -> None:
+    backend = Backend()
+    shared: SingleFlight[str] = SingleFlight(2.0)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await shared.get("a", backend.query)  # the first caller, whose deadline passes
+    other = asyncio.ensure_future(shared.get("a", backend.query))
+    await asyncio.sleep(0)
+    backend.release.set()
+    assert await other == "answer 1" and backend.asked == 1
+
+
+async def test_off_asks_every_time_and_the_table_stays_bounded() -> None:
+    backend = Backend()
+    backend.release.set()
+    off: SingleFlight[str] = SingleFlight(0.0)
+    assert [await off.get("a", backend.query) for _ in range(2)] == ["answer 1", "answer 2"]
+    small: SingleFlight[str] = SingleFlight(60.0, max_entries=4)
+    for key in range(10):
+        await small.get(key, backend.query)
+    assert len(small._entries) <= 4
+    assert await small.get(9, backend.query) == "answer 12"  # the newest are the ones kept
