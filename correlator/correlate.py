@@ -369,8 +369,10 @@ class Correlator:
         if stop is None:
             # Nothing to give up on: wait for both, the searches in this task beside the lines' (bench P3: no
             # `_settle`, one task instead of two, none without the overlap check).
-            lines_task, others_task = await _both(self._untraced_lines(services, window, tenant, budget),
-                                                  others() if check else None)
+            now = self._lines_now(services, window, tenant)  # a shared answer already there: no task, no timeout
+            lines_task, others_task = await _both(
+                _ready(now) if now is not None else self._untraced_lines(services, window, tenant, budget),
+                others() if check else None)
             late: set[asyncio.Future[Any]] = set()
         else:
             lines_task = asyncio.ensure_future(self._untraced_lines(services, window, tenant, budget))
@@ -404,6 +406,13 @@ class Correlator:
         report = UntracedReport("ok", len(found.value), found.truncated, overlap)
         return _Untraced(found.value, by_service, report)
 
+    def _lines_now(self, services: Sequence[str], window: Window,
+                   tenant: str | None) -> SourceResult[tuple[LogLine, ...]] | None:
+        """The untraced lines when a finished shared query already holds them (untraced_share.py), else None."""
+        if not self._shares(self.loki, "untraced_answer"):
+            return None
+        return self.shared.lines_now(services, window, self.settings.join.untraced_max_lines, tenant)
+
     async def _untraced_lines(self, services: Sequence[str], window: Window, tenant: str | None,
                               budget: float) -> SourceResult[tuple[LogLine, ...]]:
         limit = self.settings.join.untraced_max_lines
@@ -419,6 +428,11 @@ class Correlator:
     async def _other_traces(self, service: str, window: Window, exclude_hex: str, tenant: str | None,
                             budget: float) -> list[tuple[int, int]] | None:
         """The spans of `service` in other traces around `window`; None when unknown (whatever went wrong)."""
+        if self._shares(self.jaeger, "service_traces"):  # a finished shared search gives it: no timeout to set
+            usable, spans = self.shared.other_traces_now(service, others_search_window(window), exclude_hex,
+                                                         _OTHER_TRACES_DEPTH, tenant)
+            if usable:
+                return spans
         try:
             async with asyncio.timeout(budget):
                 if not self._shares(self.jaeger, "service_traces"):
@@ -641,6 +655,15 @@ async def _both(first: Awaitable[A], second: Awaitable[B] | None) -> tuple[async
     """Both awaited at once, each outcome (value or exception) as a done future: `first` in a task, `second` in
     this one (no task for it). Cancelled, the task is cancelled too."""
     loop = asyncio.get_running_loop()
+    if isinstance(first, asyncio.Future) and first.done():  # already answered (`_ready`): only `second` to await
+        if second is None:
+            return first, None
+        answer: asyncio.Future[B] = loop.create_future()
+        try:
+            answer.set_result(await second)
+        except Exception as exc:
+            answer.set_exception(exc)
+        return first, answer
     if second is None:
         only: asyncio.Future[A] = loop.create_future()
         try:
@@ -661,6 +684,12 @@ async def _both(first: Awaitable[A], second: Awaitable[B] | None) -> tuple[async
         task.cancel()
         raise
     return task, done
+
+
+def _ready(value: A) -> asyncio.Future[A]:
+    done: asyncio.Future[A] = asyncio.get_running_loop().create_future()
+    done.set_result(value)
+    return done
 
 
 async def _settle(tasks: Sequence[asyncio.Future[Any]], stop: tuple[asyncio.Event, float] | None,
