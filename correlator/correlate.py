@@ -263,11 +263,18 @@ class Correlator:
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
             async with admitted(self.bulkheads, _THEN_THE_REST):
-                loki_res, prom_res, untraced = await asyncio.gather(
-                    self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
-                    self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
-                    self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline),
-                )
+                # Loki and Prometheus in tasks, the untraced lookup in this one (bench P3: a task and a gather fewer).
+                loki_task = asyncio.ensure_future(
+                    self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline))
+                prom_task = asyncio.ensure_future(
+                    self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline))
+                try:
+                    untraced = await self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline)
+                    loki_res, prom_res = await loki_task, await prom_task
+                except BaseException:
+                    loki_task.cancel()
+                    prom_task.cancel()
+                    raise
         return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline, tenant, deadline)
 
     def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
