@@ -171,9 +171,11 @@ async def test_the_answer_file_goes_with_its_last_reference() -> None:
     finally:
         offload.close()
     path = answer.path
-    streamed = b"".join([piece async for piece in answer.json_chunks(True, chunk=1000)])
-    assert streamed == answer.json_body(True) and orjson.loads(streamed)["cached"] is True
-    assert orjson.loads(b"".join([piece async for piece in answer.json_chunks(False)]))["cached"] is False
+    with open(answer.path, "rb") as file:
+        data = file.read()
+    hit, first = ([p if isinstance(p, bytes) else data[p[0]:p[1]] for p in answer.json_pieces(cached)] for cached in (True, False))
+    assert b"".join(hit) == answer.json_body(True) and orjson.loads(b"".join(hit))["cached"] is True
+    assert b"".join(first) == data and orjson.loads(b"".join(first))["cached"] is False
     assert os.path.exists(path)
 
     del answer
