@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
 
 from correlator import file_answer
@@ -49,7 +51,12 @@ async def test_the_client_gets_the_files_bytes_and_the_connection_stays_usable(a
     path, data = answer_file(tmp_path)
     sends: list[int] = []
     send = file_answer._send
-    monkeypatch.setattr(file_answer, "_send", lambda fd, out, pieces, stop: sends.append(out) or send(fd, out, pieces, stop))
+
+    def counted(fd: int, out: int, pieces: Any, stop: Any) -> None:
+        sends.append(out)
+        send(fd, out, pieces, stop)
+
+    monkeypatch.setattr(file_answer, "_send", counted)
     client = await aiohttp_client(app_for(path, data))
 
     for _ in range(2):  # the second answer on the same kept-alive connection
@@ -65,8 +72,9 @@ async def test_the_client_gets_the_files_bytes_and_the_connection_stays_usable(a
 
 
 async def test_a_client_that_goes_away_mid_answer_leaks_no_descriptor_or_thread(aiohttp_client: Any, tmp_path: Path) -> None:
+    """As `serve` runs it (handler_cancellation): the request is cancelled, the thread stops and closes what it opened."""
     path, data = answer_file(tmp_path)
-    client = await aiohttp_client(app_for(path, data))
+    client = await aiohttp_client(app_for(path, data), server_kwargs={"handler_cancellation": True})
     await (await client.get("/whole")).read()  # the server's lazy parts set up before counting
     before = open_fds()
 
@@ -84,3 +92,18 @@ async def test_a_client_that_goes_away_mid_answer_leaks_no_descriptor_or_thread(
     assert open_fds() <= before
     assert not any(t.name == "correlator-sendfile" for t in threading.enumerate())
     assert await (await client.get("/whole")).read() == data  # the server goes on answering
+
+
+async def test_a_file_shorter_than_its_answer_ends_the_connection_instead_of_hanging(aiohttp_client: Any,
+                                                                                    tmp_path: Path) -> None:
+    path, data = answer_file(tmp_path)
+    client = await aiohttp_client(app_for(path, data))
+    with open(path, "r+b") as file:  # the answer's length was promised in the headers; the bytes are not all there
+        file.truncate(SIZE // 2)
+
+    response = await client.get("/whole")
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await asyncio.wait_for(response.read(), 10)
+    path.write_bytes(data)
+    assert await (await client.get("/whole")).read() == data  # a new connection: the server goes on answering
