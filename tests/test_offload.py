@@ -231,3 +231,26 @@ async def test_two_big_traces_at_once_each_keep_their_own_parse(aiohttp_client: 
     answers = await asyncio.gather(*(client.get(f"/correlate/{tid}") for tid in (TRACE, OTHER)))
     reports = [(await a.json())["sources"]["jaeger"] for a in answers]
     assert [(r["status"], r["items"]) for r in reports] == [("ok", 1200), ("ok", 1300)], reports
+
+
+async def test_with_everything_on_the_loop_big_models_are_cached_as_few_as_the_workers_answers(aiohttp_client: Any,
+                                                                                              monkeypatch: Any) -> None:
+    """offload_bytes 0: a cached 100k-span model held ~96 MB, up to cache.max_entries of them (bench P5: 2 GB);
+    big ones now share cache.max_big_entries (1) as the worker's answers do, small ones are cached as before."""
+    import correlator.correlate
+
+    monkeypatch.setattr(correlator.correlate, "BIG_MODEL_SPANS", 200)  # the real bound (10k spans) costs seconds here
+    bodies = {TRACE: orjson.dumps(big_trace(300)), OTHER: orjson.dumps(big_trace(300, trace_id=OTHER))}
+    backends = Backends()
+    backends.jaeger = lambda r: httpx.Response(200, content=bodies[r.url.path.rsplit("/", 1)[-1]])
+    client = await aiohttp_client(create_app(settings(0), backends.transports()))
+    correlator_ = client.app[BACKENDS].correlator
+
+    for tid in (TRACE, OTHER):
+        assert not (await (await client.get(f"/correlate/{tid}")).json())["cached"]
+    assert (len(correlator_._cache), len(correlator_._big_cache)) == (0, 1)
+    assert (await (await client.get(f"/correlate/{OTHER}")).json())["cached"]  # the last one is kept
+
+    monkeypatch.setattr(correlator.correlate, "BIG_MODEL_SPANS", 301)  # the same trace, small: the ordinary cache
+    assert not (await (await client.get(f"/correlate/{TRACE}")).json())["cached"]
+    assert (len(correlator_._cache), len(correlator_._big_cache)) == (1, 1)
