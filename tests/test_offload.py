@@ -159,6 +159,7 @@ async def test_a_big_answer_with_only_other_traces_is_not_found(aiohttp_client: 
 
     a, b = comparable(inline[0][2]), comparable(offloaded[0][2])
     assert a == b and b["sources"]["jaeger"]["status"] == "not_found" and b["summary"]["span_count"] == 0
+    assert inline[3][:2] == offloaded[3][:2] == (200, "text/html")  # Loki's lines: a page, sent from the worker's file
 
 
 async def test_the_answer_file_goes_with_its_last_reference() -> None:
@@ -254,3 +255,21 @@ async def test_with_everything_on_the_loop_big_models_are_cached_as_few_as_the_w
     monkeypatch.setattr(correlator.correlate, "BIG_MODEL_SPANS", 301)  # the same trace, small: the ordinary cache
     assert not (await (await client.get(f"/correlate/{TRACE}")).json())["cached"]
     assert (len(correlator_._cache), len(correlator_._big_cache)) == (1, 1)
+
+
+async def test_a_big_answer_nobody_knows_is_the_same_404_and_the_same_page_for_a_browser(aiohttp_client: Any) -> None:
+    body = orjson.dumps(big_trace(300, trace_id=OTHER))
+    answers = []
+    for offload_bytes in (0, 1024):
+        backends = Backends()
+        backends.jaeger = lambda r: httpx.Response(200, content=body)
+        backends.loki = lambda r: httpx.Response(200, json={"status": "success", "data": {"resultType": "streams", "result": []}})
+        backends.prometheus = lambda r: httpx.Response(200, json={"status": "success", "data": []})
+        client = await aiohttp_client(create_app(settings(offload_bytes), backends.transports()))
+        api = await client.get(f"/correlate/{TRACE}")
+        page = await client.get(f"/correlate/{TRACE}", headers={"Accept": "text/html"})
+        answers.append((api.status, api.content_type, comparable(await api.read()), page.status, page.content_type,
+                        await page.text()))
+    (*inline, inline_page), (*offloaded, offloaded_page) = answers
+    assert inline == offloaded and inline[:2] == [404, "application/problem+json"] and inline[3:] == [404, "text/html"]
+    assert "Trace not found" in inline_page and "Trace not found" in offloaded_page
