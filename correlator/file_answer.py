@@ -52,6 +52,7 @@ class FileAnswer(web.StreamResponse):
         try:
             writer = await super().prepare(request)
             if request.method == "HEAD":
+                os.close(fd)
                 return writer
             transport = request.transport
             sock = transport.get_extra_info("socket") if transport is not None else None
@@ -60,6 +61,8 @@ class FileAnswer(web.StreamResponse):
                 return writer
             while transport.get_write_buffer_size():  # the headers go first (uvloop writes at the end of an iteration)
                 await asyncio.sleep(0.0005)
+            if transport.is_closing():
+                raise ConnectionResetError("the client went away before its answer")
             out = os.dup(sock.fileno())
         except BaseException:
             os.close(fd)
@@ -108,7 +111,12 @@ async def _in_thread(fd: int, out: int, pieces: tuple[Piece, ...], transport: as
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    threading.Thread(target=run, name="correlator-sendfile", daemon=True).start()
+    try:
+        threading.Thread(target=run, name="correlator-sendfile", daemon=True).start()
+    except BaseException:  # no thread (the process is out of them): nobody else closes these
+        os.close(fd)
+        os.close(out)
+        raise
     try:
         error = await done
     except asyncio.CancelledError:
