@@ -27,6 +27,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -500,14 +501,15 @@ def p8(quick: bool) -> None:
                 for _ in range(2):
                     httpx.get(api + "/correlate/4bf92f3577b34da6a3ce929d0e0e4736", timeout=10)
                 httpx.get(api + f"/correlate/b16b16{0:026x}", timeout=120)  # the worker started, its imports paid
-                idle = _loop_stats(stats)
-                first = _loop_stats(stats)  # the watcher's own CPU per second, from an idle second
-                watcher = (first["loop_cpu_s"] - idle["loop_cpu_s"]) / (first["wall_s"] - idle["wall_s"])
+                first = _loop_stats(stats)
                 alone = _result(_helper("probe", api, probes, seconds))
                 probed_alone = _loop_stats(stats)
+                server.send_signal(signal.SIGUSR1)  # the watcher slowed down: its own CPU out of the loop's
+                idle = _loop_stats(stats)
                 for n in range(bigs := 10 if quick else 4):  # one after another, nothing else running
                     httpx.get(api + f"/correlate/b16b16{n + 1:026x}", timeout=120).raise_for_status()
                 after_big = _loop_stats(stats)
+                server.send_signal(signal.SIGUSR1)
                 big = _helper("probe", api, "big", seconds + 5)
                 time.sleep(2)  # the first big answer is on its way
                 before_beside = _loop_stats(stats)
@@ -518,8 +520,7 @@ def p8(quick: bool) -> None:
             finally:
                 server.terminate()
                 server.wait(10)
-            loop_s = after_big["loop_cpu_s"] - probed_alone["loop_cpu_s"] - watcher * (after_big["wall_s"] - probed_alone["wall_s"])
-            loop_ms_per_big = loop_s * 1000 / bigs
+            loop_ms_per_big = (after_big["loop_cpu_s"] - idle["loop_cpu_s"]) * 1000 / bigs
             rows.append((label, alone, beside, big_result, own, total, loop_ms_per_big,
                          _stalls(first, probed_alone), _stalls(before_beside, after_beside)))
     finally:
