@@ -12,6 +12,7 @@ substring of every other spelling) and each hit is then verified client-side.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -64,6 +65,12 @@ def _line_id(joined: str) -> str:
     Only what both answer shapes agree on: the folded shape mixes metadata into the labels.
     """
     return "log-" + _blake2b(joined.encode(), digest_size=8).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _services_selector(label: str, services: tuple[str, ...]) -> str:
+    """`stream_selector`, written once per set of services (a route's traces ask with the same few: ~20 µs each)."""
+    return stream_selector(label, services)
 
 
 def _ns_param(ns: int) -> str:
@@ -339,6 +346,11 @@ def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     )
 
 
+def _same_check(passed: LogLine, line: LogLine) -> bool:
+    """`carries_trace` would answer for `line` as it did for `passed` (it reads only the text and the metadata)."""
+    return passed.line == line.line and passed.metadata == line.metadata
+
+
 def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings, spellings: Sequence[str] | None = None) -> bool:
     """The line carries `trace_id` itself (metadata field or a whole token in the line), not a longer hex run
     that merely contains the line filter's needle. `spellings`: `trace_id.spellings`, when the caller checks many lines."""
@@ -368,7 +380,7 @@ class LokiSource:
         # Names no LogQL literal can hold (empty, lone surrogates) cannot narrow the search.
         usable = [s for s in services or () if s and _is_utf8(s)]
         if self.settings.selector_strategy == "services" and usable:
-            return stream_selector(self.settings.service_label, usable)
+            return _services_selector(self.settings.service_label, tuple(usable))
         return self.settings.static_selector
 
     def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, ...]:
@@ -421,13 +433,19 @@ class LokiSource:
         truncated = False
         cuts: list[int] = []  # the oldest line of each lookup that hit its limit
         spellings = trace_id.spellings  # computed once, not per line
+        checked: dict[str, LogLine] = {}  # per ID, the line that passed the trace check
         for lines, cut in answers:
             truncated |= cut
             if cut and lines:
                 cuts.append(min(line.timestamp_ns for line in lines))
             for line in lines:
-                if self._carries(line, trace_id, spellings):
-                    merged[line.id] = merge_duplicate(merged[line.id], line) if line.id in merged else line
+                passed = checked.get(line.id)
+                if passed is None:
+                    if self._carries(line, trace_id, spellings):
+                        checked[line.id] = merged[line.id] = line
+                elif _same_check(passed, line) or self._carries(line, trace_id, spellings):
+                    # The check reads only the text and the metadata: a copy equal in both carries the trace too.
+                    merged[line.id] = merge_duplicate(merged[line.id], line)
         ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
         note = None
         if failures:
