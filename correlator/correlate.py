@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from operator import is_
 from typing import Any, Protocol, TypeVar, cast
 
 from correlator.analysis import analyse
@@ -33,12 +34,13 @@ from correlator.model import (
     Placement,
     SourceReport,
     SourceStatus,
+    Span,
     Trace,
     UntracedReport,
     Window,
 )
 from correlator.offload import Offloader, Outline, Prerendered, RawTrace, WorkerFailed
-from correlator.skew import estimate_clocks, skew_findings
+from correlator.skew import ClockEstimate, estimate_clocks, skew_findings
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
 from correlator.sources.jaeger import JaegerSource, others_search_window
@@ -79,6 +81,7 @@ class _Untraced:
     lines: tuple[LogLine, ...]
     other_traces: dict[str, list[tuple[int, int]] | None]
     report: UntracedReport
+    clock: ScopeClock | None = None  # the scope's clock estimate: `_assemble` reuses it when its tree asks the same
 LOWER64_NOTE = ("only the lower 64 bits of the trace ID are known (a Datadog decimal ID): Jaeger finds the trace "
                 "only if it is a 64-bit trace, and log lines were matched on those 64 bits")
 
@@ -301,14 +304,16 @@ class Correlator:
         return (report, SourceResult(replace(raw, body=b""))), outline
 
     def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
-               outline: Outline | None) -> tuple[list[str], Window] | None:
-        """Where the trace's untraced lines are looked for: its services, and its window widened (untraced.py)."""
+               outline: Outline | None) -> tuple[list[str], Window, ScopeClock | None] | None:
+        """Where the trace's untraced lines are looked for: its services, and its window widened (untraced.py);
+        and the clock estimate that widened it (None from a worker's outline)."""
         if outline is not None:
-            return list(outline.services), outline.untraced_window
+            return list(outline.services), outline.untraced_window, None
         trace = jaeger_res[1].value if jaeger_res[1] is not None else None
         if not isinstance(trace, Trace) or not trace.spans:
             return None
-        return untraced_scope(trace, self.settings.join.clock_skew_ms)
+        clock = scope_clock(trace)
+        return *_scope_of(trace, self.settings.join.clock_skew_ms, clock[2]), clock
 
     async def _finish(
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
@@ -353,7 +358,7 @@ class Correlator:
         scope = self._scope(jaeger_res, outline)  # a big trace's from the worker's outline
         if scope is None:
             return _Untraced((), {}, UntracedReport("off"))
-        services, window = scope
+        services, window, clock = scope
         check = (s.untraced_overlap_check and getattr(self.jaeger, "other_traces", None) is not None
                  and 0 < len(services) <= s.untraced_overlap_max_services)
         budget = deadline - time.monotonic()
@@ -411,7 +416,7 @@ class Correlator:
                 by_service = dict.fromkeys(services)
             overlap = "jaeger" if all(v is not None for v in by_service.values()) else "unavailable"
         report = UntracedReport("ok", len(found.value), found.truncated, overlap)
-        return _Untraced(found.value, by_service, report)
+        return _Untraced(found.value, by_service, report, clock)
 
     def _lines_now(self, services: Sequence[str], window: Window,
                    tenant: str | None) -> SourceResult[tuple[LogLine, ...]] | None:
@@ -591,8 +596,10 @@ class Correlator:
             )
             return Outcome(correlation, None)
         tree = build_tree(trace)
-        clock = estimate_clocks(list(tree.by_id.values()), tree.by_id[tree.roots[0]].service if tree.roots else None,
-                                tree.by_id)
+        reference = tree.by_id[tree.roots[0]].service if tree.roots else None
+        clock = reused_clock(untraced.clock, tree, reference) if untraced is not None else None
+        if clock is None:
+            clock = estimate_clocks(list(tree.by_id.values()), reference, tree.by_id)
         log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms, clock.offsets)
         span_logs: dict[str, list[LogLine]] = {}  # evidence: errors, waits and retries the lines describe
         for line, placement in zip(logs, log_places, strict=True):
@@ -634,11 +641,34 @@ class Correlator:
 def untraced_scope(trace: Trace, clock_skew_ms: float) -> tuple[list[str], Window]:
     """The services of a trace and the window its untraced lines are looked for in (pure: the worker
     process computes it for big traces)."""
+    return _scope_of(trace, clock_skew_ms, scope_clock(trace)[2])
+
+
+# (the spans estimated, the reference service, the estimate): what `untraced_scope` computes the clocks from.
+ScopeClock = tuple[Sequence[Span], str | None, ClockEstimate]
+
+
+def scope_clock(trace: Trace) -> ScopeClock:
+    """The clocks as the untraced scope reads them: the spans as Jaeger gave them, the first root's service the reference."""
+    reference = next((sp.service for sp in trace.spans if sp.parent_span_id is None), None)
+    return trace.spans, reference, estimate_clocks(trace.spans, reference)
+
+
+def _scope_of(trace: Trace, clock_skew_ms: float, clock: ClockEstimate) -> tuple[list[str], Window]:
     services = sorted({span.service for span in trace.spans})
     # A clock shown to be off moves that service's lines by as much: look that much further.
-    reference = next((sp.service for sp in trace.spans if sp.parent_span_id is None), None)
-    extra = estimate_clocks(trace.spans, reference).max_offset_ns()
-    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + extra)
+    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + clock.max_offset_ns())
+
+
+def reused_clock(scope: ScopeClock | None, tree: SpanTree, reference: str | None) -> ClockEstimate | None:
+    """The scope's estimate when it is the one `_assemble` would compute: the same reference, and the tree's spans
+    (`by_id`, in its order) the very spans the scope read, in theirs (no repair made: `estimate_clocks` reads nothing else)."""
+    if scope is None:
+        return None
+    spans, scope_reference, estimate = scope
+    if scope_reference != reference or len(spans) != len(tree.by_id) or not all(map(is_, tree.by_id.values(), spans)):
+        return None
+    return estimate
 
 
 def _union(a: Window | None, b: Window) -> Window:

@@ -151,3 +151,47 @@ def test_loki_answers_equal_byte_for_byte_are_parsed_once_and_give_the_lines_of_
     assert len(parses) == 3
     assert same.value == differing.value and len(same.value) == 5
     assert [line.metadata for line in same.value] == [line.metadata for line in differing.value]
+
+
+def test_the_untraced_scopes_clock_estimate_is_reused_only_when_it_is_the_trees() -> None:
+    """`_assemble` takes the untraced scope's clock estimate instead of computing its own only when equal to it: on any
+    trace (several roots, duplicate IDs, inverted times, cycles) the clocks the correlation uses are the tree's."""
+    from hypothesis import given
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    from correlator.correlate import reused_clock, scope_clock
+    from correlator.model import Span, Trace
+    from correlator.skew import estimate_clocks
+    from correlator.spantree import build_tree
+
+    ids = [f"{i:016x}" for i in range(1, 7)]
+    span = st.builds(Span, span_id=st.sampled_from(ids), parent_span_id=st.one_of(st.none(), st.sampled_from(ids)),
+                     service=st.sampled_from(["a", "b", "c"]), operation=st.just("op"), start_ns=st.integers(0, 50),
+                     end_ns=st.integers(0, 60), kind=st.sampled_from(["server", "client"]))
+
+    @hypothesis_settings(max_examples=300, deadline=None)
+    @given(st.lists(span, min_size=1, max_size=7))
+    def check(spans: list[Span]) -> None:
+        trace = Trace("4bf92f3577b34da6a3ce929d0e0e4736", tuple(spans))
+        tree = build_tree(trace)
+        reference = tree.by_id[tree.roots[0]].service if tree.roots else None
+        fresh = estimate_clocks(list(tree.by_id.values()), reference, tree.by_id)
+        reused = reused_clock(scope_clock(trace), tree, reference)
+        assert reused is None or reused == fresh
+
+    check()
+    # The usual trace (one root, every ID once, times in order) reuses it.
+    one = Trace("4bf92f3577b34da6a3ce929d0e0e4736", (Span("a" * 16, None, "gw", "GET", 0, 10, "server"),
+                                                     Span("b" * 16, "a" * 16, "api", "GET", 2, 9, "server")))
+    assert reused_clock(scope_clock(one), build_tree(one), "gw") is not None
+    # Two roots: the scope's reference is the first listed, the tree's the first to start; the skewed server's offset is
+    # relative to its caller's clock, so the estimates differ and the tree's is computed.
+    two = Trace("4bf92f3577b34da6a3ce929d0e0e4736", (Span("a" * 16, None, "late", "GET", 10_000_000, 20_000_000, "server"),
+                                                     Span("b" * 16, None, "early", "GET", 0, 30_000_000, "server"),
+                                                     Span("c" * 16, "b" * 16, "skewed", "GET", -10_000_000, 10_000_000, "server")))
+    tree = build_tree(two)
+    reference = tree.by_id[tree.roots[0]].service
+    assert scope_clock(two)[1] == "late" and reference == "early"
+    assert scope_clock(two)[2] != estimate_clocks(list(tree.by_id.values()), reference, tree.by_id)
+    assert reused_clock(scope_clock(two), tree, reference) is None
