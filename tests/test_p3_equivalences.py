@@ -195,3 +195,36 @@ def test_the_untraced_scopes_clock_estimate_is_reused_only_when_it_is_the_trees(
     assert scope_clock(two)[1] == "late" and reference == "early"
     assert scope_clock(two)[2] != estimate_clocks(list(tree.by_id.values()), reference, tree.by_id)
     assert reused_clock(scope_clock(two), tree, reference) is None
+
+
+def test_the_grafana_link_is_the_json_of_its_pane_whatever_the_settings() -> None:
+    """`grafana_explore_url` writes the same link as quoting `json.dumps` of the whole pane (what it replaced)."""
+    import json
+
+    from hypothesis import given
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    from correlator.config import load_settings
+    from correlator.render import grafana_explore_url
+    from correlator.sources._http import _quote
+
+    def reference(url: str, uid: str, trace_hex: str, start_ns: int | None, end_ns: int | None) -> str:
+        pane: dict[str, Any] = {"datasource": uid, "queries": [{"refId": "A", "datasource": {"type": "jaeger", "uid": uid},
+                                                                "query": trace_hex}]}
+        if start_ns is not None and end_ns is not None:
+            pane["range"] = {"from": str(start_ns // 1_000_000 - 60_000), "to": str(end_ns // 1_000_000 + 60_000)}
+        return f"{url.rstrip('/')}/explore?schemaVersion=1&panes={_quote(json.dumps({'trace': pane}, separators=(',', ':')))}"
+
+    texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=8)
+    stamps = st.one_of(st.none(), st.integers(-(2**62), 2**62))
+
+    @hypothesis_settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(["http://localhost:3000", "https://g.example/sub/", "http://g//"]), texts,
+           st.one_of(st.just("4bf92f3577b34da6a3ce929d0e0e4736"), texts), stamps, stamps)
+    def check(url: str, uid: str, trace_hex: str, start_ns: int | None, end_ns: int | None) -> None:
+        settings = load_settings(environ={"CORRELATOR_GRAFANA_URL": url, "CORRELATOR_GRAFANA_JAEGER_UID": uid or "x"})
+        uid = settings.grafana.jaeger_uid
+        assert grafana_explore_url(settings, trace_hex, start_ns, end_ns) == reference(url, uid, trace_hex, start_ns, end_ns)
+
+    check()
