@@ -11,8 +11,8 @@ frees everything that is not in a cycle; the collector resumes at the end of the
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -24,28 +24,46 @@ R = TypeVar("R")
 _depth = 0  # nested pauses (a parser called inside a paused assembly) resume once, at the outermost
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    global _depth
-    if _depth == 0 and not gc.isenabled():
-        yield  # someone else turned it off (a test, an embedding app): theirs to turn back on
-        return
-    _depth += 1
-    gc.disable()
-    try:
-        yield
-    finally:
-        _depth -= 1
-        if _depth == 0:
-            gc.enable()
+class _Paused:
+    """`with gc_paused():` — a class, not a generator-based context manager: used several times per correlation."""
+
+    __slots__ = ("_mine",)
+
+    def __enter__(self) -> None:
+        global _depth
+        # Someone else turned it off (a test, an embedding app): theirs to turn back on.
+        self._mine = _depth > 0 or gc.isenabled()
+        if self._mine:
+            _depth += 1
+            gc.disable()
+
+    def __exit__(self, *_exc: object) -> None:
+        global _depth
+        if self._mine:
+            _depth -= 1
+            if _depth == 0:
+                gc.enable()
+
+
+def gc_paused() -> AbstractContextManager[None]:
+    return _Paused()
 
 
 def without_gc(function: Callable[P, R]) -> Callable[P, R]:
-    """Decorator form, for the pure parse/join/render functions."""
+    """Decorator form, for the pure parse/join/render functions (`gc_paused` inlined: no context manager per call)."""
 
     @wraps(function)
     def paused(*args: P.args, **kwargs: P.kwargs) -> R:
-        with gc_paused():
+        global _depth
+        if _depth == 0 and not gc.isenabled():
             return function(*args, **kwargs)
+        _depth += 1
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _depth -= 1
+            if _depth == 0:
+                gc.enable()
 
     return paused

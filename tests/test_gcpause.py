@@ -67,3 +67,23 @@ def test_parsing_a_big_loki_answer_runs_no_collection() -> None:
     assert len(collections) <= 1, f"{len(collections)} collections during one parse"
     # Equal metadata is shared, not copied per line; the parse still gives each line its own.
     assert lines[0].metadata is lines[-1].metadata and dict(lines[0].metadata) == {"detected_level": "info"}
+
+
+def test_the_decorator_and_the_block_nest_either_way_and_leave_someone_elses_pause_alone() -> None:
+    @without_gc
+    def inner() -> bool:
+        with gc_paused():
+            pass
+        return gc.isenabled()
+
+    with gc_paused():
+        assert inner() is False
+        assert not gc.isenabled(), "the decorated call inside a pause must not resume the collector"
+    assert gc.isenabled()
+    assert inner() is False and gc.isenabled()
+    gc.disable()
+    try:
+        assert inner() is False
+        assert not gc.isenabled(), "a collector someone else disabled stays disabled"
+    finally:
+        gc.enable()
