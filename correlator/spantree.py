@@ -13,12 +13,17 @@ tree (`SpanTree.columns`) for the detectors that read every span.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress
 from operator import attrgetter, gt, neg, sub
 
+from correlator.sources import _native
+
+if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1" and not hasattr(_native.MODULE, "span_tree"):
+    raise ImportError("CORRELATOR_REQUIRE_NATIVE=1 but the extension lacks the span tree (pip install ./native)")
 from correlator.model import Span, Trace
 
 __all__ = ["Columns", "SpanTree", "bfs", "build_tree", "columns", "covered_ns"]
@@ -181,7 +186,33 @@ def _break_cycles(kids: list[Sequence[int]], kid_ids: list[list[str]], roots: li
         seen.update(order[reached:])
 
 
+def _native_tree(spans: tuple[Span, ...]) -> SpanTree | None:
+    """The tree built by the extension (native/src/tree.rs): the same dicts, lists and problems, for a trace with
+    nothing to repair (unique IDs, no negative duration, no cycle); None otherwise, or without the extension."""
+    native = getattr(_native.MODULE, "span_tree", None)
+    parts = native(spans) if native is not None else None
+    if parts is None:
+        return None
+    (by_id, ids, span_list, starts, durations, own, kids, parents, roots, self_loops, orphans, order_ids, children, depth,
+     self_ns, start_ns, end_ns) = parts
+    problems = [f"span {ids[i]} is its own parent; treated as a root" for i in self_loops]
+    if orphans:
+        problems.append(
+            f"{len(orphans)} span(s) reference a parent that is not in the trace "
+            f"(e.g. {ids[min(orphans)]}); shown as extra roots"
+        )
+    cols = Columns(ids, span_list, starts, durations, own, kids, parents)
+    return SpanTree(by_id, children, roots, depth, self_ns, order_ids, problems, (start_ns, end_ns), cols=cols)
+
+
 def build_tree(trace: Trace) -> SpanTree:
+    if type(trace.spans) is tuple and (tree := _native_tree(trace.spans)) is not None:
+        return tree
+    return _build_tree_python(trace)
+
+
+def _build_tree_python(trace: Trace) -> SpanTree:
+    """The reference (and the way for a trace with something to repair)."""
     problems: list[str] = []
     spans = trace.spans
     ids = list(map(_ID, spans))

@@ -23,6 +23,9 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::wrap_pyfunction;
 
+#[path = "tree.rs"]
+mod tree;
+
 // ---------------------------------------------------------------------------------------------------------
 // Statement and path shapes: the regexes of identity.py, one byte scan each, for ASCII text.
 
@@ -1134,5 +1137,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(span_target, m)?)?;
     m.add_function(wrap_pyfunction!(render_spans, m)?)?;
     m.add_function(wrap_pyfunction!(render_spans_json, m)?)?;
+    tree::register(m)?;
     Ok(())
 }
