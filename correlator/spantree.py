@@ -47,6 +47,8 @@ class Columns:
     self_ns: list[int]  # own time, as `SpanTree.self_ns`
     kids: list[Sequence[int]]  # children's positions by start, as `SpanTree.children` (a leaf's: one shared `()`)
     parents: list[int]  # positions that have children, in `by_id` order
+    order: list[int]  # `SpanTree.order` as positions
+    depths: list[int]  # the depth of each span of `order` (parallel to it), as `SpanTree.depth`
 
 
 @dataclass(slots=True)
@@ -194,14 +196,14 @@ def _native_tree(spans: tuple[Span, ...]) -> SpanTree | None:
     if parts is None:
         return None
     (by_id, ids, span_list, starts, durations, own, kids, parents, roots, self_loops, orphans, order_ids, children, depth,
-     self_ns, start_ns, end_ns) = parts
+     self_ns, start_ns, end_ns, order, depths) = parts
     problems = [f"span {ids[i]} is its own parent; treated as a root" for i in self_loops]
     if orphans:
         problems.append(
             f"{len(orphans)} span(s) reference a parent that is not in the trace "
             f"(e.g. {ids[min(orphans)]}); shown as extra roots"
         )
-    cols = Columns(ids, span_list, starts, durations, own, kids, parents)
+    cols = Columns(ids, span_list, starts, durations, own, kids, parents, order, depths)
     return SpanTree(by_id, children, roots, depth, self_ns, order_ids, problems, (start_ns, end_ns), cols=cols)
 
 
@@ -279,7 +281,7 @@ def _build_tree_python(trace: Trace) -> SpanTree:
     order_ids = list(map(to_ids, order))
     children = dict(zip(ids, kid_ids, strict=True))
     bounds = (min(starts), max(ends)) if n else None
-    cols = Columns(ids, span_list, starts, durations, own, kids, parents)
+    cols = Columns(ids, span_list, starts, durations, own, kids, parents, order, depths)
     return SpanTree(by_id, children, list(map(to_ids, roots)), dict(zip(order_ids, depths, strict=True)),
                     dict(zip(ids, own, strict=True)), order_ids, problems, bounds, cols=cols)
 
@@ -294,7 +296,8 @@ def columns(tree: SpanTree) -> Columns:
         starts = list(map(_START, span_list))
         durations = list(map(sub, map(_END, span_list), starts))
         tree.cols = Columns(ids, span_list, starts, durations, [tree.self_ns[sid] for sid in ids], kids,
-                            list(compress(range(len(ids)), kids)))
+                            list(compress(range(len(ids)), kids)), [pos[sid] for sid in tree.order],
+                            [tree.depth[sid] for sid in tree.order])
     return tree.cols
 
 

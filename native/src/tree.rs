@@ -93,8 +93,9 @@ fn owned(obj: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
 
 /// `build_tree`'s parts for `spans` (a tuple of `Span`), or None when Python must build the tree:
 /// `(by_id, ids, span_list, starts, durations, own, kids, parents, roots, self_loops, orphans, order_ids,
-///   children, depth, self_ns, start_ns, end_ns)` — positions are indices into `ids`; `roots` are IDs (true roots
-/// and self-parents by start, then orphans by start); `self_loops` and `orphans` are positions, for the problems.
+///   children, depth, self_ns, start_ns, end_ns, order, depths)` — positions are indices into `ids`; `roots` are IDs (true roots
+/// and self-parents by start, then orphans by start); `self_loops` and `orphans` are positions, for the problems;
+/// `order` is the tree's order as positions and `depths` their depths.
 #[pyfunction]
 fn span_tree<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let spans = match spans.downcast::<PyTuple>() {
@@ -284,6 +285,8 @@ fn span_tree<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>) -> PyResult<Option
         }
     }
     let order_ids = list_of(py, order_items)?;
+    let order_list = list_of(py, order.iter().map(|&i| new_int(py, i as i64)).collect::<PyResult<Vec<_>>>()?)?;
+    let depth_list = list_of(py, depths.iter().map(|&d| new_int(py, d)).collect::<PyResult<Vec<_>>>()?)?;
     let root_ids = list_of(py, roots.iter().map(|&r| owned(&ids[r])).collect())?;
     let positions = |items: &[usize]| -> PyResult<Bound<'py, PyList>> {
         list_of(py, items.iter().map(|&i| new_int(py, i as i64)).collect::<PyResult<Vec<_>>>()?)
@@ -299,7 +302,7 @@ fn span_tree<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>) -> PyResult<Option
         positions(&loops_sorted)?.into_any().unbind(), positions(&orphans)?.into_any().unbind(),
         order_ids.into_any().unbind(), children.into_any().unbind(), depth.into_any().unbind(),
         self_ns.into_any().unbind(), start_ns.into_pyobject(py)?.into_any().unbind(),
-        end_ns.into_pyobject(py)?.into_any().unbind(),
+        end_ns.into_pyobject(py)?.into_any().unbind(), order_list.into_any().unbind(), depth_list.into_any().unbind(),
     ];
     Ok(Some(PyTuple::new(py, parts)?))
 }
