@@ -8,7 +8,10 @@ repaired in the most useful way and recorded in `problems` so callers can report
 Built in positions (the spans' index in `by_id`'s order) with lists, then turned into the
 ID-keyed dicts callers read: a 100k-span trace is a few passes of C-level `map`/`zip` and tight
 loops over integers, not a dict lookup by ID string per span per step. The lists stay on the
-tree (`SpanTree.columns`) for the detectors that read every span.
+tree (`SpanTree.cols`) for the detectors and the render, which read every span.
+
+A trace with nothing to repair is built by the native extension when it is installed (native/src/tree.rs: the
+same dicts, lists and columns, tests/test_spantree_native.py); `_build_tree_python` is the reference.
 """
 
 from __future__ import annotations
