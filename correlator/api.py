@@ -180,7 +180,7 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
         # between: as bytes it would cost the service 34 MB and one long write at 100k spans (bench P8).
         return web.Response(body=done.json_chunks(outcome.cached), status=done.status,
                             content_type="application/problem+json" if done.status == 404 else "application/json")
-    body = correlation_body(outcome, settings, spans_as_json=True)  # only written out: the spans as orjson's bytes
+    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)  # only written out: spans and lines as orjson's bytes
     # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
     left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
     standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request),

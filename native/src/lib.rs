@@ -31,6 +31,8 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, Se
 use serde_json::value::RawValue;
 
 mod render_spans;
+mod json_out;
+mod logs_json;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -672,5 +674,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     render_spans::register(m)?;
+    logs_json::register(m)?;
     Ok(())
 }
