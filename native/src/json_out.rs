@@ -14,6 +14,99 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
+/// The output: written straight into a `bytes` object (grown by `_PyBytes_Resize`, i.e. realloc, which moves no
+/// pages of a big buffer), so the megabytes of a big list are neither copied at the end nor faulted in twice.
+pub struct Buf {
+    obj: *mut ffi::PyObject,
+    /// the object's bytes (moves when it is resized)
+    data: *mut u8,
+    len: usize,
+    cap: usize,
+}
+
+impl Buf {
+    pub fn with_capacity(py: Python<'_>, cap: usize) -> PyResult<Self> {
+        let cap = cap.max(16);
+        let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), cap as ffi::Py_ssize_t) };
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Buf { obj, data: unsafe { ffi::PyBytes_AsString(obj) as *mut u8 }, len: 0, cap })
+    }
+
+    #[inline]
+    fn data(&self) -> *mut u8 {
+        self.data
+    }
+
+    #[inline]
+    pub fn reserve(&mut self, extra: usize) {
+        if self.len + extra > self.cap {
+            self.grow(self.len + extra);
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self, needed: usize) {
+        let cap = needed.max(self.cap + self.cap / 2);
+        // Only this code holds the object (reference count 1): resizing it in place is allowed.
+        if unsafe { ffi::_PyBytes_Resize(&mut self.obj, cap as ffi::Py_ssize_t) } != 0 {
+            self.obj = std::ptr::null_mut(); // freed by the failed resize
+            panic!("out of memory writing a JSON list of {cap} bytes");
+        }
+        self.data = unsafe { ffi::PyBytes_AsString(self.obj) as *mut u8 };
+        self.cap = cap;
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn push(&mut self, b: u8) {
+        self.reserve(1);
+        unsafe { *self.data().add(self.len) = b };
+        self.len += 1;
+    }
+
+    #[inline]
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data().add(self.len), bytes.len()) };
+        self.len += bytes.len();
+    }
+
+    /// Appends a copy of what was written at `start..end`.
+    pub fn extend_from_within(&mut self, start: usize, end: usize) {
+        assert!(start <= end && end <= self.len);
+        self.reserve(end - start);
+        unsafe { std::ptr::copy_nonoverlapping(self.data().add(start), self.data().add(self.len), end - start) };
+        self.len += end - start;
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// The bytes written, as a `bytes` object of exactly that length.
+    pub fn finish<'py>(mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut obj = std::mem::replace(&mut self.obj, std::ptr::null_mut());
+        if unsafe { ffi::_PyBytes_Resize(&mut obj, self.len as ffi::Py_ssize_t) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(unsafe { Bound::from_owned_ptr(py, obj).downcast_into_unchecked() })
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if !self.obj.is_null() {
+            unsafe { ffi::Py_DECREF(self.obj) }; // an error on the way: the GIL is held (only pyfunctions make one)
+        }
+    }
+}
+
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
@@ -48,7 +141,7 @@ fn next_escape(text: &[u8], mut from: usize) -> usize {
 }
 
 /// The JSON text of a UTF-8 string, as orjson escapes it.
-pub fn write_text(out: &mut Vec<u8>, text: &[u8]) {
+pub fn write_text(out: &mut Buf, text: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(text.len() + 2);
     out.push(b'"');
@@ -104,7 +197,7 @@ pub fn int64(value: &Bound<'_, PyAny>) -> Option<i64> {
     value.extract::<i64>().ok()
 }
 
-pub fn write_int(out: &mut Vec<u8>, n: i64) {
+pub fn write_int(out: &mut Buf, n: i64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = n.unsigned_abs();
@@ -197,7 +290,7 @@ impl<'py> Field<'py> {
 
 /// The output, and orjson for what it does not write itself.
 pub struct Writer<'a, 'py> {
-    pub out: Vec<u8>,
+    pub out: Buf,
     /// `orjson.dumps(value, option=OPT_NON_STR_KEYS)`: the body's own writer
     dumps: &'a Bound<'py, PyAny>,
     /// Where a mapping's JSON already sits in `out`, by the mapping's address: lines of one stream share their
@@ -208,8 +301,8 @@ pub struct Writer<'a, 'py> {
 }
 
 impl<'a, 'py> Writer<'a, 'py> {
-    pub fn new(capacity: usize, dumps: &'a Bound<'py, PyAny>) -> Self {
-        Writer { out: Vec::with_capacity(capacity), dumps, written: HashMap::new(), last: [None, None] }
+    pub fn new(capacity: usize, dumps: &'a Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(Writer { out: Buf::with_capacity(dumps.py(), capacity)?, dumps, written: HashMap::new(), last: [None, None] })
     }
 
     pub fn by_orjson(&mut self, value: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -250,7 +343,7 @@ impl<'a, 'py> Writer<'a, 'py> {
             _ => self.written.get(&address).copied(),
         };
         if let Some((start, end)) = known {
-            self.out.extend_from_within(start..end);
+            self.out.extend_from_within(start, end);
             self.last[slot] = Some((address, start, end));
             return Ok(());
         }

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::wrap_pyfunction;
 
-use crate::json_out::{int64, utf8, write_text, Field, Writer};
+use crate::json_out::{int64, utf8, write_text, Buf, Field, Writer};
 
 /// `second_text(seconds)` + `.` + nine digits + `Z`, as `rfc3339_ns` writes a time; the second's text asked of
 /// Python once per distinct second (a trace's items share a few).
@@ -32,7 +32,7 @@ impl<'a, 'py> Stamps<'a, 'py> {
         Stamps { second_text, texts: HashMap::new(), last_second: None, stamp: Vec::with_capacity(48), prefix: 0 }
     }
 
-    fn write(&mut self, out: &mut Vec<u8>, ns: i64) -> PyResult<bool> {
+    fn write(&mut self, out: &mut Buf, ns: i64) -> PyResult<bool> {
         let (seconds, frac) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
         if self.last_second != Some(seconds) {
             if !self.texts.contains_key(&seconds) {
@@ -75,7 +75,7 @@ fn render_logs_json<'py>(py: Python<'py>, lines: &Bound<'py, PyTuple>, places: &
         field("metadata"));
     let (f_span, f_match, f_confidence) = (field("span_id"), field("match"), field("confidence"));
     let mut stamps = Stamps::new(second_text);
-    let mut w = Writer::new(lines.len() * 256 + 2, dumps);
+    let mut w = Writer::new(lines.len() * 320 + 2, dumps)?;
     w.out.push(b'[');
     for (i, (line, place)) in lines.iter().zip(places.iter()).enumerate() {
         let ns = match int64(&f_ts.get(&line)?) {
@@ -125,7 +125,7 @@ fn render_logs_json<'py>(py: Python<'py>, lines: &Bound<'py, PyTuple>, places: &
         w.out.push(b'}');
     }
     w.out.push(b']');
-    Ok(Some(PyBytes::new(py, &w.out)))
+    Ok(Some(w.out.finish(py)?))
 }
 
 /// Adds this module's functions to the extension module (lib.rs calls it).
