@@ -227,7 +227,7 @@ class LogEntries(Sequence[dict[str, Any]]):
 def log_entries(body: Mapping[str, Any], c: Correlation) -> Sequence[dict[str, Any]]:
     """The body's `logs` as dicts, whether it holds them or their JSON."""
     logs = body["logs"]
-    return LogEntries(c) if isinstance(logs, orjson.Fragment) else logs  # type: ignore[no-any-return]
+    return LogEntries(c) if isinstance(logs, orjson.Fragment) else logs
 
 
 def _logs_python(lines: Sequence[LogLine], places: Sequence[Placement]) -> list[dict[str, Any]]:

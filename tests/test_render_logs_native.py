@@ -52,7 +52,7 @@ def _same(lines: tuple[LogLine, ...], places: tuple[Placement, ...]) -> None:
 # but JS-unsafe separators, 2-, 3- and 4-byte UTF-8, and text long enough for the eight-byte scan and its tail.
 _NASTY = st.sampled_from(['"', "\\", "\x00", "\x08", "\t", "\n", "\x0b", "\x0c", "\r", "\x1f", "\x7f", "/", "\u2028",
                           "é", "€", "😀", "\ud7ff", "\ue000", "\U0010ffff", "abcdefgh", "level=info msg=\"x\""])
-_TEXT = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6) | _NASTY, max_size=8).map("".join)
+_TEXT = st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=6) | _NASTY, max_size=8).map("".join)
 _VALUES = st.one_of(_TEXT, st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=True),
                     st.just(_Text("sub")), st.lists(_TEXT, max_size=2), st.dictionaries(_TEXT, _TEXT, max_size=2))
 _KEYS = _TEXT | st.just(_Text("subkey"))
@@ -114,10 +114,10 @@ def _placed(lines: tuple[LogLine, ...]) -> tuple[Placement, ...]:
 def test_every_fixture_answer_renders_the_same(name: str, answer: dict[str, Any]) -> None:
     for settings_ in (LokiSettings(), LokiSettings(service_label="app")):
         try:
-            lines, _ = loki.parse_streams_body(orjson.dumps(answer), settings_)
+            parsed, _ = loki.parse_streams_body(orjson.dumps(answer), settings_)
         except (ValueError, TypeError, IndexError, AttributeError):
             continue  # an answer the parse refuses has no lines to render
-        lines = tuple(lines)
+        lines = tuple(parsed)
         _same(lines, _placed(lines))
 
 
