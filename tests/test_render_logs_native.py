@@ -201,3 +201,23 @@ def test_an_older_extension_without_the_logs_writer_leaves_a_list(monkeypatch: p
     body = render.correlation_body(outcome, settings_, lines_as_json=True)
     assert isinstance(body["logs"], list)
     assert orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS) == expected
+
+
+def test_native_lines_are_left_to_the_collector_only_when_they_hold_something_it_tracks() -> None:
+    """The native parse untracks a LogLine whose fields the collector cannot reach through (strs, ints, dicts of strs):
+    no cycle can pass through such a line. Any field it tracks keeps the line tracked."""
+    import dataclasses
+    import gc
+
+    from bench.fake_backends import loki_streams
+
+    lines, _ = loki.parse_streams_body(loki_streams(50), LokiSettings())
+    assert lines and not any(gc.is_tracked(line) for line in lines)
+    for _name, answer in FIXTURE_ANSWERS:
+        try:
+            parsed, _ = loki.parse_streams_body(orjson.dumps(answer), LokiSettings())
+        except (ValueError, TypeError, IndexError, AttributeError):
+            continue
+        for line in parsed:
+            fields = [getattr(line, f.name) for f in dataclasses.fields(line)]
+            assert gc.is_tracked(line) == any(gc.is_tracked(value) for value in fields), line
