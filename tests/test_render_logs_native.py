@@ -221,3 +221,13 @@ def test_native_lines_are_left_to_the_collector_only_when_they_hold_something_it
         for line in parsed:
             fields = [getattr(line, f.name) for f in dataclasses.fields(line)]
             assert gc.is_tracked(line) == any(gc.is_tracked(value) for value in fields), line
+
+
+def test_lines_far_longer_than_the_writer_guessed_are_written_whole() -> None:
+    """The writer's buffer is sized for ~320 bytes a line and grows in place: long lines, escapes and big mappings
+    (each written once, then copied from the buffer as it moves) come out whole; no line at all is `[]`."""
+    big = {f"k{i}": "v\n" * 50 for i in range(200)}
+    lines = tuple(LogLine(f"log-{i}", 1_795_572_505_000_000_000 + i, ('x"\\\n' * 40_000)[: 10 ** (i % 6)], "svc", "info",
+                          big, big if i % 2 else {}) for i in range(12))
+    _same(lines, _placed(lines))
+    assert _native_bytes((), ()) == b"[]"
