@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from correlator import render
 from correlator.config import LokiSettings
-from correlator.model import Confidence, LogLine, Match, Placement
+from correlator.model import Confidence, Exemplar, LogLine, Match, Placement
 from correlator.sources import _native, loki
 from tests.test_native import FIXTURE_ANSWERS
 
@@ -231,3 +231,20 @@ def test_lines_far_longer_than_the_writer_guessed_are_written_whole() -> None:
                           big, big if i % 2 else {}) for i in range(12))
     _same(lines, _placed(lines))
     assert _native_bytes((), ()) == b"[]"
+
+
+_EXEMPLARS = st.builds(
+    Exemplar, _TEXT, _TEXT, _MAPPINGS, _MAPPINGS,
+    st.one_of(st.floats(allow_nan=True), st.integers(-2**63, 2**64 - 1), st.sampled_from([float("inf"), -float("inf"), -0.0])),
+    _STAMPS, st.just("1" * 32), st.one_of(st.none(), st.just("00f067aa0ba902b7")))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_EXEMPLARS, _PLACES), max_size=8))
+def test_the_exemplars_loop_makes_each_exemplars_dict(pairs: list[tuple[Exemplar, Placement]]) -> None:
+    """`render._exemplars` (one loop, seconds' texts cached) against `_exemplar` per item: equal dicts, same bytes."""
+    exemplars, places = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    one_by_one = [render._exemplar(e, p) for e, p in pairs]
+    together = render._exemplars(exemplars, places)
+    assert repr(together) == repr(one_by_one)  # repr: NaN != NaN, and -0.0 == 0.0
+    assert orjson.dumps(together, option=orjson.OPT_NON_STR_KEYS) == orjson.dumps(one_by_one, option=orjson.OPT_NON_STR_KEYS)
