@@ -179,7 +179,7 @@ class Correlator:
             del shared
             raise
         if self._cacheable(outcome):
-            (self._cache if outcome.prerendered is None else self._big_cache).put(key, outcome)
+            (self._big_cache if _big(outcome) else self._cache).put(key, outcome)
         return outcome
 
     async def correlate_lower64(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
@@ -686,3 +686,14 @@ def _count(value: object) -> int:
     if isinstance(value, (tuple, list)):
         return len(value)
     return 1
+
+
+# A model this big (~1 KB a span) is cached among the big answers (cache.max_big_entries), as a worker's
+# answer is: with everything on the event loop (server.offload_bytes 0) each cached 100k-span model held
+# ~96 MB, up to cache.max_entries of them (bench P5: 2 GB under P8's load).
+BIG_MODEL_SPANS = 10_000
+
+
+def _big(outcome: Outcome) -> bool:
+    trace = outcome.correlation.trace
+    return outcome.prerendered is not None or (trace is not None and len(trace.spans) >= BIG_MODEL_SPANS)
