@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractResource
 
 from correlator import __version__
 from correlator.bulkhead import Overloaded
@@ -90,11 +91,16 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/problem+json")
 
 
+@functools.lru_cache(maxsize=256)
+def _route_name(resource: AbstractResource | None) -> str:
+    """The route template a request matched, as metrics and the access log name it (once per route)."""
+    return resource.canonical.replace("{trace_id:[^/]*}", "{trace_id}") if resource else "unmatched"
+
+
 @web.middleware
 async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     started = time.perf_counter()
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    route = route.replace("{trace_id:[^/]*}", "{trace_id}")
+    route = _route_name(request.match_info.route.resource)
     response: web.StreamResponse
     with server_span(f"{request.method} {route}", request.headers) as span:
         try:
