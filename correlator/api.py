@@ -21,12 +21,14 @@ from urllib.parse import parse_qs
 import httpx
 import orjson
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractResource
 
 from correlator import __version__
 from correlator.bulkhead import Overloaded
 from correlator.config import Settings
 from correlator.correlate import Correlator, Outcome
 from correlator.errors import InvalidInput, SourceError
+from correlator.file_answer import FileAnswer
 from correlator.ids import parse_trace_id
 from correlator.logfields import extract_trace_context
 from correlator.mcp_mount import mount_mcp
@@ -89,11 +91,16 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/problem+json")
 
 
+@functools.lru_cache(maxsize=256)
+def _route_name(resource: AbstractResource | None) -> str:
+    """The route template a request matched, as metrics and the access log name it (once per route)."""
+    return resource.canonical.replace("{trace_id:[^/]*}", "{trace_id}") if resource else "unmatched"
+
+
 @web.middleware
 async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     started = time.perf_counter()
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    route = route.replace("{trace_id:[^/]*}", "{trace_id}")
+    route = _route_name(request.match_info.route.resource)
     response: web.StreamResponse
     with server_span(f"{request.method} {route}", request.headers) as span:
         try:
@@ -175,12 +182,14 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
         if request.query.get("format") == "text" and done.status != 404:
             return web.Response(text=done.text, status=done.status, content_type="text/plain")
         if done.html_path is not None and web_routes.wants_html_request(request):
-            return web.Response(body=done.html_chunks(), status=done.status, content_type="text/html", charset="utf-8")
-        # Read from the worker's file 64 KiB at a time as it goes out, other requests running in
-        # between: as bytes it would cost the service 34 MB and one long write at 100k spans (bench P8).
-        return web.Response(body=done.json_chunks(outcome.cached), status=done.status,
-                            content_type="application/problem+json" if done.status == 404 else "application/json")
-    body = correlation_body(outcome, settings, spans_as_json=True)  # only written out: the spans as orjson's bytes
+            return FileAnswer(done.html_path, [(0, done.html_size)], status=done.status, content_type="text/html",
+                              charset="utf-8")
+        if done.status == 404:  # a small problem+json, as bytes: a browser gets it as a page (browser_problem)
+            return web.Response(body=done.json_body(False), status=404, content_type="application/problem+json")
+        # Sent by the kernel from the worker's file, in a thread: as bytes it would cost the service 34 MB at
+        # 100k spans, and through aiohttp's writer ~75 ms of the event loop's CPU (bench P8, file_answer.py).
+        return FileAnswer(done.path, done.json_pieces(outcome.cached), status=done.status, content_type="application/json")
+    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)  # only written out: spans and lines as orjson's bytes
     # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
     left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
     standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request),

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = ["Bulkhead", "Overloaded", "admitted"]
@@ -110,19 +109,34 @@ class Bulkhead:
             waiter.future.set_result(None)
 
 
-@asynccontextmanager
-async def admitted(bulkheads: Mapping[str, Bulkhead], weights: Mapping[str, int]) -> AsyncIterator[None]:
-    """Hold `weights[name]` slots of each named bulkhead for the block; Overloaded if any is full."""
-    taken: list[tuple[Bulkhead, int]] = []
-    try:
-        for name in sorted(weights):  # one order everywhere: no two correlations wait on each other
-            bulkhead = bulkheads.get(name)
-            if bulkhead is None or weights[name] <= 0:
-                continue
-            await bulkhead.acquire(weights[name])
-            taken.append((bulkhead, weights[name]))
-        yield
-    finally:
+class admitted:  # lower case: used like the function it was, `async with admitted(…)`
+    """Hold `weights[name]` slots of each named bulkhead for the block; Overloaded if any is full.
+
+    A class, not an `asynccontextmanager`: no generator and wrapper per use (two to four per correlation; bench P3)."""
+
+    __slots__ = ("_bulkheads", "_taken", "_weights")
+
+    def __init__(self, bulkheads: Mapping[str, Bulkhead], weights: Mapping[str, int]) -> None:
+        self._bulkheads, self._weights = bulkheads, weights
+        self._taken: list[tuple[Bulkhead, int]] = []
+
+    async def __aenter__(self) -> None:
+        weights = self._weights
+        try:
+            for name in sorted(weights):  # one order everywhere: no two correlations wait on each other
+                bulkhead = self._bulkheads.get(name)
+                if bulkhead is None or weights[name] <= 0:
+                    continue
+                await bulkhead.acquire(weights[name])
+                self._taken.append((bulkhead, weights[name]))
+        except BaseException:
+            self._release()
+            raise
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        taken, self._taken = self._taken, []
         for bulkhead, weight in reversed(taken):
             bulkhead.release(weight)
-

@@ -36,8 +36,13 @@ class TTLCache(Generic[V]):
         self._items.move_to_end(key)
         return value
 
+    @property
+    def enabled(self) -> bool:
+        """Whether `put` keeps anything (a size or time-to-live of 0 turns the cache off)."""
+        return self._max > 0 and self._ttl > 0
+
     def put(self, key: Hashable, value: V) -> None:
-        if self._max <= 0 or self._ttl <= 0:
+        if not self.enabled:
             return
         self._items[key] = (self._clock() + self._ttl, value)
         self._items.move_to_end(key)

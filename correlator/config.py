@@ -207,7 +207,8 @@ class ServerSettings:
     admission_wait_seconds: float = 0.02  # longest wait for a backend slot before 503 (see <source>.max_in_flight)
     retry_after_seconds: int = 1  # the Retry-After sent with an overload 503
     # Jaeger answers this big or bigger are parsed, analysed and rendered in a worker process, off
-    # the event loop (0: never). ~256 KiB ≈ 800 spans ≈ 15 ms of loop time inline (bench P8).
+    # the event loop (0: never). ~256 KiB ≈ 800 spans ≈ 13 ms of loop CPU inline (re-measured with the
+    # native decode, docs/performance-p8.md; in the worker: ~5 ms of loop CPU and one process hop).
     offload_bytes: int = 256 * 1024
     access_log: bool = True  # one JSON line per request (method, route template, status, ms, own trace ID)
 

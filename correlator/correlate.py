@@ -57,6 +57,8 @@ SOURCES = ("jaeger", "loki", "prometheus")
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 # Backend queries per source in each phase (a Loki lookup is two queries: line filter + metadata).
 _ALL_AT_ONCE = {"jaeger": 1, "loki": 2, "prometheus": 1}
 _TRACE_FIRST = {"jaeger": 1}
@@ -178,8 +180,9 @@ class Correlator:
             # the young collections walking them stalled every request on the worker (bench flood).
             del shared
             raise
-        if self._cacheable(outcome):
-            (self._cache if outcome.prerendered is None else self._big_cache).put(key, outcome)
+        cache = self._big_cache if _big(outcome) else self._cache
+        if cache.enabled and self._cacheable(outcome):  # a cache of size 0 keeps nothing: no need to ask
+            cache.put(key, outcome)
         return outcome
 
     async def correlate_lower64(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
@@ -223,7 +226,7 @@ class Correlator:
                 try:
                     found = await self._run("jaeger", self._fetch_trace(trace_id, jaeger_window, jaeger_tenant), s.jaeger,
                                             deadline)
-                    found, outline = await self._outline(found)
+                    found, outline = await self._outline(found) if self.offload is not None else (found, None)
                 finally:
                     jaeger_done.set_result(None)
                 untraced = await self._untraced(trace_id, found, tenant, jaeger_tenant, deadline, outline,
@@ -246,7 +249,7 @@ class Correlator:
             lookback = Window(now_ns - int(s.jaeger.lookback_seconds * 1e9), now_ns + 60_000_000_000)
             async with admitted(self.bulkheads, _TRACE_FIRST):
                 jaeger_res = await self._run("jaeger", self._fetch_trace(trace_id, lookback, jaeger_tenant), s.jaeger, deadline)
-            jaeger_res, outline = await self._outline(jaeger_res)
+            jaeger_res, outline = await self._outline(jaeger_res) if self.offload is not None else (jaeger_res, None)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
             services: Sequence[str] | None
             if outline is not None:
@@ -260,11 +263,18 @@ class Correlator:
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
             async with admitted(self.bulkheads, _THEN_THE_REST):
-                loki_res, prom_res, untraced = await asyncio.gather(
-                    self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline),
-                    self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline),
-                    self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline),
-                )
+                # Loki and Prometheus in tasks, the untraced lookup in this one (bench P3: a task and a gather fewer).
+                loki_task = asyncio.ensure_future(
+                    self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline))
+                prom_task = asyncio.ensure_future(
+                    self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline))
+                try:
+                    untraced = await self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline)
+                    loki_res, prom_res = await loki_task, await prom_task
+                except BaseException:
+                    loki_task.cancel()
+                    prom_task.cancel()
+                    raise
         return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline, tenant, deadline)
 
     def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
@@ -349,7 +359,6 @@ class Correlator:
         budget = deadline - time.monotonic()
         if budget <= 0:
             return _Untraced((), {}, UntracedReport("timeout", error="no time left in the deadline"))
-        lines_task = asyncio.ensure_future(self._untraced_lines(services, window, tenant, budget))
         # With a hint, ask Jaeger for the other traces only when the answer can wait for them (cheap): the
         # searches answer about as fast as the trace did, unless they are shared ones already there.
         searched = others_search_window(window)
@@ -362,8 +371,20 @@ class Correlator:
                 return [await self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget) for name in services]
             return await asyncio.gather(*(self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget)
                                           for name in services))
-        others_task = asyncio.ensure_future(others()) if check else None
-        late = await _settle([t for t in (lines_task, others_task) if t is not None], stop, s.untraced_wait_ratio)
+        lines_task: asyncio.Future[SourceResult[tuple[LogLine, ...]]]
+        others_task: asyncio.Future[list[list[tuple[int, int]] | None]] | None
+        if stop is None:
+            # Nothing to give up on: wait for both, the searches in this task beside the lines' (bench P3: no
+            # `_settle`, one task instead of two, none without the overlap check).
+            now = self._lines_now(services, window, tenant)  # a shared answer already there: no task, no timeout
+            lines_task, others_task = await _both(
+                _ready(now) if now is not None else self._untraced_lines(services, window, tenant, budget),
+                others() if check else None)
+            late: set[asyncio.Future[Any]] = set()
+        else:
+            lines_task = asyncio.ensure_future(self._untraced_lines(services, window, tenant, budget))
+            others_task = asyncio.ensure_future(others()) if check else None
+            late = await _settle([t for t in (lines_task, others_task) if t is not None], stop, s.untraced_wait_ratio)
         if lines_task in late:
             return _Untraced((), {}, UntracedReport("late", error="the lines were not there when the main lookups were"))
         by_service: dict[str, list[tuple[int, int]] | None]
@@ -392,6 +413,13 @@ class Correlator:
         report = UntracedReport("ok", len(found.value), found.truncated, overlap)
         return _Untraced(found.value, by_service, report)
 
+    def _lines_now(self, services: Sequence[str], window: Window,
+                   tenant: str | None) -> SourceResult[tuple[LogLine, ...]] | None:
+        """The untraced lines when a finished shared query already holds them (untraced_share.py), else None."""
+        if not self._shares(self.loki, "untraced_answer"):
+            return None
+        return self.shared.lines_now(services, window, self.settings.join.untraced_max_lines, tenant)
+
     async def _untraced_lines(self, services: Sequence[str], window: Window, tenant: str | None,
                               budget: float) -> SourceResult[tuple[LogLine, ...]]:
         limit = self.settings.join.untraced_max_lines
@@ -407,6 +435,11 @@ class Correlator:
     async def _other_traces(self, service: str, window: Window, exclude_hex: str, tenant: str | None,
                             budget: float) -> list[tuple[int, int]] | None:
         """The spans of `service` in other traces around `window`; None when unknown (whatever went wrong)."""
+        if self._shares(self.jaeger, "service_traces"):  # a finished shared search gives it: no timeout to set
+            usable, spans = self.shared.other_traces_now(service, others_search_window(window), exclude_hex,
+                                                         _OTHER_TRACES_DEPTH, tenant)
+            if usable:
+                return spans
         try:
             async with asyncio.timeout(budget):
                 if not self._shares(self.jaeger, "service_traces"):
@@ -498,46 +531,40 @@ class Correlator:
         self.backend_calls += 1
         started = time.monotonic()
         budget = min(self.settings.source_deadline(source_settings), deadline - started)
-
-        def report(status: SourceStatus, error: str | None, result: SourceResult[T] | None = None,
-                   truncated: bool = False) -> SourceReport:
-            ms = round((time.monotonic() - started) * 1000, 3)
-            items = _count(result.value) if result is not None else 0
-            return SourceReport(status, ms, items, truncated or (result is not None and result.truncated), error,
-                                result.cut if result is not None else None)
-
         # Retries below this source must stop before the budget ends (this task's context only).
         retry_deadline.set(started + budget)
+        result: SourceResult[T] | None = None
+        truncated = False
         with tracer.start_as_current_span(f"source {name}") as span:
-            report_, result_ = await self._run_inner(name, call, budget, report)
-            if report_.status in (SourceStatus.OK, SourceStatus.NOT_FOUND):
+            # One coroutine per source, the report made once at the end (bench P3: four per correlation).
+            try:
+                if budget <= 0:
+                    close = getattr(call, "close", None)
+                    if close:
+                        close()
+                    status: SourceStatus = SourceStatus.TIMEOUT
+                    error: str | None = f"{name}: no time left in the {self.settings.deadline_seconds}s deadline"
+                else:
+                    async with asyncio.timeout(budget):
+                        result = await call
+                    status, error = (SourceStatus.NOT_FOUND if result.not_found else SourceStatus.OK), result.note
+            except TimeoutError:
+                status, error = SourceStatus.TIMEOUT, f"{name}: no complete answer within {budget:.2f}s"
+            except SourceError as exc:
+                status = SourceStatus(exc.status) if exc.status in SourceStatus._value2member_map_ else SourceStatus.ERROR
+                error, truncated = str(exc), exc.truncated
+            except Exception as exc:  # a parser meeting garbage must not become a 500
+                log.exception("source %s failed unexpectedly", name)
+                status, error = SourceStatus.BAD_RESPONSE, f"{name}: unexpected answer ({type(exc).__name__})"
+            ms = round((time.monotonic() - started) * 1000, 3)
+            if result is None:
+                report = SourceReport(status, ms, 0, truncated, error, None)
+            else:
+                report = SourceReport(status, ms, _count(result.value), result.truncated, error, result.cut)
                 before = self.latency_ms.get(name)
-                self.latency_ms[name] = report_.ms if before is None else 0.8 * before + 0.2 * report_.ms
-            span.set_attribute("correlator.source.status", report_.status.value)
-            return report_, result_
-
-    async def _run_inner(
-        self, name: str, call: Awaitable[SourceResult[T]], budget: float,
-        report: Callable[..., SourceReport],
-    ) -> tuple[SourceReport, SourceResult[T] | None]:
-        try:
-            if budget <= 0:
-                close = getattr(call, "close", None)
-                if close:
-                    close()
-                return report(SourceStatus.TIMEOUT, f"{name}: no time left in the {self.settings.deadline_seconds}s deadline"), None
-            async with asyncio.timeout(budget):
-                result = await call
-        except TimeoutError:
-            return report(SourceStatus.TIMEOUT, f"{name}: no complete answer within {budget:.2f}s"), None
-        except SourceError as exc:
-            status = SourceStatus(exc.status) if exc.status in SourceStatus._value2member_map_ else SourceStatus.ERROR
-            return report(status, str(exc), truncated=exc.truncated), None
-        except Exception as exc:  # a parser meeting garbage must not become a 500
-            log.exception("source %s failed unexpectedly", name)
-            return report(SourceStatus.BAD_RESPONSE, f"{name}: unexpected answer ({type(exc).__name__})"), None
-        status = SourceStatus.NOT_FOUND if result.not_found else SourceStatus.OK
-        return report(status, result.note, result), result
+                self.latency_ms[name] = ms if before is None else 0.8 * before + 0.2 * ms
+            span.set_attribute("correlator.source.status", status.value)
+            return report, result
 
     @without_gc
     def _assemble(
@@ -631,6 +658,47 @@ def _all_done(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Event:
     return event
 
 
+async def _both(first: Awaitable[A], second: Awaitable[B] | None) -> tuple[asyncio.Future[A], asyncio.Future[B] | None]:
+    """Both awaited at once, each outcome (value or exception) as a done future: `first` in a task, `second` in
+    this one (no task for it). Cancelled, the task is cancelled too."""
+    loop = asyncio.get_running_loop()
+    if isinstance(first, asyncio.Future) and first.done():  # already answered (`_ready`): only `second` to await
+        if second is None:
+            return first, None
+        answer: asyncio.Future[B] = loop.create_future()
+        try:
+            answer.set_result(await second)
+        except Exception as exc:
+            answer.set_exception(exc)
+        return first, answer
+    if second is None:
+        only: asyncio.Future[A] = loop.create_future()
+        try:
+            only.set_result(await first)
+        except Exception as exc:
+            only.set_exception(exc)
+        return only, None
+    task = asyncio.ensure_future(first)
+    done: asyncio.Future[B] = loop.create_future()
+    try:
+        try:
+            done.set_result(await second)
+        except Exception as exc:
+            done.set_exception(exc)
+        if not task.done():
+            await asyncio.wait((task,))
+    except BaseException:
+        task.cancel()
+        raise
+    return task, done
+
+
+def _ready(value: A) -> asyncio.Future[A]:
+    done: asyncio.Future[A] = asyncio.get_running_loop().create_future()
+    done.set_result(value)
+    return done
+
+
 async def _settle(tasks: Sequence[asyncio.Future[Any]], stop: tuple[asyncio.Event, float] | None,
                   ratio: float) -> set[asyncio.Future[Any]]:
     """Wait for `tasks`; with `stop`, only until `ratio` × (its time since the start) after its event. The
@@ -686,3 +754,14 @@ def _count(value: object) -> int:
     if isinstance(value, (tuple, list)):
         return len(value)
     return 1
+
+
+# A model this big (~1 KB a span) is cached among the big answers (cache.max_big_entries), as a worker's
+# answer is: with everything on the event loop (server.offload_bytes 0) each cached 100k-span model held
+# ~96 MB, up to cache.max_entries of them (bench P5: 2 GB under P8's load).
+BIG_MODEL_SPANS = 10_000
+
+
+def _big(outcome: Outcome) -> bool:
+    trace = outcome.correlation.trace
+    return outcome.prerendered is not None or (trace is not None and len(trace.spans) >= BIG_MODEL_SPANS)

@@ -30,7 +30,6 @@ import tempfile
 import types
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,7 +87,7 @@ class Prerendered:
     """A big trace's answer, rendered in the worker.
 
     The JSON (34 MB at 100k spans) stays in a file the worker wrote (in /dev/shm where there is one),
-    not in the service process: it is read 64 KiB at a time as it is sent, and the file goes when
+    not in the service process: the kernel sends it from there (file_answer.py), and the file goes when
     the last reference to this object does (the cache, a response being sent). It says
     `"cached": false` at `cached_at`.
     """
@@ -105,17 +104,11 @@ class Prerendered:
     model: int | None = None  # the worker kept the model under this token (`Offloader.describe`), for MCP's texts
     trace_start_ns: int | None = None
 
-    def json_chunks(self, cached: bool, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
-        """The JSON answer in pieces, the event loop free between them."""
-        spans: list[tuple[int, int] | None] = [(0, self.size)]
+    def json_pieces(self, cached: bool) -> list[tuple[int, int] | bytes]:
+        """The JSON answer as slices of its file (file_answer.FileAnswer sends them), `true` in the middle on a cache hit."""
         if cached and self.cached_at >= 0:
-            spans = [(0, self.cached_at), None, (self.cached_at + len(b"false"), self.size)]
-        return _chunks(self.path, self.size, spans, chunk)
-
-    def html_chunks(self, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
-        """The page in pieces (its embedded data says `"cached": false` even on a cache hit)."""
-        assert self.html_path is not None
-        return _chunks(self.html_path, self.html_size, [(0, self.html_size)], chunk)
+            return [(0, self.cached_at), b"true", (self.cached_at + len(b"false"), self.size)]
+        return [(0, self.size)]
 
     def json_body(self, cached: bool) -> bytes:
         """The whole JSON answer at once (for callers that need bytes; the API streams it)."""
@@ -209,7 +202,9 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
         (jaeger, SourceResult(trace, truncated=cut is not None, cut=cut) if trace is not None else None),
         (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
     )
-    body = correlation_body(outcome, settings, spans_as_json=True)  # only written out: the spans as orjson's bytes
+    # Only written out (the JSON, the page's data block): spans and lines as orjson's bytes; the text and the page read
+    # the few entries they show through render.log_entries.
+    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)
     if standings is not None:  # looked up by the service before this assembly (api adds them to inline answers)
         from correlator.standing_run import _root_without_exemplar, add_standings
 
@@ -252,24 +247,16 @@ def _describe(token: int, fn: Any, args: tuple[Any, ...]) -> Any:
     return fn(outcome.correlation, outcome.tree, *args)
 
 
-async def _chunks(path: str, size: int, spans: list[tuple[int, int] | None], chunk: int) -> AsyncIterator[bytes]:
-    """`spans` of the file at `path` (None: the cached flag `true`), `chunk` bytes at a time."""
-    fd = os.open(path, os.O_RDONLY)
+# Unlinking a 34 MB tmpfs file frees its pages: 7-11 ms of a blocked event loop (bench P8). A thread does it.
+_unlinker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="correlator-unlink")
+
+
+def _remove_later(*paths: str | None) -> None:
+    """`_remove` off the event loop; at once when the thread is gone (the interpreter is exiting)."""
     try:
-        for span in spans:
-            if span is None:
-                yield b"true"
-                continue
-            start, end = span
-            while start < end:
-                piece = os.pread(fd, min(chunk, end - start), start)
-                if not piece:
-                    raise OSError(f"{path} ended at {start} of {size} bytes")
-                start += len(piece)
-                yield piece
-                await asyncio.sleep(0)
-    finally:
-        os.close(fd)
+        _unlinker.submit(_remove, *paths)
+    except RuntimeError:
+        _remove(*paths)
 
 
 def _remove(*paths: str | None) -> None:
@@ -344,7 +331,7 @@ class Offloader:
         try:
             result: Outline | None = await self._run(_outline, raw, token, settings.join.clock_skew_ms)
         finally:
-            _remove(raw.path)
+            _remove_later(raw.path)
         return result
 
     async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
@@ -362,9 +349,9 @@ class Offloader:
             done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
                                                untraced, standings, model, then)
         finally:
-            _remove(raw.path)
+            _remove_later(raw.path)
         # The file goes with the last reference to its answer (the cache, a response being sent).
-        weakref.finalize(done.prerendered, _remove, done.prerendered.path, done.prerendered.html_path)
+        weakref.finalize(done.prerendered, _remove_later, done.prerendered.path, done.prerendered.html_path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.
         return replace(done.light, logs=logs, exemplars=exemplars), done.prerendered, done.then
 

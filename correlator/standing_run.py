@@ -95,10 +95,10 @@ class StandingLookup:
         s = self.settings
         prom_tenant = tenant if s.prometheus.forward_tenant else None
         queries: dict[tuple[str, int], list[Exemplar]] = {}
-        for ex in exemplars:
-            query = histogram_query(ex)
-            if query is not None:
-                queries.setdefault((query, _instant(ex)), []).append(ex)
+        keys = [None if (query := histogram_query(ex)) is None else (query, _instant(ex)) for ex in exemplars]
+        for ex, key in zip(exemplars, keys, strict=True):
+            if key is not None:
+                queries.setdefault(key, []).append(ex)
         asked = list(queries)[:_MAX_LOOKUPS]
 
         async def ask(query: str, at_ns: int) -> list[tuple[str, float]]:
@@ -124,12 +124,11 @@ class StandingLookup:
         else:
             answers = dict(zip(asked, await asyncio.gather(*(one(q, t) for q, t in asked)), strict=True))
         out = []
-        for ex in exemplars:
-            query = histogram_query(ex)
-            if query is None:
+        for ex, key in zip(exemplars, keys, strict=True):
+            if key is None:
                 out.append(unknown(ex, f"{ex.metric} is not a histogram bucket series"))
                 continue
-            answer = answers.get((query, _instant(ex)))
+            answer = answers.get(key)
             if answer is None:
                 out.append(unknown(ex, f"not looked up (at most {_MAX_LOOKUPS} series per trace)"))
             elif isinstance(answer, str):
@@ -178,14 +177,15 @@ def add_standings(body: dict[str, Any], correlation: Correlation, standings: Seq
     exemplar on its root span (the request's latency), else the root span's on a configured latency
     histogram, else that of its slowest known exemplar."""
     by_id = {s.exemplar_id: s for s in standings}
+    written: dict[int, dict[str, Any]] = {}  # id(standing) → its JSON: the trace's is usually an exemplar's (read-only)
     for entry in body.get("exemplars", ()):
         found = by_id.get(entry["id"])
-        entry["standing"] = standing_body(found) if found is not None else None
+        entry["standing"] = None if found is None else written.setdefault(id(found), standing_body(found))
     roots = {s.span_id for s in correlation.trace.spans if s.parent_span_id is None} if correlation.trace else set()
     on_root = [by_id[ex.id] for ex, place in zip(correlation.exemplars, correlation.exemplar_placements, strict=True)
                if ex.id in by_id and place.span_id in roots and by_id[ex.id].known]
     on_root += [s for s in standings if s.exemplar_id.startswith("root-") and s.known]
     known = sorted((s for s in standings if s.known), key=lambda s: -(s.faster_share or 0.0))
     candidates = on_root or known or list(standings)
-    body["standing"] = standing_body(candidates[0]) if candidates else {
+    body["standing"] = written.get(id(candidates[0])) or standing_body(candidates[0]) if candidates else {
         "known": False, "message": "unknown: this trace left no exemplar on a latency histogram"}

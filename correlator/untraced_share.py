@@ -187,6 +187,22 @@ class SharedLookups:
         if not any(_covers(e.window, wide) for e in known):
             self._lines.start(key, wide, wanted, fetch(wide, wanted, SHARED_LINE_LIMIT))
 
+    def lines_now(self, services: Sequence[str], window: Window, limit: int,
+                  tenant: str | None) -> SourceResult[tuple[LogLine, ...]] | None:
+        """What `lines` answers when a finished shared query already gives it (nothing to wait for: no task,
+        no timeout; bench P3), else None (then `lines` decides, in the same order)."""
+        wanted = frozenset(services)
+        for key in ((tenant, wanted), (tenant, None)):
+            for entry in self._lines.candidates(key):
+                if _covers(entry.window, window):
+                    answer = entry.answer
+                    if not answer.done():
+                        return None
+                    if answer.cancelled() or answer.exception() is not None:
+                        continue  # as `lines`: that shared query failed
+                    return lines_within(answer.result(), services, window, limit)
+        return None
+
     async def lines(self, fetch: LinesFetch, services: Sequence[str], window: Window, limit: int,
                     tenant: str | None) -> SourceResult[tuple[LogLine, ...]]:
         wanted = frozenset(services)
@@ -223,6 +239,21 @@ class SharedLookups:
         """Whether a finished shared search covers `search` (asking costs nothing then)."""
         return any(e.answer.done() and not e.answer.cancelled() and e.answer.exception() is None
                    and _covers(e.window, search) for e in self._searches.candidates((tenant, service)))
+
+    def other_traces_now(self, service: str, search: Window, exclude_hex: str, depth: int,
+                         tenant: str | None) -> tuple[bool, list[tuple[int, int]] | None]:
+        """(True, what `other_traces` answers) when a finished shared search already gives it, else (False, None)."""
+        for entry in self._searches.candidates((tenant, service)):
+            if _covers(entry.window, search):
+                answer = entry.answer
+                if not answer.done():
+                    return False, None
+                if answer.cancelled() or answer.exception() is not None:
+                    continue
+                usable, spans = spans_within(answer.result(), search, exclude_hex, depth)
+                if usable:
+                    return True, spans
+        return False, None
 
     async def other_traces(self, fetch: SearchFetch, service: str, search: Window, exclude_hex: str, depth: int,
                            tenant: str | None) -> list[tuple[int, int]] | None:

@@ -159,6 +159,7 @@ async def test_a_big_answer_with_only_other_traces_is_not_found(aiohttp_client: 
 
     a, b = comparable(inline[0][2]), comparable(offloaded[0][2])
     assert a == b and b["sources"]["jaeger"]["status"] == "not_found" and b["summary"]["span_count"] == 0
+    assert inline[3][:2] == offloaded[3][:2] == (200, "text/html")  # Loki's lines: a page, sent from the worker's file
 
 
 async def test_the_answer_file_goes_with_its_last_reference() -> None:
@@ -171,9 +172,11 @@ async def test_the_answer_file_goes_with_its_last_reference() -> None:
     finally:
         offload.close()
     path = answer.path
-    streamed = b"".join([piece async for piece in answer.json_chunks(True, chunk=1000)])
-    assert streamed == answer.json_body(True) and orjson.loads(streamed)["cached"] is True
-    assert orjson.loads(b"".join([piece async for piece in answer.json_chunks(False)]))["cached"] is False
+    with open(answer.path, "rb") as file:
+        data = file.read()
+    hit, first = ([p if isinstance(p, bytes) else data[p[0]:p[1]] for p in answer.json_pieces(cached)] for cached in (True, False))
+    assert b"".join(hit) == answer.json_body(True) and orjson.loads(b"".join(hit))["cached"] is True
+    assert b"".join(first) == data and orjson.loads(b"".join(first))["cached"] is False
     assert os.path.exists(path)
 
     del answer
@@ -229,3 +232,44 @@ async def test_two_big_traces_at_once_each_keep_their_own_parse(aiohttp_client: 
     answers = await asyncio.gather(*(client.get(f"/correlate/{tid}") for tid in (TRACE, OTHER)))
     reports = [(await a.json())["sources"]["jaeger"] for a in answers]
     assert [(r["status"], r["items"]) for r in reports] == [("ok", 1200), ("ok", 1300)], reports
+
+
+async def test_with_everything_on_the_loop_big_models_are_cached_as_few_as_the_workers_answers(aiohttp_client: Any,
+                                                                                              monkeypatch: Any) -> None:
+    """offload_bytes 0: a cached 100k-span model held ~96 MB, up to cache.max_entries of them (bench P5: 2 GB);
+    big ones now share cache.max_big_entries (1) as the worker's answers do, small ones are cached as before."""
+    import correlator.correlate
+
+    monkeypatch.setattr(correlator.correlate, "BIG_MODEL_SPANS", 200)  # the real bound (10k spans) costs seconds here
+    bodies = {TRACE: orjson.dumps(big_trace(300)), OTHER: orjson.dumps(big_trace(300, trace_id=OTHER))}
+    backends = Backends()
+    backends.jaeger = lambda r: httpx.Response(200, content=bodies[r.url.path.rsplit("/", 1)[-1]])
+    client = await aiohttp_client(create_app(settings(0), backends.transports()))
+    correlator_ = client.app[BACKENDS].correlator
+
+    for tid in (TRACE, OTHER):
+        assert not (await (await client.get(f"/correlate/{tid}")).json())["cached"]
+    assert (len(correlator_._cache), len(correlator_._big_cache)) == (0, 1)
+    assert (await (await client.get(f"/correlate/{OTHER}")).json())["cached"]  # the last one is kept
+
+    monkeypatch.setattr(correlator.correlate, "BIG_MODEL_SPANS", 301)  # the same trace, small: the ordinary cache
+    assert not (await (await client.get(f"/correlate/{TRACE}")).json())["cached"]
+    assert (len(correlator_._cache), len(correlator_._big_cache)) == (1, 1)
+
+
+async def test_a_big_answer_nobody_knows_is_the_same_404_and_the_same_page_for_a_browser(aiohttp_client: Any) -> None:
+    body = orjson.dumps(big_trace(300, trace_id=OTHER))
+    answers = []
+    for offload_bytes in (0, 1024):
+        backends = Backends()
+        backends.jaeger = lambda r: httpx.Response(200, content=body)
+        backends.loki = lambda r: httpx.Response(200, json={"status": "success", "data": {"resultType": "streams", "result": []}})
+        backends.prometheus = lambda r: httpx.Response(200, json={"status": "success", "data": []})
+        client = await aiohttp_client(create_app(settings(offload_bytes), backends.transports()))
+        api = await client.get(f"/correlate/{TRACE}")
+        page = await client.get(f"/correlate/{TRACE}", headers={"Accept": "text/html"})
+        answers.append((api.status, api.content_type, comparable(await api.read()), page.status, page.content_type,
+                        await page.text()))
+    (*inline, inline_page), (*offloaded, offloaded_page) = answers
+    assert inline == offloaded and inline[:2] == [404, "application/problem+json"] and inline[3:] == [404, "text/html"]
+    assert "Trace not found" in inline_page and "Trace not found" in offloaded_page

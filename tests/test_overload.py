@@ -216,3 +216,21 @@ async def test_refusals_leave_nothing_for_the_cyclic_collector() -> None:
     # The 40th is the busy one's ID (it shares that fetch); on a loaded machine the busy one may end first.
     assert len(refused) >= 35
     assert left < 40, f"{left} objects in cycles after 40 refusals"
+
+
+async def test_admitted_gives_back_what_it_took_when_a_later_bulkhead_refuses() -> None:
+    from correlator.bulkhead import Bulkhead, Overloaded, admitted
+
+    loki, prometheus = Bulkhead("loki", 4, 0, 0.0, 1), Bulkhead("prometheus", 1, 0, 0.0, 1)
+    heads = {"loki": loki, "prometheus": prometheus}
+    async with admitted(heads, {"prometheus": 1}):
+        with pytest.raises(Overloaded):
+            async with admitted(heads, {"loki": 2, "prometheus": 1}):  # loki first (sorted), then prometheus refuses
+                pass
+        assert loki.in_flight == 0 and prometheus.in_flight == 1
+    assert prometheus.in_flight == 0
+    with pytest.raises(RuntimeError):
+        async with admitted(heads, {"loki": 2, "prometheus": 1}):
+            assert (loki.in_flight, prometheus.in_flight) == (2, 1)
+            raise RuntimeError("the block failed")
+    assert (loki.in_flight, prometheus.in_flight) == (0, 0)

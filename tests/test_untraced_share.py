@@ -216,3 +216,48 @@ async def test_a_shared_answer_cut_before_the_window_sends_the_correlation_to_it
     found = await SharedLookups(60).lines(fetch, ["api"], Window(T0 + 400 * MS, T0 + 500 * MS), 10, None)
     assert asked[1:] == [(Window(T0 + 400 * MS, T0 + 500 * MS), 10)]  # after the shared one: its own window and limit
     assert len(found.value) == 10 and found.truncated
+
+
+async def test_an_answer_already_there_is_taken_at_once_and_is_what_waiting_for_it_gives() -> None:
+    """`lines_now`/`other_traces_now` (no task, no timeout) answer exactly as `lines`/`other_traces`; while the
+    shared query runs, or when it failed, they leave it to those."""
+    gate = asyncio.Event()
+    fetched: list[Window] = []
+
+    async def fetch(window: Window, services: frozenset[str] | None, limit: int) -> LinesAnswer:
+        fetched.append(window)
+        await gate.wait()
+        entries = tuple(entry(s, T0 + i * MS, named=i % 7 == 0) for i in range(60) for s in ("api", "db"))
+        return LinesAnswer(window, services, tuple(sorted(entries, key=lambda e: e[0].timestamp_ns)), cut=False)
+
+    shared = SharedLookups(60)
+    window = Window(T0 + 5 * MS, T0 + 40 * MS)
+    assert shared.lines_now(["api", "db"], window, 10, None) is None  # nothing asked yet
+    waiting = asyncio.ensure_future(shared.lines(fetch, ["api", "db"], window, 10, None))
+    await asyncio.sleep(0)
+    assert shared.lines_now(["api", "db"], window, 10, None) is None  # in flight: the waiting path's to wait for
+    gate.set()
+    waited = await waiting
+    for inside, limit in ((window, 10), (window, 500), (Window(T0 + 20 * MS, T0 + 30 * MS), 3)):
+        now = shared.lines_now(["db", "api"], inside, limit, None)
+        assert now is not None and now == await shared.lines(fetch, ["db", "api"], inside, limit, None)
+    assert shared.lines_now(["api", "db"], window, 10, None) == waited and len(fetched) == 1
+    assert shared.lines_now(["api", "db"], window, 10, "other") is None  # another tenant's: never
+    assert shared.lines_now(["api"], window, 10, None) is None  # another set of services: `lines` asks its own
+
+    async def failing(window: Window, services: frozenset[str] | None, limit: int) -> LinesAnswer:
+        raise OSError("boom")
+    with pytest.raises(OSError):
+        await shared.lines(failing, ["api"], window, 10, "t2")
+    assert shared.lines_now(["api"], window, 10, "t2") is None  # a failure is never an answer
+
+    spans = {"t1": ((T0, T0 + 10 * MS),), "own": ((T0 + 5 * MS, T0 + 6 * MS),)}
+
+    async def search(service: str, wide: Window, depth: int) -> SearchAnswer:
+        return SearchAnswer(wide, spans, complete=True)
+    searched = Window(T0 - 100 * MS, T0 + 100 * MS)
+    assert shared.other_traces_now("api", searched, "own", 50, None) == (False, None)
+    asked = await shared.other_traces(search, "api", searched, "own", 50, None)
+    assert shared.other_traces_now("api", searched, "own", 50, None) == (True, asked) == (True, [(T0, T0 + 10 * MS)])
+    assert shared.other_traces_now("api", searched, "own", 1, None) == (True, None)  # depth reached: unknown, as asked
+    assert shared.other_traces_now("db", searched, "own", 50, None) == (False, None)
