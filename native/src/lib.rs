@@ -31,6 +31,8 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, Se
 use serde_json::value::RawValue;
 
 mod render_spans;
+mod json_out;
+mod logs_json;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -324,6 +326,8 @@ struct LokiLines {
     decode_metadata: PyObject,
     by_bytes: HashMap<Vec<u8>, Meta>,
     texts: HashMap<String, PyObject>,
+    /// Where each field's slot sits in a LogLine, when every field is a plain object slot (see `slot_offsets`).
+    slots: Option<[ffi::Py_ssize_t; 8]>,
 }
 
 impl LokiLines {
@@ -398,15 +402,58 @@ impl LokiLines {
     }
 }
 
+/// The slot offset of each field in `class` when `object.__setattr__` would store exactly there: the class's
+/// attribute is a member descriptor of an object slot (a slotted dataclass's fields are). None otherwise.
+fn slot_offsets(py: Python<'_>, class: &Py<PyType>, attributes: &[Py<PyString>]) -> Option<[ffi::Py_ssize_t; 8]> {
+    let mut offsets = [0; 8];
+    for (offset, name) in offsets.iter_mut().zip(attributes) {
+        let descr = class.bind(py).getattr(name.bind(py)).ok()?;
+        unsafe {
+            if ffi::Py_TYPE(descr.as_ptr()) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+                return None;
+            }
+            let member = (*(descr.as_ptr() as *mut ffi::PyMemberDescrObject)).d_member as *mut ffi::PyMemberDef;
+            if member.is_null() || (*member).type_code != ffi::Py_T_OBJECT_EX || (*member).flags & ffi::Py_READONLY != 0 {
+                return None;
+            }
+            *offset = (*member).offset;
+        }
+    }
+    Some(offsets)
+}
+
+/// Whether the cyclic collector could reach anything through `value` (a str, an int, None, a dict of strs: no).
+fn gc_visible(value: &PyObject) -> bool {
+    unsafe { ffi::PyObject_IS_GC(value.as_ptr()) != 0 && ffi::PyObject_GC_IsTracked(value.as_ptr()) != 0 }
+}
+
 /// A new instance of the (frozen, slotted) LogLine dataclass with its eight fields set, as its
-/// `__init__` sets them (`object.__setattr__`), without a Python frame per line.
-fn build_line(py: Python<'_>, class: &Py<PyType>, attributes: &[Py<PyString>], values: [&PyObject; 8]) -> PyResult<PyObject> {
+/// `__init__` sets them (`object.__setattr__`), without a Python frame per line: straight into the slots
+/// when `slots` knows them (what the member descriptors' `__set__` does on a new object), else by setattr.
+/// A line holding nothing the collector tracks (strs, ints, None, dicts of strs: nearly every line) is
+/// untracked, as CPython untracks such tuples and dicts: no cycle can pass through it, and every collection
+/// while a big answer is alive would otherwise walk its 50k lines.
+fn build_line(py: Python<'_>, class: &Py<PyType>, attributes: &[Py<PyString>], slots: Option<&[ffi::Py_ssize_t; 8]>,
+              values: [&PyObject; 8]) -> PyResult<PyObject> {
     unsafe {
         let obj = ffi::PyType_GenericAlloc(class.as_ptr() as *mut ffi::PyTypeObject, 0);
         if obj.is_null() {
             return Err(PyErr::fetch(py));
         }
         let obj: PyObject = PyObject::from_owned_ptr(py, obj);
+        if let Some(offsets) = slots {
+            for (&offset, value) in offsets.iter().zip(values) {
+                let slot = (obj.as_ptr() as *mut u8).offset(offset) as *mut *mut ffi::PyObject;
+                let old = *slot;
+                ffi::Py_INCREF(value.as_ptr());
+                *slot = value.as_ptr();
+                ffi::Py_XDECREF(old);
+            }
+            if !values.iter().any(|value| gc_visible(value)) && ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0 {
+                ffi::PyObject_GC_UnTrack(obj.as_ptr() as *mut std::ffi::c_void);
+            }
+            return Ok(obj);
+        }
         for (name, value) in attributes.iter().zip(values) {
             if ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
                 return Err(PyErr::fetch(py));
@@ -430,7 +477,9 @@ impl LokiLines {
         }
         let (span_names, span_firsts) = name_list(span_fields);
         let (level_names, level_firsts) = name_list(level_fields);
+        let slots = Python::with_gil(|py| slot_offsets(py, &line_class, &attributes));
         Ok(LokiLines {
+            slots,
             span_names,
             span_firsts,
             level_names,
@@ -508,7 +557,7 @@ impl LokiLines {
         let id: PyObject = PyString::new(py, &line_id(&ts.to_string(), stream.prefix, line.as_bytes())).into_any().unbind();
         let ts: PyObject = ts.into_pyobject(py)?.into_any().unbind();
         let text: PyObject = text.into_any().unbind();
-        build_line(py, &self.line_class, &self.attributes,
+        build_line(py, &self.line_class, &self.attributes, self.slots.as_ref(),
                    [&id, &ts, &text, &stream.service, &level, &stream.labels, &meta, &span]).map(Some)
     }
 }
@@ -672,5 +721,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     render_spans::register(m)?;
+    logs_json::register(m)?;
     Ok(())
 }
