@@ -228,3 +228,52 @@ def test_the_grafana_link_is_the_json_of_its_pane_whatever_the_settings() -> Non
         assert grafana_explore_url(settings, trace_hex, start_ns, end_ns) == reference(url, uid, trace_hex, start_ns, end_ns)
 
     check()
+
+
+def _quotes_reference(spans: Any, logs: Any, origin_ns: int) -> list[dict[str, Any]]:
+    """`analysis.events.quotes` as it was: a quote made of every item read, then sorted and cut."""
+    from correlator.analysis.events import _MAX_QUOTES, _MAX_TEXT, _earliest, event_text
+
+    out: list[tuple[int, dict[str, Any]]] = []
+    seen = 0
+    for span in spans:
+        for event in span.events:
+            out.append((event.time_ns, {"span_id": span.span_id, "source": "event",
+                                        "offset_ms": round((event.time_ns - origin_ns) / 1e6, 3), "text": event_text(event)}))
+        lines = logs.get(span.span_id, ())
+        for line in _earliest(lines, _MAX_QUOTES):
+            out.append((line.timestamp_ns, {"span_id": span.span_id, "source": "log", "level": line.level,
+                                            "offset_ms": round((line.timestamp_ns - origin_ns) / 1e6, 3),
+                                            "text": line.line[:_MAX_TEXT]}))
+        seen += len(span.events) + len(lines)
+        if seen >= 4 * _MAX_QUOTES:
+            break
+    out.sort(key=lambda pair: pair[0])
+    return [quote for _t, quote in out[:_MAX_QUOTES]]
+
+
+def test_a_findings_quotes_are_those_of_quoting_every_item_then_keeping_the_first() -> None:
+    """`quotes` makes a quote only of the items that are kept: the same quotes, in the same order (ties included)."""
+    from hypothesis import given
+    from hypothesis import settings as hypothesis_settings
+    from hypothesis import strategies as st
+
+    from correlator.analysis.events import quotes
+    from correlator.model import LogLine, Span, SpanEvent
+
+    times = st.integers(0, 4)
+    event = st.builds(SpanEvent, name=st.sampled_from(["", "retry", "wait"]), time_ns=times,
+                      attributes=st.sampled_from([{}, {"message": "lock held"}, {"k": 1}]))
+    span = st.builds(Span, span_id=st.sampled_from([f"{i:016x}" for i in range(1, 6)]), parent_span_id=st.none(),
+                     service=st.just("s"), operation=st.just("op"), start_ns=st.just(0), end_ns=st.just(9),
+                     events=st.lists(event, max_size=3).map(tuple))
+    line = st.builds(LogLine, id=st.text(max_size=3), timestamp_ns=times, line=st.text(max_size=210),
+                     level=st.sampled_from([None, "info"]))
+    logs = st.dictionaries(st.sampled_from([f"{i:016x}" for i in range(1, 6)]), st.lists(line, max_size=12), max_size=5)
+
+    @hypothesis_settings(max_examples=300, deadline=None)
+    @given(st.lists(span, max_size=8), logs, st.integers(-3, 3))
+    def check(spans: list[Span], by_span: dict[str, list[LogLine]], origin: int) -> None:
+        assert quotes(spans, by_span, origin) == _quotes_reference(spans, by_span, origin)
+
+    check()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
-from operator import attrgetter, le
+from operator import attrgetter, itemgetter, le
 from typing import Any
 
 from correlator.model import LogLine, Span, SpanEvent
@@ -33,6 +33,7 @@ _WAITS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("something", re.compile(r"\bwait(?:ing|ed|s)?\b|\bblocked\b|\bstall(?:ed|ing)?\b", re.IGNORECASE)),
 )
 _STAMP = attrgetter("timestamp_ns")
+_TIME = itemgetter(0)
 
 RETRY = re.compile(r"\bretr(?:y|ies|ied|ying)\b|\bre-?attempt\w*\b", re.IGNORECASE)
 
@@ -88,23 +89,27 @@ def mentions_retry(span: Span, logs: Sequence[LogLine] = (), start_ns: int | Non
 
 def quotes(spans: Sequence[Span], logs: Mapping[str, Sequence[LogLine]], origin_ns: int) -> list[dict[str, Any]]:
     """The events and log lines of a finding's spans, by time: what the application said about them."""
-    out: list[tuple[int, dict[str, Any]]] = []
+    found: list[tuple[int, Span, SpanEvent | LogLine]] = []  # (time, span, item): a quote is made only of the first ones
     seen = 0  # items of the spans read so far, quoted or not
     for span in spans:
         for event in span.events:
-            out.append((event.time_ns, {"span_id": span.span_id, "source": "event",
-                                        "offset_ms": round((event.time_ns - origin_ns) / 1e6, 3),
-                                        "text": event_text(event)}))
+            found.append((event.time_ns, span, event))
         lines = logs.get(span.span_id, ())
         for line in _earliest(lines, _MAX_QUOTES):
-            out.append((line.timestamp_ns, {"span_id": span.span_id, "source": "log", "level": line.level,
-                                            "offset_ms": round((line.timestamp_ns - origin_ns) / 1e6, 3),
-                                            "text": line.line[:_MAX_TEXT]}))
+            found.append((line.timestamp_ns, span, line))
         seen += len(span.events) + len(lines)
         if seen >= 4 * _MAX_QUOTES:
             break
-    out.sort(key=lambda pair: pair[0])
-    return [quote for _t, quote in out[:_MAX_QUOTES]]
+    found.sort(key=_TIME)  # stable: items of one instant stay in the spans' order
+    return [_quote(span, item, origin_ns) for _t, span, item in found[:_MAX_QUOTES]]
+
+
+def _quote(span: Span, item: SpanEvent | LogLine, origin_ns: int) -> dict[str, Any]:
+    if isinstance(item, SpanEvent):
+        return {"span_id": span.span_id, "source": "event", "offset_ms": round((item.time_ns - origin_ns) / 1e6, 3),
+                "text": event_text(item)}
+    return {"span_id": span.span_id, "source": "log", "level": item.level,
+            "offset_ms": round((item.timestamp_ns - origin_ns) / 1e6, 3), "text": item.line[:_MAX_TEXT]}
 
 
 def _earliest(lines: Sequence[LogLine], count: int) -> Sequence[LogLine]:
