@@ -195,13 +195,38 @@ fn normalise_span(hex: &[u8]) -> Option<[u8; 16]> {
     }
 }
 
+/// The bytes the field names start with: a table, and the distinct bytes (most configurations have 1-3, found
+/// with `memchr`'s vector search instead of a look at every byte).
+struct Firsts {
+    table: [bool; 256],
+    bytes: Vec<u8>,
+}
+
+impl Firsts {
+    /// The first position at or after `from` holding a name's first byte.
+    fn next(&self, s: &[u8], from: usize) -> Option<usize> {
+        let rest = &s[from..];
+        let found = match *self.bytes.as_slice() {
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => rest.iter().position(|&c| self.table[c as usize]),
+        };
+        found.map(|i| from + i)
+    }
+}
+
 /// `logfields._search`: the first `name=value` pair (names longest first) whose value converts.
-fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &[bool; 256], kind: Kind) -> Found {
+fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &Firsts, kind: Kind) -> Found {
     let mut q = 0;
     // After a match whose value does not convert, the next match starts after it: its name one further.
     let mut not_before = 0;
     while q < s.len() {
-        if !firsts[s[q] as usize] || q < not_before || (q > 0 && (is_word(s[q - 1]) || s[q - 1] == b'.')) {
+        q = match firsts.next(s, q) {
+            Some(at) => at,
+            None => break,
+        };
+        if q < not_before || (q > 0 && (is_word(s[q - 1]) || s[q - 1] == b'.')) {
             q += 1;
             continue;
         }
@@ -305,14 +330,17 @@ fn ascii_str(py: Python<'_>, text: &[u8]) -> PyResult<PyObject> {
     }
 }
 
-fn name_list(names: Vec<String>) -> (Vec<Vec<u8>>, [bool; 256]) {
+fn name_list(names: Vec<String>) -> (Vec<Vec<u8>>, Firsts) {
     // Longest first, equal lengths in the configured order (`logfields._names`: a stable sort).
     let mut sorted: Vec<Vec<u8>> = names.into_iter().map(String::into_bytes).collect();
     sorted.sort_by_key(|name| std::cmp::Reverse(name.len()));
-    let mut firsts = [false; 256];
+    let mut firsts = Firsts { table: [false; 256], bytes: Vec::new() };
     for name in &sorted {
         if let Some(&b) = name.first() {
-            firsts[b as usize] = true;
+            if !firsts.table[b as usize] {
+                firsts.table[b as usize] = true;
+                firsts.bytes.push(b);
+            }
         }
     }
     sorted.retain(|n| !n.is_empty());
@@ -330,9 +358,9 @@ struct Meta {
 #[pyclass(module = "correlator_native")]
 struct LokiLines {
     span_names: Vec<Vec<u8>>,
-    span_firsts: [bool; 256],
+    span_firsts: Firsts,
     level_names: Vec<Vec<u8>>,
-    level_firsts: [bool; 256],
+    level_firsts: Firsts,
     span_hints: Vec<Vec<u8>>,
     line_class: Py<PyType>,
     attributes: Vec<Py<PyString>>,
