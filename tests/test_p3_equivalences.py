@@ -109,50 +109,6 @@ def test_loki_fetch_checks_a_copy_once_and_keeps_what_checking_every_line_kept()
     check()
 
 
-def test_loki_answers_equal_byte_for_byte_are_parsed_once_and_give_the_lines_of_two_parses(monkeypatch: Any) -> None:
-    """Both lookups answering the same bytes (P3's backends; a real Loki's differ in `stats`): one parse, the same lines
-    as when the bodies differ and each is parsed."""
-    import asyncio
-    import json
-
-    import httpx
-
-    from correlator.config import load_settings
-    from correlator.ids import parse_trace_id
-    from correlator.model import Window
-    from correlator.sources import loki
-    from correlator.sources._http import make_client
-
-    values = [[str(1_000 + i), f"level=info msg=step{i} trace_id={_TRACE_HEX}", {"structuredMetadata": {"trace_id": _TRACE_HEX}}]
-              for i in range(5)]
-
-    def body(stats: int) -> bytes:
-        return json.dumps({"status": "success", "data": {"resultType": "streams", "encodingFlags": ["categorize-labels"],
-                           "result": [{"stream": {"service_name": "svc"}, "values": values}], "stats": {"n": stats}}}).encode()
-
-    settings = load_settings(environ={"CORRELATOR_LOKI_RETRY_ATTEMPTS": "1"}).loki
-    parses: list[int] = []
-    real_parse = loki.parse_streams_body
-
-    def counting(raw: bytes | bytearray, s: Any) -> Any:
-        parses.append(len(raw))
-        return real_parse(raw, s)
-
-    async def fetch(answers: list[bytes]) -> Any:
-        def handle(request: httpx.Request) -> httpx.Response:
-            return httpx.Response(200, content=answers["|=" not in request.url.params["query"]])
-        async with make_client(settings, httpx.MockTransport(handle)) as client:
-            return await loki.LokiSource(settings, client).fetch(parse_trace_id(_TRACE_HEX), Window(0, 10_000), ["svc"])
-
-    monkeypatch.setattr(loki, "parse_streams_body", counting)
-    same = asyncio.run(fetch([body(1), body(1)]))
-    assert len(parses) == 1
-    differing = asyncio.run(fetch([body(1), body(2)]))
-    assert len(parses) == 3
-    assert same.value == differing.value and len(same.value) == 5
-    assert [line.metadata for line in same.value] == [line.metadata for line in differing.value]
-
-
 def test_the_untraced_scopes_clock_estimate_is_reused_only_when_it_is_the_trees() -> None:
     """`_assemble` takes the untraced scope's clock estimate instead of computing its own only when equal to it: on any
     trace (several roots, duplicate IDs, inverted times, cycles) the clocks the correlation uses are the tree's."""

@@ -333,24 +333,6 @@ class _Sharing:
         return self._mappings.setdefault(tuple(value.items()), value)
 
 
-class _Parsed:
-    """One call's lookups' answers as parsed: a body equal byte for byte to one already parsed is that one's lines
-    (a trace whose lines all carry the ID in both homes answers both lookups alike, but for a real Loki's `stats`)."""
-
-    __slots__ = ("_seen",)
-
-    def __init__(self) -> None:
-        self._seen: list[tuple[bytes | bytearray, tuple[list[LogLine], int]]] = []
-
-    def parse(self, body: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int]:
-        for seen, result in self._seen:
-            if seen == body:
-                return result
-        result = parse_streams_body(body, settings)
-        self._seen.append((body, result))
-        return result
-
-
 def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
     if (other.level == kept.level and other.span_id == kept.span_id and other.labels == kept.labels
@@ -416,9 +398,7 @@ class LokiSource:
         return tuple(queries)
 
     async def _query(self, query: str, window: Window, tenant: str | None, limit: int | None = None,
-                     direction: str = "backward", parsed: _Parsed | None = None) -> tuple[list[LogLine], bool]:
-        """`parsed`: the answers of the same call's other lookups, parsed; a body byte-equal to one of them is not
-        parsed again (the lines are only read)."""
+                     direction: str = "backward") -> tuple[list[LogLine], bool]:
         limit = limit or self.settings.max_lines
         params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
                   "limit": str(limit), "direction": direction}
@@ -431,10 +411,7 @@ class LokiSource:
             hint = " (a multi-tenant Loki needs loki.tenant / X-Scope-OrgID)" if answer.status == 401 else ""
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {PATH}: {answer.text(300)}{hint}")
         try:
-            if parsed is None:
-                lines, entries = parse_streams_body(answer.body, self.settings)
-            else:
-                lines, entries = parsed.parse(answer.body, self.settings)
+            lines, entries = parse_streams_body(answer.body, self.settings)
         except _lazyjson.NotJson:
             raise not_json(SOURCE, answer, f"GET {PATH}") from None
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -516,9 +493,7 @@ class LokiSource:
                        limit: int | None = None) -> tuple[list[tuple[list[LogLine], bool]], list[tuple[str, SourceError]]]:
         """Run the lookups at once: (each answer that came, (name, error) of each that failed).
         All failing raises the first failure; anything but a SourceError is a bug or a cancellation and is raised."""
-        parsed = _Parsed()
-        results = await asyncio.gather(*(self._query(q, window, tenant, limit, parsed=parsed) for q in queries),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(self._query(q, window, tenant, limit) for q in queries), return_exceptions=True)
         answers: list[tuple[list[LogLine], bool]] = []
         failures: list[tuple[str, SourceError]] = []
         for name, result in zip(names, results, strict=False):
