@@ -104,7 +104,7 @@ def p2_size(spans: int, lines: int, exes: int, repeats: int) -> None:
         work_ms.append((time.perf_counter() - t) * 1000)
         # The response body, as api._respond renders it (the spans written natively when the extension is there).
         t = time.perf_counter()
-        orjson.dumps(correlation_body(outcome, settings, spans_as_json=True), option=orjson.OPT_NON_STR_KEYS)
+        orjson.dumps(correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True), option=orjson.OPT_NON_STR_KEYS)
         render_ms.append((time.perf_counter() - t) * 1000)
         # Control: the barest linear pass over the same spans (index by ID, look each parent up).
         # Its per-span cost grows with the input too (caches), which sets what "linear" can mean.

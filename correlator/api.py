@@ -189,7 +189,7 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
         # Sent by the kernel from the worker's file, in a thread: as bytes it would cost the service 34 MB at
         # 100k spans, and through aiohttp's writer ~75 ms of the event loop's CPU (bench P8, file_answer.py).
         return FileAnswer(done.path, done.json_pieces(outcome.cached), status=done.status, content_type="application/json")
-    body = correlation_body(outcome, settings, spans_as_json=True)  # only written out: the spans as orjson's bytes
+    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)  # only written out: spans and lines as orjson's bytes
     # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
     left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
     standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request),

@@ -49,25 +49,26 @@ def place(
 
     Columns, not a tuple per item: 500k log lines cost 3 lists of pointers instead of 500k tuples.
     """
-    out: list[Placement] = [_TRACE_LEVEL] * len(stamps)
-    # Placements are immutable: share one per (span, rule) instead of building one per item.
-    by_span_id: dict[str, Placement] = {}
-    by_time: dict[str, Placement] = {}
-    pending: dict[str, list[int]] = defaultdict(list)  # service → item indices
+    # Placements are immutable: share one per (span, rule) instead of building one per item. Rule 1 for every item
+    # at C speed: one placement per distinct span ID the trace holds, looked up by `map` (None: not placed by ID).
     known = tree.by_id
-    for index, span_id in enumerate(span_ids):
-        if span_id is not None and span_id in known:
-            exact = by_span_id.get(span_id)
-            if exact is None:
-                exact = by_span_id[span_id] = Placement(span_id, Match.SPAN_ID)
-            out[index] = exact
-        else:
+    distinct = set(span_ids)
+    by_span_id = {span_id: Placement(span_id, Match.SPAN_ID) for span_id in distinct
+                  if span_id is not None and span_id in known}
+    exact: list[Placement | None] = list(map(by_span_id.get, span_ids))  # type: ignore[arg-type]  # None: not placed
+    if len(by_span_id) == len(distinct):  # every item placed by its span ID
+        return tuple(exact)  # type: ignore[arg-type]  # no None in it
+    pending: dict[str, list[int]] = defaultdict(list)  # service → item indices
+    for index, placed in enumerate(exact):
+        if placed is None:
             service = services[index]
             if service:
                 pending[service].append(index)
+    out: list[Placement] = [_TRACE_LEVEL if placed is None else placed for placed in exact]
     if not pending:
         return tuple(out)
 
+    by_time: dict[str, Placement] = {}
     spans_by_service: dict[str, list[tuple[int, int, int, str]]] = defaultdict(list)
     clocks = clocks or {}
     for sid, span in tree.by_id.items():

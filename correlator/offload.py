@@ -202,7 +202,9 @@ def _assemble(settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, t
         (jaeger, SourceResult(trace, truncated=cut is not None, cut=cut) if trace is not None else None),
         (reports["loki"], SourceResult(logs)), (reports["prometheus"], SourceResult(exemplars)), untraced,
     )
-    body = correlation_body(outcome, settings, spans_as_json=True)  # only written out: the spans as orjson's bytes
+    # Only written out (the JSON, the page's data block): spans and lines as orjson's bytes; the text and the page read
+    # the few entries they show through render.log_entries.
+    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)
     if standings is not None:  # looked up by the service before this assembly (api adds them to inline answers)
         from correlator.standing_run import _root_without_exemplar, add_standings
 

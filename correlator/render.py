@@ -10,7 +10,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -37,7 +37,7 @@ from correlator.sources._http import _quote
 from correlator.spantree import SpanTree
 from correlator.timeparams import rfc3339_ns
 
-__all__ = ["correlation_body", "grafana_explore_url", "jaeger_trace_url", "rfc3339_ns"]
+__all__ = ["LogEntries", "correlation_body", "grafana_explore_url", "jaeger_trace_url", "log_entries", "rfc3339_ns"]
 
 
 # `round(ns / 1e6, 3)` for ns in [0, 2⁵²) that are not a tie (ns % 1000 == 500), from integers: ns/1e6 is
@@ -107,6 +107,15 @@ def _spans_json(tree: SpanTree, logs: Mapping[str, list[str]], exemplars: Mappin
     """The `spans` list as the JSON orjson would write for `_spans`' dicts, without making them (100k dicts, their
     serialisation and their freeing were most of a big trace's render); None without the extension or when it
     hands the trace back. Byte for byte the same (tests/test_render_spans_native.py)."""
+    cols, by_columns = tree.cols, native_function("render_spans_json_cols")
+    if (cols is not None and by_columns is not None and len(cols.order) == len(tree.order) and type(tree.targets) is dict
+            and type(logs) in _DICTS and type(exemplars) in _DICTS and type(inferred) in _DICTS
+            and all(type(c) is list for c in (cols.order, cols.depths, cols.ids, cols.spans, cols.self_ns))):
+        # From the tree's columns: no lookup by span ID in three 100k-entry dicts per span.
+        written_cols: bytes | None = by_columns(cols.order, cols.depths, cols.ids, cols.spans, cols.self_ns, tree.targets,
+                                                logs, exemplars, inferred, tree.start_ns, _ms, _events, target, _dumps)
+        if written_cols is not None:
+            return orjson.Fragment(written_cols)
     native = native_function("render_spans_json")
     if (native is None or type(tree.order) is not list or type(tree.by_id) is not dict or type(tree.self_ns) is not dict
             or type(tree.depth) is not dict or type(tree.targets) is not dict
@@ -191,6 +200,45 @@ def _logs(lines: Sequence[LogLine], places: Sequence[Placement]) -> list[dict[st
     return _logs_python(lines, places)
 
 
+def _logs_json(lines: Sequence[LogLine], places: Sequence[Placement]) -> orjson.Fragment | None:
+    """The `logs` list as the JSON orjson would write for `_logs`' dicts, without making them (at 50k lines the dicts,
+    their serialisation and their freeing were most of the render); None without the extension (or an older one) or
+    when it hands the lines back. Byte for byte the same (tests/test_render_logs_native.py)."""
+    native = native_function("render_logs_json")
+    if native is None or type(lines) is not tuple or type(places) is not tuple:
+        return None
+    written: bytes | None = native(lines, places, _second_text, _MATCH_VALUE, _CONFIDENCE_VALUE, _dumps)
+    return orjson.Fragment(written) if written is not None else None
+
+
+class LogEntries(Sequence[dict[str, Any]]):
+    """A body's `logs` entries made on demand from its correlation, for a body that holds their JSON
+    (`lines_as_json`): the text answer reads the first 50, the page the unplaced ones."""
+
+    def __init__(self, c: Correlation) -> None:
+        self._lines, self._places = c.logs + c.inferred_logs, c.log_placements + c.inferred_placements
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return _logs(self._lines[index], self._places[index])
+        return _logs_python((self._lines[index],), (self._places[index],))[0]
+
+
+def log_entries(body: Mapping[str, Any], c: Correlation) -> Sequence[dict[str, Any]]:
+    """The body's `logs` as dicts, whether it holds them or their JSON."""
+    logs = body["logs"]
+    return LogEntries(c) if isinstance(logs, orjson.Fragment) else logs
+
+
 def _logs_python(lines: Sequence[LogLine], places: Sequence[Placement]) -> list[dict[str, Any]]:
     """Every log line with where it was placed (one loop; each second's RFC 3339 text made once)."""
     seconds_text: dict[int, str] = {}
@@ -215,6 +263,33 @@ def _logs_python(lines: Sequence[LogLine], places: Sequence[Placement]) -> list[
         if place.confidence is not None:
             entry["confidence"] = _CONFIDENCE_VALUE[place.confidence]
         append(entry)
+    return out
+
+
+def _exemplars(exemplars: Sequence[Exemplar], places: Sequence[Placement]) -> list[dict[str, Any]]:
+    """`_exemplar` of each (one loop; each second's RFC 3339 text made once, the match's value by a dict lookup:
+    20k exemplars at the service's caps). The same dicts (tests/test_render_logs_native.py)."""
+    seconds_text: dict[int, str] = {}
+    out: list[dict[str, Any]] = []
+    append = out.append
+    isfinite = math.isfinite
+    for ex, place in zip(exemplars, places, strict=True):
+        number = ex.value
+        value: float | str = number if isfinite(number) else "+Inf" if number > 0 else "-Inf" if number < 0 else "NaN"
+        seconds, frac = divmod(ex.timestamp_ns, 1_000_000_000)
+        second = seconds_text.get(seconds)
+        if second is None:
+            second = seconds_text[seconds] = _second_text(seconds)
+        append({
+            "id": ex.id,
+            "metric": ex.metric,
+            "series": dict(ex.series),
+            "labels": dict(ex.labels),
+            "value": value,
+            "timestamp": second + "." + str(frac).zfill(9) + "Z",  # as rfc3339_ns (0 ≤ frac < 10⁹)
+            "span_id": place.span_id,
+            "match": _MATCH_VALUE[place.match],
+        })
     return out
 
 
@@ -303,9 +378,11 @@ def availability_note(outcome: Outcome) -> str | None:
 
 
 @without_gc
-def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: bool = False) -> dict[str, Any]:
+def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: bool = False,
+                     lines_as_json: bool = False) -> dict[str, Any]:
     """The response body. `spans_as_json`: for a body that is only written out with orjson (the JSON answer,
-    the page's data block): `spans` may then be an `orjson.Fragment` of the same bytes instead of a list."""
+    the page's data block): `spans` may then be an `orjson.Fragment` of the same bytes instead of a list.
+    `lines_as_json`: `logs` too (read its entries with `log_entries`)."""
     c, tree = outcome.correlation, outcome.tree
     log_ids = ids_by_span(c.logs, c.log_placements)
     exemplar_ids = ids_by_span(c.exemplars, c.exemplar_placements)
@@ -314,6 +391,8 @@ def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: boo
     if tree is not None:
         written = _spans_json(tree, log_ids, exemplar_ids, inferred_ids) if spans_as_json else None
         spans = written if written is not None else _spans(tree, log_ids, exemplar_ids, inferred_ids)
+    all_lines, all_places = c.logs + c.inferred_logs, c.log_placements + c.inferred_placements
+    logs: orjson.Fragment | None = _logs_json(all_lines, all_places) if lines_as_json else None
     start_ns = tree.start_ns if tree is not None else c.window.start_ns
     end_ns = tree.end_ns if tree is not None else c.window.end_ns
     return {
@@ -321,8 +400,8 @@ def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: boo
         "window": {"start": rfc3339_ns(c.window.start_ns), "end": rfc3339_ns(c.window.end_ns)},
         "summary": _summary(c, tree),
         "spans": spans,
-        "logs": _logs(c.logs + c.inferred_logs, c.log_placements + c.inferred_placements),
-        "exemplars": [_exemplar(e, p) for e, p in zip(c.exemplars, c.exemplar_placements, strict=True)],
+        "logs": logs if logs is not None else _logs(all_lines, all_places),
+        "exemplars": _exemplars(c.exemplars, c.exemplar_placements),
         "critical_path": list(c.critical_path),
         "findings": [_finding(f) for f in c.findings],
         "warnings": (list(tree.problems) if tree is not None else []) + list(c.notes),

@@ -12,6 +12,7 @@ from typing import Any
 from correlator.analysis import Analysis
 from correlator.config import Settings
 from correlator.correlate import Outcome
+from correlator.render import log_entries
 from correlator.text_tree import render_tree
 
 __all__ = ["render_text"]
@@ -51,18 +52,19 @@ def render_text(outcome: Outcome, body: dict[str, Any]) -> str:
         out.append("")
         out.append(render_tree(tree, Analysis(c.critical_path, c.findings), log_counts, exemplar_counts,
                                title=f"Request: {summary['root_operation']}"))
-    if body["logs"]:
+    logs = log_entries(body, c)  # the body may hold their JSON (lines_as_json)
+    if logs:
         out.append("")
         inferred = summary["inferred_log_count"]
         extra = f", {inferred} without a trace ID attached by time (inferred)" if inferred else ""
-        out.append(f"Logs ({len(body['logs']) - inferred}{extra}):")
-        for entry in body["logs"][:_MAX_LOG_LINES]:
+        out.append(f"Logs ({len(logs) - inferred}{extra}):")
+        for entry in logs[:_MAX_LOG_LINES]:
             where = entry["span_id"] or "trace"
             how = f"inferred, {entry['confidence']}" if entry["match"] == "inferred" else entry["match"]
             out.append(f"  {entry['timestamp']} {entry['service'] or '-'} [{entry['level'] or '-'}] "
                        f"({how}→{where}) {entry['line']}")
-        if len(body["logs"]) > _MAX_LOG_LINES:
-            out.append(f"  … {len(body['logs']) - _MAX_LOG_LINES} more (use --json)")
+        if len(logs) > _MAX_LOG_LINES:
+            out.append(f"  … {len(logs) - _MAX_LOG_LINES} more (use --json)")
     if body["exemplars"]:
         out.append("")
         out.append(f"Exemplars ({len(body['exemplars'])}):")

@@ -8,17 +8,25 @@ repaired in the most useful way and recorded in `problems` so callers can report
 Built in positions (the spans' index in `by_id`'s order) with lists, then turned into the
 ID-keyed dicts callers read: a 100k-span trace is a few passes of C-level `map`/`zip` and tight
 loops over integers, not a dict lookup by ID string per span per step. The lists stay on the
-tree (`SpanTree.columns`) for the detectors that read every span.
+tree (`SpanTree.cols`) for the detectors and the render, which read every span.
+
+A trace with nothing to repair is built by the native extension when it is installed (native/src/tree.rs: the
+same dicts, lists and columns, tests/test_spantree_native.py); `_build_tree_python` is the reference.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import compress
 from operator import attrgetter, gt, neg, sub
 
+from correlator.sources import _native
+
+if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1" and not hasattr(_native.MODULE, "span_tree"):
+    raise ImportError("CORRELATOR_REQUIRE_NATIVE=1 but the extension lacks the span tree (pip install ./native)")
 from correlator.model import Span, Trace
 
 __all__ = ["Columns", "SpanTree", "bfs", "build_tree", "columns", "covered_ns"]
@@ -42,6 +50,8 @@ class Columns:
     self_ns: list[int]  # own time, as `SpanTree.self_ns`
     kids: list[Sequence[int]]  # children's positions by start, as `SpanTree.children` (a leaf's: one shared `()`)
     parents: list[int]  # positions that have children, in `by_id` order
+    order: list[int]  # `SpanTree.order` as positions
+    depths: list[int]  # the depth of each span of `order` (parallel to it), as `SpanTree.depth`
 
 
 @dataclass(slots=True)
@@ -181,7 +191,33 @@ def _break_cycles(kids: list[Sequence[int]], kid_ids: list[list[str]], roots: li
         seen.update(order[reached:])
 
 
+def _native_tree(spans: tuple[Span, ...]) -> SpanTree | None:
+    """The tree built by the extension (native/src/tree.rs): the same dicts, lists and problems, for a trace with
+    nothing to repair (unique IDs, no negative duration, no cycle); None otherwise, or without the extension."""
+    native = getattr(_native.MODULE, "span_tree", None)
+    parts = native(spans) if native is not None else None
+    if parts is None:
+        return None
+    (by_id, ids, span_list, starts, durations, own, kids, parents, roots, self_loops, orphans, order_ids, children, depth,
+     self_ns, start_ns, end_ns, order, depths) = parts
+    problems = [f"span {ids[i]} is its own parent; treated as a root" for i in self_loops]
+    if orphans:
+        problems.append(
+            f"{len(orphans)} span(s) reference a parent that is not in the trace "
+            f"(e.g. {ids[min(orphans)]}); shown as extra roots"
+        )
+    cols = Columns(ids, span_list, starts, durations, own, kids, parents, order, depths)
+    return SpanTree(by_id, children, roots, depth, self_ns, order_ids, problems, (start_ns, end_ns), cols=cols)
+
+
 def build_tree(trace: Trace) -> SpanTree:
+    if type(trace.spans) is tuple and (tree := _native_tree(trace.spans)) is not None:
+        return tree
+    return _build_tree_python(trace)
+
+
+def _build_tree_python(trace: Trace) -> SpanTree:
+    """The reference (and the way for a trace with something to repair)."""
     problems: list[str] = []
     spans = trace.spans
     ids = list(map(_ID, spans))
@@ -248,7 +284,7 @@ def build_tree(trace: Trace) -> SpanTree:
     order_ids = list(map(to_ids, order))
     children = dict(zip(ids, kid_ids, strict=True))
     bounds = (min(starts), max(ends)) if n else None
-    cols = Columns(ids, span_list, starts, durations, own, kids, parents)
+    cols = Columns(ids, span_list, starts, durations, own, kids, parents, order, depths)
     return SpanTree(by_id, children, list(map(to_ids, roots)), dict(zip(order_ids, depths, strict=True)),
                     dict(zip(ids, own, strict=True)), order_ids, problems, bounds, cols=cols)
 
@@ -263,7 +299,8 @@ def columns(tree: SpanTree) -> Columns:
         starts = list(map(_START, span_list))
         durations = list(map(sub, map(_END, span_list), starts))
         tree.cols = Columns(ids, span_list, starts, durations, [tree.self_ns[sid] for sid in ids], kids,
-                            list(compress(range(len(ids)), kids)))
+                            list(compress(range(len(ids)), kids)), [pos[sid] for sid in tree.order],
+                            [tree.depth[sid] for sid in tree.order])
     return tree.cols
 
 

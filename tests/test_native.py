@@ -34,6 +34,8 @@ SETTINGS = LokiSettings()
 # Other names than the defaults: one with a dot, one a prefix of another, JSONPaths elsewhere.
 OTHER = replace(SETTINGS, span_id_fields=("sid", "span.ident", "s"), level_fields=("lvl", "lv", "sev.text"),
                 span_id_jsonpaths=("$.ctx.sid",), service_label="app")
+# Names starting with two and with four different bytes (the native scan's other two ways of finding candidates).
+MANY = replace(SETTINGS, span_id_fields=("span_id", "sid", "x_span", "trace.span", "psid", "spanId"), level_fields=("level", "severity"))
 
 
 def _answers(node: Any) -> Iterator[dict[str, Any]]:
@@ -75,7 +77,7 @@ def test_the_fixtures_hold_loki_answers() -> None:
 
 
 @pytest.mark.parametrize(("name", "answer"), FIXTURE_ANSWERS, ids=[n for n, _ in FIXTURE_ANSWERS])
-@pytest.mark.parametrize("settings_", [SETTINGS, OTHER], ids=["default", "other-fields"])
+@pytest.mark.parametrize("settings_", [SETTINGS, OTHER, MANY], ids=["default", "other-fields", "many-firsts"])
 def test_every_fixture_answer_parses_the_same(name: str, answer: dict[str, Any], settings_: LokiSettings) -> None:
     for raw in (orjson.dumps(answer), json.dumps(answer, indent=1).encode(), json.dumps(answer, ensure_ascii=True).encode()):
         native = assert_same(raw, settings_)
@@ -115,6 +117,7 @@ PIECES = [
     "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "[app,4bf92f3577b34da6a3ce929d0e0e4736,00f067aa0ba902b7]",
     "otelSpanID=0f", "dd.span_id=12345678901234567", 'msg="a b"', "é", "\\", '"', "'", "=", ":", "{", "}", "\t", " ", "\n",
     "\u00a0", "\u2028", "\x00", "🎉",
+    "x_span=0a", "psid=00f067aa0ba902b7", "trace.span=1f", "xpsid=2", "severity=WARN", "tsid=3",
 ]
 _PIECES = st.sampled_from(PIECES)
 BODIES = [
@@ -150,7 +153,7 @@ def _answer(streams: list[dict[str, Any]], categorized: bool) -> dict[str, Any]:
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_STREAMS, st.booleans(), st.booleans(), st.sampled_from([SETTINGS, OTHER]))
+@given(_STREAMS, st.booleans(), st.booleans(), st.sampled_from([SETTINGS, OTHER, MANY]))
 def test_generated_answers_parse_the_same(streams: list[dict[str, Any]], categorized: bool, ascii_only: bool,
                                           settings_: LokiSettings) -> None:
     answer = _answer(streams, categorized)
@@ -159,7 +162,7 @@ def test_generated_answers_parse_the_same(streams: list[dict[str, Any]], categor
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_LINES, min_size=1, max_size=20), st.sampled_from([SETTINGS, OTHER]))
+@given(st.lists(_LINES, min_size=1, max_size=20), st.sampled_from([SETTINGS, OTHER, MANY]))
 def test_generated_text_lines_are_read_natively_and_the_same(lines: list[str], settings_: LokiSettings) -> None:
     """Plain entries are never handed back whole: each line's span ID and level come out as Python finds them."""
     answer = _answer([{"stream": {"service_name": "api"}, "values": [[str(10**18 + i), line] for i, line in enumerate(lines)]}], True)
@@ -168,7 +171,7 @@ def test_generated_text_lines_are_read_natively_and_the_same(lines: list[str], s
     assert native is not None and native == loki._python_lines(raw, settings_)
 
 
-@pytest.mark.parametrize("settings_", [SETTINGS, OTHER], ids=["default", "other-fields"])
+@pytest.mark.parametrize("settings_", [SETTINGS, OTHER, MANY], ids=["default", "other-fields", "many-firsts"])
 def test_every_pair_of_pieces_is_read_natively_and_the_same(settings_: LokiSettings) -> None:
     """Deterministic and exhaustive where hypothesis samples: every piece and body alone, every ordered pair of
     pieces joined with nothing and with a space, each under three kinds of metadata."""

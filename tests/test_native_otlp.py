@@ -340,3 +340,32 @@ def test_the_generated_answers_were_mostly_decoded_natively() -> None:
     if not TAKEN:
         pytest.skip("run with test_generated_answers_decode_the_same")
     assert sum(1 for spans in TAKEN if spans) >= 60, TAKEN
+
+
+def _held(obj: Any) -> list[Any]:
+    if isinstance(obj, tuple):
+        return list(obj)
+    return [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+
+
+def test_native_spans_are_left_to_the_collector_only_when_they_hold_something_it_tracks() -> None:
+    """The native decode untracks a Span, SpanEvent, SpanLink or tuple of them whose fields the collector cannot
+    reach through (strs, ints, None, dicts of those): no cycle can pass through it. Any tracked field keeps it tracked."""
+    import gc
+
+    plain = _native_spans(otlp_trace(50), BENCH_TRACE)
+    assert plain and not any(gc.is_tracked(span) for span in plain)
+    checked = 0
+    answers = [bodies(300, 10, 10)[0], *(orjson.dumps({"result": data}) for _, data in FIXTURE_TRACES)]
+    for body in answers:
+        for trace_hex in (TRACE_ID, BENCH_TRACE, *sorted(_ids_in(orjson.loads(body)))):
+            spans = _native_spans(body, trace_hex)
+            if spans is None:
+                continue
+            for span in spans:
+                for obj in (span, span.events, span.links, *span.events, *span.links):
+                    if obj == ():
+                        continue
+                    assert gc.is_tracked(obj) == any(gc.is_tracked(value) for value in _held(obj)), obj
+                    checked += 1
+    assert checked > 1000

@@ -333,3 +333,73 @@ def test_an_older_extension_without_the_spans_render_leaves_it_to_python(monkeyp
     assert render._spans_json(tree, ids, ids, ids) is None
     assert orjson.dumps(render._spans(tree, ids, ids, ids)) == expected
     assert identity.target(trace.spans[0]) == "SELECT ? WHERE id = ?"
+
+
+def _by_dicts(tree: Any, ids: Any) -> bytes | None:
+    """The spans' JSON by the older entry point, which reads the tree's ID-keyed dicts."""
+    written: bytes | None = _native_module().render_spans_json(
+        tree.order, tree.by_id, tree.self_ns, tree.depth, tree.targets, ids, ids, ids, tree.start_ns, render._ms,
+        render._events, identity.target, render._dumps)
+    return written
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(span_trees(max_spans=30, malformed=True))
+def test_the_columns_render_the_bytes_the_dicts_render(trace: Trace) -> None:
+    """`render_spans_json_cols` (the tree's columns, by position) writes what `render_spans_json` (by span ID) does,
+    for trees built natively, by Python (malformed ones) and by hand (`columns()` of a tree without them)."""
+    from correlator.analysis import analyse
+    from correlator.config import load_settings
+    from correlator.spantree import columns
+
+    tree = build_tree(trace)
+    analyse(tree, load_settings(environ={}).analysis, {})
+    ids = ids_by_span((), ())
+    expected = _by_dicts(tree, ids)
+    assert expected is not None
+    written = render._spans_json(tree, ids, ids, ids)
+    assert written is not None and orjson.dumps(written) == expected
+    tree.cols = None
+    columns(tree)
+    written = render._spans_json(tree, ids, ids, ids)
+    assert written is not None and orjson.dumps(written) == expected
+
+
+def test_a_big_trace_is_written_from_the_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.fake_backends import otlp_trace
+    from correlator.sources.jaeger import parse_otlp_answer
+
+    trace = parse_otlp_answer(otlp_trace(3000), "4bf92f3577b34da6a3ce929d0e0e4736")
+    assert trace is not None
+    tree = build_tree(trace)
+    ids = ids_by_span((), ())
+    asked: list[str] = []
+
+    def recording(name: str) -> Any:
+        asked.append(name)
+        return identity.native_function(name)
+
+    monkeypatch.setattr(render, "native_function", recording)
+    written = render._spans_json(tree, ids, ids, ids)
+    assert asked == ["render_spans_json_cols"]
+    assert written is not None and orjson.dumps(written) == _by_dicts(tree, ids)
+
+
+def test_columns_that_do_not_hold_what_they_promise_go_to_the_dicts() -> None:
+    """A position out of range or a non-int own time: the columns' writer hands back, the ID-keyed one writes."""
+    trace = Trace("1" * 32, (Span("0000000000000001", None, "api", "op", 0, 1_500),
+                             Span("0000000000000002", "0000000000000001", "api", "op", 500, 1_000)))
+    ids = ids_by_span((), ())
+    broken: dict[str, Any]
+    for broken in ({"order": [0, 7]}, {"order": [0, -1]}, {"self_ns": [1000, 1.5]}, {"depths": [0]}, {"spans": []}):
+        tree = build_tree(trace)
+        expected = _by_dicts(tree, ids)
+        assert tree.cols is not None
+        for name, value in broken.items():
+            object.__setattr__(tree.cols, name, value)
+        cols = tree.cols
+        assert _native_module().render_spans_json_cols(
+            cols.order, cols.depths, cols.ids, cols.spans, cols.self_ns, tree.targets, ids, ids, ids, tree.start_ns,
+            render._ms, render._events, identity.target, render._dumps) is None
+        written = render._spans_json(tree, ids, ids, ids)
+        assert written is not None and orjson.dumps(written) == expected

@@ -11,7 +11,7 @@ import bisect
 import heapq
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
 from correlator.analysis.common import MS, Context, by_start, fmt_ms, label
@@ -56,6 +56,29 @@ def _wall_and_work(spans: list[Span]) -> tuple[int, int]:
         total += end - start
         if end <= start:
             continue
+        if first or start > cur_end:
+            if not first:
+                covered += cur_end - cur_start
+            cur_start, cur_end, first = start, end, False
+        elif end > cur_end:
+            cur_end = end
+    if not first:
+        covered += cur_end - cur_start
+    return covered, total
+
+
+def _wall_and_work_at(below: Sequence[int], starts: list[int], durations: list[int]) -> tuple[int, int]:
+    """`_wall_and_work` of the spans at these positions (siblings by start), read from the tree's columns."""
+    total = covered = 0
+    cur_start = cur_end = 0
+    first = True
+    for k in below:
+        duration = durations[k]
+        total += duration
+        if duration <= 0:
+            continue
+        start = starts[k]
+        end = start + duration
         if first or start > cur_end:
             if not first:
                 covered += cur_end - cur_start
@@ -129,8 +152,10 @@ def _groups(kids: list[str], spans: list[Span], keys: Mapping[str, OperationKey]
 def fan_out(ctx: Context) -> list[Finding]:
     s, tree = ctx.settings, ctx.tree
     in_loops = {sp.span_id for _parent, members, _shape in ctx.n_plus_one for sp in members}
-    # (overlap saved, parent, calls, overlapping, Σ, wall, one target?)
-    parallel: list[tuple[int, str, list[Span], int, int, int, bool]] = []
+    # (-overlap saved, parent, sequence, children's positions, group, overlapping, Σ, wall, one target?): the first three
+    # order them (the sequence keeps ties in the order found, as a stable sort would) and compare in C. The calls are
+    # `group` when it is a part of the children, else all the children, made into spans only when shown.
+    parallel: list[tuple[int, str, int, Sequence[int], list[Span] | None, int, int, int, bool]] = []
     pools: list[tuple[int, str, list[Span], int, int, int]] = []  # (could save, parent, calls, k, waves, wall)
     sequential: list[tuple[int, str, list[Span], int]] = []  # (could save, parent, calls, Σ)
     # Calls that run more than 1.5× their wall time overlap, so at least two of them do: with the usual
@@ -138,37 +163,51 @@ def fan_out(ctx: Context) -> list[Finding]:
     count_now = s.fan_out_min_children > 2
     cols, keys = columns(tree), ctx.keys
     by_position, ids, fewest = cols.spans, cols.ids, max(2, s.fan_out_min_children)
+    starts, durations = cols.starts, cols.durations
+    operations: list[str] | None = None  # each position's operation, read once when a parent qualifies
     for p, below in zip(cols.parents, map(cols.kids.__getitem__, cols.parents), strict=True):
         if len(below) < fewest:
             continue
+        if operations is None:
+            operations = list(map(_OPERATION, by_position))
         parent = ids[p]
-        # Parallelism is measured per same-target group; distinct one-off calls form one more group.
-        spans = list(map(by_position.__getitem__, below))
-        measured: list[tuple[list[Span], bool]]
-        if len(set(map(_OPERATION, spans))) == len(spans):
-            measured = [(spans, False)]  # all different calls: no target needed to tell them apart
-        else:
-            measured = _groups(tree.children[parent], spans, keys)
         reported = False
-        for group_spans, same in measured:
-            if same and group_spans[0].span_id in in_loops:
-                continue  # a loop: N+1 reports it, and one-by-one calls have no parallelism to measure
-            wall, total = _wall_and_work(group_spans)
-            pool = capped(group_spans) if same else None
-            if pool is not None:
-                saved = wall - max(sp.duration_ns for sp in group_spans)
-                if saved >= s.gap_min_ms * MS:
-                    pools.append((saved, parent, group_spans, pool[0], pool[1], wall))
-                    reported = True
-                continue
+        if len(set(map(operations.__getitem__, below))) == len(below):
+            # All different calls: one group, no target needed to tell them apart, never a loop; from the columns.
+            wall, total = _wall_and_work_at(below, starts, durations)
+            spans = None
             if wall > 0 and total > _GOOD_PARALLELISM * wall:
-                overlapping = _overlapping(group_spans) if count_now else 0
+                overlapping = 0
+                if count_now:
+                    spans = list(map(by_position.__getitem__, below))
+                    overlapping = _overlapping(spans)
                 if not count_now or overlapping >= s.fan_out_min_children:
-                    parallel.append((total - wall, parent, group_spans, overlapping, total, wall, same))
-                    reported = True
+                    parallel.append((wall - total, parent, len(parallel), below, None, overlapping, total, wall, False))
+                    continue  # calls that overlap are not "one after another"
+            if spans is None:
+                spans = list(map(by_position.__getitem__, below))
+        else:
+            # Parallelism is measured per same-target group; distinct one-off calls form one more group.
+            spans = list(map(by_position.__getitem__, below))
+            for group_spans, same in _groups(tree.children[parent], spans, keys):
+                if same and group_spans[0].span_id in in_loops:
+                    continue  # a loop: N+1 reports it, and one-by-one calls have no parallelism to measure
+                wall, total = _wall_and_work(group_spans)
+                pool = capped(group_spans) if same else None
+                if pool is not None:
+                    saved = wall - max(sp.duration_ns for sp in group_spans)
+                    if saved >= s.gap_min_ms * MS:
+                        pools.append((saved, parent, group_spans, pool[0], pool[1], wall))
+                        reported = True
+                    continue
+                if wall > 0 and total > _GOOD_PARALLELISM * wall:
+                    overlapping = _overlapping(group_spans) if count_now else 0
+                    if not count_now or overlapping >= s.fan_out_min_children:
+                        parallel.append((wall - total, parent, len(parallel), below, group_spans, overlapping, total, wall, same))
+                        reported = True
         if reported:
             continue  # calls that overlap are not "one after another"
-        me = tree.by_id[parent].service
+        me = by_position[p].service
         calls = [sp for sp in spans if sp.span_id not in in_loops and (sp.kind == "client" or sp.service != me)]
         if len(calls) >= 2 and len({_callee(sp) for sp in calls}) >= 2 and sequential_share(calls) == 1.0:
             sum_calls = sum(sp.duration_ns for sp in calls)
@@ -192,8 +231,8 @@ def fan_out(ctx: Context) -> list[Finding]:
             impact_ns=min(saved, on_path),
         ))
     # The ten that save most: `sorted(…)[:10]` without sorting every parallel parent of a big trace.
-    for _saved, parent, calls, overlapping, total, wall, same in heapq.nsmallest(_MAX_FINDINGS, parallel,
-                                                                                 key=lambda c: (-c[0], c[1])):
+    for _less, parent, _seq, below, group, overlapping, total, wall, same in heapq.nsmallest(_MAX_FINDINGS, parallel):
+        calls = group if group is not None else list(map(by_position.__getitem__, below))
         overlapping = overlapping or _overlapping(calls)
         what = f" to {_what(calls[0])}" if same else ""
         evidence: dict[str, object] = {"children": len(calls), "overlapping": overlapping,

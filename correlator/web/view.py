@@ -25,6 +25,7 @@ import orjson
 from correlator.config import Settings
 from correlator.correlate import Outcome
 from correlator.gcpause import without_gc
+from correlator.render import log_entries
 from correlator.web.pages import render
 
 __all__ = ["LogItem", "Page", "build_page", "embedded_json", "fmt_ms", "level_class", "render_correlation"]
@@ -141,11 +142,16 @@ def build_page(body: Mapping[str, Any], outcome: Outcome, settings: Settings) ->
     def rel(ns: int) -> str:
         return ("+" if ns >= origin else "") + fmt_ms((ns - origin) / 1e6)
 
+    # The body's entries of the lines placed on no span (a body may hold only their JSON: lines_as_json).
+    entries = log_entries(body, c)
+    unplaced = [i for i, place in enumerate(c.log_placements + c.inferred_placements) if place.span_id is None]
+    if len(entries) != len(lines):
+        raise ValueError("the body's logs and the correlation's lines differ in length")
     unplaced_logs = [
         LogItem(rel(line.timestamp_ns), str(entry.get("level") or ""), level_class(entry.get("level")),
                 MATCH_LABELS.get(entry.get("match") or "", str(entry.get("match"))), str(entry.get("service") or ""),
                 str(entry.get("line")))
-        for entry, line in zip(body["logs"], lines, strict=True) if entry.get("span_id") is None]
+        for entry, line in ((entries[i], lines[i]) for i in unplaced)]
     unplaced_exemplars = [
         ExemplarItem(rel(ex.timestamp_ns), str(entry.get("metric")),
                      [(k, str(v)) for k, v in (entry.get("series") or {}).items() if k not in ("__name__", "le")],

@@ -31,6 +31,8 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, Se
 use serde_json::value::RawValue;
 
 mod render_spans;
+mod json_out;
+mod logs_json;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -102,9 +104,11 @@ fn is_hex(b: u8) -> bool {
     b.is_ascii_hexdigit()
 }
 
-/// What a search found: a value, nothing, or a case only the Python regex can settle.
+/// What a search found: a value (where it stands in the line; a span ID already normalised), nothing, or a
+/// case only the Python regex can settle. No allocation per line: the caller looks the value up as it is.
 enum Found {
-    Value(String),
+    Value(usize, usize),
+    Span([u8; 16]),
     Nothing,
     Unsure,
 }
@@ -179,28 +183,50 @@ fn pair_tail(s: &[u8], p: usize, kind: Kind) -> Result<Option<(usize, usize)>, (
 }
 
 /// `ids.normalise_span_id` of 1-16 hex characters: 16 lower-case hex, None for all zeros.
-fn normalise_span(hex: &[u8]) -> Option<String> {
-    let mut out = String::with_capacity(16);
-    for _ in hex.len()..16 {
-        out.push('0');
+fn normalise_span(hex: &[u8]) -> Option<[u8; 16]> {
+    let mut out = [b'0'; 16];
+    for (slot, &b) in out[16 - hex.len()..].iter_mut().zip(hex) {
+        *slot = b.to_ascii_lowercase();
     }
-    for &b in hex {
-        out.push(b.to_ascii_lowercase() as char);
-    }
-    if out.bytes().all(|b| b == b'0') {
+    if out.iter().all(|&b| b == b'0') {
         None
     } else {
         Some(out)
     }
 }
 
+/// The bytes the field names start with: a table, and the distinct bytes (most configurations have 1-3, found
+/// with `memchr`'s vector search instead of a look at every byte).
+struct Firsts {
+    table: [bool; 256],
+    bytes: Vec<u8>,
+}
+
+impl Firsts {
+    /// The first position at or after `from` holding a name's first byte.
+    fn next(&self, s: &[u8], from: usize) -> Option<usize> {
+        let rest = &s[from..];
+        let found = match *self.bytes.as_slice() {
+            [a] => memchr::memchr(a, rest),
+            [a, b] => memchr::memchr2(a, b, rest),
+            [a, b, c] => memchr::memchr3(a, b, c, rest),
+            _ => rest.iter().position(|&c| self.table[c as usize]),
+        };
+        found.map(|i| from + i)
+    }
+}
+
 /// `logfields._search`: the first `name=value` pair (names longest first) whose value converts.
-fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &[bool; 256], kind: Kind) -> Found {
+fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &Firsts, kind: Kind) -> Found {
     let mut q = 0;
     // After a match whose value does not convert, the next match starts after it: its name one further.
     let mut not_before = 0;
     while q < s.len() {
-        if !firsts[s[q] as usize] || q < not_before || (q > 0 && (is_word(s[q - 1]) || s[q - 1] == b'.')) {
+        q = match firsts.next(s, q) {
+            Some(at) => at,
+            None => break,
+        };
+        if q < not_before || (q > 0 && (is_word(s[q - 1]) || s[q - 1] == b'.')) {
             q += 1;
             continue;
         }
@@ -220,10 +246,10 @@ fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &[bool; 256], kind: Kind) ->
         if let Some((start, end)) = matched {
             let value = &s[start..end];
             match kind {
-                Kind::Level => return Found::Value(value.iter().map(|b| b.to_ascii_lowercase() as char).collect()),
+                Kind::Level => return Found::Value(start, end),
                 Kind::Span => {
                     if let Some(id) = normalise_span(value) {
-                        return Found::Value(id);
+                        return Found::Span(id);
                     }
                     not_before = end + 1;
                     q = end;
@@ -238,8 +264,8 @@ fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &[bool; 256], kind: Kind) ->
 
 const BARE_LEVELS: [&[u8]; 9] = [b"TRACE", b"DEBUG", b"INFO", b"NOTICE", b"WARN", b"WARNING", b"ERROR", b"FATAL", b"CRITICAL"];
 
-/// `logfields._search_bare_level`: the first whole run of ASCII letters that is an upper-case severity.
-fn bare_level(s: &[u8]) -> Option<String> {
+/// `logfields._search_bare_level`: the first whole run of ASCII letters that is an upper-case severity (where it stands).
+fn bare_level(s: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
     while i < s.len() {
         if s[i].is_ascii_alphabetic() {
@@ -249,7 +275,7 @@ fn bare_level(s: &[u8]) -> Option<String> {
             }
             let run = &s[start..i];
             if BARE_LEVELS.contains(&run) {
-                return Some(run.iter().map(|b| b.to_ascii_lowercase() as char).collect());
+                return Some((start, i));
             }
         } else {
             i += 1;
@@ -270,32 +296,51 @@ fn timestamp(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// `loki._line_id`: "log-" + blake2b(f"{ts}{prefix}{line}", digest_size=8).hexdigest().
-fn line_id(ts: &str, prefix: &[u8], line: &[u8]) -> String {
+/// `loki._line_id`: "log-" + blake2b(f"{ts}{prefix}{line}", digest_size=8).hexdigest(), on the stack.
+fn line_id_bytes(ts: &[u8], prefix: &[u8], line: &[u8]) -> [u8; 20] {
     let mut hasher = Blake2bVar::new(8).expect("8 is a valid blake2b digest size");
-    hasher.update(ts.as_bytes());
+    hasher.update(ts);
     hasher.update(prefix);
     hasher.update(line);
     let mut digest = [0u8; 8];
     hasher.finalize_variable(&mut digest).expect("8-byte buffer");
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(20);
-    out.push_str("log-");
-    for b in digest {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
+    let mut out = *b"log-0000000000000000";
+    for (i, b) in digest.iter().enumerate() {
+        out[4 + 2 * i] = HEX[(b >> 4) as usize];
+        out[5 + 2 * i] = HEX[(b & 15) as usize];
     }
     out
 }
 
-fn name_list(names: Vec<String>) -> (Vec<Vec<u8>>, [bool; 256]) {
+fn line_id(ts: &str, prefix: &[u8], line: &[u8]) -> String {
+    String::from_utf8(line_id_bytes(ts.as_bytes(), prefix, line).to_vec()).expect("ASCII")
+}
+
+/// An ASCII text (a line ID, a span ID, a level) as a new str: no UTF-8 decoding, one copy.
+fn ascii_str(py: Python<'_>, text: &[u8]) -> PyResult<PyObject> {
+    debug_assert!(text.is_ascii());
+    unsafe {
+        let obj = ffi::PyUnicode_New(text.len() as ffi::Py_ssize_t, 127);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        std::ptr::copy_nonoverlapping(text.as_ptr(), ffi::PyUnicode_DATA(obj) as *mut u8, text.len());
+        Ok(PyObject::from_owned_ptr(py, obj))
+    }
+}
+
+fn name_list(names: Vec<String>) -> (Vec<Vec<u8>>, Firsts) {
     // Longest first, equal lengths in the configured order (`logfields._names`: a stable sort).
     let mut sorted: Vec<Vec<u8>> = names.into_iter().map(String::into_bytes).collect();
     sorted.sort_by_key(|name| std::cmp::Reverse(name.len()));
-    let mut firsts = [false; 256];
+    let mut firsts = Firsts { table: [false; 256], bytes: Vec::new() };
     for name in &sorted {
         if let Some(&b) = name.first() {
-            firsts[b as usize] = true;
+            if !firsts.table[b as usize] {
+                firsts.table[b as usize] = true;
+                firsts.bytes.push(b);
+            }
         }
     }
     sorted.retain(|n| !n.is_empty());
@@ -313,9 +358,9 @@ struct Meta {
 #[pyclass(module = "correlator_native")]
 struct LokiLines {
     span_names: Vec<Vec<u8>>,
-    span_firsts: [bool; 256],
+    span_firsts: Firsts,
     level_names: Vec<Vec<u8>>,
-    level_firsts: [bool; 256],
+    level_firsts: Firsts,
     span_hints: Vec<Vec<u8>>,
     line_class: Py<PyType>,
     attributes: Vec<Py<PyString>>,
@@ -323,31 +368,68 @@ struct LokiLines {
     span_from_text: PyObject,
     decode_metadata: PyObject,
     by_bytes: HashMap<Vec<u8>, Meta>,
-    texts: HashMap<String, PyObject>,
+    /// The last metadata bytes and what they mean: consecutive entries mostly carry the same (no hashing then).
+    last_meta: Option<(Vec<u8>, Meta)>,
+    texts: HashMap<Vec<u8>, PyObject>,
+    /// Where each field's slot sits in a LogLine, when every field is a plain object slot (see `slot_offsets`).
+    slots: Option<[ffi::Py_ssize_t; 8]>,
 }
 
 impl LokiLines {
-    fn shared(&mut self, py: Python<'_>, value: String) -> PyObject {
-        if let Some(kept) = self.texts.get(&value) {
-            return kept.clone_ref(py);
+    /// One str per distinct ASCII value (a span ID, a level) within the answer (bounded by LIMIT).
+    fn shared(&mut self, py: Python<'_>, value: &[u8]) -> PyResult<PyObject> {
+        if let Some(kept) = self.texts.get(value) {
+            return Ok(kept.clone_ref(py));
         }
-        let text: PyObject = PyString::new(py, &value).into_any().unbind();
+        let text = ascii_str(py, value)?;
         if self.texts.len() < LIMIT {
-            self.texts.insert(value, text.clone_ref(py));
+            self.texts.insert(value.to_vec(), text.clone_ref(py));
         }
-        text
+        Ok(text)
+    }
+
+    /// `shared` of the value lower-cased (a level as `logfields` gives it).
+    fn shared_lower(&mut self, py: Python<'_>, value: &[u8]) -> PyResult<PyObject> {
+        let mut small = [0u8; 32];
+        if value.len() <= small.len() {
+            let small = &mut small[..value.len()];
+            small.copy_from_slice(value);
+            small.make_ascii_lowercase();
+            self.shared(py, small)
+        } else {
+            self.shared(py, &value.to_ascii_lowercase())
+        }
     }
 
     fn metadata(&mut self, py: Python<'_>, raw: &RawValue) -> PyResult<(PyObject, PyObject, PyObject)> {
         let key = raw.get().as_bytes();
-        if let Some(meta) = self.by_bytes.get(key) {
-            return Ok((meta.found.clone_ref(py), meta.span.clone_ref(py), meta.level.clone_ref(py)));
+        if let Some((last, meta)) = &self.last_meta {
+            if last.as_slice() == key {
+                return Ok((meta.found.clone_ref(py), meta.span.clone_ref(py), meta.level.clone_ref(py)));
+            }
         }
-        let decoded = self.decode_metadata.bind(py).call1((PyBytes::new(py, key),))?;
-        let (found, span, level): (PyObject, PyObject, PyObject) = decoded.extract()?;
-        if self.by_bytes.len() < LIMIT {
+        let (found, span, level) = if let Some(meta) = self.by_bytes.get(key) {
+            (meta.found.clone_ref(py), meta.span.clone_ref(py), meta.level.clone_ref(py))
+        } else {
+            let decoded = self.decode_metadata.bind(py).call1((PyBytes::new(py, key),))?;
+            let (found, span, level): (PyObject, PyObject, PyObject) = decoded.extract()?;
+            if self.by_bytes.len() < LIMIT {
+                let meta = Meta { found: found.clone_ref(py), span: span.clone_ref(py), level: level.clone_ref(py) };
+                self.by_bytes.insert(key.to_vec(), meta);
+            }
+            (found, span, level)
+        };
+        // Remembered only when the map holds it too: what the map answers is what the last-seen copy answers.
+        if self.by_bytes.contains_key(key) {
             let meta = Meta { found: found.clone_ref(py), span: span.clone_ref(py), level: level.clone_ref(py) };
-            self.by_bytes.insert(key.to_vec(), meta);
+            match &mut self.last_meta {
+                Some((last, kept)) => {
+                    last.clear();
+                    last.extend_from_slice(key);
+                    *kept = meta;
+                }
+                None => self.last_meta = Some((key.to_vec(), meta)),
+            }
         }
         Ok((found, span, level))
     }
@@ -363,16 +445,16 @@ impl LokiLines {
             let mut unsure = false;
             if span.is_none() {
                 match search_pair(s, &self.span_names, &self.span_firsts, Kind::Span) {
-                    Found::Value(v) => span = Some(self.shared(py, v)),
-                    Found::Nothing => {}
+                    Found::Span(id) => span = Some(self.shared(py, &id)?),
+                    Found::Value(..) | Found::Nothing => {}
                     Found::Unsure => unsure = true,
                 }
             }
             let mut level = None;
             if !unsure {
                 match search_pair(s, &self.level_names, &self.level_firsts, Kind::Level) {
-                    Found::Value(v) => level = Some(self.shared(py, v)),
-                    Found::Nothing => {}
+                    Found::Value(start, end) => level = Some(self.shared_lower(py, &s[start..end])?),
+                    Found::Span(_) | Found::Nothing => {}
                     Found::Unsure => unsure = true,
                 }
             }
@@ -381,7 +463,7 @@ impl LokiLines {
                     Some(level) => level,
                     None if !meta_level.is_none(py) => meta_level.clone_ref(py),
                     None => match bare_level(s) {
-                        Some(v) => self.shared(py, v),
+                        Some((start, end)) => self.shared_lower(py, &s[start..end])?,
                         None => py.None(),
                     },
                 };
@@ -398,15 +480,58 @@ impl LokiLines {
     }
 }
 
+/// The slot offset of each field in `class` when `object.__setattr__` would store exactly there: the class's
+/// attribute is a member descriptor of an object slot (a slotted dataclass's fields are). None otherwise.
+fn slot_offsets(py: Python<'_>, class: &Py<PyType>, attributes: &[Py<PyString>]) -> Option<[ffi::Py_ssize_t; 8]> {
+    let mut offsets = [0; 8];
+    for (offset, name) in offsets.iter_mut().zip(attributes) {
+        let descr = class.bind(py).getattr(name.bind(py)).ok()?;
+        unsafe {
+            if ffi::Py_TYPE(descr.as_ptr()) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+                return None;
+            }
+            let member = (*(descr.as_ptr() as *mut ffi::PyMemberDescrObject)).d_member as *mut ffi::PyMemberDef;
+            if member.is_null() || (*member).type_code != ffi::Py_T_OBJECT_EX || (*member).flags & ffi::Py_READONLY != 0 {
+                return None;
+            }
+            *offset = (*member).offset;
+        }
+    }
+    Some(offsets)
+}
+
+/// Whether the cyclic collector could reach anything through `value` (a str, an int, None, a dict of strs: no).
+fn gc_visible(value: &PyObject) -> bool {
+    unsafe { ffi::PyObject_IS_GC(value.as_ptr()) != 0 && ffi::PyObject_GC_IsTracked(value.as_ptr()) != 0 }
+}
+
 /// A new instance of the (frozen, slotted) LogLine dataclass with its eight fields set, as its
-/// `__init__` sets them (`object.__setattr__`), without a Python frame per line.
-fn build_line(py: Python<'_>, class: &Py<PyType>, attributes: &[Py<PyString>], values: [&PyObject; 8]) -> PyResult<PyObject> {
+/// `__init__` sets them (`object.__setattr__`), without a Python frame per line: straight into the slots
+/// when `slots` knows them (what the member descriptors' `__set__` does on a new object), else by setattr.
+/// A line holding nothing the collector tracks (strs, ints, None, dicts of strs: nearly every line) is
+/// untracked, as CPython untracks such tuples and dicts: no cycle can pass through it, and every collection
+/// while a big answer is alive would otherwise walk its 50k lines.
+fn build_line(py: Python<'_>, class: &Py<PyType>, attributes: &[Py<PyString>], slots: Option<&[ffi::Py_ssize_t; 8]>,
+              values: [&PyObject; 8]) -> PyResult<PyObject> {
     unsafe {
         let obj = ffi::PyType_GenericAlloc(class.as_ptr() as *mut ffi::PyTypeObject, 0);
         if obj.is_null() {
             return Err(PyErr::fetch(py));
         }
         let obj: PyObject = PyObject::from_owned_ptr(py, obj);
+        if let Some(offsets) = slots {
+            for (&offset, value) in offsets.iter().zip(values) {
+                let slot = (obj.as_ptr() as *mut u8).offset(offset) as *mut *mut ffi::PyObject;
+                let old = *slot;
+                ffi::Py_INCREF(value.as_ptr());
+                *slot = value.as_ptr();
+                ffi::Py_XDECREF(old);
+            }
+            if !values.iter().any(|value| gc_visible(value)) && ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0 {
+                ffi::PyObject_GC_UnTrack(obj.as_ptr() as *mut std::ffi::c_void);
+            }
+            return Ok(obj);
+        }
         for (name, value) in attributes.iter().zip(values) {
             if ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value.as_ptr()) != 0 {
                 return Err(PyErr::fetch(py));
@@ -430,7 +555,9 @@ impl LokiLines {
         }
         let (span_names, span_firsts) = name_list(span_fields);
         let (level_names, level_firsts) = name_list(level_fields);
+        let slots = Python::with_gil(|py| slot_offsets(py, &line_class, &attributes));
         Ok(LokiLines {
+            slots,
             span_names,
             span_firsts,
             level_names,
@@ -442,6 +569,7 @@ impl LokiLines {
             span_from_text,
             decode_metadata,
             by_bytes: HashMap::new(),
+            last_meta: None,
             texts: HashMap::new(),
         })
     }
@@ -504,11 +632,17 @@ impl LokiLines {
         };
         let (span, level) = self.span_and_level(py, line, &text, &meta, &meta_span, &meta_level)?;
         let level = if level.bind(py).is_truthy()? { level } else { stream.label_level.clone_ref(py) };
-        // f"{int(ts)}": leading zeros dropped.
-        let id: PyObject = PyString::new(py, &line_id(&ts.to_string(), stream.prefix, line.as_bytes())).into_any().unbind();
+        // f"{int(ts)}": leading zeros dropped (Loki writes none: its digits as they are, then).
+        let digits = entry.timestamp.0.as_bytes();
+        let id = if digits.len() > 1 && digits[0] == b'0' {
+            line_id_bytes(ts.to_string().as_bytes(), stream.prefix, line.as_bytes())
+        } else {
+            line_id_bytes(digits, stream.prefix, line.as_bytes())
+        };
+        let id = ascii_str(py, &id)?;
         let ts: PyObject = ts.into_pyobject(py)?.into_any().unbind();
         let text: PyObject = text.into_any().unbind();
-        build_line(py, &self.line_class, &self.attributes,
+        build_line(py, &self.line_class, &self.attributes, self.slots.as_ref(),
                    [&id, &ts, &text, &stream.service, &level, &stream.labels, &meta, &span]).map(Some)
     }
 }
@@ -672,5 +806,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     render_spans::register(m)?;
+    logs_json::register(m)?;
     Ok(())
 }

@@ -346,21 +346,44 @@ fn slot_offsets(class: &Bound<'_, PyType>, fields: &[String], expected: &[&str])
     Ok(offsets)
 }
 
-/// A new instance with its slots set, as the dataclass `__init__` sets them (`object.__setattr__`).
+/// Whether the cyclic collector could reach anything through `value` (a str, an int, None, a dict of strs: no).
+fn gc_visible(value: *mut ffi::PyObject) -> bool {
+    unsafe { !value.is_null() && ffi::PyObject_IS_GC(value) != 0 && ffi::PyObject_GC_IsTracked(value) != 0 }
+}
+
+/// Untracks `obj` (a new object of ours) when none of `values` is tracked: no cycle can pass through it, as
+/// CPython untracks such tuples and dicts, and every collection while a big trace is alive would otherwise walk
+/// each span (the young collection right after the decode did, each time: a sixth of a 1k-span decode).
+fn untrack_if_atomic(obj: &PyObject, values: impl IntoIterator<Item = *mut ffi::PyObject>) {
+    unsafe {
+        if ffi::PyObject_GC_IsTracked(obj.as_ptr()) != 0 && !values.into_iter().any(gc_visible) {
+            ffi::PyObject_GC_UnTrack(obj.as_ptr() as *mut std::ffi::c_void);
+        }
+    }
+}
+
+/// A new instance with its slots set, as the dataclass `__init__` sets them (`object.__setattr__`); untracked
+/// when it holds nothing the collector tracks (`untrack_if_atomic`).
 fn build(py: Python<'_>, class: &Py<PyType>, offsets: &[isize], values: Vec<PyObject>) -> Option<PyObject> {
     unsafe {
         let obj = owned(py, ffi::PyType_GenericAlloc(class.as_ptr() as *mut ffi::PyTypeObject, 0))?;
+        let slot_of = |offset: isize| (obj.as_ptr() as *mut u8).offset(offset) as *mut *mut ffi::PyObject;
         for (offset, value) in offsets.iter().zip(values) {
-            let slot = (obj.as_ptr() as *mut u8).offset(*offset) as *mut *mut ffi::PyObject;
-            let old = std::ptr::replace(slot, value.into_ptr());
+            let old = std::ptr::replace(slot_of(*offset), value.into_ptr());
             ffi::Py_XDECREF(old);
         }
+        untrack_if_atomic(&obj, offsets.iter().map(|&offset| *slot_of(offset)));
         Some(obj)
     }
 }
 
+/// A tuple of `items`, untracked when they are (what the collector would find out at its first look).
 fn tuple_of(py: Python<'_>, items: Vec<PyObject>) -> Option<PyObject> {
-    PyTuple::new(py, items).ok().map(|t| t.into_any().unbind())
+    let tuple = PyTuple::new(py, items).ok()?;
+    let tuple: PyObject = tuple.into_any().unbind();
+    let items: Vec<*mut ffi::PyObject> = tuple.bind(py).downcast::<PyTuple>().ok()?.iter().map(|item| item.as_ptr()).collect();
+    untrack_if_atomic(&tuple, items);
+    Some(tuple)
 }
 
 const SPAN_FIELDS: [&str; 12] = ["span_id", "parent_span_id", "service", "operation", "start_ns", "end_ns", "kind", "status",

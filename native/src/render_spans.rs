@@ -23,6 +23,9 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::wrap_pyfunction;
 
+#[path = "tree.rs"]
+mod tree;
+
 // ---------------------------------------------------------------------------------------------------------
 // Statement and path shapes: the regexes of identity.py, one byte scan each, for ASCII text.
 
@@ -739,27 +742,33 @@ struct Parts<'py> {
 }
 
 fn parts<'py>(inputs: &Inputs<'_, 'py>, sid: &Bound<'py, PyAny>) -> PyResult<Option<Parts<'py>>> {
-    let py = sid.py();
-    let names = &inputs.names;
     let span = match inputs.by_id.get_item(sid)? {
         Some(span) => span,
         None => return Ok(None),
-    };
-    let (start, end) = match (int64(&names.start.get(&span)?), int64(&names.end.get(&span)?)) {
-        (Some(start), Some(end)) => (start, end),
-        _ => return Ok(None),
     };
     let own = match inputs.self_ns.get_item(sid)?.as_ref().and_then(int64) {
         Some(own) => own,
         None => return Ok(None),
     };
-    let (offset, duration) = match (start.checked_sub(inputs.origin), end.checked_sub(start)) {
-        (Some(offset), Some(duration)) => (offset, duration),
-        _ => return Ok(None),
-    };
     let depth = match inputs.depth.get_item(sid)? {
         Some(depth) => depth,
         None => return Ok(None),
+    };
+    parts_of(inputs, sid, span, own, depth)
+}
+
+/// `parts` of a span already found, with its own time and depth (the tree's columns give them by position).
+fn parts_of<'py>(inputs: &Inputs<'_, 'py>, sid: &Bound<'py, PyAny>, span: Bound<'py, PyAny>, own: i64,
+                 depth: Bound<'py, PyAny>) -> PyResult<Option<Parts<'py>>> {
+    let py = sid.py();
+    let names = &inputs.names;
+    let (start, end) = match (int64(&names.start.get(&span)?), int64(&names.end.get(&span)?)) {
+        (Some(start), Some(end)) => (start, end),
+        _ => return Ok(None),
+    };
+    let (offset, duration) = match (start.checked_sub(inputs.origin), end.checked_sub(start)) {
+        (Some(offset), Some(duration)) => (offset, duration),
+        _ => return Ok(None),
     };
     let attributes = names.attributes.get(&span)?;
     let kind = names.kind.get(&span)?;
@@ -1054,6 +1063,53 @@ impl<'a, 'py> Writer<'a, 'py> {
     }
 }
 
+/// One span's object, as orjson writes `_spans`' dict.
+fn write_span<'py>(w: &mut Writer<'_, 'py>, p: Parts<'py>) -> PyResult<()> {
+    w.key(true, b"span_id");
+    w.value(&p.span_id, false)?;
+    w.key(false, b"parent_span_id");
+    w.value(&p.parent, false)?;
+    w.key(false, b"service");
+    w.value(&p.service, false)?;
+    w.key(false, b"operation");
+    w.value(&p.operation, false)?;
+    w.key(false, b"target");
+    w.value(&p.target, false)?;
+    w.key(false, b"start_ms");
+    w.ms(p.start_ms)?;
+    w.key(false, b"duration_ms");
+    w.ms(p.duration_ms)?;
+    w.key(false, b"self_ms");
+    w.ms(p.self_ms)?;
+    w.key(false, b"depth");
+    w.value(&p.depth, false)?;
+    w.key(false, b"kind");
+    w.value(&p.kind, false)?;
+    w.key(false, b"status");
+    w.value(&p.status, false)?;
+    w.key(false, b"status_message");
+    w.value(&p.message, false)?;
+    w.key(false, b"attributes");
+    if unsafe { ffi::PyDict_CheckExact(p.attributes.as_ptr()) } != 0 {
+        w.value(&p.attributes, true)?;
+    } else {
+        w.by_orjson(&dict_copy(&p.attributes)?)?; // `dict(span.attributes)`, as the dicts hold it
+    }
+    w.key(false, b"events");
+    match p.events {
+        Some(events) => w.by_orjson(&events)?,
+        None => w.out.extend_from_slice(b"[]"),
+    }
+    w.key(false, b"log_ids");
+    w.value(&p.log_ids, true)?;
+    w.key(false, b"exemplar_ids");
+    w.value(&p.exemplar_ids, true)?;
+    w.key(false, b"inferred_log_ids");
+    w.value(&p.inferred_ids, true)?;
+    w.out.push(b'}');
+    Ok(())
+}
+
 /// `orjson.dumps(render._spans(…))` without the dicts: the `spans` list's JSON, or None when Python must render it.
 /// `dumps(value)` is orjson with the body's options, for values this code does not write itself.
 #[pyfunction]
@@ -1080,48 +1136,63 @@ fn render_spans_json<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &B
         if i > 0 {
             w.out.push(b',');
         }
-        w.key(true, b"span_id");
-        w.value(&p.span_id, false)?;
-        w.key(false, b"parent_span_id");
-        w.value(&p.parent, false)?;
-        w.key(false, b"service");
-        w.value(&p.service, false)?;
-        w.key(false, b"operation");
-        w.value(&p.operation, false)?;
-        w.key(false, b"target");
-        w.value(&p.target, false)?;
-        w.key(false, b"start_ms");
-        w.ms(p.start_ms)?;
-        w.key(false, b"duration_ms");
-        w.ms(p.duration_ms)?;
-        w.key(false, b"self_ms");
-        w.ms(p.self_ms)?;
-        w.key(false, b"depth");
-        w.value(&p.depth, false)?;
-        w.key(false, b"kind");
-        w.value(&p.kind, false)?;
-        w.key(false, b"status");
-        w.value(&p.status, false)?;
-        w.key(false, b"status_message");
-        w.value(&p.message, false)?;
-        w.key(false, b"attributes");
-        if unsafe { ffi::PyDict_CheckExact(p.attributes.as_ptr()) } != 0 {
-            w.value(&p.attributes, true)?;
-        } else {
-            w.by_orjson(&dict_copy(&p.attributes)?)?; // `dict(span.attributes)`, as the dicts hold it
+        write_span(&mut w, p)?;
+    }
+    w.out.push(b']');
+    Ok(Some(pyo3::types::PyBytes::new(py, &w.out)))
+}
+
+/// The item at `i` of a list known to be longer (borrowed, as a bound reference).
+fn item<'py>(list: &Bound<'py, PyList>, i: usize) -> Bound<'py, PyAny> {
+    unsafe { Bound::from_borrowed_ptr(list.py(), ffi::PyList_GET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t)) }
+}
+
+/// `render_spans_json` from the tree's columns (`spantree.Columns`): `order` the positions in the tree's order and
+/// `depths` their depths (parallel), `ids`, `spans` and `own` by position — no lookup by span ID in a 100k-entry dict
+/// per span. The same bytes; None when anything is not as the columns promise (Python renders the list then).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn render_spans_json_cols<'py>(py: Python<'py>, order: &Bound<'py, PyList>, depths: &Bound<'py, PyList>,
+                               ids: &Bound<'py, PyList>, spans: &Bound<'py, PyList>, own: &Bound<'py, PyList>,
+                               targets: &Bound<'py, PyDict>, logs: &Bound<'py, PyDict>, exemplars: &Bound<'py, PyDict>,
+                               inferred: &Bound<'py, PyDict>, origin: &Bound<'py, PyAny>, ms_slow: &Bound<'py, PyAny>,
+                               events_of: &Bound<'py, PyAny>, target_slow: &Bound<'py, PyAny>,
+                               dumps: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
+    let origin = match int64(origin) {
+        Some(origin) => origin,
+        None => return Ok(None),
+    };
+    let n = ids.len();
+    if order.len() != depths.len() || spans.len() != n || own.len() != n {
+        return Ok(None);
+    }
+    let no_ids = PyList::empty(py);
+    let unused = PyDict::new(py);
+    let inputs = Inputs { by_id: &unused, self_ns: &unused, depth: &unused, targets, logs, exemplars, inferred, origin,
+                          no_ids: &no_ids, ms_slow, events_of, target_slow, names: Names::new(py) };
+    let mut w = Writer { out: Vec::with_capacity(order.len() * 320 + 2), dumps };
+    w.out.push(b'[');
+    for i in 0..order.len() {
+        // The lists are read again at each step: a callable asked below (events, a target) may change them.
+        if i >= order.len() || i >= depths.len() || ids.len() != n || spans.len() != n || own.len() != n {
+            return Ok(None);
         }
-        w.key(false, b"events");
-        match p.events {
-            Some(events) => w.by_orjson(&events)?,
-            None => w.out.extend_from_slice(b"[]"),
+        let at = match int64(&item(order, i)) {
+            Some(at) if at >= 0 && (at as usize) < n => at as usize,
+            _ => return Ok(None),
+        };
+        let own_ns = match int64(&item(own, at)) {
+            Some(own_ns) => own_ns,
+            None => return Ok(None),
+        };
+        let p = match parts_of(&inputs, &item(ids, at), item(spans, at), own_ns, item(depths, i))? {
+            Some(p) => p,
+            None => return Ok(None),
+        };
+        if i > 0 {
+            w.out.push(b',');
         }
-        w.key(false, b"log_ids");
-        w.value(&p.log_ids, true)?;
-        w.key(false, b"exemplar_ids");
-        w.value(&p.exemplar_ids, true)?;
-        w.key(false, b"inferred_log_ids");
-        w.value(&p.inferred_ids, true)?;
-        w.out.push(b'}');
+        write_span(&mut w, p)?;
     }
     w.out.push(b']');
     Ok(Some(pyo3::types::PyBytes::new(py, &w.out)))
@@ -1134,5 +1205,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(span_target, m)?)?;
     m.add_function(wrap_pyfunction!(render_spans, m)?)?;
     m.add_function(wrap_pyfunction!(render_spans_json, m)?)?;
+    m.add_function(wrap_pyfunction!(render_spans_json_cols, m)?)?;
+    tree::register(m)?;
     Ok(())
 }
