@@ -10,6 +10,7 @@ import asyncio
 import gc
 import os
 import time
+import tracemalloc
 import warnings
 from typing import Any
 
@@ -70,6 +71,16 @@ CASES = [({source}, fault) for source in ("jaeger", "loki", "prometheus") for fa
         [({"jaeger", "loki", "prometheus"}, fault) for fault in FAULTS]
 
 
+def resource_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Each ResourceWarning, with where its object was made when tracemalloc runs (PYTHONTRACEMALLOC=20)."""
+    found = []
+    for w in caught:
+        if issubclass(w.category, ResourceWarning):
+            made = tracemalloc.get_object_traceback(w.source) if w.source is not None else None
+            found.append(f"ResourceWarning: {w.message}" + (" made at\n" + "\n".join(made.format()) if made else ""))
+    return found
+
+
 async def leftovers(before: set[asyncio.Task[Any]], fds: int) -> list[str]:
     """What a finished case (its service, proxies and Loki closed) left behind: tasks still running, descriptors
     still open, and ResourceWarnings of objects collected unclosed (a collection now shows them at once)."""
@@ -78,7 +89,7 @@ async def leftovers(before: set[asyncio.Task[Any]], fds: int) -> list[str]:
         for _ in range(3):  # a transport's close ends one loop iteration later
             await asyncio.sleep(0)
         gc.collect()
-    found = [f"{w.category.__name__}: {w.message}" for w in caught if issubclass(w.category, ResourceWarning)]
+    found = resource_warnings(caught)
     running = [t for t in asyncio.all_tasks() if t not in before and not t.done()]
     if running:
         found.append(f"{len(running)} task(s) outlive the case: {sorted({t.get_coro().__qualname__ for t in running})}")  # type: ignore[union-attr]
@@ -97,7 +108,7 @@ async def test_fault_matrix(jaeger: Jaeger, prometheus: Prometheus, t0: int) -> 
         with warnings.catch_warnings(record=True) as caught:  # a ResourceWarning during the case names the case
             warnings.simplefilter("always", ResourceWarning)
             body, elapsed = await run_case(faulty, fault, jaeger, prometheus, t0)
-        problems = [f"{w.category.__name__}: {w.message}" for w in caught if issubclass(w.category, ResourceWarning)]
+        problems = resource_warnings(caught)
         problems += await leftovers(before, fds)
         if elapsed > DEADLINE * 1.1:
             problems.append(f"took {elapsed:.2f}s")
