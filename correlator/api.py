@@ -353,6 +353,9 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
             app[BACKENDS] = Backends(jaeger, loki, prometheus, Correlator(settings, jaeger, loki, prometheus, offload=offload))
             app[BACKENDS].correlator.standings = functools.partial(app[STANDINGS].lookup_parts, prometheus)
             app[STANDINGS].bulkheads = app[BACKENDS].correlator.bulkheads
+            # Before the clients close (last in, first out): shared lookups a request left running end with the app.
+            stack.push_async_callback(app[STANDINGS].aclose)
+            stack.push_async_callback(app[BACKENDS].correlator.aclose)
             yield
 
     app.cleanup_ctx.append(backends_ctx)

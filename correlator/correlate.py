@@ -188,6 +188,15 @@ class Correlator:
             cache.put(key, outcome)
         return outcome
 
+    async def aclose(self) -> None:
+        """End what outlives a request: correlations whose callers left (shielded) and the shared lookups. The
+        service calls it before closing its backend clients, so no task of it talks to a closed client or outlives it."""
+        running = [task for task in self._inflight.values() if not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await self.shared.aclose()
+
     async def correlate_lower64(self, trace_id: TraceId, hint: Window | None = None, tenant: str | None = None) -> Outcome:
         """An ID known only by its lower 64 bits (Datadog): correlate on them; when Jaeger has no 64-bit trace
         by them but the lines found carry exactly one whole ID ending in them, correlate that one, and say so."""

@@ -45,6 +45,14 @@ class SingleFlight(Generic[T]):
         answer.add_done_callback(forget_failure)  # also retrieves the exception: never "never retrieved"
         return await asyncio.shield(answer)
 
+    async def aclose(self) -> None:
+        """Cancel the queries still in flight and wait until they have ended: none outlives its owner."""
+        running = [answer for _expires, answer in self._entries.values() if not answer.done()]
+        self._entries = {}
+        for answer in running:
+            answer.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     def _prune(self, now: float) -> None:
         self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
         while len(self._entries) > self.max_entries:  # all fresh: drop the oldest (dicts keep insertion order)

@@ -51,6 +51,10 @@ class StandingLookup:
         self._wall = wall_clock
         self._shared: SingleFlight[list[tuple[str, float]]] = SingleFlight(_SHARE_SECONDS)
 
+    async def aclose(self) -> None:
+        """End the shared queries still running (a correlation that gave up leaves its query to the others)."""
+        await self._shared.aclose()
+
     async def lookup(self, prometheus: PrometheusSource, correlation: Correlation, tenant: str | None,
                      budget: float | None = None) -> tuple[Standing, ...]:
         """A standing per exemplar of the trace, plus one for the root span (id `root-<span>`) when no

@@ -165,6 +165,14 @@ class _Store(Generic[A]):
         task.add_done_callback(settle)
         return entry
 
+    async def aclose(self) -> None:
+        """Cancel the queries still in flight and wait until they have ended (their connections closed)."""
+        running = [e.answer for e in self.entries if not e.answer.done()]
+        self.entries = []
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
 
 LinesFetch = Callable[[Window, frozenset[str] | None, int], Awaitable[LinesAnswer]]
 SearchFetch = Callable[[str, Window, int], Awaitable[SearchAnswer]]
@@ -177,6 +185,11 @@ class SharedLookups:
     def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._lines: _Store[LinesAnswer] = _Store(ttl_seconds, clock)
         self._searches: _Store[SearchAnswer] = _Store(ttl_seconds, clock)
+
+    async def aclose(self) -> None:
+        """End every shared lookup still running: none may outlive the service (and its clients) that started it."""
+        await self._lines.aclose()
+        await self._searches.aclose()
 
     def prefetch_lines(self, fetch: LinesFetch, window: Window, services: Sequence[str] | None, tenant: str | None) -> None:
         """Start a shared query now (a hint's window before the trace is known; an investigation's joint window)."""

@@ -74,3 +74,23 @@ async def test_off_asks_every_time_and_the_table_stays_bounded() -> None:
         await small.get(key, backend.query)
     assert len(small._entries) <= 4
     assert await small.get(9, backend.query) == "answer 12"  # the newest are the ones kept
+
+
+async def test_closing_ends_the_query_a_waiter_left_running_and_keeps_nothing() -> None:
+    backend = Backend()
+    shared: SingleFlight[str] = SingleFlight(2.0)
+    ended = asyncio.Event()
+
+    async def query() -> str:
+        try:
+            return await backend.query()
+        finally:
+            ended.set()  # where a real query releases its connection
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await shared.get("a", query)  # gives up: the shared query goes on for the others
+    assert not ended.is_set()
+    await shared.aclose()
+    assert ended.is_set() and shared._entries == {}
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

@@ -134,6 +134,31 @@ def untraced_queries(loki: Any) -> list[Any]:
     return [r for r in loki.app[REQUESTS] if 'trace_id=""' in r.query.get("query", "")]
 
 
+async def test_closing_ends_the_lookups_still_running_and_keeps_none() -> None:
+    ended: list[str] = []
+
+    async def never(what: str) -> Any:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            ended.append(what)  # where a real query releases its connection
+
+    async def lines(window: Window, services: frozenset[str] | None, limit: int) -> LinesAnswer:
+        return await never("lines")  # type: ignore[no-any-return]
+
+    async def search(service: str, window: Window, depth: int) -> SearchAnswer:
+        return await never("search")  # type: ignore[no-any-return]
+
+    shared = SharedLookups(60)
+    shared.prefetch_lines(lines, Window(T0, T0 + S), None, None)
+    shared.prefetch_search(search, "api", Window(T0, T0 + S), 20, None)
+    await asyncio.sleep(0)
+    await shared.aclose()
+    assert sorted(ended) == ["lines", "search"]
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    assert shared.lines_now(["api"], Window(T0, T0 + S), 10, None) is None  # nothing kept
+
+
 async def test_correlations_of_one_moment_share_the_lookups_and_get_the_same_answer(aiohttp_server: Any,
                                                                                   aiohttp_client: Any) -> None:
     shared, loki = await service(aiohttp_server, aiohttp_client)
@@ -162,6 +187,24 @@ async def test_with_a_hint_a_slow_search_does_not_hold_the_answer(aiohttp_server
     assert len(untraced_queries(loki)) == 1
     again = await (await client.get(f"/correlate/{TRACE}?{hint}")).json()
     assert not again["cached"]  # an answer that may learn more (`high`) a moment later is not kept
+
+
+async def test_a_search_left_running_ends_with_the_service(aiohttp_server: Any, aiohttp_client: Any) -> None:
+    """A shared lookup outlives the correlation that started it, never the service: closed, the service
+    ends it before its backend clients close (it would talk to a closed client, or hold a socket, after)."""
+    client, _loki = await service(aiohttp_server, aiohttp_client, search_delay=30.0)
+    hint = f"start={(T0 - 5 * MS) // 1000}&end={(T0 + 150 * MS) // 1000}"
+    body = await (await client.get(f"/correlate/{TRACE}?{hint}")).json()
+    assert body["summary"]["untraced"]["overlap_check"] == "late"  # answered; the search goes on, shared
+    assert "Correlator._search_query.<locals>.query" in running_here()
+    await client.close()
+    assert running_here() == set()
+
+
+def running_here() -> set[str]:
+    """The tasks still running, but the fake Loki's connection handlers (the fixture closes that server later)."""
+    names = {t.get_coro().__qualname__ for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()}  # type: ignore[union-attr]
+    return {name for name in names if not name.startswith("RequestHandler.")}
 
 
 async def test_a_search_answer_is_read_as_the_whole_json_reads_it() -> None:

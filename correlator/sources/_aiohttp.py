@@ -99,8 +99,12 @@ class SharedSession:
         # What httpx-aiohttp would build; the default for requests that pass none (the fast path).
         self._timeout = aiohttp.ClientTimeout(sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def __call__(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # A session made now would never be closed (its pool, its sockets): fail as aiohttp's closed one does.
+            raise RuntimeError("Session is closed")
         if self._session is None:
             limits = self._limits
             # As httpx-aiohttp builds it from the same limits (aiohttp's default of 100 when None).
@@ -113,6 +117,7 @@ class SharedSession:
         return self._session
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 

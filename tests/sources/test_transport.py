@@ -189,3 +189,13 @@ def test_the_query_is_encoded_exactly_as_urlencode_with_quote_would() -> None:
         assert _url_text("http://b", "/q", params) == expected
 
     same_bytes()
+
+
+async def test_a_closed_client_never_opens_a_new_pool() -> None:
+    """Closed before its first request, a client must not make its aiohttp session later (nobody would close
+    it: an unclosed session, pool and sockets); a request then fails at once, as on any closed session."""
+    settings = load_settings(environ={"CORRELATOR_LOKI_URL": f"http://127.0.0.1:{closed_port()}"}).loki
+    client = make_client(settings)
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await get(client, "loki", "/ready")
