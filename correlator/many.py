@@ -205,7 +205,7 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     # window, and each trace's answer is cut out of them (untraced_share.py).
     scopes = [scope for w in todo if (scope := correlator._scope(traces[w.trace_id.hex], outlines.get(w.trace_id.hex)))
               is not None]
-    correlator.prime_untraced(scopes, tenant, jaeger_tenant, deadline)
+    correlator.prime_untraced([(services, window) for services, window, _clock in scopes], tenant, jaeger_tenant, deadline)
 
     async def untraced_of(w: Wanted) -> _Untraced:
         async with gate:
