@@ -28,6 +28,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -232,12 +233,26 @@ def _backends(port: int, latency_ms: int, fault_rate: float, big_spans: int = 0)
             (templates / "trace_big.json").write_bytes(otlp_trace(big_spans))
         print(f"    backends: Go ({binary.name}), {latency_ms} ms latency")
         try:
-            return subprocess.Popen([str(binary), str(port), str(latency_ms), str(templates), str(fault_rate)])
+            return _listening(subprocess.Popen([str(binary), str(port), str(latency_ms), str(templates), str(fault_rate)]), port)
         finally:
             atexit.register(shutil.rmtree, templates, True)
     print(f"    backends: Python (no Go here), {latency_ms} ms latency")
-    return subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(port), str(latency_ms), "20"], cwd=REPO,
-                            env={**os.environ, "BENCH_FAULT_RATE": str(fault_rate)})
+    return _listening(subprocess.Popen([sys.executable, str(REPO / "bench" / "fake_backends.py"), str(port), str(latency_ms), "20"],
+                                       cwd=REPO, env={**os.environ, "BENCH_FAULT_RATE": str(fault_rate)}), port)
+
+
+def _listening(process: subprocess.Popen[bytes], port: int, seconds: float = 30.0) -> subprocess.Popen[bytes]:
+    """`process` once it accepts connections on `port`. The load must not start before: the P3 floor has no
+    retries, so a backend still starting (a cold first exec on a fresh machine) became one 500 per client."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"the fake backends never listened on {port} (exit status {process.poll()})")
 
 
 def _load(api: str, clients: int, duration: int) -> subprocess.Popen[str]:
@@ -262,8 +277,8 @@ def _summarise_wrk(out: str, clients: int, duration: int) -> str:
             return float("nan")
         return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
     statuses = {int(k): int(v) for k, v in re.findall(r"(\d{3}): (\d+)", out.split("statuses", 1)[-1])}
-    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = sum(v for k, v in statuses.items() if k >= 500) + (sum(map(int, socket.groups())) if socket else 0)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(v for k, v in statuses.items() if k >= 500) + (sum(map(int, socket_errors.groups())) if socket_errors else 0)
     rate = number(r"Requests/sec:\s+([\d.]+)")
     return (f"P3  {clients} clients × {duration}s (wrk): {rate:.0f} correlations/s, p50 {ms('50'):.1f} ms, "
             f"p99 {ms('99'):.1f} ms, errors {errors}, statuses {dict(sorted(statuses.items()))}")
