@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -260,22 +261,59 @@ def _well_known_span(line: str) -> str | None:
     return idformats.from_text(line, False).span_id
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What the native parse needs that depends only on the settings (made once per settings object)."""
+
+    settings: LokiSettings
+    span_fields: list[str]
+    level_fields: list[str]
+    finder: Callable[[str, Mapping[str, str]], tuple[str | None, str | None]]
+    meta_finder: Callable[[Mapping[str, str]], tuple[str | None, str | None]]
+
+
+_PREPARED: dict[int, _Prepared] = {}
+
+
+def _prepared(settings: LokiSettings) -> _Prepared:
+    kept = _PREPARED.get(id(settings))
+    if kept is None or kept.settings is not settings:
+        if len(_PREPARED) >= 64:
+            _PREPARED.clear()
+        kept = _PREPARED[id(settings)] = _Prepared(
+            settings, list(settings.span_id_fields), list(settings.level_fields), span_and_level_finder(settings),
+            metadata_span_and_level(settings))
+    return kept
+
+
+_FIELDS = list(_native.LOG_LINE_FIELDS)
+_HINTS = list(_SPAN_HINTS)
+
+
 def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int] | None:
     """`_lines` by the native extension: entries decoded, line IDs hashed, span IDs and levels of text
-    lines found, LogLines built, all in one native loop per stream; JSON bodies, odd lines and each
-    distinct metadata object are handed back to the Python code per line. None: parse it in Python."""
+    lines found, LogLines built, all in one native loop; JSON bodies, odd lines and each distinct metadata
+    object are handed back to the Python code per line. None: parse it in Python.
+
+    The whole answer in one pass (`LokiLines.answer`) when the extension has it and the answer has the usual
+    shape, else msgspec splits the envelope and each stream's entries are read natively (`LokiLines.stream`)."""
     native = _native.MODULE
     if native is None:
         return None
-    try:
-        answer = _lazyjson.envelope(raw, _WholeAnswer)
-    except _lazyjson.NotJson:
-        return None  # the Python parse says what is wrong, in its own words
-    if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
-        return None
-    categorized = "categorize-labels" in (answer.data.encodingFlags or ())
-    same = _Sharing()
-    meta_span_and_level = metadata_span_and_level(settings)
+    prepared = _prepared(settings)
+    if hasattr(native.LokiLines, "answer"):
+        same = _Sharing()
+        try:
+            got = _parser(native, prepared, same).answer(raw, _stream_context(prepared, same))
+        except _NotNative:
+            got = None
+        if got is not None:
+            return got, len(got)
+    return _two_pass_lines(native, raw, prepared)
+
+
+def _parser(native: Any, prepared: _Prepared, same: _Sharing) -> Any:
+    meta_span_and_level = prepared.meta_finder
 
     def decode_metadata(key: bytes) -> tuple[Mapping[str, str] | None, str | None, str | None]:
         try:
@@ -284,12 +322,23 @@ def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[
             raise _NotNative from None
         return (found, *meta_span_and_level(found)) if found is not None else (None, None, None)
 
-    parser = native.LokiLines(
-        LogLine, list(_native.LOG_LINE_FIELDS), list(settings.span_id_fields), list(settings.level_fields),
-        list(_SPAN_HINTS), span_and_level_finder(settings), _well_known_span, decode_metadata)
-    lines: list[LogLine] = []
-    for stream in answer.data.result:
-        labels = _strings(_lazyjson.item(stream.stream))
+    return native.LokiLines(LogLine, _FIELDS, prepared.span_fields, prepared.level_fields, _HINTS, prepared.finder,
+                            _well_known_span, decode_metadata)
+
+
+_StreamContext = tuple[str, str | None, dict[str, str], str | None, Mapping[str, str], str | None, str | None]
+
+
+def _stream_context(prepared: _Prepared, same: _Sharing) -> Callable[[bytes, bool], _StreamContext | None]:
+    """What every line of a stream shares, from its labels' JSON (None: the two-pass way says what is wrong)."""
+    settings = prepared.settings
+    meta_span_and_level = prepared.meta_finder
+
+    def context(raw_labels: bytes, categorized: bool) -> _StreamContext | None:
+        try:
+            labels = _strings(orjson.loads(raw_labels))
+        except orjson.JSONDecodeError:
+            return None
         service = labels.get(settings.service_label)
         prefix = f"|{service}|"
         if not _is_utf8(prefix):
@@ -297,9 +346,32 @@ def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[
         label_level = next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
         folded = None if categorized else same.mapping({k: v for k, v in labels.items() if not k.startswith("__error")})
         default = folded if folded is not None else _NO_METADATA
+        return (prefix, service, labels, same.text(label_level), default, *meta_span_and_level(default))
+
+    return context
+
+
+def _two_pass_lines(native: Any, raw: bytes | bytearray, prepared: _Prepared) -> tuple[list[LogLine], int] | None:
+    """msgspec splits the envelope, then each stream's entries are read natively."""
+    try:
+        answer = _lazyjson.envelope(raw, _WholeAnswer)
+    except _lazyjson.NotJson:
+        return None  # the Python parse says what is wrong, in its own words
+    if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
+        return None
+    categorized = "categorize-labels" in (answer.data.encodingFlags or ())
+    same = _Sharing()
+    parser = _parser(native, prepared, same)
+    context = _stream_context(prepared, same)
+    lines: list[LogLine] = []
+    for stream in answer.data.result:
+        shared = context(bytes(stream.stream), categorized)
+        if shared is None:
+            # Labels orjson refuses: NotJson, as the Python parse would say; else (a service no UTF-8 can hold) Python's.
+            _lazyjson.item(stream.stream)
+            return None
         try:
-            got = parser.stream(stream.values, prefix, service, labels, same.text(label_level), default,
-                                *meta_span_and_level(default))
+            got = parser.stream(stream.values, *shared)
         except _NotNative:
             return None
         if got is None:

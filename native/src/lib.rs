@@ -33,6 +33,7 @@ use serde_json::value::RawValue;
 mod render_spans;
 mod json_out;
 mod logs_json;
+mod loki_answer;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -596,6 +597,18 @@ impl LokiLines {
             return Err(err);
         }
         Ok(if read.is_ok() { Some(out.unbind()) } else { None })
+    }
+
+    /// A whole answer's bytes → its LogLines in one pass (`loki_answer.rs`), or None when the answer must
+    /// go the two-pass way (`stream` per stream). `context(labels JSON bytes, categorized)`: the stream's
+    /// (prefix, service, labels, label level, default metadata, its span ID, its level), or None.
+    fn answer(&mut self, py: Python<'_>, body: PyBuffer<u8>, context: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyList>>> {
+        if !body.is_c_contiguous() {
+            return Ok(None);
+        }
+        // Read-only for us; the caller keeps its owner alive for this call.
+        let raw: &[u8] = unsafe { std::slice::from_raw_parts(body.buf_ptr() as *const u8, body.len_bytes()) };
+        loki_answer::read(self, py, raw, context)
     }
 }
 
