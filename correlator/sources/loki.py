@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -407,6 +408,8 @@ class _Sharing:
 
 def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
+    if other is kept:
+        return kept
     if (other.level == kept.level and other.span_id == kept.span_id and other.labels == kept.labels
             and other.metadata == kept.metadata):
         return kept  # read the same way by both lookups (the usual case): the merge would equal it
@@ -418,6 +421,9 @@ def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
     )
 
 
+_TIME_AND_ID = operator.attrgetter("timestamp_ns", "id")  # the (time, ID) order of a lookup's merged lines
+
+
 def _same_check(passed: LogLine, line: LogLine) -> bool:
     """`carries_trace` would answer for `line` as it did for `passed` (it reads only the text and the metadata)."""
     return passed.line == line.line and passed.metadata == line.metadata
@@ -426,8 +432,9 @@ def _same_check(passed: LogLine, line: LogLine) -> bool:
 def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings, spellings: Sequence[str] | None = None) -> bool:
     """The line carries `trace_id` itself (metadata field or a whole token in the line), not a longer hex run
     that merely contains the line filter's needle. `spellings`: `trace_id.spellings`, when the caller checks many lines."""
-    for name in settings.trace_id_fields:
-        value = line.metadata.get(name)
+    metadata = line.metadata
+    for name in settings.trace_id_fields if metadata else ():
+        value = metadata.get(name)
         if value:
             if value == trace_id.hex:  # as written by most SDKs: no need to parse it
                 return True
@@ -518,7 +525,7 @@ class LokiSource:
                 elif _same_check(passed, line) or self._carries(line, trace_id, spellings):
                     # The check reads only the text and the metadata: a copy equal in both carries the trace too.
                     merged[line.id] = merge_duplicate(merged[line.id], line)
-        ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
+        ordered = tuple(sorted(merged.values(), key=_TIME_AND_ID))
         note = None
         if failures:
             name, failure = failures[0]
@@ -556,7 +563,7 @@ class LokiSource:
                 for trace_id in self._carried(line, trace_ids):
                     mine = merged[trace_id.hex]
                     mine[line.id] = merge_duplicate(mine[line.id], line) if line.id in mine else line
-        split = {hex_: tuple(sorted(lines_.values(), key=lambda line: (line.timestamp_ns, line.id)))
+        split = {hex_: tuple(sorted(lines_.values(), key=_TIME_AND_ID))
                  for hex_, lines_ in merged.items()}
         note = f"partial: the {failures[0][0]} lookup failed: {failures[0][1]}" if failures else None
         return SourceResult(split, truncated=truncated or bool(failures), note=note)

@@ -1,0 +1,541 @@
+"""`sources/loki.py` as it was before issue 14's loki-parse round: the two-pass native parse (msgspec envelope, then
+`LokiLines.stream` per stream) and `fetch`'s merge (tests/test_loki_same.py compares the new code with it)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import msgspec
+import orjson
+
+from correlator import idformats
+from correlator.config import LokiSettings
+from correlator.errors import InvalidTraceId, SourceError, SourceHTTPError, SourceProtocolError
+from correlator.gcpause import without_gc
+from correlator.ids import TraceId, parse_trace_id
+from correlator.logfields import (
+    extract_trace_context,
+    line_carries,
+    lower64_carried,
+    metadata_span_and_level,
+    span_and_level_finder,
+)
+from correlator.logql import (
+    line_filter_any_query,
+    line_filter_query,
+    metadata_any_query,
+    metadata_query,
+    stream_selector,
+    untraced_query,
+)
+from correlator.model import LogLine, Window
+from correlator.sources import SourceResult, _lazyjson, _native
+from correlator.sources._http import get, not_json
+from correlator.timeparams import rfc3339_ns
+from correlator.untraced_share import LinesAnswer
+
+__all__ = ["LokiSource", "carries_trace", "merge_duplicate", "parse_streams", "parse_streams_body"]
+
+SOURCE = "loki"
+PATH = "/loki/api/v1/query_range"
+_blake2b = hashlib.blake2b
+_ENCODING_FLAGS = {"X-Loki-Response-Encoding-Flags": "categorize-labels"}
+_LOOKUPS = ("line-filter", "structured-metadata", "datadog-decimal")
+_MANY_LOOKUPS = ("line-filter", "structured-metadata")  # fetch_many: IDs from exemplars, no decimal form
+_LOKI_MAX_ENTRIES = 5000  # Loki's default max_entries_limit_per_query
+
+
+def _line_id(joined: str) -> str:
+    """A line's ID from f"{timestamp_ns}|{service}|{line}" (the parse writes the service part once per stream).
+
+    Only what both answer shapes agree on: the folded shape mixes metadata into the labels.
+    """
+    return "log-" + _blake2b(joined.encode(), digest_size=8).hexdigest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _services_selector(label: str, services: tuple[str, ...]) -> str:
+    """`stream_selector`, written once per set of services (a route's traces ask with the same few: ~20 µs each)."""
+    return stream_selector(label, services)
+
+
+def _ns_param(ns: int) -> str:
+    # Loki reads an integer of ≤ 10 digits as seconds: always send 19 digits (zero-padded).
+    return f"{max(ns, 0):019d}"
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _strings(mapping: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in mapping.items()} if isinstance(mapping, dict) else {}
+
+
+@without_gc
+def parse_streams(body: Any, settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """A parsed query_range `streams` answer (either shape) → LogLines, and the number of entries.
+
+    Raises ValueError/TypeError/IndexError when the body is not such an answer.
+    """
+    if not isinstance(body, dict) or body.get("status") != "success":
+        raise ValueError("not a success envelope")
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("result"), list):
+        raise ValueError("no data.result list")
+    if data.get("resultType", "streams") != "streams":
+        raise ValueError(f"resultType {data.get('resultType')!r}, expected streams")
+    categorized = "categorize-labels" in (data.get("encodingFlags") or ())
+    return _lines(((stream.get("stream"), stream.get("values") or ()) for stream in data["result"]), categorized, settings)
+
+
+class _Stream(msgspec.Struct):
+    stream: msgspec.Raw = msgspec.Raw(b"null")
+    values: list[msgspec.Raw] | None = None
+
+
+class _Data(msgspec.Struct):
+    result: list[_Stream]
+    resultType: str = "streams"
+    encodingFlags: list[str] | None = None
+
+
+class _Answer(msgspec.Struct):
+    status: str | None = None
+    data: _Data | None = None
+
+
+@without_gc
+def parse_streams_body(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """`parse_streams` from the answer's bytes, one entry decoded at a time (`_lazyjson`).
+
+    Natively (`_native`) when the extension is installed and takes the answer, else in Python:
+    the same LogLines either way (tests/test_native.py). Raises NotJson, and what `parse_streams` raises.
+    """
+    if _native.MODULE is not None:
+        parsed = _native_lines(raw, settings)
+        if parsed is not None:
+            return parsed
+    return _python_lines(raw, settings)
+
+
+def _python_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """The reference parse (and the fallback of the native one)."""
+    answer = _lazyjson.envelope(raw, _Answer)
+    if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
+        return parse_streams(_lazyjson.whole(raw), settings)  # says what is wrong, as it always did
+    categorized = "categorize-labels" in (answer.data.encodingFlags or ())
+    streams = ((_lazyjson.item(s.stream), map(_entry, s.values or ())) for s in answer.data.result)
+    return _lines(streams, categorized, settings)
+
+
+class _Entry(msgspec.Struct, array_like=True, gc=False):
+    """The shape nearly every entry has: [ns as a string, line, metadata?], the metadata left as its bytes."""
+
+    timestamp: str
+    line: str
+    metadata: msgspec.Raw = msgspec.Raw()  # empty when the entry has none
+
+
+_ENTRY = msgspec.json.Decoder(_Entry)
+
+
+def _entry(raw: msgspec.Raw) -> Any:
+    """One undecoded entry → an `_Entry` (no list), else as orjson parses it.
+
+    Anything msgspec does not take as an `_Entry` (a number for the time, invalid JSON) goes the
+    general way, which reads or rejects it as it always did.
+    """
+    try:
+        return _ENTRY.decode(memoryview(raw))
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _lazyjson.item(raw)
+
+
+def _metadata(entry_metadata: Any, same: _Sharing) -> Mapping[str, str] | None:
+    """An entry's third element (as orjson parses it) → its metadata; None when it is not an object."""
+    if not isinstance(entry_metadata, dict):
+        return None
+    found: dict[str, str] = {}
+    for group in ("structuredMetadata", "parsed"):
+        found.update({k: v for k, v in _strings(entry_metadata.get(group)).items() if not k.startswith("__error")})
+    return same.mapping(found)
+
+
+def _lines(streams: Iterable[tuple[Any, Iterable[Any]]], categorized: bool,
+           settings: LokiSettings) -> tuple[list[LogLine], int]:
+    """(stream labels, entries) pairs → LogLines, and the number of entries.
+
+    An entry is a decoded JSON array, or an `_Entry` (`parse_streams_body`): the same values.
+    """
+    lines: list[LogLine] = []
+    append = lines.append
+    entries = 0
+    # Lines of one trace repeat their levels, span IDs and often their whole metadata: keep one
+    # copy of each (500k lines: 256 → ~150 MB of LogLines, bench P5).
+    same = _Sharing()
+    shared_text = same.text
+    # The same metadata bytes are the same metadata: decoded once per answer (bounded as `same`).
+    by_bytes: dict[bytes, Mapping[str, str] | None] = {}
+    span_and_level = span_and_level_finder(settings)
+    for stream_labels, values in streams:
+        labels = _strings(stream_labels)
+        service = labels.get(settings.service_label)
+        prefix = f"|{service}|"
+        label_level = next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
+        # Folded shape: metadata hides among the labels and cannot be told apart.
+        folded = None if categorized else same.mapping({k: v for k, v in labels.items() if not k.startswith("__error")})
+        for value in values:
+            entries += 1
+            if type(value) is _Entry:
+                ts, text = int(value.timestamp), value.line
+                found = None
+                if value.metadata:
+                    key = bytes(value.metadata)
+                    if key in by_bytes:
+                        found = by_bytes[key]
+                    else:
+                        found = _metadata(_lazyjson.item(value.metadata), same)
+                        if len(by_bytes) < _Sharing.LIMIT:
+                            by_bytes[key] = found
+            else:
+                ts, text = int(value[0]), str(value[1])
+                found = _metadata(value[2], same) if len(value) > 2 else None
+            metadata = found if found is not None else folded if folded is not None else _NO_METADATA
+            span_id, level = span_and_level(text, metadata)
+            # Positional (id, timestamp_ns, line, service, level, labels, metadata, span_id): a fifth cheaper.
+            append(LogLine(_line_id(f"{ts}{prefix}{text}"), ts, text, service, shared_text(level or label_level), labels, metadata,
+                           shared_text(span_id)))
+    return lines, entries
+
+
+_NO_METADATA: Mapping[str, str] = MappingProxyType({})
+
+
+class _WholeStream(msgspec.Struct):
+    """A stream with its entries left as one undecoded array: the native code reads it in one pass."""
+
+    stream: msgspec.Raw = msgspec.Raw(b"null")
+    values: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _WholeData(msgspec.Struct):
+    result: list[_WholeStream]
+    resultType: str = "streams"
+    encodingFlags: list[str] | None = None
+
+
+class _WholeAnswer(msgspec.Struct):
+    status: str | None = None
+    data: _WholeData | None = None
+
+
+class _NotNative(Exception):
+    """Something the native path does not read exactly as the Python one: the answer goes the Python way."""
+
+
+# `idformats.from_text` finds a span ID only in a line holding one of these (its guards, and Datadog's `dd.`).
+_SPAN_HINTS = (*idformats._SPAN_HINTS, "dd.")
+
+
+def _well_known_span(line: str) -> str | None:
+    return idformats.from_text(line, False).span_id
+
+
+def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int] | None:
+    """`_lines` by the native extension: entries decoded, line IDs hashed, span IDs and levels of text
+    lines found, LogLines built, all in one native loop per stream; JSON bodies, odd lines and each
+    distinct metadata object are handed back to the Python code per line. None: parse it in Python."""
+    native = _native.MODULE
+    if native is None:
+        return None
+    try:
+        answer = _lazyjson.envelope(raw, _WholeAnswer)
+    except _lazyjson.NotJson:
+        return None  # the Python parse says what is wrong, in its own words
+    if answer is None or answer.status != "success" or answer.data is None or answer.data.resultType != "streams":
+        return None
+    categorized = "categorize-labels" in (answer.data.encodingFlags or ())
+    same = _Sharing()
+    meta_span_and_level = metadata_span_and_level(settings)
+
+    def decode_metadata(key: bytes) -> tuple[Mapping[str, str] | None, str | None, str | None]:
+        try:
+            found = _metadata(orjson.loads(key), same)
+        except orjson.JSONDecodeError:
+            raise _NotNative from None
+        return (found, *meta_span_and_level(found)) if found is not None else (None, None, None)
+
+    parser = native.LokiLines(
+        LogLine, list(_native.LOG_LINE_FIELDS), list(settings.span_id_fields), list(settings.level_fields),
+        list(_SPAN_HINTS), span_and_level_finder(settings), _well_known_span, decode_metadata)
+    lines: list[LogLine] = []
+    for stream in answer.data.result:
+        labels = _strings(_lazyjson.item(stream.stream))
+        service = labels.get(settings.service_label)
+        prefix = f"|{service}|"
+        if not _is_utf8(prefix):
+            return None
+        label_level = next((labels[f].lower() for f in settings.level_fields if labels.get(f)), None)
+        folded = None if categorized else same.mapping({k: v for k, v in labels.items() if not k.startswith("__error")})
+        default = folded if folded is not None else _NO_METADATA
+        try:
+            got = parser.stream(stream.values, prefix, service, labels, same.text(label_level), default,
+                                *meta_span_and_level(default))
+        except _NotNative:
+            return None
+        if got is None:
+            return None
+        lines += got
+    return lines, len(lines)
+
+
+class _Sharing:
+    """One copy of each equal string / metadata mapping within one answer (bounded)."""
+
+    LIMIT = 4096  # distinct values remembered; unique-per-line metadata stops being looked up
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+        self._mappings: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+
+    def text(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        kept = self._texts.get(value)
+        if kept is None and len(self._texts) < self.LIMIT:
+            self._texts[value] = kept = value
+        return kept or value
+
+    def mapping(self, value: dict[str, str]) -> Mapping[str, str]:
+        if not value:
+            return _NO_METADATA
+        if len(self._mappings) >= self.LIMIT:
+            return value
+        return self._mappings.setdefault(tuple(value.items()), value)
+
+
+def merge_duplicate(kept: LogLine, other: LogLine) -> LogLine:
+    """The same entry from both lookups: keep the richer metadata (the metadata lookup's)."""
+    if (other.level == kept.level and other.span_id == kept.span_id and other.labels == kept.labels
+            and other.metadata == kept.metadata):
+        return kept  # read the same way by both lookups (the usual case): the merge would equal it
+    richer, poorer = (other, kept) if len(other.metadata) > len(kept.metadata) else (kept, other)
+    return LogLine(
+        id=kept.id, timestamp_ns=kept.timestamp_ns, line=kept.line, service=kept.service,
+        level=richer.level or poorer.level, labels=richer.labels,
+        metadata={**poorer.metadata, **richer.metadata}, span_id=richer.span_id or poorer.span_id,
+    )
+
+
+def _same_check(passed: LogLine, line: LogLine) -> bool:
+    """`carries_trace` would answer for `line` as it did for `passed` (it reads only the text and the metadata)."""
+    return passed.line == line.line and passed.metadata == line.metadata
+
+
+def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings, spellings: Sequence[str] | None = None) -> bool:
+    """The line carries `trace_id` itself (metadata field or a whole token in the line), not a longer hex run
+    that merely contains the line filter's needle. `spellings`: `trace_id.spellings`, when the caller checks many lines."""
+    for name in settings.trace_id_fields:
+        value = line.metadata.get(name)
+        if value:
+            if value == trace_id.hex:  # as written by most SDKs: no need to parse it
+                return True
+            try:
+                written = parse_trace_id(value).hex
+            except InvalidTraceId:
+                continue
+            if written == trace_id.hex or (trace_id.lower64_only and written[16:] == trace_id.hex[16:]):
+                return True
+    if trace_id.lower64_only:
+        return lower64_carried(line.line, trace_id)
+    return line_carries(line.line, trace_id.spellings if spellings is None else spellings)
+
+
+class LokiSource:
+    def __init__(self, settings: LokiSettings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    def selector(self, services: Sequence[str] | None) -> str:
+        """The stream selector: the trace's services, else (unknown / strategy "static") the configured one."""
+        # Names no LogQL literal can hold (empty, lone surrogates) cannot narrow the search.
+        usable = [s for s in services or () if s and _is_utf8(s)]
+        if self.settings.selector_strategy == "services" and usable:
+            return _services_selector(self.settings.service_label, tuple(usable))
+        return self.settings.static_selector
+
+    def queries(self, trace_id: TraceId, services: Sequence[str] | None) -> tuple[str, ...]:
+        """(line filter, structured-metadata filter) for this ID over the services' streams.
+
+        An ID known only by its lower 64 bits (a Datadog line) adds its decimal spelling: the
+        16-hex line filter finds every line whose full ID ends with those bits, not Datadog's own.
+        """
+        selector = self.selector(services)
+        # OTLP writes 32 hex into metadata; a pushed 64-bit ID may be the 16-character form.
+        hexes = [trace_id.hex] + ([trace_id.short] if trace_id.is_64bit else [])
+        queries = [line_filter_query(selector, trace_id.needle), metadata_query(selector, hexes)]
+        if trace_id.lower64_only:
+            queries.append(line_filter_query(selector, trace_id.low64_decimal))
+        return tuple(queries)
+
+    async def _query(self, query: str, window: Window, tenant: str | None, limit: int | None = None,
+                     direction: str = "backward") -> tuple[list[LogLine], bool]:
+        limit = limit or self.settings.max_lines
+        params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
+                  "limit": str(limit), "direction": direction}
+        headers = dict(_ENCODING_FLAGS)
+        org = tenant or self.settings.tenant
+        if org:
+            headers["X-Scope-OrgID"] = org
+        answer = await get(self.client, SOURCE, PATH, params, headers, self.settings.max_response_bytes)
+        if answer.status != 200:
+            hint = " (a multi-tenant Loki needs loki.tenant / X-Scope-OrgID)" if answer.status == 401 else ""
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {PATH}: {answer.text(300)}{hint}")
+        try:
+            lines, entries = parse_streams_body(answer.body, self.settings)
+        except _lazyjson.NotJson:
+            raise not_json(SOURCE, answer, f"GET {PATH}") from None
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise SourceProtocolError(SOURCE, f"GET {PATH}: unexpected answer ({exc})") from None
+        return lines, entries >= limit
+
+    async def fetch(self, trace_id: TraceId, window: Window, services: Sequence[str] | None,
+                    tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+        """Every line carrying `trace_id` in `window` (± margin), oldest first.
+
+        `tenant` (the caller's X-Scope-OrgID) wins over `settings.tenant`. One failed lookup
+        still returns the other's lines, marked truncated with a note; two failures raise.
+        """
+        wide = window.widened(round(self.settings.margin_seconds * 1e9))
+        # Loki's `end` is exclusive: one more ns keeps a line stamped exactly at the end.
+        wide = Window(wide.start_ns, wide.end_ns + 1)
+        answers, failures = await self._lookups(_LOOKUPS, self.queries(trace_id, services), wide, tenant)
+        merged: dict[str, LogLine] = {}
+        truncated = False
+        cuts: list[int] = []  # the oldest line of each lookup that hit its limit
+        spellings = trace_id.spellings  # computed once, not per line
+        checked: dict[str, LogLine] = {}  # per ID, the line that passed the trace check
+        for lines, cut in answers:
+            truncated |= cut
+            if cut and lines:
+                cuts.append(min(line.timestamp_ns for line in lines))
+            for line in lines:
+                passed = checked.get(line.id)
+                if passed is None:
+                    if self._carries(line, trace_id, spellings):
+                        checked[line.id] = merged[line.id] = line
+                elif _same_check(passed, line) or self._carries(line, trace_id, spellings):
+                    # The check reads only the text and the metadata: a copy equal in both carries the trace too.
+                    merged[line.id] = merge_duplicate(merged[line.id], line)
+        ordered = tuple(sorted(merged.values(), key=lambda line: (line.timestamp_ns, line.id)))
+        note = None
+        if failures:
+            name, failure = failures[0]
+            note = f"partial: the {name} lookup failed: {failure}"
+        return SourceResult(ordered, truncated=truncated or bool(failures), note=note, cut=self._cut(cuts))
+
+    def _cut(self, oldest_kept: Sequence[int]) -> str | None:
+        # Lookups ask for the newest lines first (`direction=backward`): a full answer lost the oldest.
+        if not oldest_kept:
+            return None
+        return (f"a lookup returned its limit of {self.settings.max_lines:,} lines (loki.max_lines) and Loki keeps "
+                f"the newest: lines before {rfc3339_ns(max(oldest_kept))} may be missing")
+
+    def queries_many(self, trace_ids: Sequence[TraceId], services: Sequence[str] | None) -> tuple[str, str]:
+        """The two lookups of `queries`, each matching any of several IDs (one query, not one per ID)."""
+        selector = self.selector(services)
+        hexes = [h for t in trace_ids for h in ([t.hex] + ([t.short] if t.is_64bit else []))]
+        return line_filter_any_query(selector, [t.needle for t in trace_ids]), metadata_any_query(selector, hexes)
+
+    async def fetch_many(self, trace_ids: Sequence[TraceId], window: Window, services: Sequence[str] | None,
+                         tenant: str | None = None) -> SourceResult[dict[str, tuple[LogLine, ...]]]:
+        """`fetch` for several traces over one window: the same two lookups, split per trace (by hex).
+
+        The answer's line limit grows with the number of traces, up to Loki's 5000 per query.
+        """
+        wide = window.widened(round(self.settings.margin_seconds * 1e9))
+        wide = Window(wide.start_ns, wide.end_ns + 1)
+        limit = min(_LOKI_MAX_ENTRIES, self.settings.max_lines * max(1, len(trace_ids)))
+        answers, failures = await self._lookups(_MANY_LOOKUPS, self.queries_many(trace_ids, services), wide, tenant, limit)
+        merged: dict[str, dict[str, LogLine]] = {t.hex: {} for t in trace_ids}
+        truncated = False
+        for lines, cut in answers:
+            truncated |= cut
+            for line in lines:
+                for trace_id in self._carried(line, trace_ids):
+                    mine = merged[trace_id.hex]
+                    mine[line.id] = merge_duplicate(mine[line.id], line) if line.id in mine else line
+        split = {hex_: tuple(sorted(lines_.values(), key=lambda line: (line.timestamp_ns, line.id)))
+                 for hex_, lines_ in merged.items()}
+        note = f"partial: the {failures[0][0]} lookup failed: {failures[0][1]}" if failures else None
+        return SourceResult(split, truncated=truncated or bool(failures), note=note)
+
+    async def _lookups(self, names: Sequence[str], queries: Sequence[str], window: Window, tenant: str | None,
+                       limit: int | None = None) -> tuple[list[tuple[list[LogLine], bool]], list[tuple[str, SourceError]]]:
+        """Run the lookups at once: (each answer that came, (name, error) of each that failed).
+        All failing raises the first failure; anything but a SourceError is a bug or a cancellation and is raised."""
+        results = await asyncio.gather(*(self._query(q, window, tenant, limit) for q in queries), return_exceptions=True)
+        answers: list[tuple[list[LogLine], bool]] = []
+        failures: list[tuple[str, SourceError]] = []
+        for name, result in zip(names, results, strict=False):
+            if isinstance(result, SourceError):
+                failures.append((name, result))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answers.append(result)
+        if not answers:
+            raise failures[0][1]
+        return answers, failures
+
+    def _carried(self, line: LogLine, trace_ids: Sequence[TraceId]) -> list[TraceId]:
+        """Which of `trace_ids` the line really carries (usually one)."""
+        lowered = line.line.lower()
+        return [t for t in trace_ids if (t.needle in lowered or line.metadata) and self._carries(line, t)]
+
+    def _carries(self, line: LogLine, trace_id: TraceId, spellings: Sequence[str] | None = None) -> bool:
+        return carries_trace(line, trace_id, self.settings, spellings)
+
+    async def fetch_untraced(self, window: Window, services: Sequence[str], limit: int,
+                             tenant: str | None = None) -> SourceResult[tuple[LogLine, ...]]:
+        """Lines of `services` in `window` that carry no trace ID at all (not in metadata, not in the line).
+
+        Oldest first, at most `limit` (truncated then): the caller attaches them by service and time.
+        """
+        answer = await self.untraced_answer(window, services, limit, tenant)
+        wanted = set(services)
+        kept = tuple(line for line, named in answer.entries if line.service in wanted and not named)
+        return SourceResult(kept, truncated=answer.cut)
+
+    async def untraced_answer(self, window: Window, services: Sequence[str] | None, limit: int,
+                              tenant: str | None = None) -> LinesAnswer:
+        """The untraced-lines query's every entry of `services` (None: the static selector's streams) in
+        `window`, oldest first, each with whether it names a trace (untraced_share.py cuts answers out of it)."""
+        query = untraced_query(self.selector(services), "trace_id")
+        lines, cut = await self._query(query, Window(window.start_ns, window.end_ns + 1), tenant, limit, "forward")
+        lines.sort(key=lambda line: line.timestamp_ns)  # stable: Loki's order within an instant
+        # Every entry, whatever its service: the last one's instant says how far a cut answer is complete.
+        entries = tuple((line, self._names_a_trace(line)) for line in lines)
+        return LinesAnswer(window, frozenset(services) if services is not None else None, entries, cut)
+
+    def _names_a_trace(self, line: LogLine) -> bool:
+        if any(line.metadata.get(name) for name in self.settings.trace_id_fields):
+            return True
+        return extract_trace_context(line.line, self.settings).trace_id is not None
+
+    async def ready(self) -> None:
+        """Raises a SourceError unless Loki's /ready answers 200."""
+        answer = await get(self.client, SOURCE, "/ready", None, None, 64 * 1024)
+        if answer.status != 200:
+            raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET /ready: {answer.text(200)}")
