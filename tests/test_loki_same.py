@@ -238,3 +238,40 @@ def test_fetch_merges_as_before(picks: list[list[tuple[int, bool]]], data: st.Da
     new, old = _fetch(loki.LokiSource, answers), _fetch(loki_v1.LokiSource, answers)
     assert new == old
     assert [line.metadata for line in new.value] == [line.metadata for line in old.value]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_LABELS, st.lists(_ENTRIES, min_size=1, max_size=5)), min_size=1, max_size=3),
+       st.lists(st.tuples(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4)), max_size=8), st.booleans(), st.booleans()),
+                min_size=2, max_size=3),
+       st.sampled_from([SETTINGS, OTHER, MANY]))
+def test_answers_sharing_a_memo_are_read_as_alone(pool: list[tuple[dict[str, str], list[Any]]],
+                                                  answers: list[tuple[list[tuple[int, int]], bool, bool]],
+                                                  settings_: LokiSettings) -> None:
+    """A fetch's lookups share the entries they read (`_new_memo`): answers picking the same entries from the same or other
+    streams (other labels, the other answer shape, another serialisation) give the lines each gives alone."""
+    memo = loki._new_memo()
+    assert memo is not None
+    for picks, categorized, ascii_only in answers:
+        streams: dict[int, list[Any]] = {}
+        for stream, entry in picks:
+            _labels, entries = pool[stream % len(pool)]
+            streams.setdefault(stream % len(pool), []).append(entries[entry % len(entries)])
+        data: list[tuple[str, Any]] = [("resultType", "streams"), ("result", [
+            Obj((("stream", pool[i][0]), ("values", values))) for i, values in streams.items()])]
+        if categorized:
+            data.insert(1, ("encodingFlags", ["categorize-labels"]))
+        raw = dump(Obj((("status", "success"), ("data", Obj(tuple(data))))), ascii_only)
+        new = _outcome(lambda raw_, s: loki.parse_streams_body(raw_, s, memo), raw, settings_)
+        assert new == _outcome(loki_v1.parse_streams_body, raw, settings_)
+
+
+def test_a_fetchs_lookups_read_a_shared_entry_once() -> None:
+    """The memo is used: the second answer's lines are the first's objects (what makes the merge's checks cheap)."""
+    from bench.fake_backends import loki_streams
+
+    memo = loki._new_memo()
+    first = loki.parse_streams_body(loki_streams(20), SETTINGS, memo)[0]
+    second = loki.parse_streams_body(loki_streams(20), SETTINGS, memo)[0]
+    assert len(memo) == 20
+    assert all(a is b for a, b in zip(first, second, strict=True))

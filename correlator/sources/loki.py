@@ -16,7 +16,7 @@ import functools
 import hashlib
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -126,14 +126,15 @@ class _Answer(msgspec.Struct):
 
 
 @without_gc
-def parse_streams_body(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int]:
+def parse_streams_body(raw: bytes | bytearray, settings: LokiSettings, memo: Any = None) -> tuple[list[LogLine], int]:
     """`parse_streams` from the answer's bytes, one entry decoded at a time (`_lazyjson`).
 
     Natively (`_native`) when the extension is installed and takes the answer, else in Python:
     the same LogLines either way (tests/test_native.py). Raises NotJson, and what `parse_streams` raises.
+    `memo` (`_new_memo`): entries the same settings read before (a `fetch`'s other lookups), reused as they were read.
     """
     if _native.MODULE is not None:
-        parsed = _native_lines(raw, settings)
+        parsed = _native_lines(raw, settings, memo)
         if parsed is not None:
             return parsed
     return _python_lines(raw, settings)
@@ -262,6 +263,9 @@ def _well_known_span(line: str) -> str | None:
     return idformats.from_text(line, False).span_id
 
 
+_StreamContext = tuple[str, str | None, dict[str, str], str | None, Mapping[str, str], str | None, str | None]  # see `_stream_context`
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """What the native parse needs that depends only on the settings (made once per settings object)."""
@@ -271,6 +275,8 @@ class _Prepared:
     level_fields: list[str]
     finder: Callable[[str, Mapping[str, str]], tuple[str | None, str | None]]
     meta_finder: Callable[[Mapping[str, str]], tuple[str | None, str | None]]
+    # Each stream's context by (labels JSON, categorized): a route's answers come from the same few streams.
+    contexts: dict[tuple[bytes, bool], _StreamContext] = field(default_factory=dict)
 
 
 _PREPARED: dict[int, _Prepared] = {}
@@ -287,11 +293,12 @@ def _prepared(settings: LokiSettings) -> _Prepared:
     return kept
 
 
+_CONTEXTS = 256  # stream contexts remembered per settings
 _FIELDS = list(_native.LOG_LINE_FIELDS)
 _HINTS = list(_SPAN_HINTS)
 
 
-def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[LogLine], int] | None:
+def _native_lines(raw: bytes | bytearray, settings: LokiSettings, memo: Any = None) -> tuple[list[LogLine], int] | None:
     """`_lines` by the native extension: entries decoded, line IDs hashed, span IDs and levels of text
     lines found, LogLines built, all in one native loop; JSON bodies, odd lines and each distinct metadata
     object are handed back to the Python code per line. None: parse it in Python.
@@ -305,12 +312,19 @@ def _native_lines(raw: bytes | bytearray, settings: LokiSettings) -> tuple[list[
     if hasattr(native.LokiLines, "answer"):
         same = _Sharing()
         try:
-            got = _parser(native, prepared, same).answer(raw, _stream_context(prepared, same))
+            got = _parser(native, prepared, same).answer(raw, _stream_context(prepared, same), memo)
         except _NotNative:
             got = None
         if got is not None:
             return got, len(got)
     return _two_pass_lines(native, raw, prepared)
+
+
+def _new_memo() -> Any:
+    """A memo of read entries for one `fetch`'s lookups (`LokiLines.answer`), or None without the extension."""
+    native = _native.MODULE
+    memo = getattr(native, "LokiMemo", None) if native is not None else None
+    return memo() if memo is not None else None
 
 
 def _parser(native: Any, prepared: _Prepared, same: _Sharing) -> Any:
@@ -327,15 +341,24 @@ def _parser(native: Any, prepared: _Prepared, same: _Sharing) -> Any:
                             _well_known_span, decode_metadata)
 
 
-_StreamContext = tuple[str, str | None, dict[str, str], str | None, Mapping[str, str], str | None, str | None]
-
-
 def _stream_context(prepared: _Prepared, same: _Sharing) -> Callable[[bytes, bool], _StreamContext | None]:
     """What every line of a stream shares, from its labels' JSON (None: the two-pass way says what is wrong)."""
     settings = prepared.settings
     meta_span_and_level = prepared.meta_finder
 
+    contexts = prepared.contexts
+
     def context(raw_labels: bytes, categorized: bool) -> _StreamContext | None:
+        kept = contexts.get((raw_labels, categorized))
+        if kept is None:
+            kept = read(raw_labels, categorized)
+            if kept is not None:
+                if len(contexts) >= _CONTEXTS:
+                    contexts.clear()
+                contexts[raw_labels, categorized] = kept
+        return kept
+
+    def read(raw_labels: bytes, categorized: bool) -> _StreamContext | None:
         try:
             labels = _strings(orjson.loads(raw_labels))
         except orjson.JSONDecodeError:
@@ -477,7 +500,7 @@ class LokiSource:
         return tuple(queries)
 
     async def _query(self, query: str, window: Window, tenant: str | None, limit: int | None = None,
-                     direction: str = "backward") -> tuple[list[LogLine], bool]:
+                     direction: str = "backward", memo: Any = None) -> tuple[list[LogLine], bool]:
         limit = limit or self.settings.max_lines
         params = {"query": query, "start": _ns_param(window.start_ns), "end": _ns_param(window.end_ns),
                   "limit": str(limit), "direction": direction}
@@ -490,7 +513,7 @@ class LokiSource:
             hint = " (a multi-tenant Loki needs loki.tenant / X-Scope-OrgID)" if answer.status == 401 else ""
             raise SourceHTTPError(SOURCE, answer.status, f"{answer.status} from GET {PATH}: {answer.text(300)}{hint}")
         try:
-            lines, entries = parse_streams_body(answer.body, self.settings)
+            lines, entries = parse_streams_body(answer.body, self.settings, memo)
         except _lazyjson.NotJson:
             raise not_json(SOURCE, answer, f"GET {PATH}") from None
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
@@ -507,7 +530,8 @@ class LokiSource:
         wide = window.widened(round(self.settings.margin_seconds * 1e9))
         # Loki's `end` is exclusive: one more ns keeps a line stamped exactly at the end.
         wide = Window(wide.start_ns, wide.end_ns + 1)
-        answers, failures = await self._lookups(_LOOKUPS, self.queries(trace_id, services), wide, tenant)
+        # A real Loki returns a line carrying the ID in its text and its metadata to both lookups: read once (the memo).
+        answers, failures = await self._lookups(_LOOKUPS, self.queries(trace_id, services), wide, tenant, None, _new_memo())
         merged: dict[str, LogLine] = {}
         truncated = False
         cuts: list[int] = []  # the oldest line of each lookup that hit its limit
@@ -554,7 +578,8 @@ class LokiSource:
         wide = window.widened(round(self.settings.margin_seconds * 1e9))
         wide = Window(wide.start_ns, wide.end_ns + 1)
         limit = min(_LOKI_MAX_ENTRIES, self.settings.max_lines * max(1, len(trace_ids)))
-        answers, failures = await self._lookups(_MANY_LOOKUPS, self.queries_many(trace_ids, services), wide, tenant, limit)
+        answers, failures = await self._lookups(_MANY_LOOKUPS, self.queries_many(trace_ids, services), wide, tenant, limit,
+                                                _new_memo())
         merged: dict[str, dict[str, LogLine]] = {t.hex: {} for t in trace_ids}
         truncated = False
         for lines, cut in answers:
@@ -569,10 +594,12 @@ class LokiSource:
         return SourceResult(split, truncated=truncated or bool(failures), note=note)
 
     async def _lookups(self, names: Sequence[str], queries: Sequence[str], window: Window, tenant: str | None,
-                       limit: int | None = None) -> tuple[list[tuple[list[LogLine], bool]], list[tuple[str, SourceError]]]:
+                       limit: int | None = None,
+                       memo: Any = None) -> tuple[list[tuple[list[LogLine], bool]], list[tuple[str, SourceError]]]:
         """Run the lookups at once: (each answer that came, (name, error) of each that failed).
         All failing raises the first failure; anything but a SourceError is a bug or a cancellation and is raised."""
-        results = await asyncio.gather(*(self._query(q, window, tenant, limit) for q in queries), return_exceptions=True)
+        results = await asyncio.gather(*(self._query(q, window, tenant, limit, memo=memo) for q in queries),
+                                       return_exceptions=True)
         answers: list[tuple[list[LogLine], bool]] = []
         failures: list[tuple[str, SourceError]] = []
         for name, result in zip(names, results, strict=False):

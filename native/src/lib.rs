@@ -374,7 +374,33 @@ struct LokiLines {
     texts: HashMap<Vec<u8>, PyObject>,
     /// Where each field's slot sits in a LogLine, when every field is a plain object slot (see `slot_offsets`).
     slots: Option<[ffi::Py_ssize_t; 8]>,
+    /// The lines of entries already read, by what they are read from (`LokiMemo`), during `answer` when given one.
+    memo: Option<HashMap<Vec<u8>, PyObject>>,
+    /// The memo key being written (kept to reuse its allocation).
+    memo_key: Vec<u8>,
 }
+
+/// Entries read in one `fetch` (its lookups' answers), shared by their parses: a real Loki returns an OTLP-ingested
+/// line to both lookups, and an entry read from the same bytes in a stream of the same labels is the same LogLine.
+#[pyclass(module = "correlator_native")]
+struct LokiMemo {
+    table: HashMap<Vec<u8>, PyObject>,
+}
+
+#[pymethods]
+impl LokiMemo {
+    #[new]
+    fn new() -> Self {
+        LokiMemo { table: HashMap::new() }
+    }
+
+    fn __len__(&self) -> usize {
+        self.table.len()
+    }
+}
+
+/// Entries remembered per `LokiMemo` (two lookups of `loki.max_lines`, or `fetch_many`'s 5000 each).
+const MEMO_LIMIT: usize = 10_000;
 
 impl LokiLines {
     /// One str per distinct ASCII value (a span ID, a level) within the answer (bounded by LIMIT).
@@ -572,6 +598,8 @@ impl LokiLines {
             by_bytes: HashMap::new(),
             last_meta: None,
             texts: HashMap::new(),
+            memo: None,
+            memo_key: Vec::new(),
         })
     }
 
@@ -586,7 +614,8 @@ impl LokiLines {
         }
         // The buffer is read-only for us and its owner is kept alive by the caller for this call.
         let raw: &[u8] = unsafe { std::slice::from_raw_parts(values.buf_ptr() as *const u8, values.len_bytes()) };
-        let stream = StreamContext { prefix: prefix.as_bytes(), service, labels, label_level, default_meta, default_span, default_level };
+        let stream = StreamContext { prefix: prefix.as_bytes(), service, labels, label_level, default_meta, default_span, default_level,
+                                     memo_prefix: &[] };
         let out = PyList::empty(py);
         // Each entry becomes its LogLine as it is read: no entry outlives its line (bench P5: the body is held already).
         let mut failure: Option<PyErr> = None;
@@ -602,13 +631,21 @@ impl LokiLines {
     /// A whole answer's bytes → its LogLines in one pass (`loki_answer.rs`), or None when the answer must
     /// go the two-pass way (`stream` per stream). `context(labels JSON bytes, categorized)`: the stream's
     /// (prefix, service, labels, label level, default metadata, its span ID, its level), or None.
-    fn answer(&mut self, py: Python<'_>, body: PyBuffer<u8>, context: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyList>>> {
+    /// `memo`: entries read by earlier answers (the same `fetch`'s other lookups), taken and added to.
+    #[pyo3(signature = (body, context, memo=None))]
+    fn answer(&mut self, py: Python<'_>, body: PyBuffer<u8>, context: &Bound<'_, PyAny>,
+              memo: Option<&Bound<'_, LokiMemo>>) -> PyResult<Option<Py<PyList>>> {
         if !body.is_c_contiguous() {
             return Ok(None);
         }
         // Read-only for us; the caller keeps its owner alive for this call.
         let raw: &[u8] = unsafe { std::slice::from_raw_parts(body.buf_ptr() as *const u8, body.len_bytes()) };
-        loki_answer::read(self, py, raw, context)
+        self.memo = memo.map(|m| std::mem::take(&mut m.borrow_mut().table));
+        let read = loki_answer::read(self, py, raw, context);
+        if let (Some(m), Some(table)) = (memo, self.memo.take()) {
+            m.borrow_mut().table = table;
+        }
+        read
     }
 }
 
@@ -621,11 +658,47 @@ struct StreamContext<'a> {
     default_meta: PyObject,
     default_span: PyObject,
     default_level: PyObject,
+    /// What the stream's lines depend on besides the entry (its labels' JSON and the answer's shape), as the
+    /// memo key's head; empty when no memo is used.
+    memo_prefix: &'a [u8],
 }
 
 impl LokiLines {
-    /// One entry → its LogLine; None when Python must read the answer (a timestamp `int()` would read otherwise).
+    /// One entry → its LogLine (the memo's, when an earlier answer read the same entry in the same kind of stream).
     fn line(&mut self, py: Python<'_>, stream: &StreamContext<'_>, entry: &Entry<'_>) -> PyResult<Option<PyObject>> {
+        if self.memo.is_none() {
+            return self.read_line(py, stream, entry);
+        }
+        // 0xFF never stands in UTF-8: the parts cannot run into each other. The metadata's raw bytes: equal bytes, equal meaning.
+        let mut key = std::mem::take(&mut self.memo_key);
+        key.clear();
+        key.extend_from_slice(stream.memo_prefix);
+        key.push(0xFF);
+        key.extend_from_slice(entry.timestamp.0.as_bytes());
+        key.push(0xFF);
+        key.extend_from_slice(entry.line.0.as_bytes());
+        if let Some(raw) = entry.metadata {
+            key.push(0xFF);
+            key.extend_from_slice(raw.get().as_bytes());
+        }
+        let table = self.memo.as_ref().expect("checked above");
+        let got = if let Some(kept) = table.get(key.as_slice()) {
+            Ok(Some(kept.clone_ref(py)))
+        } else {
+            let got = self.read_line(py, stream, entry);
+            if let (Ok(Some(line)), Some(table)) = (&got, self.memo.as_mut()) {
+                if table.len() < MEMO_LIMIT {
+                    table.insert(key.clone(), line.clone_ref(py));
+                }
+            }
+            got
+        };
+        self.memo_key = key;
+        got
+    }
+
+    /// One entry → its LogLine; None when Python must read the answer (a timestamp `int()` would read otherwise).
+    fn read_line(&mut self, py: Python<'_>, stream: &StreamContext<'_>, entry: &Entry<'_>) -> PyResult<Option<PyObject>> {
         let ts = match timestamp(&entry.timestamp.0) {
             Some(ts) => ts,
             None => return Ok(None),
@@ -815,6 +888,7 @@ fn line_id_of(ts: u64, prefix: &str, line: &str) -> String {
 #[pymodule]
 fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LokiLines>()?;
+    m.add_class::<LokiMemo>()?;
     m.add_class::<otlp::OtlpDecoder>()?;
     m.add_function(wrap_pyfunction!(line_id_of, m)?)?;
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;

@@ -233,7 +233,14 @@ impl<'a, 'py> OneStream<'a, 'py> {
         let got = got.downcast_into::<PyTuple>()?;
         let prefix = got.get_item(0)?.downcast_into::<PyString>()?;
         let item = |i: usize| got.get_item(i).map(Bound::unbind);
+        let mut memo_prefix = Vec::new();
+        if self.lines.memo.is_some() {
+            memo_prefix.extend_from_slice(labels);
+            memo_prefix.push(0xFF);
+            memo_prefix.push(u8::from(self.categorized));
+        }
         Ok(Some(Owned {
+            memo_prefix,
             prefix,
             service: item(1)?,
             labels: item(2)?,
@@ -258,6 +265,7 @@ impl<'a, 'py> OneStream<'a, 'py> {
             default_meta: context.default_meta.clone_ref(self.py),
             default_span: context.default_span.clone_ref(self.py),
             default_level: context.default_level.clone_ref(self.py),
+            memo_prefix: &context.memo_prefix,
         };
         let seed = Entries { lines: &mut *self.lines, py: self.py, stream: &stream, out: self.out, failure: &mut *self.failure };
         seed.deserialize(deserializer)
@@ -273,6 +281,8 @@ struct Owned<'py> {
     default_meta: PyObject,
     default_span: PyObject,
     default_level: PyObject,
+    /// The labels' JSON and whether the answer is categorized: the memo key's head (`LokiLines::line`).
+    memo_prefix: Vec<u8>,
 }
 
 impl<'de, 'a, 'py> Visitor<'de> for OneStream<'a, 'py> {
