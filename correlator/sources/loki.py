@@ -537,18 +537,22 @@ class LokiSource:
         cuts: list[int] = []  # the oldest line of each lookup that hit its limit
         spellings = trace_id.spellings  # computed once, not per line
         checked: dict[str, LogLine] = {}  # per ID, the line that passed the trace check
+        settings = self.settings
         for lines, cut in answers:
             truncated |= cut
             if cut and lines:
                 cuts.append(min(line.timestamp_ns for line in lines))
             for line in lines:
-                passed = checked.get(line.id)
+                line_id = line.id
+                passed = checked.get(line_id)
                 if passed is None:
-                    if self._carries(line, trace_id, spellings):
-                        checked[line.id] = merged[line.id] = line
-                elif _same_check(passed, line) or self._carries(line, trace_id, spellings):
+                    if carries_trace(line, trace_id, settings, spellings):
+                        checked[line_id] = merged[line_id] = line
+                elif passed is line and merged[line_id] is line:
+                    continue  # the very line kept already (the lookups share what they read): merged with itself, it stays
+                elif _same_check(passed, line) or carries_trace(line, trace_id, settings, spellings):
                     # The check reads only the text and the metadata: a copy equal in both carries the trace too.
-                    merged[line.id] = merge_duplicate(merged[line.id], line)
+                    merged[line_id] = merge_duplicate(merged[line_id], line)
         ordered = tuple(sorted(merged.values(), key=_TIME_AND_ID))
         note = None
         if failures:
