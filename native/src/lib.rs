@@ -20,8 +20,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use blake2::digest::{Update, VariableOutput};
-use blake2::Blake2bVar;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
@@ -299,12 +297,12 @@ fn timestamp(text: &str) -> Option<u64> {
 
 /// `loki._line_id`: "log-" + blake2b(f"{ts}{prefix}{line}", digest_size=8).hexdigest(), on the stack.
 fn line_id_bytes(ts: &[u8], prefix: &[u8], line: &[u8]) -> [u8; 20] {
-    let mut hasher = Blake2bVar::new(8).expect("8 is a valid blake2b digest size");
-    hasher.update(ts);
-    hasher.update(prefix);
-    hasher.update(line);
-    let mut digest = [0u8; 8];
-    hasher.finalize_variable(&mut digest).expect("8-byte buffer");
+    let mut state = blake2b_simd::Params::new().hash_length(8).to_state();
+    state.update(ts);
+    state.update(prefix);
+    state.update(line);
+    let hash = state.finalize();
+    let digest = hash.as_bytes();
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = *b"log-0000000000000000";
     for (i, b) in digest.iter().enumerate() {
