@@ -13,6 +13,9 @@
 //! - each distinct metadata object → decoded by Python once (per answer, as the Python path).
 //!
 //! tests/test_native.py runs both paths on every Loki fixture and generated lines and compares.
+//!
+//! `LokiLines.answer` (loki_answer.rs) reads a whole answer in one pass, envelope included, with these entries' rules;
+//! `LokiMemo` lets a `fetch`'s lookups share the entries they read (tests/test_loki_same.py).
 
 mod otlp;
 
