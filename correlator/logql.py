@@ -27,6 +27,8 @@ def quote(value: str) -> str:
     Raises ValueError for strings that are not valid UTF-8 (lone surrogates): Loki's lexer
     refuses them, and no escape spells them.
     """
+    if value.isascii() and value.isalnum():
+        return f'"{value}"'  # letters and digits (a trace ID, a decimal): nothing to escape (per fetch, twice)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -275,3 +275,18 @@ def test_a_fetchs_lookups_read_a_shared_entry_once() -> None:
     second = loki.parse_streams_body(loki_streams(20), SETTINGS, memo)[0]
     assert len(memo) == 20
     assert all(a is b for a, b in zip(first, second, strict=True))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(), st.text(alphabet="0123456789abcdefABCDEFxyz", max_size=40), st.sampled_from(["", "a", "0", "٣", "é"])))
+def test_quote_writes_what_json_writes(value: str) -> None:
+    """`logql.quote`'s shortcut for letters and digits writes what `json.dumps` writes (and refuses what it refused)."""
+    from correlator.logql import quote
+
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(ValueError, match="valid UTF-8"):
+            quote(value)
+        return
+    assert quote(value) == json.dumps(value, ensure_ascii=False)
