@@ -32,6 +32,8 @@ _WAITS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a retry", re.compile(r"\bretr(?:y|ies|ied|ying)\b", re.IGNORECASE)),
     ("something", re.compile(r"\bwait(?:ing|ed|s)?\b|\bblocked\b|\bstall(?:ed|ing)?\b", re.IGNORECASE)),
 )
+# Any of them, one search: most texts name no wait, and a text none of them matches is passed over at once.
+_ANY_WAIT = re.compile("|".join(f"(?:{pattern.pattern})" for _what, pattern in _WAITS), re.IGNORECASE)
 _STAMP = attrgetter("timestamp_ns")
 _TIME = itemgetter(0)
 
@@ -71,6 +73,8 @@ def wait_of(span: Span, logs: Sequence[LogLine] = (), start_ns: int | None = Non
     lo = start_ns if start_ns is not None else -(1 << 62)
     hi = end_ns if end_ns is not None else 1 << 62
     for text in _texts(span, logs, lo, hi):
+        if _ANY_WAIT.search(text) is None:
+            continue
         for what, pattern in _WAITS:
             if pattern.search(text):
                 return what, text
@@ -90,26 +94,30 @@ def mentions_retry(span: Span, logs: Sequence[LogLine] = (), start_ns: int | Non
 def quotes(spans: Sequence[Span], logs: Mapping[str, Sequence[LogLine]], origin_ns: int) -> list[dict[str, Any]]:
     """The events and log lines of a finding's spans, by time: what the application said about them."""
     found: list[tuple[int, Span, SpanEvent | LogLine]] = []  # (time, span, item): a quote is made only of the first ones
+    append, lines_of = found.append, logs.get
     seen = 0  # items of the spans read so far, quoted or not
     for span in spans:
-        for event in span.events:
-            found.append((event.time_ns, span, event))
-        lines = logs.get(span.span_id, ())
-        for line in _earliest(lines, _MAX_QUOTES):
-            found.append((line.timestamp_ns, span, line))
-        seen += len(span.events) + len(lines)
+        events = span.events
+        for event in events:
+            append((event.time_ns, span, event))
+        lines = lines_of(span.span_id, ())
+        if lines:
+            for line in _earliest(lines, _MAX_QUOTES):
+                append((line.timestamp_ns, span, line))
+        seen += len(events) + len(lines)
         if seen >= 4 * _MAX_QUOTES:
             break
-    found.sort(key=_TIME)  # stable: items of one instant stay in the spans' order
-    return [_quote(span, item, origin_ns) for _t, span, item in found[:_MAX_QUOTES]]
-
-
-def _quote(span: Span, item: SpanEvent | LogLine, origin_ns: int) -> dict[str, Any]:
-    if isinstance(item, SpanEvent):
-        return {"span_id": span.span_id, "source": "event", "offset_ms": round((item.time_ns - origin_ns) / 1e6, 3),
-                "text": event_text(item)}
-    return {"span_id": span.span_id, "source": "log", "level": item.level,
-            "offset_ms": round((item.timestamp_ns - origin_ns) / 1e6, 3), "text": item.line[:_MAX_TEXT]}
+    if len(found) > 1:
+        found.sort(key=_TIME)  # stable: items of one instant stay in the spans' order
+    out = []
+    for _t, span, item in found[:_MAX_QUOTES]:  # `_quote`, inline: a few per finding, every finding of a small trace
+        if isinstance(item, SpanEvent):
+            out.append({"span_id": span.span_id, "source": "event", "offset_ms": round((item.time_ns - origin_ns) / 1e6, 3),
+                        "text": event_text(item)})
+        else:
+            out.append({"span_id": span.span_id, "source": "log", "level": item.level,
+                        "offset_ms": round((item.timestamp_ns - origin_ns) / 1e6, 3), "text": item.line[:_MAX_TEXT]})
+    return out
 
 
 def _earliest(lines: Sequence[LogLine], count: int) -> Sequence[LogLine]:

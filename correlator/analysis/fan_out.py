@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
-from correlator.analysis.common import MS, Context, by_start, fmt_ms, label
+from correlator.analysis.common import MS, Context, by_start, fmt_ms, label, new_finding
 from correlator.analysis.identity import OperationKey, operation_label, target
 from correlator.analysis.n_plus_one import sequential_share
 from correlator.model import Finding, Severity, Span
@@ -22,7 +23,7 @@ from correlator.spantree import columns
 
 __all__ = ["fan_out"]
 
-_OPERATION = attrgetter("operation")
+_OPERATION, _SPAN_ID = attrgetter("operation"), attrgetter("span_id")
 
 _GOOD_PARALLELISM = 1.5
 _MAX_FINDINGS = 10  # per flavour; the ones that matter most are what a person reads
@@ -42,6 +43,22 @@ def _overlapping(spans: list[Span]) -> int:
             marked.update((holder, i))
         if ordered[i].end_ns > reach:
             holder, reach = i, ordered[i].end_ns
+    return len(marked)
+
+
+def _overlapping_at(below: Sequence[int], starts: list[int], durations: list[int]) -> int:
+    """`_overlapping` of the spans at these positions (siblings by start), read from the tree's columns."""
+    ordered = [(starts[k], starts[k] + durations[k]) for k in below]
+    if not all(a[0] < b[0] for a, b in itertools.pairwise(ordered)):
+        ordered.sort()  # by (start, end), as `by_start`: spans equal in both are interchangeable here
+    marked: set[int] = set()
+    holder, reach = 0, ordered[0][1]
+    for i in range(1, len(ordered)):
+        start, end = ordered[i]
+        if start < reach:
+            marked.update((holder, i))
+        if end > reach:
+            holder, reach = i, end
     return len(marked)
 
 
@@ -216,8 +233,8 @@ def fan_out(ctx: Context) -> list[Finding]:
                 sequential.append((saved, parent, calls, sum_calls))
     out = []
     for saved, parent, calls, k, waves, wall in sorted(pools, key=lambda c: (-c[0], c[1]))[:_MAX_FINDINGS]:
-        durations = [sp.duration_ns for sp in calls]
-        longest = max(durations)
+        call_durations = [sp.duration_ns for sp in calls]
+        longest = max(call_durations)
         on_path = sum(ctx.held.get(sp.span_id, 0) for sp in calls)
         out.append(Finding(
             "fan_out", Severity.WARNING,
@@ -226,25 +243,33 @@ def fan_out(ctx: Context) -> list[Finding]:
             + (" on the critical path" if on_path else ""),
             tuple(sp.span_id for sp in calls),
             {"calls": len(calls), "max_concurrent": k, "waves": waves, "wall_ms": wall / MS,
-             "min_ms": min(durations) / MS, "max_ms": longest / MS, "saved_ms": saved / MS,
+             "min_ms": min(call_durations) / MS, "max_ms": longest / MS, "saved_ms": saved / MS,
              "parent_span_id": parent, "target": _what(calls[0])},
             impact_ns=min(saved, on_path),
         ))
     # The ten that save most: `sorted(…)[:10]` without sorting every parallel parent of a big trace.
     for _less, parent, _seq, below, group, overlapping, total, wall, same in heapq.nsmallest(_MAX_FINDINGS, parallel):
-        calls = group if group is not None else list(map(by_position.__getitem__, below))
-        overlapping = overlapping or _overlapping(calls)
-        what = f" to {_what(calls[0])}" if same else ""
-        evidence: dict[str, object] = {"children": len(calls), "overlapping": overlapping,
+        if group is None:  # all the children, distinct calls: from the columns, no span read but the parent's
+            count = len(below)
+            overlapping = overlapping or _overlapping_at(below, starts, durations)
+            span_ids = (parent, *map(ids.__getitem__, below))
+        else:
+            count = len(group)
+            overlapping = overlapping or _overlapping(group)
+            span_ids = (parent, *map(_SPAN_ID, group))
+        evidence: dict[str, object] = {"children": count, "overlapping": overlapping,
                                        "parallelism": round(total / wall, 2), "sum_ms": total / MS, "wall_ms": wall / MS}
         if same:
-            evidence["target"] = _what(calls[0])
-        out.append(Finding(
+            callee = _what(group[0] if group is not None else by_position[below[0]])
+            evidence["target"] = callee
+            what = f" to {callee}"
+        else:
+            what = ""
+        out.append(new_finding(
             "fan_out", Severity.INFO,
-            f"{label(tree.by_id[parent])} runs {overlapping} of its {len(calls)} calls{what} in parallel "
+            f"{label(tree.by_id[parent])} runs {overlapping} of its {count} calls{what} in parallel "
             f"(parallelism {total / wall:.1f}×: {fmt_ms(total)} of work in {fmt_ms(wall)}) — good",
-            (parent, *(sp.span_id for sp in calls)),
-            evidence,
+            span_ids, evidence, 0,
         ))
     for saved, parent, calls, sum_calls in sorted(sequential, key=lambda c: (-c[0], c[1]))[:_MAX_FINDINGS]:
         out.append(Finding(
