@@ -8,6 +8,7 @@ included, with log lines placed on spans, under every combination of the thresho
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,3 +97,49 @@ def test_the_p3_and_bench_traces_are_read_as_before() -> None:
     for k in range(40):
         t = builder.block(root, t, k)
     _same(Trace("1" * 32, tuple(builder.spans)), AnalysisSettings(), {})
+
+
+@st.composite
+def many_parallel_parents(draw: st.DrawFn) -> Trace:
+    """More parents of parallel calls than can be shown, savings often tied: which ten are kept, and in what order."""
+    spans: list[Span] = [Span("r" * 16, None, "api", "GET /", 0, 10**9, kind="server")]
+    ids = draw(st.permutations([f"{i:016x}" for i in range(1, draw(st.integers(2, 30)) + 1)]))
+    for pid in ids:
+        base = draw(st.integers(0, 5)) * 1000 * US
+        spans.append(Span(pid, "r" * 16, "api", draw(st.sampled_from(["a", "b"])), base, base + 50_000 * US))
+        for j in range(draw(st.integers(1, 5))):
+            start = base + draw(st.sampled_from([0, 0, 100, 3000])) * US
+            spans.append(Span(f"{pid}-{j}", pid, "api", draw(st.sampled_from(["x", "y", "z", "w", "v"])), start,
+                              start + draw(st.sampled_from([0, 1000, 5000])) * US, kind="client"))
+    return Trace("1" * 32, tuple(spans))
+
+
+@settings(max_examples=200, deadline=None)
+@given(many_parallel_parents(), _SETTINGS)
+def test_the_parallel_parents_shown_are_those_shown_before(trace: Trace, analysis_settings: AnalysisSettings) -> None:
+    _same(trace, analysis_settings, {})
+
+
+def test_the_fan_out_pass_is_the_native_one_when_installed() -> None:
+    """CI installs the extension: the comparisons above then run through native/src/analysis.rs's `fan_out_scan`."""
+    from correlator.analysis.identity import native_function
+    from correlator.sources import _native
+
+    if _native.MODULE is None:
+        pytest.skip("no native extension here")
+    assert native_function("fan_out_scan") is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(fan_outs().map(lambda case: case[0]), many_parallel_parents()), _SETTINGS)
+def test_the_fan_out_pass_is_the_same_with_and_without_the_extension(trace: Trace, analysis_settings: AnalysisSettings) -> None:
+    import importlib
+    from unittest import mock
+
+    fan_out_module = importlib.import_module("correlator.analysis.fan_out")
+
+    tree = build_tree(trace)
+    native = analyse(tree, analysis_settings).findings
+    with mock.patch.object(fan_out_module, "native_function", lambda name: None):
+        python = analyse(build_tree(trace), analysis_settings).findings
+    assert native == python

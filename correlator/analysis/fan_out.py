@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
 from correlator.analysis.common import MS, Context, by_start, fmt_ms, label, new_finding
-from correlator.analysis.identity import OperationKey, operation_label, target
+from correlator.analysis.identity import OperationKey, native_function, operation_label, target
 from correlator.analysis.n_plus_one import sequential_share
 from correlator.model import Finding, Severity, Span
 from correlator.spantree import columns
@@ -182,7 +182,17 @@ def fan_out(ctx: Context) -> list[Finding]:
     by_position, ids, fewest = cols.spans, cols.ids, max(2, s.fan_out_min_children)
     starts, durations = cols.starts, cols.durations
     operations: list[str] | None = None  # each position's operation, read once when a parent qualifies
-    for p, below in zip(cols.parents, map(cols.kids.__getitem__, cols.parents), strict=True):
+    todo: Sequence[int] = cols.parents
+    scan = native_function("fan_out_scan") if not count_now else None
+    scanned = scan(todo, cols.kids, starts, durations, by_position, ids, fewest, _GOOD_PARALLELISM, _MAX_FINDINGS) \
+        if scan is not None else None
+    if scanned is not None:
+        # Natively (native/src/analysis.rs): the parents of all-different calls in parallel, of which only the ten that
+        # save most can be shown, come back as those ten; the loop below sees every other parent, in the same order.
+        best, todo = scanned
+        for p, wall, total in best:
+            parallel.append((wall - total, ids[p], len(parallel), cols.kids[p], None, 0, total, wall, False))
+    for p, below in zip(todo, map(cols.kids.__getitem__, todo), strict=True):
         if len(below) < fewest:
             continue
         if operations is None:

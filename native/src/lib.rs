@@ -31,6 +31,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, Se
 use serde_json::value::RawValue;
 
 mod render_spans;
+mod analysis;
 mod json_out;
 mod logs_json;
 
@@ -807,5 +808,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     render_spans::register(m)?;
     logs_json::register(m)?;
+    analysis::register(m)?;
     Ok(())
 }
