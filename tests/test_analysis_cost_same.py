@@ -8,6 +8,8 @@ included, with log lines placed on spans, under every combination of the thresho
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,18 +130,24 @@ def test_the_fan_out_pass_is_the_native_one_when_installed() -> None:
     if _native.MODULE is None:
         pytest.skip("no native extension here")
     assert native_function("fan_out_scan") is not None
+    assert native_function("span_groups") is not None
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.one_of(fan_outs().map(lambda case: case[0]), many_parallel_parents()), _SETTINGS)
-def test_the_fan_out_pass_is_the_same_with_and_without_the_extension(trace: Trace, analysis_settings: AnalysisSettings) -> None:
+def _fresh_strings(trace: Trace) -> Trace:
+    """The same trace with each span's own service and operation objects (equal text, other objects)."""
+    return Trace(trace.trace_id, tuple(replace(sp, service="".join(list(sp.service)), operation="".join(list(sp.operation)))
+                                       for sp in trace.spans))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(traces(), traces().map(_fresh_strings), fan_outs().map(lambda case: case[0]), many_parallel_parents()), _SETTINGS)
+def test_the_native_passes_find_what_the_python_ones_find(trace: Trace, analysis_settings: AnalysisSettings) -> None:
+    """native/src/analysis.rs (`fan_out_scan`, `span_groups`) against the Python loops they stand in for."""
     import importlib
     from unittest import mock
 
-    fan_out_module = importlib.import_module("correlator.analysis.fan_out")
-
-    tree = build_tree(trace)
-    native = analyse(tree, analysis_settings).findings
-    with mock.patch.object(fan_out_module, "native_function", lambda name: None):
+    native = analyse(build_tree(trace), analysis_settings).findings
+    with mock.patch.object(importlib.import_module("correlator.analysis.fan_out"), "native_function", lambda name: None), \
+            mock.patch.object(importlib.import_module("correlator.analysis.long_span"), "native_function", lambda name: None):
         python = analyse(build_tree(trace), analysis_settings).findings
     assert native == python

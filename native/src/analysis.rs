@@ -12,22 +12,22 @@
 //! tests/test_analysis_cost_same.py compares the analysis with the old one on generated traces, with and without it.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use pyo3::ffi;
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyBytes, PyList, PyString};
 use pyo3::wrap_pyfunction;
 
 /// A 64-bit value of an exact `int`, else None.
-fn exact_i64(value: &Bound<'_, PyAny>) -> Option<i64> {
+fn exact_i64(value: *mut ffi::PyObject) -> Option<i64> {
     unsafe {
-        if ffi::PyLong_CheckExact(value.as_ptr()) == 0 {
+        if ffi::PyLong_CheckExact(value) == 0 {
             return None;
         }
         let mut overflow: std::os::raw::c_int = 0;
-        let n = ffi::PyLong_AsLongLongAndOverflow(value.as_ptr(), &mut overflow);
+        let n = ffi::PyLong_AsLongLongAndOverflow(value, &mut overflow);
         if overflow != 0 || (n == -1 && !ffi::PyErr_Occurred().is_null()) {
             ffi::PyErr_Clear();
             return None;
@@ -36,10 +36,117 @@ fn exact_i64(value: &Bound<'_, PyAny>) -> Option<i64> {
     }
 }
 
+/// Item `i` of a list whose length was checked (borrowed: the list holds it).
+fn item(list: &Bound<'_, PyList>, i: usize) -> *mut ffi::PyObject {
+    debug_assert!(i < list.len());
+    unsafe { ffi::PyList_GET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t) }
+}
+
 /// Item `i` of a list as an exact 64-bit int.
 fn int_at(list: &Bound<'_, PyList>, i: usize) -> Option<i64> {
-    list.get_item(i).ok().and_then(|v| exact_i64(&v))
+    exact_i64(item(list, i))
 }
+
+/// A position (an exact int in `0..n`), else None.
+fn position(value: *mut ffi::PyObject, n: usize) -> Option<usize> {
+    exact_i64(value).and_then(|v| usize::try_from(v).ok()).filter(|&v| v < n)
+}
+
+/// The text of an exact `str` (borrowed from the object: its UTF-8, kept by CPython as long as it lives), else None
+/// (another type, or a lone surrogate: Python compares those itself).
+fn text<'a>(value: *mut ffi::PyObject) -> Option<&'a str> {
+    unsafe {
+        if ffi::PyUnicode_CheckExact(value) == 0 {
+            return None;
+        }
+        let mut size: ffi::Py_ssize_t = 0;
+        let data = ffi::PyUnicode_AsUTF8AndSize(value, &mut size);
+        if data.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        Some(std::str::from_utf8_unchecked(std::slice::from_raw_parts(data as *const u8, size as usize)))
+    }
+}
+
+/// A slot of a slots dataclass read where `getattr` would read it (the `Span`s' `operation`, `service`): no attribute
+/// lookup per span. Another class, or an attribute that is not a plain slot → `getattr`.
+struct Slot<'py> {
+    name: Bound<'py, PyString>,
+    class: *mut ffi::PyTypeObject,
+    offset: Option<ffi::Py_ssize_t>,
+}
+
+impl<'py> Slot<'py> {
+    fn new(py: Python<'py>, name: &str) -> Self {
+        Slot { name: PyString::intern(py, name), class: std::ptr::null_mut(), offset: None }
+    }
+
+    /// The value (a new reference, owned by the result).
+    fn get(&mut self, obj: *mut ffi::PyObject) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.name.py();
+        unsafe {
+            let class = ffi::Py_TYPE(obj);
+            if class != self.class {
+                self.class = class;
+                self.offset = member_offset(py, class, &self.name);
+            }
+            if let Some(offset) = self.offset {
+                let value = *((obj as *mut u8).offset(offset) as *mut *mut ffi::PyObject);
+                if !value.is_null() {
+                    return Ok(Bound::from_borrowed_ptr(py, value));
+                }
+            }
+            Bound::from_borrowed_ptr(py, obj).getattr(&self.name)
+        }
+    }
+}
+
+/// The slot offset of `name` in `class`, when `getattr` would read exactly that slot.
+fn member_offset(py: Python<'_>, class: *mut ffi::PyTypeObject, name: &Bound<'_, PyString>) -> Option<ffi::Py_ssize_t> {
+    unsafe {
+        if (*class).tp_getattro.map(|f| f as *const () as usize) != Some(ffi::PyObject_GenericGetAttr as *const () as usize) {
+            return None;
+        }
+        let descr = ffi::PyObject_GetAttr(class as *mut ffi::PyObject, name.as_ptr());
+        if descr.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let descr = Bound::from_owned_ptr(py, descr);
+        if ffi::Py_TYPE(descr.as_ptr()) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+            return None;
+        }
+        let member = (*(descr.as_ptr() as *mut ffi::PyMemberDescrObject)).d_member as *mut ffi::PyMemberDef;
+        if member.is_null() || (*member).type_code != ffi::Py_T_OBJECT_EX {
+            return None;
+        }
+        Some((*member).offset)
+    }
+}
+
+/// Hashes addresses (objects of one call, not chosen by the answer: no keyed hash needed).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        let h = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
+    }
+}
+
+type ByAddress<K, V> = HashMap<K, V, BuildHasherDefault<AddressHasher>>;
 
 /// `total > factor * wall` as Python compares an `int` with the `float` product: exactly.
 fn exceeds(total: i128, factor: f64, wall: i128) -> bool {
@@ -124,39 +231,39 @@ fn fan_out_scan<'py>(
     if kids.len() != n || starts.len() != n || durations.len() != n || ids.len() != n {
         return Ok(None);
     }
-    let operation = intern!(py, "operation");
-    let mut candidates: Vec<(i128, usize, i128, i128)> = Vec::new(); // (wall − Σ, parent, wall, Σ)
+    let mut operation = Slot::new(py, "operation");
+    let mut candidates: Vec<(i128, &str, usize, i128, i128)> = Vec::new(); // (wall − Σ, parent ID, parent, wall, Σ)
     let mut rest: Vec<usize> = Vec::new();
     let mut below: Vec<usize> = Vec::new();
-    let mut names: Vec<Bound<'py, PyString>> = Vec::new();
-    for parent in parents.iter() {
-        let Some(p) = exact_i64(&parent).and_then(|p| usize::try_from(p).ok()).filter(|&p| p < n) else {
+    let mut names: Vec<Bound<'py, PyAny>> = Vec::new(); // the operations, held while their text is compared
+    let mut ops: Vec<&str> = Vec::new();
+    for j in 0..parents.len() {
+        let Some(p) = position(item(parents, j), n) else {
             return Ok(None);
         };
-        let Ok(children) = kids.get_item(p)?.downcast_into::<PyList>() else {
+        let children = item(kids, p);
+        if unsafe { ffi::PyList_CheckExact(children) } == 0 {
             return Ok(None); // a parent's children are a list (a leaf's the shared `()`)
-        };
-        if children.len() < fewest {
+        }
+        let count = unsafe { ffi::PyList_GET_SIZE(children) } as usize;
+        if count < fewest {
             continue;
         }
         below.clear();
+        ops.clear();
         names.clear();
-        for child in children.iter() {
-            let Some(k) = exact_i64(&child).and_then(|k| usize::try_from(k).ok()).filter(|&k| k < n) else {
+        for c in 0..count {
+            let Some(k) = position(unsafe { ffi::PyList_GET_ITEM(children, c as ffi::Py_ssize_t) }, n) else {
                 return Ok(None);
             };
             below.push(k);
-            let Ok(name) = spans.get_item(k)?.getattr(operation)?.downcast_into::<PyString>() else {
+            names.push(operation.get(item(spans, k))?);
+        }
+        for name in &names {
+            let Some(op) = text(name.as_ptr()) else {
                 return Ok(None);
             };
-            names.push(name);
-        }
-        let mut ops: Vec<&str> = Vec::with_capacity(names.len());
-        for name in &names {
-            match name.to_str() {
-                Ok(text) => ops.push(text),
-                Err(_) => return Ok(None), // a lone surrogate: Python compares it
-            }
+            ops.push(op);
         }
         if !all_different(&ops) {
             rest.push(p);
@@ -166,40 +273,109 @@ fn fan_out_scan<'py>(
             return Ok(None);
         };
         if wall > 0 && exceeds(total, factor, wall) {
-            candidates.push((wall - total, p, wall, total));
+            let Some(id) = text(item(ids, p)) else {
+                return Ok(None);
+            };
+            candidates.push((wall - total, id, p, wall, total));
         } else {
             rest.push(p);
         }
     }
     // The `keep` smallest by (wall − Σ, parent ID): IDs compared as Python compares `str`s (UTF-8 keeps code point order).
-    let mut keyed: Vec<(i128, String, usize, i128, i128)> = Vec::with_capacity(candidates.len().min(keep.max(1) * 4));
-    if keep > 0 && !candidates.is_empty() {
-        let by_less = |a: &(i128, usize, i128, i128), b: &(i128, usize, i128, i128)| a.0.cmp(&b.0);
-        if candidates.len() > keep {
-            candidates.select_nth_unstable_by(keep - 1, by_less);
-            let cut = candidates[keep - 1].0;
-            // Everything tied with the cut may still be among the first `keep` by ID: keep all of them.
-            candidates.retain(|c| c.0 <= cut);
-        }
-        for (less, p, wall, total) in candidates {
-            let Ok(id) = ids.get_item(p)?.downcast_into::<PyString>() else {
-                return Ok(None);
-            };
-            let Ok(text) = id.to_str() else {
-                return Ok(None);
-            };
-            keyed.push((less, text.to_owned(), p, wall, total));
-        }
-        keyed.sort_by(|a, b| match a.0.cmp(&b.0) {
-            Ordering::Equal => a.1.cmp(&b.1),
-            other => other,
-        });
-        keyed.truncate(keep);
+    let order = |a: &(i128, &str, usize, i128, i128), b: &(i128, &str, usize, i128, i128)| match a.0.cmp(&b.0) {
+        Ordering::Equal => a.1.cmp(b.1),
+        other => other,
+    };
+    if keep == 0 {
+        candidates.clear();
+    } else if candidates.len() > keep {
+        candidates.select_nth_unstable_by(keep - 1, order);
+        candidates.truncate(keep);
     }
-    Ok(Some((keyed.into_iter().map(|(_, _, p, wall, total)| (p, wall, total)).collect(), rest)))
+    candidates.sort_by(order);
+    Ok(Some((candidates.into_iter().map(|(_, _, p, wall, total)| (p, wall, total)).collect(), rest)))
+}
+
+/// One (service, operation) pair's spans: the two `str`s, the positions in order (native-endian `u32`s: most groups are
+/// never read, and a list would make an `int` per span), and the shortest and longest duration and the most own time.
+type PairGroup<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Vec<u32>, i64, i64, i64);
+type PairGroupOut<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyBytes>, i64, i64, i64);
+
+/// The long-span detector's grouping: the spans of each distinct (service, operation) pair, pairs in the order of
+/// their first span, with what `_may_be_long` reads (min and max duration, max own time). None: Python groups them
+/// (a service or operation that is not a `str`, a duration or own time that is not an exact 64-bit `int`).
+#[pyfunction]
+fn span_groups<'py>(
+    py: Python<'py>,
+    spans: &Bound<'py, PyAny>,
+    durations: &Bound<'py, PyAny>,
+    self_ns: &Bound<'py, PyAny>,
+) -> PyResult<Option<Vec<PairGroupOut<'py>>>> {
+    let (Ok(spans), Ok(durations), Ok(self_ns)) =
+        (spans.downcast::<PyList>(), durations.downcast::<PyList>(), self_ns.downcast::<PyList>())
+    else {
+        return Ok(None);
+    };
+    let n = spans.len();
+    if durations.len() != n || self_ns.len() != n || u32::try_from(n).is_err() {
+        return Ok(None);
+    }
+    let (mut service_slot, mut operation_slot) = (Slot::new(py, "service"), Slot::new(py, "operation"));
+    let mut groups: Vec<PairGroup<'py>> = Vec::new();
+    // The pair's objects first (a trace's spans share their strings), their text when those objects are new.
+    let mut by_object: ByAddress<(usize, usize), usize> = ByAddress::default();
+    let mut by_text: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut last: ((usize, usize), usize) = ((0, 0), usize::MAX);
+    // Every object whose address is a key stays alive until the end: no address is reused for other text meanwhile.
+    let mut alive: Vec<Bound<'py, PyAny>> = Vec::new();
+    for i in 0..n {
+        let span = item(spans, i);
+        let service = service_slot.get(span)?;
+        let operation = operation_slot.get(span)?;
+        let (Some(duration), Some(own)) = (int_at(durations, i), int_at(self_ns, i)) else {
+            return Ok(None);
+        };
+        let objects = (service.as_ptr() as usize, operation.as_ptr() as usize);
+        let g = if last.1 != usize::MAX && last.0 == objects {
+            last.1
+        } else if let Some(&g) = by_object.get(&objects) {
+            g
+        } else {
+            let (Some(service_text), Some(operation_text)) = (text(service.as_ptr()), text(operation.as_ptr())) else {
+                return Ok(None);
+            };
+            let g = match by_text.get(&(service_text, operation_text)) {
+                Some(&g) => g,
+                None => {
+                    groups.push((service.clone(), operation.clone(), Vec::new(), duration, duration, own));
+                    by_text.insert((service_text, operation_text), groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            by_object.insert(objects, g);
+            alive.push(service);
+            alive.push(operation);
+            g
+        };
+        last = (objects, g);
+        let group = &mut groups[g];
+        group.2.push(i as u32);
+        group.3 = group.3.min(duration);
+        group.4 = group.4.max(duration);
+        group.5 = group.5.max(own);
+    }
+    let out = groups
+        .into_iter()
+        .map(|(service, operation, positions, fastest, longest, most_own)| {
+            let raw: Vec<u8> = positions.iter().flat_map(|p| p.to_ne_bytes()).collect();
+            (service, operation, PyBytes::new(py, &raw), fastest, longest, most_own)
+        })
+        .collect();
+    Ok(Some(out))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fan_out_scan, m)?)?;
+    m.add_function(wrap_pyfunction!(span_groups, m)?)?;
     Ok(())
 }
