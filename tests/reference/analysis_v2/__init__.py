@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from correlator.config import AnalysisSettings
+from correlator.model import Finding, LogLine, Severity
+from correlator.spantree import SpanTree
 from tests.reference.analysis_v2.bottleneck import bottleneck
 from tests.reference.analysis_v2.common import SEVERITY_RANK, Context, failed, fmt_ms, is_error
 from tests.reference.analysis_v2.critical_path import CriticalPath, Section, critical_path
@@ -27,9 +30,6 @@ from tests.reference.analysis_v2.n_plus_one import (
     normalise_statement,
 )
 from tests.reference.analysis_v2.retries import find_retries
-from correlator.config import AnalysisSettings
-from correlator.model import Finding, LogLine, Severity
-from correlator.spantree import SpanTree
 
 __all__ = ["DETECTORS", "Analysis", "CriticalPath", "Section", "analyse", "critical_path", "fmt_ms", "is_error", "label",
            "normalise_statement", "operation_key", "operation_label", "target"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from correlator.model import Finding, Severity
 from tests.reference.analysis_v2.common import MS, Context, fmt_ms, label
 from tests.reference.analysis_v2.long_span import wait_clause
-from correlator.model import Finding, Severity
 
 __all__ = ["bottleneck"]
 

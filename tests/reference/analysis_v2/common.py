@@ -7,10 +7,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tests.reference.analysis_v2.identity import OperationKey, label
 from correlator.config import AnalysisSettings
 from correlator.model import LogLine, Severity, Span
 from correlator.spantree import SpanTree
+from tests.reference.analysis_v2.identity import OperationKey, label
 
 __all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "by_start", "error_detail", "failed", "fmt_ms", "is_error",
            "is_timeout", "label", "shorten"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from correlator.model import Finding, Severity, Span, SpanEvent
 from tests.reference.analysis_v2.common import (
     ERROR_LEVELS,
     Context,
@@ -21,7 +22,6 @@ from tests.reference.analysis_v2.common import (
     shorten,
 )
 from tests.reference.analysis_v2.identity import OperationKey
-from correlator.model import Finding, Severity, Span, SpanEvent
 
 __all__ = ["errors"]
 

@@ -14,11 +14,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
+from correlator.model import Finding, Severity, Span
+from correlator.spantree import columns
 from tests.reference.analysis_v2.common import MS, Context, by_start, fmt_ms, label
 from tests.reference.analysis_v2.identity import OperationKey, operation_label, target
 from tests.reference.analysis_v2.n_plus_one import sequential_share
-from correlator.model import Finding, Severity, Span
-from correlator.spantree import columns
 
 __all__ = ["fan_out"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.reference.analysis_v2.common import MS, Context, fmt_ms, label
-from tests.reference.analysis_v2.events import wait_of
 from correlator.model import Finding, Severity, Span
 from correlator.spantree import SpanTree, columns
+from tests.reference.analysis_v2.common import MS, Context, fmt_ms, label
+from tests.reference.analysis_v2.events import wait_of
 
 __all__ = ["gaps", "uncovered"]
 

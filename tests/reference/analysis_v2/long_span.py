@@ -10,11 +10,11 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from correlator.model import Finding, Severity, Span
+from correlator.spantree import SpanTree, columns
 from tests.reference.analysis_v2.common import MS, Context, fmt_ms, label
 from tests.reference.analysis_v2.events import wait_of
 from tests.reference.analysis_v2.identity import OperationKey, operation_label, operation_name
-from correlator.model import Finding, Severity, Span
-from correlator.spantree import SpanTree, columns
 
 __all__ = ["long_spans", "wait_clause"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.reference.analysis_v2.common import Context
 from correlator.model import Finding, Severity
+from tests.reference.analysis_v2.common import Context
 
 __all__ = ["malformed"]
 

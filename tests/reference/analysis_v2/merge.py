@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from correlator.model import Finding
 from tests.reference.analysis_v2.common import Context
 from tests.reference.analysis_v2.events import quotes
-from correlator.model import Finding
 
 __all__ = ["merge"]
 

@@ -6,6 +6,9 @@ import itertools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
+from correlator.config import AnalysisSettings
+from correlator.model import Finding, Severity, Span
+from correlator.spantree import SpanTree, columns
 from tests.reference.analysis_v2.common import MS, Context, by_start, fmt_ms, is_timeout, shorten
 from tests.reference.analysis_v2.identity import (
     OperationKey,
@@ -13,9 +16,6 @@ from tests.reference.analysis_v2.identity import (
     normalise_statement,
     target,
 )
-from correlator.config import AnalysisSettings
-from correlator.model import Finding, Severity, Span
-from correlator.spantree import SpanTree, columns
 
 __all__ = ["n_plus_one", "n_plus_one_groups", "normalise_path", "normalise_statement", "sequential_share"]
 

@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tests.reference.analysis_v2.events import mentions_retry
-from tests.reference.analysis_v2.identity import OperationKey
 from correlator.model import LogLine, Span
 from correlator.spantree import SpanTree
+from tests.reference.analysis_v2.events import mentions_retry
+from tests.reference.analysis_v2.identity import OperationKey
 
 __all__ = ["arguments", "find_retries"]
 
