@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -49,8 +48,7 @@ def _overlapping(spans: list[Span]) -> int:
 def _overlapping_at(below: Sequence[int], starts: list[int], durations: list[int]) -> int:
     """`_overlapping` of the spans at these positions (siblings by start), read from the tree's columns."""
     ordered = [(starts[k], starts[k] + durations[k]) for k in below]
-    if not all(a[0] < b[0] for a, b in itertools.pairwise(ordered)):
-        ordered.sort()  # by (start, end), as `by_start`: spans equal in both are interchangeable here
+    ordered.sort()  # by (start, end), as `by_start` (in order already: one pass): spans equal in both are interchangeable
     marked: set[int] = set()
     holder, reach = 0, ordered[0][1]
     for i in range(1, len(ordered)):
@@ -188,10 +186,11 @@ def fan_out(ctx: Context) -> list[Finding]:
         if scan is not None else None
     if scanned is not None:
         # Natively (native/src/analysis.rs): the parents of all-different calls in parallel, of which only the ten that
-        # save most can be shown, come back as those ten; the loop below sees every other parent, in the same order.
+        # save most can be shown, come back as those ten (with how many of their calls overlap); the loop below sees every
+        # other parent, in the same order.
         best, todo = scanned
-        for p, wall, total in best:
-            parallel.append((wall - total, ids[p], len(parallel), cols.kids[p], None, 0, total, wall, False))
+        for p, wall, total, overlapping in best:
+            parallel.append((wall - total, ids[p], len(parallel), cols.kids[p], None, overlapping, total, wall, False))
     for p, below in zip(todo, map(cols.kids.__getitem__, todo), strict=True):
         if len(below) < fewest:
             continue

@@ -80,18 +80,19 @@ def _may_be_long_by_name(tree: SpanTree, factor: float, absolute_ns: float) -> l
         return [named for named in _by_name(tree) if _may_be_long(tree, named, factor, absolute_ns)]
     names: dict[str, str] = {}  # operation → operation_name: one call per distinct name
     by_name: dict[tuple[str, str], list[Any]] = {}  # (service, name) → [[positions], fastest, longest, most own]
-    for service, operation, raw, fastest, longest, most_own in pairs:
-        positions = memoryview(raw).cast("I")  # the pair's positions, made into ints only for a group that may be long
+    for service, operation, first, raw, fastest, longest, most_own in pairs:
         name = names.get(operation)
         if name is None:
-            name = names[operation] = operation_name(cols.spans[positions[0]])
+            name = names[operation] = operation_name(cols.spans[first])
         found = by_name.get((service, name))
         if found is None:
-            by_name[(service, name)] = [[positions], fastest, longest, most_own]
+            by_name[(service, name)] = [[raw], fastest, longest, most_own]
         else:  # two operations of one name (`/users/1`, `/users/2`): one group, in the tree's order
-            found[0].append(positions)
+            found[0].append(raw)
             found[1], found[2], found[3] = min(found[1], fastest), max(found[2], longest), max(found[3], most_own)
-    return [parts[0].tolist() if len(parts) == 1 else sorted(itertools.chain.from_iterable(parts))
+    # Each pair's positions as native u32s, made into ints only for a group that may be long.
+    return [memoryview(parts[0]).cast("I").tolist() if len(parts) == 1
+            else sorted(itertools.chain.from_iterable(memoryview(raw).cast("I") for raw in parts))
             for parts, fastest, longest, most_own in by_name.values()
             if (longest > factor * fastest and longest - fastest >= _MIN_EXCESS_NS) or most_own >= absolute_ns]
 

@@ -191,6 +191,33 @@ fn wall_and_work(below: &[usize], starts: &Bound<'_, PyList>, durations: &Bound<
     Some((covered, total))
 }
 
+/// `_overlapping_at`: how many of these siblings overlap at least one other, by (start, end).
+fn overlapping(below: &[usize], starts: &Bound<'_, PyList>, durations: &Bound<'_, PyList>) -> Option<usize> {
+    let mut ordered: Vec<(i128, i128)> = Vec::with_capacity(below.len());
+    for &k in below {
+        let start = i128::from(int_at(starts, k)?);
+        ordered.push((start, start + i128::from(int_at(durations, k)?)));
+    }
+    ordered.sort_unstable(); // spans equal in both are interchangeable: the count is the same
+    if ordered.is_empty() {
+        return Some(0);
+    }
+    let mut marked = vec![false; ordered.len()];
+    let (mut holder, mut reach) = (0usize, ordered[0].1);
+    for i in 1..ordered.len() {
+        let (start, end) = ordered[i];
+        if start < reach {
+            marked[holder] = true;
+            marked[i] = true;
+        }
+        if end > reach {
+            holder = i;
+            reach = end;
+        }
+    }
+    Some(marked.iter().filter(|&&m| m).count())
+}
+
 /// Whether no two of these operations are equal (Python's `len(set(ops)) == len(ops)` for `str`s).
 fn all_different(ops: &[&str]) -> bool {
     if ops.len() <= 16 {
@@ -201,7 +228,7 @@ fn all_different(ops: &[&str]) -> bool {
 }
 
 /// `(best, rest)`: `best` the `keep` parallel parents of all-different calls that save most, as
-/// `(position, wall, Σ)` ordered by (wall − Σ, parent ID); `rest` the other parents with `fewest` children or more,
+/// `(position, wall, Σ, how many overlap)` ordered by (wall − Σ, parent ID); `rest` the other parents with `fewest` children or more,
 /// in `parents`' order. None: Python's loop for all of them.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
@@ -216,7 +243,7 @@ fn fan_out_scan<'py>(
     fewest: usize,
     factor: f64,
     keep: usize,
-) -> PyResult<Option<(Vec<(usize, i128, i128)>, Vec<usize>)>> {
+) -> PyResult<Option<(Vec<(usize, i128, i128, usize)>, Vec<usize>)>> {
     let (Ok(parents), Ok(kids), Ok(starts), Ok(durations), Ok(spans), Ok(ids)) = (
         parents.downcast::<PyList>(),
         kids.downcast::<PyList>(),
@@ -293,13 +320,25 @@ fn fan_out_scan<'py>(
         candidates.truncate(keep);
     }
     candidates.sort_by(order);
-    Ok(Some((candidates.into_iter().map(|(_, _, p, wall, total)| (p, wall, total)).collect(), rest)))
+    let mut best = Vec::with_capacity(candidates.len());
+    for (_, _, p, wall, total) in candidates {
+        below.clear();
+        let children = item(kids, p);
+        for c in 0..unsafe { ffi::PyList_GET_SIZE(children) } {
+            below.push(position(unsafe { ffi::PyList_GET_ITEM(children, c) }, n).unwrap_or(0)); // read above: positions
+        }
+        let Some(count) = overlapping(&below, starts, durations) else {
+            return Ok(None);
+        };
+        best.push((p, wall, total, count));
+    }
+    Ok(Some((best, rest)))
 }
 
-/// One (service, operation) pair's spans: the two `str`s, the positions in order (native-endian `u32`s: most groups are
+/// One (service, operation) pair's spans: the two `str`s, (out: the first position,) the positions in order (native-endian `u32`s: most groups are
 /// never read, and a list would make an `int` per span), and the shortest and longest duration and the most own time.
 type PairGroup<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Vec<u32>, i64, i64, i64);
-type PairGroupOut<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyBytes>, i64, i64, i64);
+type PairGroupOut<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, u32, Bound<'py, PyBytes>, i64, i64, i64);
 
 /// The long-span detector's grouping: the spans of each distinct (service, operation) pair, pairs in the order of
 /// their first span, with what `_may_be_long` reads (min and max duration, max own time). None: Python groups them
@@ -368,7 +407,7 @@ fn span_groups<'py>(
         .into_iter()
         .map(|(service, operation, positions, fastest, longest, most_own)| {
             let raw: Vec<u8> = positions.iter().flat_map(|p| p.to_ne_bytes()).collect();
-            (service, operation, PyBytes::new(py, &raw), fastest, longest, most_own)
+            (service, operation, positions[0], PyBytes::new(py, &raw), fastest, longest, most_own)
         })
         .collect();
     Ok(Some(out))
