@@ -142,12 +142,24 @@ def _fresh_strings(trace: Trace) -> Trace:
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(traces(), traces().map(_fresh_strings), fan_outs().map(lambda case: case[0]), many_parallel_parents()), _SETTINGS)
 def test_the_native_passes_find_what_the_python_ones_find(trace: Trace, analysis_settings: AnalysisSettings) -> None:
-    """native/src/analysis.rs (`fan_out_scan`, `span_groups`) against the Python loops they stand in for."""
+    """native/src/analysis.rs (`fan_out_scan`, `span_groups`) against the Python loops they stand in for (`failed`, the
+    long spans' grouping, fan-out's pass over the parents)."""
     import importlib
     from unittest import mock
 
     native = analyse(build_tree(trace), analysis_settings).findings
     with mock.patch.object(importlib.import_module("correlator.analysis.fan_out"), "native_function", lambda name: None), \
-            mock.patch.object(importlib.import_module("correlator.analysis.long_span"), "native_function", lambda name: None):
+            mock.patch.object(importlib.import_module("correlator.analysis.common"), "native_function", lambda name: None):
         python = analyse(build_tree(trace), analysis_settings).findings
     assert native == python
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.integers(-10**7, 10**7), st.integers(0, 1 << 51), st.integers(0, 10**12).map(lambda k: k * 1000 + 500),
+                 st.integers(0, 10**12).map(lambda k: k * 1000 + 499), st.integers(-(1 << 60), 1 << 60)))
+def test_a_quotes_offset_is_rounded_as_round_rounds_it(offset: int) -> None:
+    """`offset_ms` (inline in `quotes`) gives the very float `round(offset / 1e6, 3)` gives, -0.0 included."""
+    from correlator.analysis.events import offset_ms
+
+    got, want = offset_ms(offset), round(offset / 1e6, 3)
+    assert got == want and str(got) == str(want)

@@ -15,11 +15,12 @@ from typing import Any
 
 from correlator.model import LogLine, Span, SpanEvent
 
-__all__ = ["RETRY", "event_text", "mentions_retry", "quotes", "wait_of"]
+__all__ = ["RETRY", "event_text", "mentions_retry", "offset_ms", "quotes", "wait_of"]
 
 _MESSAGE_KEYS = ("message", "msg", "log.message", "exception.message", "error.message", "error", "body")
 _MAX_TEXT = 200
 _MAX_QUOTES = 8  # per finding: enough to read, few enough that the JSON stays small
+_EXACT_NS = 1 << 50  # offsets below this are written in ms without `round` (`offset_ms`)
 
 # What a wait is called in event and log text → how a finding names it.
 _WAITS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -110,14 +111,27 @@ def quotes(spans: Sequence[Span], logs: Mapping[str, Sequence[LogLine]], origin_
     if len(found) > 1:
         found.sort(key=_TIME)  # stable: items of one instant stay in the spans' order
     out = []
-    for _t, span, item in found[:_MAX_QUOTES]:  # `_quote`, inline: a few per finding, every finding of a small trace
+    for at, span, item in found[:_MAX_QUOTES]:  # a quote each, inline: a few per finding, every finding of a small trace
+        offset = at - origin_ns
+        # `round(offset / 1e6, 3)`, without `round`'s decimal conversion where whole µs give the same float (offset_ms).
+        offset_ms = (offset + 500) // 1000 / 1000 if type(offset) is int and 0 <= offset < _EXACT_NS and offset % 1000 != 500 \
+            else round(offset / 1e6, 3)
         if isinstance(item, SpanEvent):
-            out.append({"span_id": span.span_id, "source": "event", "offset_ms": round((item.time_ns - origin_ns) / 1e6, 3),
-                        "text": event_text(item)})
+            out.append({"span_id": span.span_id, "source": "event", "offset_ms": offset_ms, "text": event_text(item)})
         else:
-            out.append({"span_id": span.span_id, "source": "log", "level": item.level,
-                        "offset_ms": round((item.timestamp_ns - origin_ns) / 1e6, 3), "text": item.line[:_MAX_TEXT]})
+            out.append({"span_id": span.span_id, "source": "log", "level": item.level, "offset_ms": offset_ms,
+                        "text": item.line[:_MAX_TEXT]})
     return out
+
+
+def offset_ms(offset: int) -> float:
+    """`round(offset / 1e6, 3)` for a ns offset, as `quotes` writes it inline: below 2^50 ns (13 days) the float
+    `offset / 1e6` is within 2^-53 of its value, so it is nearer than 1e-6 to no rounding boundary but a tie's (an
+    offset ending in 500 ns); away from those, `round` keeps the whole µs of the exact quotient, and both `round` and
+    `q / 1000` give the float nearest q/1000. Negative offsets keep `round` (its -0.0)."""
+    if type(offset) is int and 0 <= offset < _EXACT_NS and offset % 1000 != 500:
+        return (offset + 500) // 1000 / 1000
+    return round(offset / 1e6, 3)
 
 
 def _earliest(lines: Sequence[LogLine], count: int) -> Sequence[LogLine]:

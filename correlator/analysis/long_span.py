@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from correlator.analysis.common import MS, Context, fmt_ms, label
 from correlator.analysis.events import wait_of
-from correlator.analysis.identity import OperationKey, native_function, operation_label, operation_name
+from correlator.analysis.identity import OperationKey, operation_label, operation_name
 from correlator.model import Finding, Severity, Span
 from correlator.spantree import SpanTree, columns
 
@@ -69,13 +70,12 @@ def _may_be_long(tree: SpanTree, named: list[int], factor: float, absolute_ns: f
         max(map(cols.self_ns.__getitem__, named)) >= absolute_ns
 
 
-def _may_be_long_by_name(tree: SpanTree, factor: float, absolute_ns: float) -> list[list[int]]:
+def _may_be_long_by_name(tree: SpanTree, factor: float, absolute_ns: float,
+                         pairs: Sequence[tuple[str, str, int, bytes, int, int, int]] | None) -> list[list[int]]:
     """`[named for named in _by_name(tree) if _may_be_long(tree, named, …)]`: with the extension, the spans grouped and
-    measured per (service, operation) natively (native/src/analysis.rs `span_groups`, one pass), the pairs of one name
-    merged here; Python's two passes otherwise."""
+    measured per (service, operation) natively (`pairs`: native/src/analysis.rs `span_groups`, one pass shared with
+    `failed`, `common.span_pass`), the pairs of one name merged here; Python's two passes otherwise."""
     cols = columns(tree)
-    native = native_function("span_groups")
-    pairs = native(cols.spans, cols.durations, cols.self_ns) if native is not None else None
     if pairs is None:
         return [named for named in _by_name(tree) if _may_be_long(tree, named, factor, absolute_ns)]
     names: dict[str, str] = {}  # operation → operation_name: one call per distinct name
@@ -103,7 +103,7 @@ def long_spans(ctx: Context) -> list[Finding]:
     absolute_ns = s.long_span_absolute_ms * MS
     groups: dict[OperationKey, list[Span]] = defaultdict(list)
     keys, by_position = ctx.keys, columns(tree).spans
-    for named in _may_be_long_by_name(tree, s.long_span_factor, absolute_ns):
+    for named in _may_be_long_by_name(tree, s.long_span_factor, absolute_ns, ctx.pairs):
         for i in named:
             groups[keys[by_position[i].span_id]].append(by_position[i])
     out: list[Finding] = []

@@ -343,13 +343,18 @@ type PairGroupOut<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, u32, Bound<'py, 
 /// The long-span detector's grouping: the spans of each distinct (service, operation) pair, pairs in the order of
 /// their first span, with what `_may_be_long` reads (min and max duration, max own time). None: Python groups them
 /// (a service or operation that is not a `str`, a duration or own time that is not an exact 64-bit `int`).
+///
+/// In the same pass, the spans that may have failed (`failed`'s quick test, for `is_error` to decide): status `"error"`,
+/// or attributes holding one of `error_keys`; kept too when that cannot be told here (a status that is not a `str`,
+/// attributes that are not a `dict`), since `is_error` decides them all.
 #[pyfunction]
 fn span_groups<'py>(
     py: Python<'py>,
     spans: &Bound<'py, PyAny>,
     durations: &Bound<'py, PyAny>,
     self_ns: &Bound<'py, PyAny>,
-) -> PyResult<Option<Vec<PairGroupOut<'py>>>> {
+    error_keys: Vec<Bound<'py, PyString>>,
+) -> PyResult<Option<(Vec<PairGroupOut<'py>>, Vec<usize>)>> {
     let (Ok(spans), Ok(durations), Ok(self_ns)) =
         (spans.downcast::<PyList>(), durations.downcast::<PyList>(), self_ns.downcast::<PyList>())
     else {
@@ -360,6 +365,8 @@ fn span_groups<'py>(
         return Ok(None);
     }
     let (mut service_slot, mut operation_slot) = (Slot::new(py, "service"), Slot::new(py, "operation"));
+    let (mut status_slot, mut attributes_slot) = (Slot::new(py, "status"), Slot::new(py, "attributes"));
+    let mut maybe_failed: Vec<usize> = Vec::new();
     let mut groups: Vec<PairGroup<'py>> = Vec::new();
     // The pair's objects first (a trace's spans share their strings), their text when those objects are new.
     let mut by_object: ByAddress<(usize, usize), usize> = ByAddress::default();
@@ -374,6 +381,34 @@ fn span_groups<'py>(
         let (Some(duration), Some(own)) = (int_at(durations, i), int_at(self_ns, i)) else {
             return Ok(None);
         };
+        let status = status_slot.get(span)?;
+        let failing = match text(status.as_ptr()) {
+            Some("error") | None => true,
+            Some(_) => {
+                let attributes = attributes_slot.get(span)?;
+                if unsafe { ffi::PyDict_CheckExact(attributes.as_ptr()) } == 0 {
+                    true
+                } else if unsafe { ffi::PyDict_Size(attributes.as_ptr()) } == 0 {
+                    false
+                } else {
+                    let mut any = false;
+                    for key in &error_keys {
+                        let found = unsafe { ffi::PyDict_Contains(attributes.as_ptr(), key.as_ptr()) };
+                        if found < 0 {
+                            return Err(PyErr::fetch(py));
+                        }
+                        if found == 1 {
+                            any = true;
+                            break;
+                        }
+                    }
+                    any
+                }
+            }
+        };
+        if failing {
+            maybe_failed.push(i);
+        }
         let objects = (service.as_ptr() as usize, operation.as_ptr() as usize);
         let g = if last.1 != usize::MAX && last.0 == objects {
             last.1
@@ -410,7 +445,7 @@ fn span_groups<'py>(
             (service, operation, positions[0], PyBytes::new(py, &raw), fastest, longest, most_own)
         })
         .collect();
-    Ok(Some(out))
+    Ok(Some((out, maybe_failed)))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
