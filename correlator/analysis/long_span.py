@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from correlator.analysis.common import MS, Context, fmt_ms, label
+from correlator.analysis.common import MS, Context, fmt_ms, label, new_finding
 from correlator.analysis.events import wait_of
 from correlator.analysis.identity import OperationKey, operation_label, operation_name
 from correlator.model import Finding, Severity, Span
@@ -128,8 +128,7 @@ def long_spans(ctx: Context) -> list[Finding]:
                                            "rule": "relative" if relative else "absolute", **wait_evidence}
             if median is not None:
                 evidence.update(median_ms=median / MS, samples=len(spans))
-            out.append(Finding("long_span", Severity.WARNING,
-                               f"{label(span)} took {fmt_ms(span.duration_ns)}{waited} — {reason}",
-                               (span.span_id,), evidence,
-                               impact_ns=span.duration_ns if span.span_id in ctx.held else 0))
+            out.append(new_finding("long_span", Severity.WARNING,
+                                   f"{label(span)} took {fmt_ms(span.duration_ns)}{waited} — {reason}",
+                                   (span.span_id,), evidence, span.duration_ns if span.span_id in ctx.held else 0))
     return out
