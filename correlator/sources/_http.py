@@ -22,7 +22,7 @@ from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, S
 from correlator.gcpause import gc_paused
 from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, Resilience, ResilientTransport, RetryPolicy
-from correlator.sources._spool import Spooled, SpoolFailed, spool
+from correlator.sources._spool import Spooled, SpoolFailed, discard, spool
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
            "parse_json"]
@@ -189,27 +189,33 @@ async def _get_httpx(client: httpx.AsyncClient, source: str, path: str, params: 
     def too_large() -> Exception:
         return ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
 
-    async with map_source_errors(source, f"GET {path}"):
-        async with _send(client, absolute_url(client, path, params), headers) as response:
-            # One growing buffer, not chunks joined at the end: the join held the body twice
-            # (a 64 MB answer: 128 MB for a moment; bench P5). The parsers read bytearrays as bytes.
-            body = bytearray()
-            chunks = response.aiter_bytes()
-            spool_at = spool_above if response.status_code == 200 else None
-            async for chunk in chunks:
-                if len(body) + len(chunk) > max_bytes:
-                    raise too_large()
-                body += chunk
-                if spool_at is not None and len(body) >= spool_at:
-                    spooled = await _spooled(source, path, body, lambda: anext(chunks, b""), max_bytes, too_large)
-                    return HttpAnswer(response.status_code, b"", response.headers.get("content-type", ""), response.headers,
-                                      spooled)
-            return HttpAnswer(
-                status=response.status_code,
-                body=body,
-                content_type=response.headers.get("content-type", ""),
-                headers=response.headers,
-            )
+    spooled: Spooled | None = None
+    try:
+        async with map_source_errors(source, f"GET {path}"):
+            async with _send(client, absolute_url(client, path, params), headers) as response:
+                # One growing buffer, not chunks joined at the end: the join held the body twice
+                # (a 64 MB answer: 128 MB for a moment; bench P5). The parsers read bytearrays as bytes.
+                body = bytearray()
+                chunks = response.aiter_bytes()
+                spool_at = spool_above if response.status_code == 200 else None
+                async for chunk in chunks:
+                    if len(body) + len(chunk) > max_bytes:
+                        raise too_large()
+                    body += chunk
+                    if spool_at is not None and len(body) >= spool_at:
+                        spooled = await _spooled(source, path, body, lambda: anext(chunks, b""), max_bytes, too_large)
+                        return HttpAnswer(response.status_code, b"", response.headers.get("content-type", ""),
+                                          response.headers, spooled)
+                return HttpAnswer(
+                    status=response.status_code,
+                    body=body,
+                    content_type=response.headers.get("content-type", ""),
+                    headers=response.headers,
+                )
+    except BaseException:
+        if spooled is not None:  # cancelled while the response closed: the file would have no owner
+            discard(spooled)
+        raise
 
 
 async def _get_fast(client: BackendClient, fast: AiohttpGet, source: str, path: str, params: Mapping[str, str] | None,

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BATCH", "SPOOL_DIR", "SpoolFailed", "Spooled", "spool"]
+__all__ = ["BATCH", "SPOOL_DIR", "SpoolFailed", "Spooled", "discard", "spool"]
 
 BATCH = 1 << 20  # bytes per thread hop: 32 hops for a 100k-span answer
 HEAD = 1024  # bytes kept in memory from the start: enough to tell a page (HTML) from JSON
@@ -51,7 +51,11 @@ async def spool(first: bytes | bytearray, read: Callable[[], Awaitable[bytes]], 
     """`first`, then what `read()` gives until it gives b"", into a new file; raises `too_large()` once the body
     passes `max_bytes`."""
     loop = asyncio.get_running_loop()
-    sink = _Sink(*tempfile.mkstemp(prefix="correlator-trace-", dir=SPOOL_DIR))
+    try:
+        sink = _Sink(*tempfile.mkstemp(prefix="correlator-trace-", dir=SPOOL_DIR))
+    except OSError as exc:
+        raise SpoolFailed(exc.errno, f"making a file for a big answer in {SPOOL_DIR or tempfile.gettempdir()}: "
+                                     f"{exc.strerror}") from None
     head = bytes(first[:HEAD])
     size = len(first)
     batch: list[Chunk] = [first] if first else []
@@ -110,12 +114,24 @@ class _Sink:
 
     def abandon(self) -> None:
         self._close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        _unlink(self.path)
 
     def _close(self) -> None:
         if self.fd is not None:  # once: a descriptor number closed twice may be someone else's by then
             fd, self.fd = self.fd, None
             os.close(fd)
+
+
+def discard(spooled: Spooled) -> None:
+    """Remove a spooled body nobody will read (off the loop: freeing a big tmpfs file's pages takes milliseconds)."""
+    try:
+        _writer.submit(_unlink, spooled.path)
+    except RuntimeError:  # the interpreter is exiting
+        _unlink(spooled.path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
