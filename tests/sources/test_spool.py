@@ -24,7 +24,7 @@ from aiohttp import web
 
 from correlator.api import create_app
 from correlator.config import load_settings
-from correlator.errors import SourceProtocolError
+from correlator.errors import SourceError, SourceProtocolError
 from correlator.ids import parse_trace_id
 from correlator.offload import Offloader, RawTrace, _parse
 from correlator.sources import _spool
@@ -198,3 +198,27 @@ async def test_the_outline_removes_the_file_once_the_worker_has_read_it(spool_di
     assert outline is not None and set(outline.services) == {"api-gateway", "auth-service", "course-service", "billing"}
     await asyncio.sleep(0.1)  # removed by a thread
     assert not Path(raw.path).exists()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_big_answer_with_nowhere_to_go_is_an_error_naming_the_directory(kind: str, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_spool, "SPOOL_DIR", str(tmp_path / "gone"))
+    async with jaeger_source(kind, Jaeger()) as source:
+        with pytest.raises(SourceError, match=r"jaeger: GET /api/v3/traces/\w+: .*making a file for a big answer in .*gone"):
+            await source.fetch(parse_trace_id(TRACE), None, None, THRESHOLD)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_write_that_fails_midway_is_an_error_and_leaves_no_file(kind: str, spool_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, chunks: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    fds = open_fds()
+    monkeypatch.setattr(_spool.os, "writev", full)
+    async with jaeger_source(kind, Jaeger()) as source:
+        with pytest.raises(SourceError, match=r"writing a big answer to .*No space left on device"):
+            await source.fetch(parse_trace_id(TRACE), None, None, THRESHOLD)
+    await drained()
+    assert list(spool_dir.iterdir()) == [] and open_fds() <= fds
