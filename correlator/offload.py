@@ -296,6 +296,14 @@ def _remove(*paths: str | None) -> None:
             pass
 
 
+def _discard_unawaited(job: concurrent.futures.Future[Any]) -> None:
+    if job.cancelled() or job.exception() is not None:
+        return
+    done = job.result()
+    if isinstance(done, _Assembled):
+        _remove_later(done.prerendered.path, done.prerendered.html_path)
+
+
 def _write(data: bytes | bytearray) -> str:
     fd, path = tempfile.mkstemp(prefix="correlator-answer-", dir=_ANSWERS)
     with os.fdopen(fd, "wb") as file:
@@ -332,8 +340,14 @@ class Offloader:
         return self._pool
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        job = self._executor().submit(fn, *args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            # Given up on (the deadline, the service closing) while the worker runs it: its answer's files, written
+            # when it ends, would have no owner (34 MB of tmpfs at 100k spans each).
+            job.add_done_callback(_discard_unawaited)
+            raise
         except BrokenProcessPool:
             log.error("the offload worker died (out of memory?); starting a new one")
             self._pool = None
