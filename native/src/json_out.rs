@@ -1,18 +1,19 @@
-//! JSON exactly as orjson writes it, for the lists the render writes natively (logs_json.rs).
+//! JSON exactly as orjson writes it, for the lists the render writes natively (the spans: render_spans.rs; the
+//! log lines: logs_json.rs).
 //!
 //! Compact; in strings `"`, `\` and control characters escaped (the short forms for \b \t \n \f \r, `\u00xx` for
 //! the rest), everything else as its UTF-8. Whatever is not a plain str, int (64-bit), bool, None, or a str-keyed
 //! dict of those is written by orjson itself (`dumps(value)`, the body's own writer and options), so its rules —
 //! floats, subclasses, lone surrogates (an error), non-str keys — stay orjson's.
 //!
-//! (render_spans.rs holds the same writer for the spans; this copy is shared by the log lines and exemplars.)
+//! The one string writer of the crate: the spans' and the lines' JSON both go through `write_text`.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 /// The output: written straight into a `bytes` object (grown by `_PyBytes_Resize`, i.e. realloc, which moves no
 /// pages of a big buffer), so the megabytes of a big list are neither copied at the end nor faulted in twice.
@@ -237,7 +238,7 @@ pub fn dict_copy<'py>(mapping: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>
 /// without the lookups around it). Only for objects of the exact class the offset was read from, whose attribute
 /// lookup is the generic one; anything else, or an unset slot, → `getattr`.
 pub struct Field<'py> {
-    name: Bound<'py, PyString>,
+    pub name: Bound<'py, PyString>,
     slot: Cell<Option<(*mut ffi::PyTypeObject, ffi::Py_ssize_t)>>,
     probed: Cell<bool>,
 }
@@ -359,6 +360,35 @@ impl<'a, 'py> Writer<'a, 'py> {
         Ok(())
     }
 
+    /// A value whose exact lists and str-keyed dicts are written here one level deep (a span's attributes, its
+    /// ID lists): their items by `value`; anything else as `value` writes it.
+    pub fn nested(&mut self, value: &Bound<'py, PyAny>) -> PyResult<()> {
+        let p = value.as_ptr();
+        unsafe {
+            if ffi::PyList_CheckExact(p) != 0 {
+                self.list(value.downcast_unchecked::<PyList>())
+            } else if ffi::PyDict_CheckExact(p) != 0 {
+                self.dict(value.downcast_unchecked::<PyDict>())
+            } else {
+                self.value(value)
+            }
+        }
+    }
+
+    /// A list of plain values (IDs); containers inside it are orjson's.
+    fn list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        self.out.push(b'[');
+        for (i, item) in list.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.value(&item)?;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    /// A dict with str keys; any other key: the whole dict is orjson's (OPT_NON_STR_KEYS' rules).
     fn dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
         let mark = self.out.len();
         self.out.push(b'{');
