@@ -21,7 +21,7 @@ use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::wrap_pyfunction;
 
-use crate::json_out::{dict_copy, int64, write_int, Buf, Field, Writer};
+use crate::json_out::{dict_copy, int64, write_int, Buf, Field, Spare, Writer};
 
 #[path = "tree.rs"]
 mod tree;
@@ -859,6 +859,9 @@ fn write_span<'py>(w: &mut Writer<'_, 'py>, p: Parts<'py>) -> PyResult<()> {
 /// touched as they are written, and a bigger list grows the buffer in place).
 const SPAN_BYTES: usize = 320;
 
+/// The last spans list's bytes object, written over by the next call when nothing holds it any more.
+static SPARE: Spare = Spare::new();
+
 /// `orjson.dumps(render._spans(…))` without the dicts: the `spans` list's JSON, or None when Python must render it.
 /// `dumps(value)` is orjson with the body's options, for values this code does not write itself.
 #[pyfunction]
@@ -875,7 +878,7 @@ fn render_spans_json<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &B
     let no_ids = PyList::empty(py);
     let inputs = Inputs { by_id, self_ns, depth, targets, logs, exemplars, inferred, origin, no_ids: &no_ids, ms_slow,
                           events_of, target_slow, names: Names::new(py) };
-    let mut w = Writer::new(order.len() * SPAN_BYTES + 2, dumps)?;
+    let mut w = Writer::reusing(&SPARE, order.len() * SPAN_BYTES + 2, dumps)?;
     w.out.push(b'[');
     for (i, sid) in order.iter().enumerate() {
         let p = match parts(&inputs, &sid)? {
@@ -888,7 +891,7 @@ fn render_spans_json<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &B
         write_span(&mut w, p)?;
     }
     w.out.push(b']');
-    Ok(Some(w.out.finish(py)?))
+    Ok(Some(w.out.finish_keeping(py, &SPARE)?))
 }
 
 /// The item at `i` of a list known to be longer (borrowed, as a bound reference).
@@ -919,7 +922,7 @@ fn render_spans_json_cols<'py>(py: Python<'py>, order: &Bound<'py, PyList>, dept
     let unused = PyDict::new(py);
     let inputs = Inputs { by_id: &unused, self_ns: &unused, depth: &unused, targets, logs, exemplars, inferred, origin,
                           no_ids: &no_ids, ms_slow, events_of, target_slow, names: Names::new(py) };
-    let mut w = Writer::new(order.len() * SPAN_BYTES + 2, dumps)?;
+    let mut w = Writer::reusing(&SPARE, order.len() * SPAN_BYTES + 2, dumps)?;
     w.out.push(b'[');
     for i in 0..order.len() {
         // The lists are read again at each step: a callable asked below (events, a target) may change them.
@@ -944,7 +947,7 @@ fn render_spans_json_cols<'py>(py: Python<'py>, order: &Bound<'py, PyList>, dept
         write_span(&mut w, p)?;
     }
     w.out.push(b']');
-    Ok(Some(w.out.finish(py)?))
+    Ok(Some(w.out.finish_keeping(py, &SPARE)?))
 }
 
 /// Adds this module's functions to the extension module (lib.rs calls it).
