@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from correlator.ids import normalise_span_id
 from correlator.sources import _native, prometheus
 from tests.reference import prometheus_v1
 from tests.test_prometheus_same import SPAN_NAMES, TRACE, TRACE_NAMES, outcome
@@ -55,7 +56,7 @@ def _taken_natively(data: list[dict[str, Any]]) -> int:
         out: list[Any] = []
         if native(series.get("exemplars") or (), metric, {str(k): str(v) for k, v in labels.items()},
                   f"{metric}|{sorted(labels.items())}|", TRACE_NAMES, SPAN_NAMES, {}, {}, prometheus._trace_id_or_none,
-                  prometheus.normalise_span_id, prometheus._INFINITIES, prometheus._new_exemplar, out) is not None:
+                  normalise_span_id, prometheus._INFINITIES, prometheus._new_exemplar, out) is not None:
             taken += 1
         else:
             assert out == [], "a series handed back must add nothing"
