@@ -34,6 +34,7 @@ mod render_spans;
 mod analysis;
 mod json_out;
 mod logs_json;
+mod exemplars;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -808,6 +809,7 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     render_spans::register(m)?;
     logs_json::register(m)?;
+    exemplars::register(m)?;
     analysis::register(m)?;
     Ok(())
 }
