@@ -227,6 +227,9 @@ fn all_different(ops: &[&str]) -> bool {
     ops.iter().all(|op| seen.insert(*op))
 }
 
+/// `fan_out_scan`'s answer: the best parallel parents `(position, wall, Σ, how many overlap)`, and the rest's positions.
+type Scan = (Vec<(usize, i128, i128, usize)>, Vec<usize>);
+
 /// `(best, rest)`: `best` the `keep` parallel parents of all-different calls that save most, as
 /// `(position, wall, Σ, how many overlap)` ordered by (wall − Σ, parent ID); `rest` the other parents with `fewest` children or more,
 /// in `parents`' order. None: Python's loop for all of them.
@@ -243,7 +246,7 @@ fn fan_out_scan<'py>(
     fewest: usize,
     factor: f64,
     keep: usize,
-) -> PyResult<Option<(Vec<(usize, i128, i128, usize)>, Vec<usize>)>> {
+) -> PyResult<Option<Scan>> {
     let (Ok(parents), Ok(kids), Ok(starts), Ok(durations), Ok(spans), Ok(ids)) = (
         parents.downcast::<PyList>(),
         kids.downcast::<PyList>(),
