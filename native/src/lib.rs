@@ -32,9 +32,11 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, Se
 use serde_json::value::RawValue;
 
 mod render_spans;
+mod analysis;
 mod json_out;
 mod logs_json;
 mod loki_answer;
+mod exemplars;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -895,5 +897,7 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     render_spans::register(m)?;
     logs_json::register(m)?;
+    exemplars::register(m)?;
+    analysis::register(m)?;
     Ok(())
 }
