@@ -309,8 +309,8 @@ class Correlator:
             return _failed(report, exc, self.settings.deadline_seconds), None
         if outline is None:
             return (replace(report, status=SourceStatus.NOT_FOUND, items=0), None), None
-        # The worker keeps the parsed trace under the outline's token: the body can go now (32 MB at 100k spans).
-        return (report, SourceResult(replace(raw, body=b""))), outline
+        # The worker keeps the parsed trace under the outline's token: the body (32 MB at 100k spans) and its file can go now.
+        return (report, SourceResult(replace(raw, body=b"", path=None))), outline
 
     def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
                outline: Outline | None) -> tuple[list[str], Window, ScopeClock | None] | None:

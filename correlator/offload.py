@@ -59,7 +59,7 @@ T = TypeVar("T")
 copyreg.pickle(types.MappingProxyType, lambda m: (types.MappingProxyType, (dict(m),)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class RawTrace:
     """A Jaeger v3 answer too big for the event loop, not parsed yet (JaegerSource.fetch's raw_above)."""
 
@@ -68,6 +68,33 @@ class RawTrace:
     max_spans: int
     what: str  # "GET /api/v3/traces/…", for error messages
     path: str | None = None  # the body, written to a file for the worker (then `body` is empty)
+
+    @classmethod
+    def in_file(cls, path: str, trace_id: str, max_spans: int, what: str) -> RawTrace:
+        """The body the client wrote to `path` as it arrived (sources/_spool.py). The file is this object's:
+        `Offloader.outline` removes it once the worker has read it, and it goes with the object in any case
+        (a correlation cancelled or refused before the outline)."""
+        raw = cls(b"", trace_id, max_spans, what, path)
+        _owned[path] = weakref.finalize(raw, _disown, path)
+        return raw
+
+
+# Files RawTrace.in_file owns → their finalizers: removed once, whichever comes first (the outline, the object's end).
+_owned: dict[str, weakref.finalize[Any, Any]] = {}
+
+
+def _disown(path: str) -> None:
+    _owned.pop(path, None)
+    _remove_later(path)
+
+
+def _release(path: str | None) -> None:
+    """Remove a RawTrace's file now (off the loop); an owned one only once."""
+    owner = _owned.get(path) if path is not None else None
+    if owner is not None:
+        owner()
+    else:
+        _remove_later(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +296,14 @@ def _remove(*paths: str | None) -> None:
             pass
 
 
+def _discard_unawaited(job: concurrent.futures.Future[Any]) -> None:
+    if job.cancelled() or job.exception() is not None:
+        return
+    done = job.result()
+    if isinstance(done, _Assembled):
+        _remove_later(done.prerendered.path, done.prerendered.html_path)
+
+
 def _write(data: bytes | bytearray) -> str:
     fd, path = tempfile.mkstemp(prefix="correlator-answer-", dir=_ANSWERS)
     with os.fdopen(fd, "wb") as file:
@@ -305,8 +340,14 @@ class Offloader:
         return self._pool
 
     async def _run(self, fn: Any, *args: Any) -> Any:
+        job = self._executor().submit(fn, *args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            # Given up on (the deadline, the service closing) while the worker runs it: its answer's files, written
+            # when it ends, would have no owner (34 MB of tmpfs at 100k spans each).
+            job.add_done_callback(_discard_unawaited)
+            raise
         except BrokenProcessPool:
             log.error("the offload worker died (out of memory?); starting a new one")
             self._pool = None
@@ -327,11 +368,11 @@ class Offloader:
     async def outline(self, raw: RawTrace, settings: Any) -> Outline | None:
         self._tokens += 1
         token = self._tokens  # taken before the await: two big traces outlined at once must not share one
-        raw = await self._handed_over(raw)
         try:
+            raw = await self._handed_over(raw)
             result: Outline | None = await self._run(_outline, raw, token, settings.join.clock_skew_ms)
         finally:
-            _remove_later(raw.path)
+            _release(raw.path)
         return result
 
     async def assemble(self, settings: Any, trace_id: TraceId, window: Window, raw: RawTrace, token: int | None,
@@ -349,7 +390,7 @@ class Offloader:
             done: _Assembled = await self._run(_assemble, settings, trace_id, window, raw, token, reports, logs, exemplars,
                                                untraced, standings, model, then)
         finally:
-            _remove_later(raw.path)
+            _release(raw.path)
         # The file goes with the last reference to its answer (the cache, a response being sent).
         weakref.finalize(done.prerendered, _remove_later, done.prerendered.path, done.prerendered.html_path)
         # The model stays in the worker; what crosses back is what callers other than the renderers use.

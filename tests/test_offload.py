@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import re
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -273,3 +274,44 @@ async def test_a_big_answer_nobody_knows_is_the_same_404_and_the_same_page_for_a
     (*inline, inline_page), (*offloaded, offloaded_page) = answers
     assert inline == offloaded and inline[:2] == [404, "application/problem+json"] and inline[3:] == [404, "text/html"]
     assert "Trace not found" in inline_page and "Trace not found" in offloaded_page
+
+
+async def test_an_answer_nobody_waits_for_any_more_is_removed_when_the_worker_finishes_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deadline (or the service closing) gives up on an assembly the worker is running: the answer files it
+    writes when it ends have no owner, and go (34 MB of tmpfs each at 100k spans)."""
+    from correlator import offload as offload_module
+
+    removed: list[str | None] = []
+    remove = offload_module._remove_later
+    def noted(*paths: str | None) -> None:
+        removed.extend(paths)
+        remove(*paths)
+
+    monkeypatch.setattr(offload_module, "_remove_later", noted)
+    offload = Offloader(1)
+    ok = SourceReport(SourceStatus.OK, 1.0)
+    raw = RawTrace(orjson.dumps(big_trace(50)), TRACE, 10_000, "GET /api/v3/traces/x")
+    try:
+        await offload.warm()
+        # `then` runs in the worker after the answer's files are written: it holds the worker there for 2 s.
+        assemble = asyncio.ensure_future(offload.assemble(settings(1), parse_trace_id(TRACE), Window(T0, T0 + 1), raw, None,
+                                                          {"jaeger": ok, "loki": ok, "prometheus": ok}, (), (), None,
+                                                          then=(_linger, (2.0,))))
+        await asyncio.sleep(0.8)
+        assert not assemble.done()
+        assemble.cancel()
+        for _ in range(200):  # the worker finishes, its answer's two files are handed to the unlinker
+            if sum(1 for p in removed if p and "correlator-answer-" in p) >= 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        offload.close()
+    answers = [p for p in removed if p and "correlator-answer-" in p]
+    assert len(answers) == 3  # the body handed to the worker (at once), then the JSON and the page
+    await asyncio.get_running_loop().run_in_executor(offload_module._unlinker, lambda: None)
+    assert not any(os.path.exists(p) for p in answers)
+
+
+def _linger(correlation: Any, tree: Any, seconds: float) -> None:
+    time.sleep(seconds)

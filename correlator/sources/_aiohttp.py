@@ -31,6 +31,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from correlator.sources._resilience import Resilience
+from correlator.sources._spool import Spooled, spool
 
 __all__ = ["AiohttpGet", "AiohttpTransport", "SharedSession"]
 
@@ -142,10 +143,11 @@ class AiohttpGet:
         self._headers = CIMultiDict(headers)
         self.resilience = resilience
 
-    async def get(self, url: str, headers: Mapping[str, str] | None, max_bytes: int,
-                  too_large: Callable[[], Exception]) -> tuple[aiohttp.ClientResponse, bytearray]:
+    async def get(self, url: str, headers: Mapping[str, str] | None, max_bytes: int, too_large: Callable[[], Exception],
+                  spool_above: int | None = None) -> tuple[aiohttp.ClientResponse, bytearray | Spooled]:
         """GET `url` (already encoded: `_http._url_text`) and read its body, raising `too_large()`
-        past `max_bytes`. Failures raise httpx's exception types (`_translate`), as the transport does."""
+        past `max_bytes`. Failures raise httpx's exception types (`_translate`), as the transport does.
+        A 200 whose body reaches `spool_above` bytes is written to a file as it arrives (`_spool`)."""
         merged = self._headers
         if headers:
             merged = CIMultiDict(merged)
@@ -163,10 +165,15 @@ class AiohttpGet:
         try:
             content = response.content
             body = bytearray()
+            spool_at = spool_above if response.status == 200 else None
+            if spool_at is not None and (response.content_length or 0) >= spool_at:
+                return response, await spool(body, content.readany, max_bytes, too_large)
             while chunk := await content.readany():  # what has arrived: a small answer in one step
                 if len(body) + len(chunk) > max_bytes:
                     raise too_large()
                 body += chunk
+                if spool_at is not None and len(body) >= spool_at:  # chunked, and big after all
+                    return response, await spool(body, content.readany, max_bytes, too_large)
         except Exception as exc:
             _reraise(exc)
         finally:

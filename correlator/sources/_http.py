@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import string
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,7 @@ from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, S
 from correlator.gcpause import gc_paused
 from correlator.sources._aiohttp import AiohttpGet, AiohttpTransport, SharedSession
 from correlator.sources._resilience import BreakerOpen, CircuitBreaker, Resilience, ResilientTransport, RetryPolicy
+from correlator.sources._spool import Spooled, SpoolFailed, discard, spool
 
 __all__ = ["HttpAnswer", "ResponseTooLarge", "absolute_url", "get", "make_client", "map_source_errors", "not_json",
            "parse_json"]
@@ -38,9 +39,10 @@ class ResponseTooLarge(SourceProtocolError):
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:
     status: int
-    body: bytes | bytearray
+    body: bytes | bytearray  # empty when `spooled`
     content_type: str
     headers: Mapping[str, str]
+    spooled: Spooled | None = None  # a 200 over `get`'s `spool_above`: the body is in this file, the caller's to remove
 
     def text(self, limit: int = 300) -> str:
         text = self.body.decode("utf-8", "replace").strip()
@@ -171,49 +173,78 @@ def get(
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
     max_bytes: int = 64 * 1024 * 1024,
+    spool_above: int | None = None,
 ) -> Coroutine[Any, Any, HttpAnswer]:
     """GET `path`, reading at most `max_bytes` of body; any status is returned, not raised. (Await it: a plain
-    function handing back the path's coroutine, one coroutine fewer per backend call; bench P3.)"""
+    function handing back the path's coroutine, one coroutine fewer per backend call; bench P3.) A 200 whose
+    body reaches `spool_above` bytes goes to a file as it arrives (`HttpAnswer.spooled`; _spool.py)."""
     if isinstance(client, BackendClient) and client.fast is not None:
-        return _get_fast(client, client.fast, source, path, params, headers, max_bytes)
-    return _get_httpx(client, source, path, params, headers, max_bytes)
+        return _get_fast(client, client.fast, source, path, params, headers, max_bytes, spool_above)
+    return _get_httpx(client, source, path, params, headers, max_bytes, spool_above)
 
 
 async def _get_httpx(client: httpx.AsyncClient, source: str, path: str, params: Mapping[str, str] | None,
-                     headers: Mapping[str, str] | None, max_bytes: int) -> HttpAnswer:
+                     headers: Mapping[str, str] | None, max_bytes: int, spool_above: int | None = None) -> HttpAnswer:
     """`get` through httpx: clients with an injected transport (tests' `httpx.MockTransport`)."""
-    async with map_source_errors(source, f"GET {path}"):
-        async with _send(client, absolute_url(client, path, params), headers) as response:
-            # One growing buffer, not chunks joined at the end: the join held the body twice
-            # (a 64 MB answer: 128 MB for a moment; bench P5). The parsers read bytearrays as bytes.
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                if len(body) + len(chunk) > max_bytes:
-                    raise ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
-                body += chunk
-            return HttpAnswer(
-                status=response.status_code,
-                body=body,
-                content_type=response.headers.get("content-type", ""),
-                headers=response.headers,
-            )
+    def too_large() -> Exception:
+        return ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
+
+    spooled: Spooled | None = None
+    try:
+        async with map_source_errors(source, f"GET {path}"):
+            async with _send(client, absolute_url(client, path, params), headers) as response:
+                # One growing buffer, not chunks joined at the end: the join held the body twice
+                # (a 64 MB answer: 128 MB for a moment; bench P5). The parsers read bytearrays as bytes.
+                body = bytearray()
+                chunks = response.aiter_bytes()
+                spool_at = spool_above if response.status_code == 200 else None
+                async for chunk in chunks:
+                    if len(body) + len(chunk) > max_bytes:
+                        raise too_large()
+                    body += chunk
+                    if spool_at is not None and len(body) >= spool_at:
+                        spooled = await _spooled(source, path, body, lambda: anext(chunks, b""), max_bytes, too_large)
+                        return HttpAnswer(response.status_code, b"", response.headers.get("content-type", ""),
+                                          response.headers, spooled)
+                return HttpAnswer(
+                    status=response.status_code,
+                    body=body,
+                    content_type=response.headers.get("content-type", ""),
+                    headers=response.headers,
+                )
+    except BaseException:
+        if spooled is not None:  # cancelled while the response closed: the file would have no owner
+            discard(spooled)
+        raise
 
 
 async def _get_fast(client: BackendClient, fast: AiohttpGet, source: str, path: str, params: Mapping[str, str] | None,
-                    headers: Mapping[str, str] | None, max_bytes: int) -> HttpAnswer:
+                    headers: Mapping[str, str] | None, max_bytes: int, spool_above: int | None = None) -> HttpAnswer:
     """`get` on aiohttp's client: the same answer, the same errors, the same byte cap."""
     def too_large() -> Exception:
         return ResponseTooLarge(source, f"GET {path}: body larger than {max_bytes} bytes; not read further")
 
     try:
-        response, body = await fast.get(_url_text(client.base, path, params), headers, max_bytes, too_large)
+        response, body = await fast.get(_url_text(client.base, path, params), headers, max_bytes, too_large, spool_above)
+    except SpoolFailed as exc:
+        raise SourceError(source, f"GET {path}: {exc}") from None
     except Exception as exc:
         mapped = as_source_error(exc, source, f"GET {path}")
         if mapped is exc:
             raise
         raise mapped from None
+    if isinstance(body, Spooled):
+        return HttpAnswer(response.status, b"", response.headers.get("Content-Type", ""), response.headers, body)
     return HttpAnswer(status=response.status, body=body, content_type=response.headers.get("Content-Type", ""),
                       headers=response.headers)
+
+
+async def _spooled(source: str, path: str, first: bytearray, read: Callable[[], Awaitable[bytes]], max_bytes: int,
+                   too_large: Callable[[], Exception]) -> Spooled:
+    try:
+        return await spool(first, read, max_bytes, too_large)
+    except SpoolFailed as exc:
+        raise SourceError(source, f"GET {path}: {exc}") from None
 
 
 @asynccontextmanager

@@ -95,7 +95,13 @@ async def test_the_cli_prints_the_seed_tree(jaeger: Jaeger, prometheus: Promethe
 
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "correlator", "correlate", TRACE,
                                                 env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE)
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        # A timed-out CLI must not outlive the test (its pipe would be reported unclosed).
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     text = out.decode()
     assert proc.returncode == 0, text
     assert ("● +25ms course-service: SELECT courses → SELECT * FROM courses WHERE active = true (80ms) [2 logs] "

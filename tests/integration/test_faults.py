@@ -12,6 +12,7 @@ import os
 import time
 import tracemalloc
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from correlator.api import create_app
 from correlator.config import load_settings
+from correlator.sources import _spool
 from tests.fakes.faults import FAULTS, make_fault_proxy
 from tests.fakes.loki import make_fake_loki_app, scenario
 from tests.integration.servers import Jaeger, Prometheus, free_port
@@ -35,7 +37,8 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def run_case(faulty: set[str], fault: str, jaeger: Jaeger, prometheus: Prometheus, t0: int) -> tuple[dict[str, Any], float]:
+async def run_case(faulty: set[str], fault: str, jaeger: Jaeger, prometheus: Prometheus, t0: int,
+                   env: dict[str, str] | None = None) -> tuple[dict[str, Any], float]:
     loki = TestServer(make_fake_loki_app(shift_ns=t0 - SC["t0_unix_nano"]))
     await loki.start_server()
     upstreams = {"jaeger": jaeger.query_url, "loki": f"http://127.0.0.1:{loki.port}", "prometheus": prometheus.url}
@@ -51,7 +54,7 @@ async def run_case(faulty: set[str], fault: str, jaeger: Jaeger, prometheus: Pro
     settings = load_settings(environ={
         "CORRELATOR_JAEGER_URL": urls["jaeger"], "CORRELATOR_LOKI_URL": urls["loki"], "CORRELATOR_PROMETHEUS_URL": urls["prometheus"],
         "CORRELATOR_DEADLINE_SECONDS": str(DEADLINE), "CORRELATOR_CACHE_MAX_ENTRIES": "0",
-        **{f"CORRELATOR_{n.upper()}_MAX_RESPONSE_BYTES": str(1024 * 1024) for n in upstreams}})
+        **{f"CORRELATOR_{n.upper()}_MAX_RESPONSE_BYTES": str(1024 * 1024) for n in upstreams}, **(env or {})})
     client = TestClient(TestServer(create_app(settings)))
     await client.start_server()
     try:
@@ -133,3 +136,37 @@ async def test_json_sent_as_text_plain_is_accepted(jaeger: Jaeger, prometheus: P
     """Jaeger and Loki send JSON errors as text/plain: content type is never the judge."""
     body, _ = await run_case(set(), "pass", jaeger, prometheus, t0)
     assert all(s["status"] == "ok" for s in body["sources"].values())
+
+
+async def test_jaeger_faults_with_its_answers_written_to_file(jaeger: Jaeger, prometheus: Prometheus, t0: int,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fault on Jaeger while its answers go to a file as they arrive (a threshold of 1 byte: every 200 is
+    "big", sources/_spool.py): the same statuses as in memory, nothing left behind — no task, no descriptor, no file."""
+    monkeypatch.setattr(_spool, "SPOOL_DIR", str(tmp_path))
+    env = {"CORRELATOR_SERVER_OFFLOAD_BYTES": "1"}
+    await run_case(set(), "pass", jaeger, prometheus, t0, env)  # warm-up: imports, first connections
+    await asyncio.sleep(0.1)
+    fds = open_fds()
+    before = set(asyncio.all_tasks())
+    failures = []
+    for fault in FAULTS:
+        if fault in ("malformed", "wrong_type"):
+            continue  # a 200 of garbage goes to the worker process (tests/test_offload.py): not a transport fault
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            body, elapsed = await run_case({"jaeger"}, fault, jaeger, prometheus, t0, env)
+        await asyncio.get_running_loop().run_in_executor(_spool._writer, lambda: None)  # its clean-up done
+        problems = resource_warnings(caught) + await leftovers(before, fds)
+        if elapsed > DEADLINE * 1.1:
+            problems.append(f"took {elapsed:.2f}s")
+        if body["sources"]["jaeger"]["status"] != EXPECTED[fault]:
+            problems.append(f"jaeger status {body['sources']['jaeger']['status']} ≠ {EXPECTED[fault]}")
+        if fault == "oversized" and not body["sources"]["jaeger"]["truncated"]:
+            problems.append("oversized not reported truncated")
+        if body["summary"]["log_count"] != INTACT["loki"][2]:
+            problems.append(f"loki not intact: {body['summary']['log_count']} lines")
+        if list(tmp_path.iterdir()):
+            problems.append(f"files left: {[p.name for p in tmp_path.iterdir()]}")
+        if problems:
+            failures.append(f"{fault}: {'; '.join(problems)}")
+    assert failures == []
