@@ -125,7 +125,8 @@ def test_the_mixed_bodies_decode_the_same(spans: int) -> None:
 
 
 def test_the_native_trace_shares_strings_as_the_python_one_does() -> None:
-    """P5: no more string objects than the Python parse makes (one per distinct raw span ID, a parent's being its
+    """P5: no more string objects than the Python parse makes (one per distinct span ID — its spellings in upper and
+    lower case share one since session 8, where the Python parse makes one per spelling — a parent's being its
     parent's span ID; one per operation name), attribute keys interned."""
     body = bodies(3000, 10, 10)[0]
     native, python = jaeger.parse_otlp_answer(body, TRACE_ID), jaeger._python_otlp_answer(body, TRACE_ID)
@@ -134,7 +135,8 @@ def test_the_native_trace_shares_strings_as_the_python_one_does() -> None:
     def objects(trace: Trace, *fields: str) -> int:
         return len({id(getattr(span, f)) for span in trace.spans for f in fields if getattr(span, f) is not None})
 
-    assert objects(native, "span_id", "parent_span_id") == objects(python, "span_id", "parent_span_id") < 2 * len(native.spans)
+    ids = {getattr(span, f) for span in native.spans for f in ("span_id", "parent_span_id")} - {None}
+    assert len(ids) <= objects(native, "span_id", "parent_span_id") < objects(python, "span_id", "parent_span_id") < 2 * len(native.spans)
     for field in ("operation", "service"):
         assert objects(native, field) <= objects(python, field)
         assert objects(native, field) == len({getattr(span, field) for span in native.spans})

@@ -8,6 +8,7 @@ import os
 import re
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -277,7 +278,7 @@ async def test_a_big_answer_nobody_knows_is_the_same_404_and_the_same_page_for_a
 
 
 async def test_an_answer_nobody_waits_for_any_more_is_removed_when_the_worker_finishes_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The deadline (or the service closing) gives up on an assembly the worker is running: the answer files it
     writes when it ends have no owner, and go (34 MB of tmpfs each at 100k spans)."""
     from correlator import offload as offload_module
@@ -297,11 +298,14 @@ async def test_an_answer_nobody_waits_for_any_more_is_removed_when_the_worker_fi
         # `then` runs in the worker after the answer's files are written: it holds the worker there for 2 s.
         assemble = asyncio.ensure_future(offload.assemble(settings(1), parse_trace_id(TRACE), Window(T0, T0 + 1), raw, None,
                                                           {"jaeger": ok, "loki": ok, "prometheus": ok}, (), (), None,
-                                                          then=(_linger, (2.0,))))
-        await asyncio.sleep(0.8)
+                                                          then=(_linger, (2.0, str(tmp_path / "lingering")))))
+        for _ in range(1200):  # cancelled only once the worker holds the answer (niced, it is slow on a busy machine)
+            if (tmp_path / "lingering").exists():
+                break
+            await asyncio.sleep(0.05)
         assert not assemble.done()
         assemble.cancel()
-        for _ in range(200):  # the worker finishes, its answer's two files are handed to the unlinker
+        for _ in range(1200):  # the worker (niced: slow on a busy machine) finishes, its answer's two files go to the unlinker
             if sum(1 for p in removed if p and "correlator-answer-" in p) >= 3:
                 break
             await asyncio.sleep(0.05)
@@ -313,5 +317,6 @@ async def test_an_answer_nobody_waits_for_any_more_is_removed_when_the_worker_fi
     assert not any(os.path.exists(p) for p in answers)
 
 
-def _linger(correlation: Any, tree: Any, seconds: float) -> None:
+def _linger(correlation: Any, tree: Any, seconds: float, marker: str) -> None:
+    Path(marker).touch()
     time.sleep(seconds)

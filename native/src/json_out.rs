@@ -1,18 +1,20 @@
-//! JSON exactly as orjson writes it, for the lists the render writes natively (logs_json.rs).
+//! JSON exactly as orjson writes it, for the lists the render writes natively (the spans: render_spans.rs; the
+//! log lines: logs_json.rs).
 //!
 //! Compact; in strings `"`, `\` and control characters escaped (the short forms for \b \t \n \f \r, `\u00xx` for
 //! the rest), everything else as its UTF-8. Whatever is not a plain str, int (64-bit), bool, None, or a str-keyed
 //! dict of those is written by orjson itself (`dumps(value)`, the body's own writer and options), so its rules —
 //! floats, subclasses, lone surrogates (an error), non-str keys — stay orjson's.
 //!
-//! (render_spans.rs holds the same writer for the spans; this copy is shared by the log lines and exemplars.)
+//! The one string writer of the crate: the spans' and the lines' JSON both go through `write_text`.
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 /// The output: written straight into a `bytes` object (grown by `_PyBytes_Resize`, i.e. realloc, which moves no
 /// pages of a big buffer), so the megabytes of a big list are neither copied at the end nor faulted in twice.
@@ -24,6 +26,48 @@ pub struct Buf {
     cap: usize,
 }
 
+/// The bytes object of the last list a writer made, kept for the next call of the same writer: a big list's pages
+/// are faulted in once and written over at every later call, instead of mapped, faulted in and unmapped each time
+/// (at 10k spans / 50k lines the render's ~20 MB of fresh pages were a quarter of its time). Taken only when
+/// nothing else holds it any more (the body it went into is gone); at most `spare_max()` bytes are kept.
+pub struct Spare(Mutex<Option<(Py<PyAny>, usize)>>);
+
+/// The most a spare may hold, in bytes: `CORRELATOR_JSON_SPARE_MB` (MiB; 0 keeps none), read once; 64 MiB without it
+/// (a 100k-span list is ~40 MB).
+fn spare_max() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("CORRELATOR_JSON_SPARE_MB").ok().and_then(|mb| mb.trim().parse::<usize>().ok()).unwrap_or(64) << 20
+    })
+}
+
+impl Spare {
+    pub const fn new() -> Self {
+        Spare(Mutex::new(None))
+    }
+
+    /// The kept object and its room, when this code is the only holder (else it stays with its holders).
+    fn take(&self, _py: Python<'_>) -> Option<(*mut ffi::PyObject, usize)> {
+        let mut kept = self.0.lock().ok()?;
+        let (obj, _) = kept.as_ref()?;
+        if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } != 1 {
+            *kept = None; // still in a body somewhere: dropped here, a new one is made
+            return None;
+        }
+        let (obj, cap) = kept.take()?;
+        Some((obj.into_ptr(), cap))
+    }
+
+    fn keep(&self, py: Python<'_>, obj: *mut ffi::PyObject, cap: usize) {
+        if cap > spare_max() {
+            return;
+        }
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = Some((unsafe { Py::from_borrowed_ptr(py, obj) }, cap));
+        }
+    }
+}
+
 impl Buf {
     pub fn with_capacity(py: Python<'_>, cap: usize) -> PyResult<Self> {
         let cap = cap.max(16);
@@ -32,6 +76,35 @@ impl Buf {
             return Err(PyErr::fetch(py));
         }
         Ok(Buf { obj, data: unsafe { ffi::PyBytes_AsString(obj) as *mut u8 }, len: 0, cap })
+    }
+
+    /// A buffer in `spare`'s object when it can be had (its room as it was), else a new one of `cap`.
+    pub fn reusing(py: Python<'_>, spare: &Spare, cap: usize) -> PyResult<Self> {
+        match spare.take(py) {
+            Some((obj, room)) => Ok(Buf { obj, data: unsafe { ffi::PyBytes_AsString(obj) as *mut u8 }, len: 0, cap: room }),
+            None => Self::with_capacity(py, cap),
+        }
+    }
+
+    /// `finish`, keeping the object (all its room) in `spare` for the next call: its length is set to what was
+    /// written, without a realloc that would give the room's pages back.
+    pub fn finish_keeping<'py>(mut self, py: Python<'py>, spare: &Spare) -> PyResult<Bound<'py, PyBytes>> {
+        if self.cap > spare_max() {
+            return self.finish(py);
+        }
+        let obj = std::mem::replace(&mut self.obj, std::ptr::null_mut());
+        unsafe {
+            // As `_PyBytes_Resize` leaves a bytes object: its size, the NUL after it, no hash cached. The allocation
+            // is the room's (freed whole with the object).
+            (*(obj as *mut ffi::PyVarObject)).ob_size = self.len as ffi::Py_ssize_t;
+            *self.data.add(self.len) = 0;
+            #[allow(deprecated)]
+            {
+                (*(obj as *mut ffi::PyBytesObject)).ob_shash = -1;
+            }
+        }
+        spare.keep(py, obj, self.cap);
+        Ok(unsafe { Bound::from_owned_ptr(py, obj).downcast_into_unchecked() })
     }
 
     #[inline]
@@ -237,7 +310,7 @@ pub fn dict_copy<'py>(mapping: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>
 /// without the lookups around it). Only for objects of the exact class the offset was read from, whose attribute
 /// lookup is the generic one; anything else, or an unset slot, → `getattr`.
 pub struct Field<'py> {
-    name: Bound<'py, PyString>,
+    pub name: Bound<'py, PyString>,
     slot: Cell<Option<(*mut ffi::PyTypeObject, ffi::Py_ssize_t)>>,
     probed: Cell<bool>,
 }
@@ -301,8 +374,9 @@ pub struct Writer<'a, 'py> {
 }
 
 impl<'a, 'py> Writer<'a, 'py> {
-    pub fn new(capacity: usize, dumps: &'a Bound<'py, PyAny>) -> PyResult<Self> {
-        Ok(Writer { out: Buf::with_capacity(dumps.py(), capacity)?, dumps, written: HashMap::new(), last: [None, None] })
+    /// A writer into `spare`'s object when it is free (`Buf::reusing`), else into a new one of `capacity`.
+    pub fn reusing(spare: &Spare, capacity: usize, dumps: &'a Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(Writer { out: Buf::reusing(dumps.py(), spare, capacity)?, dumps, written: HashMap::new(), last: [None, None] })
     }
 
     pub fn by_orjson(&mut self, value: &Bound<'py, PyAny>) -> PyResult<()> {
@@ -359,6 +433,35 @@ impl<'a, 'py> Writer<'a, 'py> {
         Ok(())
     }
 
+    /// A value whose exact lists and str-keyed dicts are written here one level deep (a span's attributes, its
+    /// ID lists): their items by `value`; anything else as `value` writes it.
+    pub fn nested(&mut self, value: &Bound<'py, PyAny>) -> PyResult<()> {
+        let p = value.as_ptr();
+        unsafe {
+            if ffi::PyList_CheckExact(p) != 0 {
+                self.list(value.downcast_unchecked::<PyList>())
+            } else if ffi::PyDict_CheckExact(p) != 0 {
+                self.dict(value.downcast_unchecked::<PyDict>())
+            } else {
+                self.value(value)
+            }
+        }
+    }
+
+    /// A list of plain values (IDs); containers inside it are orjson's.
+    fn list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
+        self.out.push(b'[');
+        for (i, item) in list.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.value(&item)?;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    /// A dict with str keys; any other key: the whole dict is orjson's (OPT_NON_STR_KEYS' rules).
     fn dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
         let mark = self.out.len();
         self.out.push(b'{');

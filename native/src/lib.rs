@@ -33,6 +33,7 @@ use serde_json::value::RawValue;
 mod render_spans;
 mod json_out;
 mod logs_json;
+mod exemplars;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -807,5 +808,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_logs, m)?)?;
     render_spans::register(m)?;
     logs_json::register(m)?;
+    exemplars::register(m)?;
     Ok(())
 }

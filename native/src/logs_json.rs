@@ -14,7 +14,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::wrap_pyfunction;
 
-use crate::json_out::{int64, utf8, write_text, Buf, Field, Writer};
+use crate::json_out::{int64, utf8, write_text, Buf, Field, Spare, Writer};
+
+/// The last lines list's bytes object, written over by the next call when nothing holds it any more.
+static SPARE: Spare = Spare::new();
 
 /// `second_text(seconds)` + `.` + nine digits + `Z`, as `rfc3339_ns` writes a time; the second's text asked of
 /// Python once per distinct second (a trace's items share a few).
@@ -75,7 +78,7 @@ fn render_logs_json<'py>(py: Python<'py>, lines: &Bound<'py, PyTuple>, places: &
         field("metadata"));
     let (f_span, f_match, f_confidence) = (field("span_id"), field("match"), field("confidence"));
     let mut stamps = Stamps::new(second_text);
-    let mut w = Writer::new(lines.len() * 320 + 2, dumps)?;
+    let mut w = Writer::reusing(&SPARE, lines.len() * 320 + 2, dumps)?;
     w.out.push(b'[');
     for (i, (line, place)) in lines.iter().zip(places.iter()).enumerate() {
         let ns = match int64(&f_ts.get(&line)?) {
@@ -125,7 +128,7 @@ fn render_logs_json<'py>(py: Python<'py>, lines: &Bound<'py, PyTuple>, places: &
         w.out.push(b'}');
     }
     w.out.push(b']');
-    Ok(Some(w.out.finish(py)?))
+    Ok(Some(w.out.finish_keeping(py, &SPARE)?))
 }
 
 /// Adds this module's functions to the extension module (lib.rs calls it).

@@ -24,7 +24,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyType};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Any failure: the answer goes the Python way (which says what is wrong, if anything is).
@@ -214,6 +214,37 @@ impl<'de, 'py> Visitor<'de> for ValSeed<'py> {
     }
 }
 
+/// The value of exactly 16 hex digits (either case), else None.
+fn hex_u64(raw: &str) -> Option<u64> {
+    if raw.len() != 16 {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for b in raw.bytes() {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        value = value << 4 | u64::from(digit);
+    }
+    Some(value)
+}
+
+/// A new str of ASCII text, lower-cased (as `str.lower()` of it), copied in without a UTF-8 decode.
+fn lower_ascii(py: Python<'_>, text: &[u8]) -> Option<PyObject> {
+    debug_assert!(text.is_ascii());
+    unsafe {
+        let obj = owned(py, ffi::PyUnicode_New(text.len() as ffi::Py_ssize_t, 127))?;
+        let data = ffi::PyUnicode_DATA(obj.as_ptr()) as *mut u8;
+        for (i, &b) in text.iter().enumerate() {
+            *data.add(i) = b.to_ascii_lowercase();
+        }
+        Some(obj)
+    }
+}
+
 /// A new reference from the C API, or None (the Python error cleared: the answer goes the Python way).
 fn owned(py: Python<'_>, ptr: *mut ffi::PyObject) -> Option<PyObject> {
     if ptr.is_null() {
@@ -379,11 +410,20 @@ fn build(py: Python<'_>, class: &Py<PyType>, offsets: &[isize], values: Vec<PyOb
 
 /// A tuple of `items`, untracked when they are (what the collector would find out at its first look).
 fn tuple_of(py: Python<'_>, items: Vec<PyObject>) -> Option<PyObject> {
-    let tuple = PyTuple::new(py, items).ok()?;
-    let tuple: PyObject = tuple.into_any().unbind();
-    let items: Vec<*mut ffi::PyObject> = tuple.bind(py).downcast::<PyTuple>().ok()?.iter().map(|item| item.as_ptr()).collect();
-    untrack_if_atomic(&tuple, items);
-    Some(tuple)
+    unsafe {
+        // Filled straight from the C API: no reference counting per item on the way (the spans' tuple is 100k).
+        let tuple = owned(py, ffi::PyTuple_New(items.len() as ffi::Py_ssize_t))?;
+        let mut visible = false;
+        for (i, item) in items.into_iter().enumerate() {
+            let item = item.into_ptr();
+            visible = visible || gc_visible(item);
+            ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i as ffi::Py_ssize_t, item);
+        }
+        if !visible && ffi::PyObject_GC_IsTracked(tuple.as_ptr()) != 0 {
+            ffi::PyObject_GC_UnTrack(tuple.as_ptr() as *mut std::ffi::c_void);
+        }
+        Some(tuple)
+    }
 }
 
 const SPAN_FIELDS: [&str; 12] = ["span_id", "parent_span_id", "service", "operation", "start_ns", "end_ns", "kind", "status",
@@ -467,6 +507,7 @@ impl OtlpDecoder {
             dec: self,
             trace_hex: trace_id_hex,
             ids: HashMap::new(),
+            hex_ids: HashMap::new(),
             trace_ids: HashMap::new(),
             last_trace: None,
             names: HashMap::new(),
@@ -490,6 +531,8 @@ struct Run<'r, 'py> {
     trace_hex: &'r str,
     /// Raw span ID text → its normal form, or None when not a valid ID (parents share their span's string).
     ids: HashMap<String, Option<PyObject>>,
+    /// The same for IDs of 16 hex digits, by their value (None: all zeros, not an ID).
+    hex_ids: HashMap<u64, Option<PyObject>>,
     /// Raw trace ID text → None: not a valid ID (no filter); Some(same trace?).
     trace_ids: HashMap<String, Option<bool>>,
     /// The last trace ID text and whether it was another trace's.
@@ -526,8 +569,7 @@ impl<'r, 'py> Run<'r, 'py> {
             if raw.bytes().all(|b| b == b'0') {
                 return Some(None);
             }
-            let lower = raw.to_ascii_lowercase();
-            return Some(Some(PyString::new(self.py, &lower).into_any().unbind()));
+            return Some(Some(lower_ascii(self.py, raw.as_bytes())?));
         }
         let found = self.dec.otlp_id.bind(self.py).call1((raw, size)).ok()?;
         Some(if found.is_none() { None } else { Some(found.unbind()) })
@@ -535,6 +577,16 @@ impl<'r, 'py> Run<'r, 'py> {
 
     /// A span ID (or a parent's) through the answer's table: one string per distinct ID.
     fn span_id(&mut self, raw: &str) -> Option<Option<PyObject>> {
+        if let Some(value) = hex_u64(raw) {
+            // The usual spelling, 16 hex digits: looked up by its value (no key string to make, compare or free);
+            // the normal form is the lower-case text, whatever case the answer used.
+            if let Some(known) = self.hex_ids.get(&value) {
+                return Some(known.as_ref().map(|o| o.clone_ref(self.py)));
+            }
+            let id = if value == 0 { None } else { Some(lower_ascii(self.py, raw.as_bytes())?) };
+            self.hex_ids.insert(value, id.as_ref().map(|o| o.clone_ref(self.py)));
+            return Some(id);
+        }
         if let Some(known) = self.ids.get(raw) {
             return Some(known.as_ref().map(|o| o.clone_ref(self.py)));
         }

@@ -15,13 +15,13 @@
 //! tests/test_render_spans_native.py compares both paths on random and real statements, paths, attribute sets
 //! and whole bodies.
 
-use std::cell::Cell;
-
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::wrap_pyfunction;
+
+use crate::json_out::{dict_copy, int64, write_int, Buf, Field, Spare, Writer};
 
 #[path = "tree.rs"]
 mod tree;
@@ -584,32 +584,6 @@ impl<'py> Ms<'py> {
     }
 }
 
-/// `dict(mapping)`.
-fn dict_copy<'py>(mapping: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    unsafe {
-        let copied = if ffi::PyDict_CheckExact(mapping.as_ptr()) != 0 {
-            ffi::PyDict_Copy(mapping.as_ptr())
-        } else {
-            let new = ffi::PyDict_New();
-            if !new.is_null() && ffi::PyDict_Merge(new, mapping.as_ptr(), 1) != 0 {
-                ffi::Py_DECREF(new);
-                std::ptr::null_mut()
-            } else {
-                new
-            }
-        };
-        Bound::from_owned_ptr_or_err(mapping.py(), copied)
-    }
-}
-
-/// A 64-bit int, or None (Python renders the whole list then).
-fn int64(value: &Bound<'_, PyAny>) -> Option<i64> {
-    if unsafe { ffi::PyLong_CheckExact(value.as_ptr()) } == 0 {
-        return None;
-    }
-    value.extract::<i64>().ok()
-}
-
 /// `mapping.get(sid) or empty`.
 fn ids_or<'py>(mapping: &Bound<'py, PyDict>, sid: &Bound<'py, PyAny>, empty: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyAny>> {
     match mapping.get_item(sid)? {
@@ -633,63 +607,6 @@ struct Inputs<'a, 'py> {
     events_of: &'a Bound<'py, PyAny>,
     target_slow: &'a Bound<'py, PyAny>,
     names: Names<'py>,
-}
-
-/// A field of the spans, read straight from its slot when it can be: `Span` is a slotted dataclass, so
-/// `span.x` is the object at the offset its member descriptor holds (what `getattr` ends up reading, without
-/// the lookups around it: a tenth of the render's instructions). Only for objects of the exact class the
-/// offset was read from, whose attribute lookup is the generic one; anything else, or an unset slot, → `getattr`.
-struct Field<'py> {
-    name: Bound<'py, PyString>,
-    slot: Cell<Option<(*mut ffi::PyTypeObject, ffi::Py_ssize_t)>>,
-    probed: Cell<bool>,
-}
-
-impl<'py> Field<'py> {
-    fn new(py: Python<'py>, name: &str) -> Self {
-        Field { name: PyString::intern(py, name), slot: Cell::new(None), probed: Cell::new(false) }
-    }
-
-    fn get(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let class = unsafe { ffi::Py_TYPE(obj.as_ptr()) };
-        if !self.probed.get() {
-            self.probed.set(true);
-            self.slot.set(self.member_offset(obj.py(), class));
-        }
-        if let Some((known, offset)) = self.slot.get() {
-            if known == class {
-                let value = unsafe { *((obj.as_ptr() as *mut u8).offset(offset) as *mut *mut ffi::PyObject) };
-                if !value.is_null() {
-                    return Ok(unsafe { Bound::from_borrowed_ptr(obj.py(), value) });
-                }
-            }
-        }
-        obj.getattr(&self.name)
-    }
-
-    /// The slot offset of this field in `class`, when `getattr` would read exactly that slot.
-    fn member_offset(&self, py: Python<'py>, class: *mut ffi::PyTypeObject) -> Option<(*mut ffi::PyTypeObject, ffi::Py_ssize_t)> {
-        unsafe {
-            // (By address: a mismatch only costs the fast path.)
-            if (*class).tp_getattro.map(|f| f as *const () as usize) != Some(ffi::PyObject_GenericGetAttr as *const () as usize) {
-                return None;
-            }
-            let descr = ffi::PyObject_GetAttr(class as *mut ffi::PyObject, self.name.as_ptr());
-            if descr.is_null() {
-                ffi::PyErr_Clear();
-                return None;
-            }
-            let descr = Bound::from_owned_ptr(py, descr);
-            if ffi::Py_TYPE(descr.as_ptr()) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
-                return None;
-            }
-            let member = (*(descr.as_ptr() as *mut ffi::PyMemberDescrObject)).d_member as *mut ffi::PyMemberDef;
-            if member.is_null() || (*member).type_code != ffi::Py_T_OBJECT_EX {
-                return None;
-            }
-            Some((class, (*member).offset))
-        }
-    }
 }
 
 /// The Span fields read, per call.
@@ -865,101 +782,9 @@ fn render_spans<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &Bound<
 // \b \t \n \f \r, `\u00xx` for the rest; everything else as its UTF-8). Whatever is not a plain str, int
 // (64-bit), bool, None, list or str-keyed dict of those is written by orjson itself (`dumps(value)`).
 
-/// Whether any byte is below 0x20, `"` or `\`: eight at a time (a byte is flagged exactly when its high bit is
-/// set in `x - n` and clear in `x`, n ≤ 0x80; a zero byte of `x ^ c` is a byte equal to `c`).
-fn needs_escape(text: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = text.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let control = x.wrapping_sub(ONES * 0x20) & !x;
-        let quote = x ^ (ONES * u64::from(b'"'));
-        let backslash = x ^ (ONES * u64::from(b'\\'));
-        let quote = quote.wrapping_sub(ONES) & !quote;
-        let backslash = backslash.wrapping_sub(ONES) & !backslash;
-        if (control | quote | backslash) & HIGHS != 0 {
-            return true;
-        }
-    }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
-/// The JSON text of a UTF-8 string, as orjson escapes it.
-fn write_text(out: &mut Vec<u8>, text: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(text.len() + 2);
-    out.push(b'"');
-    if !needs_escape(text) {
-        out.extend_from_slice(text); // nearly every string: one scan, one copy
-        out.push(b'"');
-        return;
-    }
-    let mut start = 0;
-    for (i, &b) in text.iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&text[start..i]);
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&text[start..]);
-    out.push(b'"');
-}
-
-/// The UTF-8 of an exact str (its own bytes when ASCII), or None: a subclass, or lone surrogates (orjson refuses
-/// those: `dumps` raises the same error then).
-fn utf8<'a>(value: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
-    unsafe {
-        let p = value.as_ptr();
-        if ffi::PyUnicode_CheckExact(p) == 0 {
-            return None;
-        }
-        if ffi::PyUnicode_IS_ASCII(p) != 0 {
-            let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
-            return Some(std::slice::from_raw_parts(ffi::PyUnicode_1BYTE_DATA(p) as *const u8, len));
-        }
-        let mut size: ffi::Py_ssize_t = 0;
-        let data = ffi::PyUnicode_AsUTF8AndSize(p, &mut size);
-        if data.is_null() {
-            ffi::PyErr_Clear();
-            return None;
-        }
-        Some(std::slice::from_raw_parts(data as *const u8, size as usize))
-    }
-}
-
-fn write_int(out: &mut Vec<u8>, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// `k / 1000` as orjson writes that float: its shortest round-trip digits, which for k < 2⁵² are the decimal
 /// itself (`12.5`, `0.001`, `7.0`; tests/test_render_spans_native.py checks this against orjson).
-fn write_thousandths(out: &mut Vec<u8>, k: i64) {
+fn write_thousandths(out: &mut Buf, k: i64) {
     write_int(out, k / 1000);
     out.push(b'.');
     let fraction = k % 1000;
@@ -972,126 +797,46 @@ fn write_thousandths(out: &mut Vec<u8>, k: i64) {
     }
 }
 
-struct Writer<'a, 'py> {
-    out: Vec<u8>,
-    /// `orjson.dumps(value, option=OPT_NON_STR_KEYS)`: the body's own writer, for everything else
-    dumps: &'a Bound<'py, PyAny>,
-}
-
-impl<'a, 'py> Writer<'a, 'py> {
-    fn by_orjson(&mut self, value: &Bound<'py, PyAny>) -> PyResult<()> {
-        let written = self.dumps.call1((value,))?;
-        let bytes = written.downcast::<pyo3::types::PyBytes>()?;
-        self.out.extend_from_slice(bytes.as_bytes());
-        Ok(())
-    }
-
-    fn value(&mut self, value: &Bound<'py, PyAny>, nested: bool) -> PyResult<()> {
-        let p = value.as_ptr();
-        unsafe {
-            if p == ffi::Py_None() {
-                self.out.extend_from_slice(b"null");
-            } else if p == ffi::Py_True() {
-                self.out.extend_from_slice(b"true");
-            } else if p == ffi::Py_False() {
-                self.out.extend_from_slice(b"false");
-            } else if let Some(text) = utf8(value) {
-                write_text(&mut self.out, text);
-            } else if let Some(n) = int64(value) {
-                write_int(&mut self.out, n);
-            } else if nested && ffi::PyList_CheckExact(p) != 0 {
-                self.list(value.downcast_unchecked::<PyList>())?;
-            } else if nested && ffi::PyDict_CheckExact(p) != 0 {
-                self.dict(value.downcast_unchecked::<PyDict>())?;
-            } else {
-                self.by_orjson(value)?;
-            }
+/// A span's milliseconds: from the integers, or the float Python's `_ms` gave, by orjson.
+fn write_ms<'py>(w: &mut Writer<'_, 'py>, value: Ms<'py>) -> PyResult<()> {
+    match value {
+        Ms::Thousandths(k) => {
+            write_thousandths(&mut w.out, k);
+            Ok(())
         }
-        Ok(())
-    }
-
-    /// A list of plain values (IDs); containers inside it are orjson's.
-    fn list(&mut self, list: &Bound<'py, PyList>) -> PyResult<()> {
-        self.out.push(b'[');
-        for (i, item) in list.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            self.value(&item, false)?;
-        }
-        self.out.push(b']');
-        Ok(())
-    }
-
-    /// A dict with str keys (attributes); any other key: the whole dict is orjson's (OPT_NON_STR_KEYS rules).
-    fn dict(&mut self, dict: &Bound<'py, PyDict>) -> PyResult<()> {
-        let mark = self.out.len();
-        self.out.push(b'{');
-        for (i, (key, value)) in dict.iter().enumerate() {
-            let key_text = match utf8(&key) {
-                Some(text) => text,
-                None => {
-                    self.out.truncate(mark);
-                    return self.by_orjson(dict.as_any());
-                }
-            };
-            if i > 0 {
-                self.out.push(b',');
-            }
-            write_text(&mut self.out, key_text);
-            self.out.push(b':');
-            self.value(&value, false)?;
-        }
-        self.out.push(b'}');
-        Ok(())
-    }
-
-    fn key(&mut self, first: bool, name: &[u8]) {
-        self.out.extend_from_slice(if first { b"{\"" } else { b",\"" });
-        self.out.extend_from_slice(name);
-        self.out.extend_from_slice(b"\":");
-    }
-
-    fn ms(&mut self, value: Ms<'py>) -> PyResult<()> {
-        match value {
-            Ms::Thousandths(k) => {
-                write_thousandths(&mut self.out, k);
-                Ok(())
-            }
-            Ms::Float(value) => self.by_orjson(&value),
-        }
+        Ms::Float(value) => w.by_orjson(&value),
     }
 }
 
 /// One span's object, as orjson writes `_spans`' dict.
 fn write_span<'py>(w: &mut Writer<'_, 'py>, p: Parts<'py>) -> PyResult<()> {
     w.key(true, b"span_id");
-    w.value(&p.span_id, false)?;
+    w.value(&p.span_id)?;
     w.key(false, b"parent_span_id");
-    w.value(&p.parent, false)?;
+    w.value(&p.parent)?;
     w.key(false, b"service");
-    w.value(&p.service, false)?;
+    w.value(&p.service)?;
     w.key(false, b"operation");
-    w.value(&p.operation, false)?;
+    w.value(&p.operation)?;
     w.key(false, b"target");
-    w.value(&p.target, false)?;
+    w.value(&p.target)?;
     w.key(false, b"start_ms");
-    w.ms(p.start_ms)?;
+    write_ms(w, p.start_ms)?;
     w.key(false, b"duration_ms");
-    w.ms(p.duration_ms)?;
+    write_ms(w, p.duration_ms)?;
     w.key(false, b"self_ms");
-    w.ms(p.self_ms)?;
+    write_ms(w, p.self_ms)?;
     w.key(false, b"depth");
-    w.value(&p.depth, false)?;
+    w.value(&p.depth)?;
     w.key(false, b"kind");
-    w.value(&p.kind, false)?;
+    w.value(&p.kind)?;
     w.key(false, b"status");
-    w.value(&p.status, false)?;
+    w.value(&p.status)?;
     w.key(false, b"status_message");
-    w.value(&p.message, false)?;
+    w.value(&p.message)?;
     w.key(false, b"attributes");
     if unsafe { ffi::PyDict_CheckExact(p.attributes.as_ptr()) } != 0 {
-        w.value(&p.attributes, true)?;
+        w.nested(&p.attributes)?;
     } else {
         w.by_orjson(&dict_copy(&p.attributes)?)?; // `dict(span.attributes)`, as the dicts hold it
     }
@@ -1101,14 +846,21 @@ fn write_span<'py>(w: &mut Writer<'_, 'py>, p: Parts<'py>) -> PyResult<()> {
         None => w.out.extend_from_slice(b"[]"),
     }
     w.key(false, b"log_ids");
-    w.value(&p.log_ids, true)?;
+    w.nested(&p.log_ids)?;
     w.key(false, b"exemplar_ids");
-    w.value(&p.exemplar_ids, true)?;
+    w.nested(&p.exemplar_ids)?;
     w.key(false, b"inferred_log_ids");
-    w.value(&p.inferred_ids, true)?;
+    w.nested(&p.inferred_ids)?;
     w.out.push(b'}');
     Ok(())
 }
+
+/// A span's JSON is ~300 bytes in a usual trace: the output is reserved for that up front (pages are only
+/// touched as they are written, and a bigger list grows the buffer in place).
+const SPAN_BYTES: usize = 320;
+
+/// The last spans list's bytes object, written over by the next call when nothing holds it any more.
+static SPARE: Spare = Spare::new();
 
 /// `orjson.dumps(render._spans(…))` without the dicts: the `spans` list's JSON, or None when Python must render it.
 /// `dumps(value)` is orjson with the body's options, for values this code does not write itself.
@@ -1118,7 +870,7 @@ fn render_spans_json<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &B
                           depth: &Bound<'py, PyDict>, targets: &Bound<'py, PyDict>, logs: &Bound<'py, PyDict>,
                           exemplars: &Bound<'py, PyDict>, inferred: &Bound<'py, PyDict>, origin: &Bound<'py, PyAny>,
                           ms_slow: &Bound<'py, PyAny>, events_of: &Bound<'py, PyAny>, target_slow: &Bound<'py, PyAny>,
-                          dumps: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
+                          dumps: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let origin = match int64(origin) {
         Some(origin) => origin,
         None => return Ok(None),
@@ -1126,7 +878,7 @@ fn render_spans_json<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &B
     let no_ids = PyList::empty(py);
     let inputs = Inputs { by_id, self_ns, depth, targets, logs, exemplars, inferred, origin, no_ids: &no_ids, ms_slow,
                           events_of, target_slow, names: Names::new(py) };
-    let mut w = Writer { out: Vec::with_capacity(order.len() * 320 + 2), dumps };
+    let mut w = Writer::reusing(&SPARE, order.len() * SPAN_BYTES + 2, dumps)?;
     w.out.push(b'[');
     for (i, sid) in order.iter().enumerate() {
         let p = match parts(&inputs, &sid)? {
@@ -1139,7 +891,7 @@ fn render_spans_json<'py>(py: Python<'py>, order: &Bound<'py, PyList>, by_id: &B
         write_span(&mut w, p)?;
     }
     w.out.push(b']');
-    Ok(Some(pyo3::types::PyBytes::new(py, &w.out)))
+    Ok(Some(w.out.finish_keeping(py, &SPARE)?))
 }
 
 /// The item at `i` of a list known to be longer (borrowed, as a bound reference).
@@ -1157,7 +909,7 @@ fn render_spans_json_cols<'py>(py: Python<'py>, order: &Bound<'py, PyList>, dept
                                targets: &Bound<'py, PyDict>, logs: &Bound<'py, PyDict>, exemplars: &Bound<'py, PyDict>,
                                inferred: &Bound<'py, PyDict>, origin: &Bound<'py, PyAny>, ms_slow: &Bound<'py, PyAny>,
                                events_of: &Bound<'py, PyAny>, target_slow: &Bound<'py, PyAny>,
-                               dumps: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
+                               dumps: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
     let origin = match int64(origin) {
         Some(origin) => origin,
         None => return Ok(None),
@@ -1170,7 +922,7 @@ fn render_spans_json_cols<'py>(py: Python<'py>, order: &Bound<'py, PyList>, dept
     let unused = PyDict::new(py);
     let inputs = Inputs { by_id: &unused, self_ns: &unused, depth: &unused, targets, logs, exemplars, inferred, origin,
                           no_ids: &no_ids, ms_slow, events_of, target_slow, names: Names::new(py) };
-    let mut w = Writer { out: Vec::with_capacity(order.len() * 320 + 2), dumps };
+    let mut w = Writer::reusing(&SPARE, order.len() * SPAN_BYTES + 2, dumps)?;
     w.out.push(b'[');
     for i in 0..order.len() {
         // The lists are read again at each step: a callable asked below (events, a target) may change them.
@@ -1195,7 +947,7 @@ fn render_spans_json_cols<'py>(py: Python<'py>, order: &Bound<'py, PyList>, dept
         write_span(&mut w, p)?;
     }
     w.out.push(b']');
-    Ok(Some(pyo3::types::PyBytes::new(py, &w.out)))
+    Ok(Some(w.out.finish_keeping(py, &SPARE)?))
 }
 
 /// Adds this module's functions to the extension module (lib.rs calls it).

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::wrap_pyfunction;
 
-use super::Field;
+use crate::json_out::Field;
 
 /// Hashes an object's address (the spans of one trace: not chosen by the answer, so no keyed hash needed).
 #[derive(Default)]
