@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from correlator.analysis.bottleneck import bottleneck
-from correlator.analysis.common import SEVERITY_RANK, Context, failed, fmt_ms, is_error
+from correlator.analysis.common import SEVERITY_RANK, Context, fmt_ms, is_error, span_pass
 from correlator.analysis.critical_path import CriticalPath, Section, critical_path
 from correlator.analysis.errors import errors
 from correlator.analysis.fan_out import fan_out
@@ -72,7 +72,7 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
     path = critical_path(tree)
     logs = span_logs or {}
     keys = OperationKeys(tree.by_id, tree.targets)
-    failing = failed(tree.by_id)
+    failing, pairs = span_pass(tree)  # one pass over the spans for `failed` and the long spans' groups
     findings: list[Finding] = []
     try:
         loops = n_plus_one_groups(tree, settings, keys)  # shared: N+1 reports them, fan-out leaves them out
@@ -80,7 +80,7 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
     except Exception as exc:
         loops, retries, findings = (), {}, [_failure("n_plus_one", exc)]
     ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, logs, loops, keys, retries,
-                  failing)
+                  failing, pairs)
     findings += [f for detector in DETECTORS for f in _run(detector, ctx)]
     try:
         findings = merge(ctx, findings)

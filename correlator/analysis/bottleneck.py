@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from correlator.analysis.common import MS, Context, fmt_ms, label
+from correlator.analysis.common import MS, Context, fmt_ms, label, new_finding
 from correlator.analysis.long_span import wait_clause
 from correlator.model import Finding, Severity
 
@@ -24,13 +24,14 @@ def bottleneck(ctx: Context) -> list[Finding]:
     if own <= 0 or share < ctx.settings.bottleneck_share:
         return []
     span = ctx.tree.by_id[sid]
-    size = fmt_ms(span.duration_ns) if own == span.duration_ns else f"{fmt_ms(span.duration_ns)}, {fmt_ms(own)} of its own"
+    duration = span.duration_ns
+    size = fmt_ms(duration) if own == duration else f"{fmt_ms(duration)}, {fmt_ms(own)} of its own"
     waited, wait_evidence = wait_clause(ctx, span)
-    return [Finding(
+    return [new_finding(
         "bottleneck", Severity.CRITICAL if share >= _CRITICAL_SHARE else Severity.WARNING,
         f"{label(span)} ({size}) is {share:.0%} of the trace — the bottleneck{waited}",
         (sid,),
-        {"self_ms": own / MS, "duration_ms": span.duration_ns / MS, "share": round(share, 4),
+        {"self_ms": own / MS, "duration_ms": duration / MS, "share": round(share, 4),
          "trace_ms": ctx.total_ns / MS, "critical_ms": ctx.held.get(sid, 0) / MS, **wait_evidence},
-        impact_ns=ctx.held.get(sid, 0),
+        ctx.held.get(sid, 0),
     )]

@@ -7,19 +7,24 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from correlator.analysis.identity import OperationKey, label
+from correlator.analysis.identity import OperationKey, label, native_function
 from correlator.config import AnalysisSettings
-from correlator.model import LogLine, Severity, Span
-from correlator.spantree import SpanTree
+from correlator.construct import fast_constructor
+from correlator.model import Finding, LogLine, Severity, Span
+from correlator.spantree import SpanTree, columns
 
 __all__ = ["ERROR_LEVELS", "MS", "SEVERITY_RANK", "Context", "by_start", "error_detail", "failed", "fmt_ms", "is_error",
-           "is_timeout", "label", "shorten"]
+           "is_timeout", "label", "new_finding", "shorten", "span_pass"]
 
 ERROR_LEVELS = frozenset({"error", "err", "fatal", "critical", "crit", "emerg", "alert", "panic"})
 
 MS = 1_000_000
 _ERROR_KEYS = frozenset(("error", "http.response.status_code", "http.status_code"))
 SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+# `Finding(kind, severity, message, span_ids, evidence, impact_ns)` with every field given, through its slots: a frozen
+# dataclass's `__init__` sets each field by `object.__setattr__` (a dozen findings a correlation, two makings each).
+new_finding = fast_constructor(Finding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,9 @@ class Context:
     keys: Mapping[str, OperationKey]  # span id → what it does (identity.operation_key)
     retries: Mapping[str, str]  # retry span id → the failed call it repeats
     failing: frozenset[str]  # span ids that failed (is_error)
+    # (service, operation) pairs as native/src/analysis.rs `span_groups` gives them (`span_pass`), or None: long spans
+    # then groups them itself
+    pairs: Sequence[tuple[str, str, int, bytes, int, int, int]] | None = None
 
 
 def fmt_ms(ns: float) -> str:
@@ -43,9 +51,11 @@ def fmt_ms(ns: float) -> str:
     ms = ns / MS
     if ms == 0:
         return "0ms"
-    if abs(round(ms, 1)) >= 10:
+    size = abs(ms)
+    # `abs(round(ms, 1)) >= 10`, the rounding only where it can decide: from 10 up it holds, below 9.9 it cannot.
+    if size >= 10 or (size >= 9.9 and abs(round(ms, 1)) >= 10):
         return f"{ms:.0f}ms"
-    if abs(ms) >= 1:
+    if size >= 1:
         return f"{ms:.1f}ms"
     return f"{ms:.2f}ms"
 
@@ -89,6 +99,22 @@ def failed(by_id: Mapping[str, Span]) -> frozenset[str]:
     disjoint = _ERROR_KEYS.isdisjoint
     return frozenset([sid for sid, span in by_id.items()
                       if (span.status == "error" or not disjoint(span.attributes)) and is_error(span)])
+
+
+_ERROR_KEY_LIST = sorted(_ERROR_KEYS)
+
+
+def span_pass(tree: SpanTree) -> tuple[frozenset[str], Sequence[tuple[str, str, int, bytes, int, int, int]] | None]:
+    """`failed(tree.by_id)`, and the long-span detector's (service, operation) pairs: with the extension one native pass
+    over the spans gives both (the quick test of `failed` there, `is_error` here for the few it keeps); else `failed`."""
+    cols = columns(tree)
+    native = native_function("span_groups")
+    found = native(cols.spans, cols.durations, cols.self_ns, _ERROR_KEY_LIST) if native is not None else None
+    if found is None:
+        return failed(tree.by_id), None
+    pairs, maybe = found
+    spans, ids = cols.spans, cols.ids
+    return frozenset([ids[i] for i in maybe if is_error(spans[i])]), pairs
 
 
 _GENERIC = re.compile(r"^(?:an? )?(?:error|exception|failed|failure)(?: (?:has )?occurred)?\.?$", re.IGNORECASE)

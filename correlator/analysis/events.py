@@ -15,11 +15,12 @@ from typing import Any
 
 from correlator.model import LogLine, Span, SpanEvent
 
-__all__ = ["RETRY", "event_text", "mentions_retry", "quotes", "wait_of"]
+__all__ = ["RETRY", "event_text", "mentions_retry", "offset_ms", "quotes", "wait_of"]
 
 _MESSAGE_KEYS = ("message", "msg", "log.message", "exception.message", "error.message", "error", "body")
 _MAX_TEXT = 200
 _MAX_QUOTES = 8  # per finding: enough to read, few enough that the JSON stays small
+_EXACT_NS = 1 << 50  # offsets below this are written in ms without `round` (`offset_ms`)
 
 # What a wait is called in event and log text → how a finding names it.
 _WAITS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -32,6 +33,8 @@ _WAITS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a retry", re.compile(r"\bretr(?:y|ies|ied|ying)\b", re.IGNORECASE)),
     ("something", re.compile(r"\bwait(?:ing|ed|s)?\b|\bblocked\b|\bstall(?:ed|ing)?\b", re.IGNORECASE)),
 )
+# Any of them, one search: most texts name no wait, and a text none of them matches is passed over at once.
+_ANY_WAIT = re.compile("|".join(f"(?:{pattern.pattern})" for _what, pattern in _WAITS), re.IGNORECASE)
 _STAMP = attrgetter("timestamp_ns")
 _TIME = itemgetter(0)
 
@@ -71,6 +74,8 @@ def wait_of(span: Span, logs: Sequence[LogLine] = (), start_ns: int | None = Non
     lo = start_ns if start_ns is not None else -(1 << 62)
     hi = end_ns if end_ns is not None else 1 << 62
     for text in _texts(span, logs, lo, hi):
+        if _ANY_WAIT.search(text) is None:
+            continue
         for what, pattern in _WAITS:
             if pattern.search(text):
                 return what, text
@@ -90,26 +95,43 @@ def mentions_retry(span: Span, logs: Sequence[LogLine] = (), start_ns: int | Non
 def quotes(spans: Sequence[Span], logs: Mapping[str, Sequence[LogLine]], origin_ns: int) -> list[dict[str, Any]]:
     """The events and log lines of a finding's spans, by time: what the application said about them."""
     found: list[tuple[int, Span, SpanEvent | LogLine]] = []  # (time, span, item): a quote is made only of the first ones
+    append, lines_of = found.append, logs.get
     seen = 0  # items of the spans read so far, quoted or not
     for span in spans:
-        for event in span.events:
-            found.append((event.time_ns, span, event))
-        lines = logs.get(span.span_id, ())
-        for line in _earliest(lines, _MAX_QUOTES):
-            found.append((line.timestamp_ns, span, line))
-        seen += len(span.events) + len(lines)
+        events = span.events
+        for event in events:
+            append((event.time_ns, span, event))
+        lines = lines_of(span.span_id, ())
+        if lines:
+            for line in _earliest(lines, _MAX_QUOTES):
+                append((line.timestamp_ns, span, line))
+        seen += len(events) + len(lines)
         if seen >= 4 * _MAX_QUOTES:
             break
-    found.sort(key=_TIME)  # stable: items of one instant stay in the spans' order
-    return [_quote(span, item, origin_ns) for _t, span, item in found[:_MAX_QUOTES]]
+    if len(found) > 1:
+        found.sort(key=_TIME)  # stable: items of one instant stay in the spans' order
+    out = []
+    for at, span, item in found[:_MAX_QUOTES]:  # a quote each, inline: a few per finding, every finding of a small trace
+        offset = at - origin_ns
+        # `round(offset / 1e6, 3)`, without `round`'s decimal conversion where whole µs give the same float (offset_ms).
+        offset_ms = (offset + 500) // 1000 / 1000 if type(offset) is int and 0 <= offset < _EXACT_NS and offset % 1000 != 500 \
+            else round(offset / 1e6, 3)
+        if isinstance(item, SpanEvent):
+            out.append({"span_id": span.span_id, "source": "event", "offset_ms": offset_ms, "text": event_text(item)})
+        else:
+            out.append({"span_id": span.span_id, "source": "log", "level": item.level, "offset_ms": offset_ms,
+                        "text": item.line[:_MAX_TEXT]})
+    return out
 
 
-def _quote(span: Span, item: SpanEvent | LogLine, origin_ns: int) -> dict[str, Any]:
-    if isinstance(item, SpanEvent):
-        return {"span_id": span.span_id, "source": "event", "offset_ms": round((item.time_ns - origin_ns) / 1e6, 3),
-                "text": event_text(item)}
-    return {"span_id": span.span_id, "source": "log", "level": item.level,
-            "offset_ms": round((item.timestamp_ns - origin_ns) / 1e6, 3), "text": item.line[:_MAX_TEXT]}
+def offset_ms(offset: int) -> float:
+    """`round(offset / 1e6, 3)` for a ns offset, as `quotes` writes it inline: below 2^50 ns (13 days) the float
+    `offset / 1e6` is within 2^-53 of its value, so it is nearer than 1e-6 to no rounding boundary but a tie's (an
+    offset ending in 500 ns); away from those, `round` keeps the whole µs of the exact quotient, and both `round` and
+    `q / 1000` give the float nearest q/1000. Negative offsets keep `round` (its -0.0)."""
+    if type(offset) is int and 0 <= offset < _EXACT_NS and offset % 1000 != 500:
+        return (offset + 500) // 1000 / 1000
+    return round(offset / 1e6, 3)
 
 
 def _earliest(lines: Sequence[LogLine], count: int) -> Sequence[LogLine]:

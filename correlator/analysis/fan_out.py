@@ -14,15 +14,15 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from operator import attrgetter
 
-from correlator.analysis.common import MS, Context, by_start, fmt_ms, label
-from correlator.analysis.identity import OperationKey, operation_label, target
+from correlator.analysis.common import MS, Context, by_start, fmt_ms, label, new_finding
+from correlator.analysis.identity import OperationKey, native_function, operation_label, target
 from correlator.analysis.n_plus_one import sequential_share
 from correlator.model import Finding, Severity, Span
 from correlator.spantree import columns
 
 __all__ = ["fan_out"]
 
-_OPERATION = attrgetter("operation")
+_OPERATION, _SPAN_ID = attrgetter("operation"), attrgetter("span_id")
 
 _GOOD_PARALLELISM = 1.5
 _MAX_FINDINGS = 10  # per flavour; the ones that matter most are what a person reads
@@ -42,6 +42,21 @@ def _overlapping(spans: list[Span]) -> int:
             marked.update((holder, i))
         if ordered[i].end_ns > reach:
             holder, reach = i, ordered[i].end_ns
+    return len(marked)
+
+
+def _overlapping_at(below: Sequence[int], starts: list[int], durations: list[int]) -> int:
+    """`_overlapping` of the spans at these positions (siblings by start), read from the tree's columns."""
+    ordered = [(starts[k], starts[k] + durations[k]) for k in below]
+    ordered.sort()  # by (start, end), as `by_start` (in order already: one pass): spans equal in both are interchangeable
+    marked: set[int] = set()
+    holder, reach = 0, ordered[0][1]
+    for i in range(1, len(ordered)):
+        start, end = ordered[i]
+        if start < reach:
+            marked.update((holder, i))
+        if end > reach:
+            holder, reach = i, end
     return len(marked)
 
 
@@ -165,7 +180,18 @@ def fan_out(ctx: Context) -> list[Finding]:
     by_position, ids, fewest = cols.spans, cols.ids, max(2, s.fan_out_min_children)
     starts, durations = cols.starts, cols.durations
     operations: list[str] | None = None  # each position's operation, read once when a parent qualifies
-    for p, below in zip(cols.parents, map(cols.kids.__getitem__, cols.parents), strict=True):
+    todo: Sequence[int] = cols.parents
+    scan = native_function("fan_out_scan") if not count_now else None
+    scanned = scan(todo, cols.kids, starts, durations, by_position, ids, fewest, _GOOD_PARALLELISM, _MAX_FINDINGS) \
+        if scan is not None else None
+    if scanned is not None:
+        # Natively (native/src/analysis.rs): the parents of all-different calls in parallel, of which only the ten that
+        # save most can be shown, come back as those ten (with how many of their calls overlap); the loop below sees every
+        # other parent, in the same order.
+        best, todo = scanned
+        for p, wall, total, overlapping in best:
+            parallel.append((wall - total, ids[p], len(parallel), cols.kids[p], None, overlapping, total, wall, False))
+    for p, below in zip(todo, map(cols.kids.__getitem__, todo), strict=True):
         if len(below) < fewest:
             continue
         if operations is None:
@@ -216,8 +242,8 @@ def fan_out(ctx: Context) -> list[Finding]:
                 sequential.append((saved, parent, calls, sum_calls))
     out = []
     for saved, parent, calls, k, waves, wall in sorted(pools, key=lambda c: (-c[0], c[1]))[:_MAX_FINDINGS]:
-        durations = [sp.duration_ns for sp in calls]
-        longest = max(durations)
+        call_durations = [sp.duration_ns for sp in calls]
+        longest = max(call_durations)
         on_path = sum(ctx.held.get(sp.span_id, 0) for sp in calls)
         out.append(Finding(
             "fan_out", Severity.WARNING,
@@ -226,25 +252,33 @@ def fan_out(ctx: Context) -> list[Finding]:
             + (" on the critical path" if on_path else ""),
             tuple(sp.span_id for sp in calls),
             {"calls": len(calls), "max_concurrent": k, "waves": waves, "wall_ms": wall / MS,
-             "min_ms": min(durations) / MS, "max_ms": longest / MS, "saved_ms": saved / MS,
+             "min_ms": min(call_durations) / MS, "max_ms": longest / MS, "saved_ms": saved / MS,
              "parent_span_id": parent, "target": _what(calls[0])},
             impact_ns=min(saved, on_path),
         ))
     # The ten that save most: `sorted(…)[:10]` without sorting every parallel parent of a big trace.
     for _less, parent, _seq, below, group, overlapping, total, wall, same in heapq.nsmallest(_MAX_FINDINGS, parallel):
-        calls = group if group is not None else list(map(by_position.__getitem__, below))
-        overlapping = overlapping or _overlapping(calls)
-        what = f" to {_what(calls[0])}" if same else ""
-        evidence: dict[str, object] = {"children": len(calls), "overlapping": overlapping,
+        if group is None:  # all the children, distinct calls: from the columns, no span read but the parent's
+            count = len(below)
+            overlapping = overlapping or _overlapping_at(below, starts, durations)
+            span_ids = (parent, *map(ids.__getitem__, below))
+        else:
+            count = len(group)
+            overlapping = overlapping or _overlapping(group)
+            span_ids = (parent, *map(_SPAN_ID, group))
+        evidence: dict[str, object] = {"children": count, "overlapping": overlapping,
                                        "parallelism": round(total / wall, 2), "sum_ms": total / MS, "wall_ms": wall / MS}
         if same:
-            evidence["target"] = _what(calls[0])
-        out.append(Finding(
+            callee = _what(group[0] if group is not None else by_position[below[0]])
+            evidence["target"] = callee
+            what = f" to {callee}"
+        else:
+            what = ""
+        out.append(new_finding(
             "fan_out", Severity.INFO,
-            f"{label(tree.by_id[parent])} runs {overlapping} of its {len(calls)} calls{what} in parallel "
+            f"{label(tree.by_id[parent])} runs {overlapping} of its {count} calls{what} in parallel "
             f"(parallelism {total / wall:.1f}×: {fmt_ms(total)} of work in {fmt_ms(wall)}) — good",
-            (parent, *(sp.span_id for sp in calls)),
-            evidence,
+            span_ids, evidence, 0,
         ))
     for saved, parent, calls, sum_calls in sorted(sequential, key=lambda c: (-c[0], c[1]))[:_MAX_FINDINGS]:
         out.append(Finding(

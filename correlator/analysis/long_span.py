@@ -7,10 +7,13 @@ inside an N+1 loop are the loop's finding, not long spans of their own.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
 
-from correlator.analysis.common import MS, Context, fmt_ms, label
+from correlator.analysis.common import MS, Context, fmt_ms, label, new_finding
 from correlator.analysis.events import wait_of
 from correlator.analysis.identity import OperationKey, operation_label, operation_name
 from correlator.model import Finding, Severity, Span
@@ -67,16 +70,42 @@ def _may_be_long(tree: SpanTree, named: list[int], factor: float, absolute_ns: f
         max(map(cols.self_ns.__getitem__, named)) >= absolute_ns
 
 
+def _may_be_long_by_name(tree: SpanTree, factor: float, absolute_ns: float,
+                         pairs: Sequence[tuple[str, str, int, bytes, int, int, int]] | None) -> list[list[int]]:
+    """`[named for named in _by_name(tree) if _may_be_long(tree, named, …)]`: with the extension, the spans grouped and
+    measured per (service, operation) natively (`pairs`: native/src/analysis.rs `span_groups`, one pass shared with
+    `failed`, `common.span_pass`), the pairs of one name merged here; Python's two passes otherwise."""
+    cols = columns(tree)
+    if pairs is None:
+        return [named for named in _by_name(tree) if _may_be_long(tree, named, factor, absolute_ns)]
+    names: dict[str, str] = {}  # operation → operation_name: one call per distinct name
+    by_name: dict[tuple[str, str], list[Any]] = {}  # (service, name) → [[positions], fastest, longest, most own]
+    for service, operation, first, raw, fastest, longest, most_own in pairs:
+        name = names.get(operation)
+        if name is None:
+            name = names[operation] = operation_name(cols.spans[first])
+        found = by_name.get((service, name))
+        if found is None:
+            by_name[(service, name)] = [[raw], fastest, longest, most_own]
+        else:  # two operations of one name (`/users/1`, `/users/2`): one group, in the tree's order
+            found[0].append(raw)
+            found[1], found[2], found[3] = min(found[1], fastest), max(found[2], longest), max(found[3], most_own)
+    # Each pair's positions as native u32s, made into ints only for a group that may be long.
+    return [memoryview(parts[0]).cast("I").tolist() if len(parts) == 1
+            else sorted(itertools.chain.from_iterable(memoryview(raw).cast("I") for raw in parts))
+            for parts, fastest, longest, most_own in by_name.values()
+            if (longest > factor * fastest and longest - fastest >= _MIN_EXCESS_NS) or most_own >= absolute_ns]
+
+
 def long_spans(ctx: Context) -> list[Finding]:
     s, tree = ctx.settings, ctx.tree
     in_loops = {sp.span_id for _parent, members, _shape in ctx.n_plus_one for sp in members}
     absolute_ns = s.long_span_absolute_ms * MS
     groups: dict[OperationKey, list[Span]] = defaultdict(list)
     keys, by_position = ctx.keys, columns(tree).spans
-    for named in _by_name(tree):
-        if _may_be_long(tree, named, s.long_span_factor, absolute_ns):
-            for i in named:
-                groups[keys[by_position[i].span_id]].append(by_position[i])
+    for named in _may_be_long_by_name(tree, s.long_span_factor, absolute_ns, ctx.pairs):
+        for i in named:
+            groups[keys[by_position[i].span_id]].append(by_position[i])
     out: list[Finding] = []
     for spans in groups.values():
         median = statistics.median(sp.duration_ns for sp in spans) if len(spans) >= _MIN_SAMPLES else None
@@ -99,8 +128,7 @@ def long_spans(ctx: Context) -> list[Finding]:
                                            "rule": "relative" if relative else "absolute", **wait_evidence}
             if median is not None:
                 evidence.update(median_ms=median / MS, samples=len(spans))
-            out.append(Finding("long_span", Severity.WARNING,
-                               f"{label(span)} took {fmt_ms(span.duration_ns)}{waited} — {reason}",
-                               (span.span_id,), evidence,
-                               impact_ns=span.duration_ns if span.span_id in ctx.held else 0))
+            out.append(new_finding("long_span", Severity.WARNING,
+                                   f"{label(span)} took {fmt_ms(span.duration_ns)}{waited} — {reason}",
+                                   (span.span_id,), evidence, span.duration_ns if span.span_id in ctx.held else 0))
     return out

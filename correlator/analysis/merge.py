@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from correlator.analysis.common import Context
+from correlator.analysis.common import Context, new_finding
 from correlator.analysis.events import quotes
 from correlator.model import Finding
 
@@ -36,13 +36,13 @@ def _fold_long_spans(findings: list[Finding]) -> list[Finding]:
 
 def merge(ctx: Context, findings: list[Finding]) -> list[Finding]:
     out = _fold_long_spans(findings)
-    by_id, origin = ctx.tree.by_id, ctx.tree.start_ns
+    by_id, origin, logs = ctx.tree.by_id, ctx.tree.start_ns, ctx.span_logs
     for i, finding in enumerate(out):
-        spans = [by_id[sid] for sid in finding.span_ids[:_QUOTED_SPANS] if sid in by_id]
-        if not any(sp.events for sp in spans) and not any(sp.span_id in ctx.span_logs for sp in spans):
-            continue
-        said = quotes(spans, ctx.span_logs, origin)
-        if said and "quotes" not in finding.evidence:
+        if "quotes" in finding.evidence:
+            continue  # its own quotes stand
+        # `quotes` finds nothing to say for spans with neither events nor lines: one pass, no separate test.
+        said = quotes([by_id[sid] for sid in finding.span_ids[:_QUOTED_SPANS] if sid in by_id], logs, origin)
+        if said:
             out[i] = _with_evidence(finding, {**finding.evidence, "quotes": said})
     return out
 
@@ -50,4 +50,4 @@ def merge(ctx: Context, findings: list[Finding]) -> list[Finding]:
 def _with_evidence(finding: Finding, evidence: Mapping[str, Any]) -> Finding:
     """`replace(finding, evidence=…)` without `dataclasses.replace`'s field walk (a few µs a finding, most of a
     small trace's findings get quotes; bench P3). Every field is passed: a new one must be added here too."""
-    return Finding(finding.kind, finding.severity, finding.message, finding.span_ids, evidence, finding.impact_ns)
+    return new_finding(finding.kind, finding.severity, finding.message, finding.span_ids, evidence, finding.impact_ns)

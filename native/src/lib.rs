@@ -31,6 +31,7 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, Se
 use serde_json::value::RawValue;
 
 mod render_spans;
+mod analysis;
 mod json_out;
 mod logs_json;
 mod exemplars;
@@ -809,5 +810,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     render_spans::register(m)?;
     logs_json::register(m)?;
     exemplars::register(m)?;
+    analysis::register(m)?;
     Ok(())
 }

@@ -1,0 +1,53 @@
+"""One problem, one finding: duplicates folded together, and each finding's spans quoted.
+
+A span that is the bottleneck and also long for its operation is one problem told twice;
+the long-span verdict becomes evidence of the bottleneck. Every finding then carries the
+events and log lines of its spans — what the application itself said about them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from correlator.model import Finding
+from tests.reference.analysis_v2.common import Context
+from tests.reference.analysis_v2.events import quotes
+
+__all__ = ["merge"]
+
+_QUOTED_SPANS = 20  # a 3,000-call loop is quoted from its first calls, not all of them
+
+
+def _fold_long_spans(findings: list[Finding]) -> list[Finding]:
+    bottleneck = {f.span_ids[0]: i for i, f in enumerate(findings) if f.kind == "bottleneck" and f.span_ids}
+    out = list(findings)
+    dropped: set[int] = set()
+    for i, finding in enumerate(findings):
+        if finding.kind != "long_span" or not finding.span_ids or finding.span_ids[0] not in bottleneck:
+            continue
+        j = bottleneck[finding.span_ids[0]]
+        target = out[j]
+        extra = {k: v for k, v in finding.evidence.items() if k not in target.evidence}
+        out[j] = _with_evidence(target, {**target.evidence, "long_span": extra})
+        dropped.add(i)
+    return [f for i, f in enumerate(out) if i not in dropped]
+
+
+def merge(ctx: Context, findings: list[Finding]) -> list[Finding]:
+    out = _fold_long_spans(findings)
+    by_id, origin = ctx.tree.by_id, ctx.tree.start_ns
+    for i, finding in enumerate(out):
+        spans = [by_id[sid] for sid in finding.span_ids[:_QUOTED_SPANS] if sid in by_id]
+        if not any(sp.events for sp in spans) and not any(sp.span_id in ctx.span_logs for sp in spans):
+            continue
+        said = quotes(spans, ctx.span_logs, origin)
+        if said and "quotes" not in finding.evidence:
+            out[i] = _with_evidence(finding, {**finding.evidence, "quotes": said})
+    return out
+
+
+def _with_evidence(finding: Finding, evidence: Mapping[str, Any]) -> Finding:
+    """`replace(finding, evidence=…)` without `dataclasses.replace`'s field walk (a few µs a finding, most of a
+    small trace's findings get quotes; bench P3). Every field is passed: a new one must be added here too."""
+    return Finding(finding.kind, finding.severity, finding.message, finding.span_ids, evidence, finding.impact_ns)
