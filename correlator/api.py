@@ -41,14 +41,13 @@ from correlator.sources.jaeger import JaegerSource
 from correlator.sources.loki import LokiSource
 from correlator.sources.prometheus import PrometheusSource
 from correlator.standing_run import StandingLookup, add_standings
-from correlator.telemetry import Metrics, current_exemplar, server_span
+from correlator.telemetry import Metrics, current_exemplar, log_access, server_span
 from correlator.timeparams import parse_window
 from correlator.web import routes as web_routes
 
 __all__ = ["Backends", "create_app"]
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("correlator.access")
 
 _OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
 _MAX_LOG_LINE_BYTES = 64 * 1024
@@ -138,9 +137,7 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
         request.app[METRICS].observe_request(route, response.status, seconds, current_exemplar())
         if request.app[SETTINGS].server.access_log:
             # One JSON line per request (telemetry's formatter adds our own trace_id/span_id when traced).
-            access_log.info("%s %s %d", request.method, route, response.status,
-                            extra={"method": request.method, "route": route, "status": response.status,
-                                   "ms": round(seconds * 1000, 3)})
+            log_access(request.method, route, response.status, seconds)
     return response
 
 

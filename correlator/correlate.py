@@ -380,8 +380,13 @@ class Correlator:
                 and not all(self.shared.has_search(name, searched, jaeger_tenant) for name in services))
         check = check and not skip
         async def others() -> list[list[tuple[int, int]] | None]:
-            if all(self.shared.has_search(name, searched, jaeger_tenant) for name in services):
+            if self._shares(self.jaeger, "service_traces"):
                 # Every search answered already (shared): each is a cut-out, no task per service (bench P3).
+                now = [self.shared.other_traces_now(name, searched, trace_id.hex, _OTHER_TRACES_DEPTH, jaeger_tenant)
+                       for name in services]
+                if all(usable for usable, _spans in now):
+                    return [spans for _usable, spans in now]
+            if all(self.shared.has_search(name, searched, jaeger_tenant) for name in services):
                 return [await self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget) for name in services]
             return await asyncio.gather(*(self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget)
                                           for name in services))

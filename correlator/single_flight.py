@@ -23,6 +23,16 @@ class SingleFlight(Generic[T]):
         self.ttl, self.max_entries, self.clock = ttl_seconds, max_entries, clock
         self._entries: dict[Hashable, tuple[float, asyncio.Future[T]]] = {}
 
+    def now(self, key: Hashable) -> tuple[bool, T | None]:
+        """(True, the answer) when `get(key, …)` would give a kept answer without waiting, else (False, None):
+        a caller can skip its own timeout and coroutine then (bench P3)."""
+        if self.ttl <= 0:
+            return False, None
+        kept = self._entries.get(key)
+        if kept is not None and kept[0] > self.clock() and kept[1].done():
+            return True, kept[1].result()
+        return False, None
+
     async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
         """The answer to `key`: the one in flight or kept, else `fetch()`'s (started here, shared)."""
         if self.ttl <= 0:

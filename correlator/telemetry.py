@@ -22,7 +22,7 @@ from opentelemetry.context import Context
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 
-__all__ = ["Metrics", "configure_logging", "configure_tracing", "current_exemplar", "server_span", "tracer"]
+__all__ = ["Metrics", "configure_logging", "configure_tracing", "current_exemplar", "log_access", "server_span", "tracer"]
 
 _NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
@@ -173,18 +173,81 @@ class _JsonFormatter(logging.Formatter):
                 body[key] = value
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info).splitlines()[-1]
+        return _encoded(body)
+
+    def access_line(self, created: float, method: str, route: str, status: int, ms: float) -> str:
+        """`format` of the access log's record (`log_access`), from its fields: the same text."""
+        msecs = (created - int(created)) * 1000  # as LogRecord.__init__ computes it
+        second = int(created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        body: dict[str, Any] = {"ts": f"{self._second[1]}.{int(msecs):03d}Z", "level": "info", "logger": _ACCESS,
+                                "msg": "%s %s %d" % (method, route, status)}  # noqa: UP031 - as LogRecord.getMessage
+        exemplar = current_exemplar()
+        if exemplar:
+            body.update(exemplar)
+        body["method"], body["route"], body["status"], body["ms"] = method, route, status, ms
+        return _encoded(body)
+
+
+def _encoded(body: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(body, default=str).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate in a message: the standard encoder writes it escaped
+        return json.dumps(body, default=str)
+
+
+_ACCESS = "correlator.access"
+access_log = logging.getLogger(_ACCESS)
+_ours: logging.StreamHandler[Any] | None = None  # the handler configure_logging installed on the root logger
+
+
+def log_access(method: str, route: str, status: int, seconds: float) -> None:
+    """One access-log line: `access_log.info("%s %s %d", …, extra={method, route, status, ms})`.
+
+    When the logging set-up is exactly the one `configure_logging` made (`correlator serve`: our JSON handler
+    alone on the root, nothing on the way, no filter), the line is formatted and written here, under the
+    handler's lock, without a LogRecord and the walk through the loggers: the same text to the same stream,
+    at a third of the cost (bench P3, docs/performance-p3.md "Session 8"). Any other set-up (tests' caplog, an
+    embedding app's handlers or filters) takes the logging module's own path."""
+    ms = round(seconds * 1000, 3)
+    handler = _ours
+    root = logging.root
+    if (handler is None or not access_log.isEnabledFor(logging.INFO) or root.handlers != [handler] or access_log.disabled
+            or access_log.handlers or access_log.filters or not access_log.propagate
+            or logging.getLogRecordFactory() is not logging.LogRecord
+            or handler.filters or handler.level > logging.INFO or not _between_quiet()):
+        access_log.info("%s %s %d", method, route, status, extra={"method": method, "route": route, "status": status, "ms": ms})
+        return
+    formatter = handler.formatter
+    assert isinstance(formatter, _JsonFormatter)
+    line = formatter.access_line(time.time(), method, route, status, ms)
+    with handler.lock:  # type: ignore[union-attr]  # as Handler.handle
         try:
-            return orjson.dumps(body, default=str).decode()
-        except orjson.JSONEncodeError:  # a lone surrogate in a message: the standard encoder writes it escaped
-            return json.dumps(body, default=str)
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:
+            handler.handleError(logging.makeLogRecord({"name": _ACCESS, "msg": line}))
+
+
+def _between_quiet() -> bool:
+    """No logger between `correlator.access` and the root has a handler or a filter, and all propagate."""
+    logger = access_log.parent
+    while logger is not None and logger is not logging.root:
+        if logger.handlers or logger.filters or not logger.propagate:
+            return False
+        logger = logger.parent
+    return not logging.root.filters
 
 
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines on stderr; called once by `correlator serve`, never at import."""
+    global _ours
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    _ours = handler
     root.setLevel(level)
     # Nothing we write needs the caller's file and line, the thread or the process (the logging HOWTO's
     # "Optimization"): each lookup is paid on every access-log line (bench P3).

@@ -94,3 +94,26 @@ async def test_closing_ends_the_query_a_waiter_left_running_and_keeps_nothing() 
     await shared.aclose()
     assert ended.is_set() and shared._entries == {}
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_now_gives_what_get_would_give_without_waiting_and_nothing_else() -> None:
+    backend, clock = Backend(), [0.0]
+    shared: SingleFlight[str] = SingleFlight(2.0, clock=lambda: clock[0])
+    assert shared.now("a") == (False, None)  # never asked
+    waiting = asyncio.ensure_future(shared.get("a", backend.query))
+    await asyncio.sleep(0)
+    assert shared.now("a") == (False, None)  # in flight: get would wait
+    backend.release.set()
+    assert await waiting == "answer 1"
+    clock[0] = 1.9
+    assert shared.now("a") == (True, "answer 1") and await shared.get("a", backend.query) == "answer 1"
+    clock[0] = 2.1
+    assert shared.now("a") == (False, None)  # expired: get would ask again
+    backend.fail, backend.release = True, asyncio.Event()
+    failing = asyncio.ensure_future(shared.get("b", backend.query))
+    await asyncio.sleep(0)
+    backend.release.set()
+    with pytest.raises(RuntimeError):
+        await failing
+    assert shared.now("b") == (False, None)  # a failure is not kept
+    assert SingleFlight[str](0.0).now("a") == (False, None)  # off: every get asks
