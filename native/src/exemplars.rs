@@ -8,8 +8,6 @@
 //! else, or any error on the way, hands the whole series back (`None`) before anything is added to the output, and the
 //! Python loop does it (raising its own errors). tests/test_prometheus_same.py compares both on generated answers.
 
-use blake2::digest::{Update, VariableOutput};
-use blake2::Blake2bVar;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -94,13 +92,13 @@ fn first_label<'py>(labels: &Bound<'py, PyDict>, names: &[Bound<'py, PyAny>]) ->
 /// `"ex-" + blake2b(identity, digest_size=8).hexdigest()` of `prefix + ts + "|" + trace_hex`.
 fn exemplar_id<'py>(py: Python<'py>, prefix: &[u8], ts_ns: i64, trace_hex: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hasher = Blake2bVar::new(8).expect("8 is a valid blake2b digest size");
-    hasher.update(prefix);
-    hasher.update(ts_ns.to_string().as_bytes());
-    hasher.update(b"|");
-    hasher.update(trace_hex);
-    let mut digest = [0u8; 8];
-    hasher.finalize_variable(&mut digest).expect("8 bytes");
+    let mut state = blake2b_simd::Params::new().hash_length(8).to_state();
+    state.update(prefix);
+    state.update(ts_ns.to_string().as_bytes());
+    state.update(b"|");
+    state.update(trace_hex);
+    let hash = state.finalize();
+    let digest = hash.as_bytes();
     let mut text = [0u8; 19];
     text[..3].copy_from_slice(b"ex-");
     for (i, b) in digest.iter().enumerate() {
