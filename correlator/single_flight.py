@@ -30,7 +30,11 @@ class SingleFlight(Generic[T]):
             return False, None
         kept = self._entries.get(key)
         if kept is not None and kept[0] > self.clock() and kept[1].done():
-            return True, kept[1].result()
+            answer = kept[1]
+            # A failure is forgotten by a callback that runs a loop turn later: until then it is not an answer
+            # to take here (the caller's `get` reports it where its errors are handled).
+            if not answer.cancelled() and answer.exception() is None:
+                return True, answer.result()
         return False, None
 
     async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:

@@ -117,3 +117,17 @@ async def test_now_gives_what_get_would_give_without_waiting_and_nothing_else() 
         await failing
     assert shared.now("b") == (False, None)  # a failure is not kept
     assert SingleFlight[str](0.0).now("a") == (False, None)  # off: every get asks
+
+
+async def test_now_never_raises_a_failure_its_callback_has_not_forgotten_yet() -> None:
+    """Between a shared query failing and its forget callback running (a loop turn later), `now` must not raise the
+    failure into the caller's own code: a standing lookup raised it there, outside its error handling (a 500)."""
+    shared: SingleFlight[str] = SingleFlight(2.0, clock=lambda: 0.0)
+    failed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    failed.set_exception(RuntimeError("prometheus: not a vector answer"))
+    cancelled: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    cancelled.cancel()
+    shared._entries["failed"], shared._entries["cancelled"] = (1.0, failed), (1.0, cancelled)
+    assert shared.now("failed") == (False, None) and shared.now("cancelled") == (False, None)
+    with pytest.raises(RuntimeError):  # `get` still gives the failure to whoever handles errors there
+        await shared.get("failed", lambda: asyncio.sleep(0, "asked again"))

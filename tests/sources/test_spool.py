@@ -64,6 +64,16 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+async def fds_back_to(before: int) -> bool:
+    """The descriptors open again no more than `before`, within 2 s: the in-process Jaeger's side of a connection
+    the client cut closes a loop turn or two later (a leaked descriptor never comes back)."""
+    for _ in range(200):
+        if open_fds() <= before:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 @asynccontextmanager
 async def jaeger_source(kind: str, jaeger: Jaeger, **env: str) -> AsyncIterator[JaegerSource]:
     async def stream() -> AsyncIterator[bytes]:
@@ -148,7 +158,7 @@ async def test_a_big_answer_over_the_byte_cap_is_refused_as_before_and_leaves_no
             await source.fetch(parse_trace_id(TRACE), None, None, THRESHOLD)
     assert refused.value.truncated
     await drained()
-    assert list(spool_dir.iterdir()) == [] and open_fds() <= fds
+    assert list(spool_dir.iterdir()) == [] and await fds_back_to(fds)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -164,7 +174,7 @@ async def test_a_body_that_stops_midway_times_out_cancelled_and_leaves_no_file(k
         with pytest.raises(asyncio.CancelledError):
             await fetch
     await drained()
-    assert list(spool_dir.iterdir()) == [] and open_fds() <= fds
+    assert list(spool_dir.iterdir()) == [] and await fds_back_to(fds)
 
 
 async def test_a_big_body_too_slow_for_the_deadline_is_a_partial_answer_naming_jaeger(aiohttp_client: Any,
@@ -221,4 +231,4 @@ async def test_a_write_that_fails_midway_is_an_error_and_leaves_no_file(kind: st
         with pytest.raises(SourceError, match=r"writing a big answer to .*No space left on device"):
             await source.fetch(parse_trace_id(TRACE), None, None, THRESHOLD)
     await drained()
-    assert list(spool_dir.iterdir()) == [] and open_fds() <= fds
+    assert list(spool_dir.iterdir()) == [] and await fds_back_to(fds)
