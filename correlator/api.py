@@ -134,10 +134,11 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
         span.set_attribute("http.route", route)
         span.set_attribute("http.response.status_code", response.status)
         seconds = time.perf_counter() - started
-        request.app[METRICS].observe_request(route, response.status, seconds, current_exemplar())
+        exemplar = current_exemplar()  # once for both: the same span is current for each
+        request.app[METRICS].observe_request(route, response.status, seconds, exemplar)
         if request.app[SETTINGS].server.access_log:
             # One JSON line per request (telemetry's formatter adds our own trace_id/span_id when traced).
-            log_access(request.method, route, response.status, seconds)
+            log_access(request.method, route, response.status, seconds, exemplar)
     return response
 
 

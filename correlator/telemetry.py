@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
+from types import EllipsisType
 from typing import Any
 
 import orjson
@@ -27,8 +28,26 @@ __all__ = ["Metrics", "configure_logging", "configure_tracing", "current_exempla
 _NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 
 
+# The API's own check (`get_tracer_provider`) looks up OTEL_PYTHON_TRACER_PROVIDER in `os.environ` whenever no provider
+# is set, and `in os.environ` raises and catches a KeyError when it is absent: ~1.5 µs, four times per correlation (bench
+# P3). The same two questions, asked of the API's module state and of the environment's own dict (keys as os encodes them).
+_UNKNOWN = object()
+try:
+    _PROVIDER_KEY: Any = os.environ.encodekey("OTEL_PYTHON_TRACER_PROVIDER")  # as CPython's os.environ keys its dict
+except (AttributeError, TypeError):  # another os.environ: the API's own check only
+    _PROVIDER_KEY = _UNKNOWN
+
+
 def tracing_off() -> bool:
-    """No tracer provider installed (configure_tracing, a test, an embedding app): the API's spans do nothing."""
+    """No tracer provider installed (configure_tracing, a test, an embedding app): the API's spans do nothing.
+
+    What `isinstance(trace.get_tracer_provider(), (ProxyTracerProvider, NoOpTracerProvider))` says: no provider
+    set and none named by the environment is the API's proxy (off) without asking further; anything else
+    (a provider set, or one to load from OTEL_PYTHON_TRACER_PROVIDER) is asked of the API."""
+    data = getattr(os.environ, "_data", None)  # at each call: a test may replace os.environ
+    if (type(data) is dict and getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and _PROVIDER_KEY is not _UNKNOWN
+            and _PROVIDER_KEY not in data):
+        return True
     return isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS)
 
 
@@ -69,9 +88,16 @@ def _propagated_fields() -> frozenset[str]:
 def server_span(name: str, headers: Mapping[str, str]) -> AbstractContextManager[trace.Span]:
     """The span of one served request, continuing the caller's context (W3C headers). Tracing off and no
     context sent: nothing to continue or record, so no span machinery at all (the invalid span)."""
-    if tracing_off() and not any(field in headers for field in _propagated_fields()):
-        return nullcontext(trace.INVALID_SPAN)
+    if tracing_off():
+        for field in _propagated_fields():
+            if field in headers:
+                break
+        else:
+            return _NO_SPAN
     return tracer.start_as_current_span(name, context=propagate.extract(headers), kind=trace.SpanKind.SERVER)
+
+
+_NO_SPAN = nullcontext(trace.INVALID_SPAN)  # reusable: it holds nothing but the span it hands out
 
 
 def current_exemplar() -> dict[str, str] | None:
@@ -175,15 +201,18 @@ class _JsonFormatter(logging.Formatter):
             body["exception"] = self.formatException(record.exc_info).splitlines()[-1]
         return _encoded(body)
 
-    def access_line(self, created: float, method: str, route: str, status: int, ms: float) -> str:
-        """`format` of the access log's record (`log_access`), from its fields: the same text."""
+    def access_line(self, created: float, method: str, route: str, status: int, ms: float,
+                    exemplar: Mapping[str, str] | EllipsisType | None = ...) -> str:
+        """`format` of the access log's record (`log_access`), from its fields: the same text. `exemplar`: what
+        `current_exemplar()` gives here, when the caller has it already (the middleware asks once per request)."""
         msecs = (created - int(created)) * 1000  # as LogRecord.__init__ computes it
         second = int(created)
         if self._second[0] != second:
             self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         body: dict[str, Any] = {"ts": f"{self._second[1]}.{int(msecs):03d}Z", "level": "info", "logger": _ACCESS,
                                 "msg": "%s %s %d" % (method, route, status)}  # noqa: UP031 - as LogRecord.getMessage
-        exemplar = current_exemplar()
+        if exemplar is ...:
+            exemplar = current_exemplar()
         if exemplar:
             body.update(exemplar)
         body["method"], body["route"], body["status"], body["ms"] = method, route, status, ms
@@ -202,14 +231,15 @@ access_log = logging.getLogger(_ACCESS)
 _ours: logging.StreamHandler[Any] | None = None  # the handler configure_logging installed on the root logger
 
 
-def log_access(method: str, route: str, status: int, seconds: float) -> None:
+def log_access(method: str, route: str, status: int, seconds: float, exemplar: Mapping[str, str] | EllipsisType | None = ...) -> None:
     """One access-log line: `access_log.info("%s %s %d", …, extra={method, route, status, ms})`.
 
     When the logging set-up is exactly the one `configure_logging` made (`correlator serve`: our JSON handler
     alone on the root, nothing on the way, no filter), the line is formatted and written here, under the
     handler's lock, without a LogRecord and the walk through the loggers: the same text to the same stream,
     at a third of the cost (bench P3, docs/performance-p3.md "Session 8"). Any other set-up (tests' caplog, an
-    embedding app's handlers or filters) takes the logging module's own path."""
+    embedding app's handlers or filters) takes the logging module's own path. `exemplar`: `current_exemplar()` as the
+    caller found it in this same context (the middleware's, shared with the metrics), else it is asked here."""
     ms = round(seconds * 1000, 3)
     handler = _ours
     root = logging.root
@@ -221,7 +251,7 @@ def log_access(method: str, route: str, status: int, seconds: float) -> None:
         return
     formatter = handler.formatter
     assert isinstance(formatter, _JsonFormatter)
-    line = formatter.access_line(time.time(), method, route, status, ms)
+    line = formatter.access_line(time.time(), method, route, status, ms, exemplar)
     with handler.lock:  # type: ignore[union-attr]  # as Handler.handle
         try:
             handler.stream.write(line + handler.terminator)

@@ -80,3 +80,42 @@ def test_spans_cost_nothing_and_change_nothing_while_off() -> None:
                                                       trace.TraceFlags(trace.TraceFlags.SAMPLED)))
     with trace.use_span(caller), telemetry.tracer.start_as_current_span("source loki") as span:
         assert span is caller and telemetry.current_exemplar() == {"trace_id": CALLER_TRACE, "span_id": "b7ad6b7169203331"}
+
+
+def _api_says_off() -> bool:
+    """The OpenTelemetry API's own answer, which `tracing_off` gives without its environment look-up (bench P3)."""
+    return isinstance(trace.get_tracer_provider(), telemetry._NO_OP_PROVIDERS)
+
+
+def test_tracing_off_answers_what_the_api_answers_in_every_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.util._once import Once
+
+    def fresh() -> None:  # a process that never set a provider (set-once: reset it by hand)
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+        monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+
+    fresh()
+    monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+    assert telemetry.tracing_off() is True and _api_says_off() is True
+
+    # A provider named by the environment: the API loads it on first use; tracing_off must not answer before.
+    monkeypatch.setenv("OTEL_PYTHON_TRACER_PROVIDER", "sdk_tracer_provider")
+    assert telemetry.tracing_off() is False
+    assert trace._TRACER_PROVIDER is not None  # loaded by the API's path, as a span would have loaded it
+    assert _api_says_off() is False
+
+    for provider, off in ((TracerProvider(), False), (trace.NoOpTracerProvider(), True)):
+        fresh()
+        monkeypatch.delenv("OTEL_PYTHON_TRACER_PROVIDER", raising=False)
+        trace.set_tracer_provider(provider)
+        assert telemetry.tracing_off() is off and _api_says_off() is off
+
+    # An os.environ that is not CPython's mapping (a test's plain dict): the API's own check decides (and loads).
+    fresh()
+    monkeypatch.setattr("os.environ", {"OTEL_PYTHON_TRACER_PROVIDER": "default_tracer_provider"})
+    answer = telemetry.tracing_off()
+    assert trace._TRACER_PROVIDER is not None and answer is _api_says_off()
+    fresh()
+    monkeypatch.setattr("os.environ", {})
+    assert telemetry.tracing_off() is True and _api_says_off() is True
