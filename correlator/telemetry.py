@@ -66,6 +66,8 @@ class _Tracer:
                               kind: trace.SpanKind = trace.SpanKind.INTERNAL) -> AbstractContextManager[trace.Span]:
         if context is None and tracing_off():
             current = trace.get_current_span()
+            if current is trace.INVALID_SPAN:  # nothing current (the usual case): the one shared context
+                return _NO_SPAN
             if isinstance(current, trace.NonRecordingSpan):
                 return nullcontext(current)
         return self._api.start_as_current_span(name, context=context, kind=kind)

@@ -15,10 +15,10 @@ import asyncio
 import functools
 import hashlib
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -472,6 +472,33 @@ def carries_trace(line: LogLine, trace_id: TraceId, settings: LokiSettings, spel
     return line_carries(line.line, trace_id.spellings if spellings is None else spellings)
 
 
+T = TypeVar("T")
+
+
+async def _each(calls: Iterable[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    """`asyncio.gather(*calls, return_exceptions=True)` with the first call in this task, the others in tasks (bench
+    P3: a task and the gather's future fewer per lookup pair). Every call runs to its end; a cancellation of this
+    task cancels the others and is raised, as the gather's is."""
+    first, *rest = calls if isinstance(calls, list) else list(calls)
+    tasks = [asyncio.ensure_future(call) for call in rest]
+    results: list[T | BaseException] = []
+    try:
+        try:
+            results.append(await first)
+        except Exception as exc:
+            results.append(exc)
+        for task in tasks:
+            try:
+                results.append(await task)
+            except Exception as exc:
+                results.append(exc)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return results
+
+
 class LokiSource:
     def __init__(self, settings: LokiSettings, client: httpx.AsyncClient) -> None:
         self.settings = settings
@@ -602,8 +629,7 @@ class LokiSource:
                        memo: Any = None) -> tuple[list[tuple[list[LogLine], bool]], list[tuple[str, SourceError]]]:
         """Run the lookups at once: (each answer that came, (name, error) of each that failed).
         All failing raises the first failure; anything but a SourceError is a bug or a cancellation and is raised."""
-        results = await asyncio.gather(*(self._query(q, window, tenant, limit, memo=memo) for q in queries),
-                                       return_exceptions=True)
+        results = await _each(self._query(q, window, tenant, limit, memo=memo) for q in queries)
         answers: list[tuple[list[LogLine], bool]] = []
         failures: list[tuple[str, SourceError]] = []
         for name, result in zip(names, results, strict=False):
