@@ -127,6 +127,8 @@ def join(
 
 def ids_by_span(items: Sequence[LogLine | Exemplar], places: Sequence[Placement]) -> Mapping[str, list[str]]:
     """span_id → ids of the items placed on it, in item order."""
+    if not items:
+        return {}  # most answers infer no line: no defaultdict to make
     by_span: dict[str, list[str]] = defaultdict(list)
     for item, placement in zip(items, places, strict=True):
         if placement.span_id is not None:

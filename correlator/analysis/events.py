@@ -14,6 +14,7 @@ from operator import attrgetter, itemgetter, le
 from typing import Any
 
 from correlator.model import LogLine, Span, SpanEvent
+from correlator.sources import _native
 
 __all__ = ["RETRY", "event_text", "mentions_retry", "offset_ms", "quotes", "wait_of"]
 
@@ -93,7 +94,18 @@ def mentions_retry(span: Span, logs: Sequence[LogLine] = (), start_ns: int | Non
 
 
 def quotes(spans: Sequence[Span], logs: Mapping[str, Sequence[LogLine]], origin_ns: int) -> list[dict[str, Any]]:
-    """The events and log lines of a finding's spans, by time: what the application said about them."""
+    """The events and log lines of a finding's spans, by time: what the application said about them. Natively when
+    the extension has it (native/src/quotes.rs: the same dicts, tests/test_quotes_native.py), else `_quotes_python`."""
+    native = getattr(_native.MODULE, "quotes", None)
+    if native is not None:
+        said: list[dict[str, Any]] | None = native(spans, logs, origin_ns, event_text, SpanEvent, _MAX_QUOTES, _MAX_TEXT)
+        if said is not None:
+            return said
+    return _quotes_python(spans, logs, origin_ns)
+
+
+def _quotes_python(spans: Sequence[Span], logs: Mapping[str, Sequence[LogLine]], origin_ns: int) -> list[dict[str, Any]]:
+    """`quotes` in Python: the reference, and the way for anything the native one hands back."""
     found: list[tuple[int, Span, SpanEvent | LogLine]] = []  # (time, span, item): a quote is made only of the first ones
     append, lines_of = found.append, logs.get
     seen = 0  # items of the spans read so far, quoted or not
