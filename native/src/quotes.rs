@@ -14,7 +14,7 @@
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
-use pyo3::wrap_pyfunction;
+use pyo3::{intern, wrap_pyfunction};
 
 const EXACT_NS: i128 = 1 << 50;
 
@@ -88,18 +88,18 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
         Some(origin) => origin as i128,
         None => return Ok(None),
     };
-    let intern = |name: &str| PyString::intern(py, name);
-    let (k_events, k_span_id, k_time, k_stamp, k_level, k_line) =
-        (intern("events"), intern("span_id"), intern("time_ns"), intern("timestamp_ns"), intern("level"), intern("line"));
+    // Interned once for the process (`intern!`): interning a name per call was most of a small finding's cost.
+    let (k_events, k_span_id, k_time, k_stamp, k_level, k_line) = (intern!(py, "events"), intern!(py, "span_id"),
+        intern!(py, "time_ns"), intern!(py, "timestamp_ns"), intern!(py, "level"), intern!(py, "line"));
     let mut span_ids: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut found: Vec<Item<'py>> = Vec::new();
     let mut seen = 0usize;
     for span in spans.iter() {
-        let Some(events) = attr(&span, &k_events).as_ref().and_then(items) else { return Ok(None) };
-        let Some(span_id) = attr(&span, &k_span_id) else { return Ok(None) };
+        let Some(events) = attr(&span, k_events).as_ref().and_then(items) else { return Ok(None) };
+        let Some(span_id) = attr(&span, k_span_id) else { return Ok(None) };
         let at_span = span_ids.len();
         for event in events.iter() {
-            let Some(at) = attr(event, &k_time).as_ref().and_then(exact_i64) else { return Ok(None) };
+            let Some(at) = attr(event, k_time).as_ref().and_then(exact_i64) else { return Ok(None) };
             found.push(Item { at, span: at_span, item: event.clone() });
         }
         // `logs.get(span_id, ())`: an unhashable ID raises there.
@@ -114,7 +114,7 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
         if !lines.is_empty() {
             let mut stamps = Vec::with_capacity(lines.len());
             for line in lines.iter() {
-                let Some(at) = attr(line, &k_stamp).as_ref().and_then(exact_i64) else { return Ok(None) };
+                let Some(at) = attr(line, k_stamp).as_ref().and_then(exact_i64) else { return Ok(None) };
                 stamps.push(at);
             }
             for i in earliest(&stamps, max_quotes) {
@@ -129,8 +129,8 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
     }
     found.sort_by_key(|item| item.at); // stable: items of one instant stay in the spans' order
     found.truncate(max_quotes);
-    let (k_source, k_offset, k_text) = (intern("source"), intern("offset_ms"), intern("text"));
-    let (event_source, log_source) = (intern("event"), intern("log"));
+    let (k_source, k_offset, k_text) = (intern!(py, "source"), intern!(py, "offset_ms"), intern!(py, "text"));
+    let (event_source, log_source) = (intern!(py, "event"), intern!(py, "log"));
     let out = PyList::empty(py);
     for Item { at, span, item } in found {
         let offset = at as i128 - origin;
@@ -139,13 +139,13 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
         }
         let offset_ms = ((offset + 500) / 1000) as f64 / 1000.0;
         let entry = PyDict::new(py);
-        entry.set_item(&k_span_id, &span_ids[span])?;
+        entry.set_item(k_span_id, &span_ids[span])?;
         if item.is_instance(event_class)? {
-            entry.set_item(&k_source, &event_source)?;
-            entry.set_item(&k_offset, offset_ms)?;
-            entry.set_item(&k_text, event_text.call1((&item,))?)?;
+            entry.set_item(k_source, event_source)?;
+            entry.set_item(k_offset, offset_ms)?;
+            entry.set_item(k_text, event_text.call1((&item,))?)?;
         } else {
-            let (Some(level), Some(line)) = (attr(&item, &k_level), attr(&item, &k_line)) else { return Ok(None) };
+            let (Some(level), Some(line)) = (attr(&item, k_level), attr(&item, k_line)) else { return Ok(None) };
             let text = unsafe {
                 if ffi::PyUnicode_CheckExact(line.as_ptr()) == 0 {
                     return Ok(None);
@@ -156,10 +156,10 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
                     Bound::from_owned_ptr_or_err(py, ffi::PyUnicode_Substring(line.as_ptr(), 0, max_text as ffi::Py_ssize_t))?
                 }
             };
-            entry.set_item(&k_source, &log_source)?;
-            entry.set_item(&k_level, level)?;
-            entry.set_item(&k_offset, offset_ms)?;
-            entry.set_item(&k_text, text)?;
+            entry.set_item(k_source, log_source)?;
+            entry.set_item(k_level, level)?;
+            entry.set_item(k_offset, offset_ms)?;
+            entry.set_item(k_text, text)?;
         }
         out.append(entry)?;
     }
