@@ -27,15 +27,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
+import aiohttp
+from aiohttp import web
 
-import correlator.api as api  # noqa: E402
-import correlator.standing_run as standing_run  # noqa: E402
-from bench import run as bench  # noqa: E402
-from correlator.config import load_settings  # noqa: E402
-from correlator.correlate import Correlator  # noqa: E402
-from correlator.render import correlation_body  # noqa: E402
+import correlator.api as api
+import correlator.standing_run as standing_run
+from bench import run as bench
+from correlator.config import load_settings
+from correlator.correlate import Correlator
+from correlator.render import correlation_body
 
 
 async def _capture(base: str, count: int) -> tuple[Any, Any, Any]:
@@ -53,8 +53,8 @@ async def _capture(base: str, count: int) -> tuple[Any, Any, Any]:
         seen["standings"] = standings
         add_standings(body, correlation, standings)
 
-    Correlator._assemble = spy_assemble  # type: ignore[method-assign]
-    api.add_standings = spy_standings
+    setattr(Correlator, "_assemble", spy_assemble)  # noqa: B010  # the spies, for the capture only
+    setattr(api, "add_standings", spy_standings)  # noqa: B010
     runner = web.AppRunner(api.create_app(settings))
     await runner.setup()
     port = bench.free_port()
@@ -67,8 +67,8 @@ async def _capture(base: str, count: int) -> tuple[Any, Any, Any]:
                     await response.read()
     finally:
         await runner.cleanup()
-        Correlator._assemble = assemble  # type: ignore[method-assign]
-        api.add_standings = add_standings
+        setattr(Correlator, "_assemble", assemble)  # noqa: B010
+        setattr(api, "add_standings", add_standings)  # noqa: B010
     return seen["correlator"], seen["args"], seen["standings"]
 
 

@@ -28,8 +28,8 @@ from correlator.model import (
     LogLine,
     Match,
     Placement,
-    SourceReport,
     Severity,
+    SourceReport,
     SourceStatus,
     SpanEvent,
 )
