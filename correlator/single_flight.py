@@ -1,7 +1,8 @@
 """Answers shared between concurrent callers for a few seconds: one query per key in flight, its answer
 kept `ttl_seconds` for whoever asks the same meanwhile (single flight + a short TTL).
 
-A failed query is never kept: its waiters get its error, the next caller asks again. A waiter that
+A failed (or cancelled) query is never kept: its waiters get its error, the next caller asks again — also one
+that comes in the loop turn between the failure and the callback that forgets it. A waiter that
 gives up (its own deadline, a client gone) leaves the query running for the others (it is shielded).
 Used where the same backend question comes from many correlations within a second (standing_run.py).
 """
@@ -44,9 +45,13 @@ class SingleFlight(Generic[T]):
         now = self.clock()
         kept = self._entries.get(key)
         if kept is not None and kept[0] > now:
-            if kept[1].done():  # the usual case under load: answered (failures are not kept), no waiting
-                return kept[1].result()
-            return await asyncio.shield(kept[1])
+            shared = kept[1]
+            if not shared.done():
+                return await asyncio.shield(shared)
+            if not shared.cancelled() and shared.exception() is None:  # the usual case under load: answered, no waiting
+                return shared.result()
+            # Failed or cancelled, its forget callback not run yet (a loop turn later): this caller never shared that
+            # attempt, so it is not its failure (nor a CancelledError raised into a task nobody cancelled): ask again.
         answer: asyncio.Future[T] = asyncio.ensure_future(fetch())
         self._entries[key] = (now + self.ttl, answer)
         if len(self._entries) > self.max_entries:
