@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource
 
-from correlator import __version__
+from correlator import __version__, scratch
 from correlator.bulkhead import Overloaded
 from correlator.config import Settings
 from correlator.correlate import Correlator, Outcome
@@ -343,6 +343,7 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
             jaeger = JaegerSource(settings.jaeger, clients["jaeger"])
             loki = LokiSource(settings.loki, clients["loki"])
             prometheus = PrometheusSource(settings.prometheus, clients["prometheus"])
+            await asyncio.to_thread(scratch.sweep)  # big answers' files a killed correlator left (scratch.py)
             offload = None
             if settings.server.offload_bytes:
                 offload = Offloader(settings.server.offload_bytes)

@@ -26,17 +26,17 @@ import copyreg
 import logging
 import multiprocessing
 import os
-import tempfile
+import threading
 import types
 import weakref
 from collections import OrderedDict
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from correlator import scratch
 from correlator.ids import TraceId
 from correlator.model import (
     Correlation,
@@ -152,9 +152,8 @@ class WorkerFailed(Exception):
 
 # ------------------------------------------------------------------------------ in the worker process
 
-# Rendered answers wait here for the service to send them: tmpfs when there is one (memory, but
-# not the service process's), else the temp directory.
-_ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
+# Rendered answers wait here for the service to send them, named by the service (scratch.py: a killed one's are swept).
+_ANSWERS = scratch.DIRECTORY
 _kept: OrderedDict[int, tuple[Trace | None, str | None]] = OrderedDict()  # token → (trace, what the cap dropped)
 _KEEP = KEEP_OUTLINES = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
 # Assembled models MCP asked to keep (~200 MB at 100k spans each): its texts are made here, from them.
@@ -305,10 +304,25 @@ def _discard_unawaited(job: concurrent.futures.Future[Any]) -> None:
 
 
 def _write(data: bytes | bytearray) -> str:
-    fd, path = tempfile.mkstemp(prefix="correlator-answer-", dir=_ANSWERS)
+    fd, path = scratch.mkstemp("answer", _ANSWERS)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
     return path
+
+
+def _start_worker(owner: str | None) -> None:
+    os.nice(10)  # when the cores are busy the kernel runs the event loop first, the big trace after
+    scratch.adopt(owner)  # its files are the service's: swept if the service is killed
+    # A service killed outright (SIGKILL, the OOM killer) does not stop its pool: the worker went on forever, an
+    # orphan holding the models it kept (hundreds of MB) and the resource tracker. It ends with its service.
+    service = multiprocessing.parent_process()
+    if service is not None:
+        threading.Thread(target=_end_with, args=(service,), name="correlator-end-with-service", daemon=True).start()
+
+
+def _end_with(service: Any) -> None:
+    service.join()  # returns once the service has ended, however it ended (its end of a pipe is closed by the kernel)
+    os._exit(1)
 
 
 def _warm() -> int:
@@ -334,9 +348,9 @@ class Offloader:
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             # spawn: never fork a process that runs an event loop and client threads.
-            # Niced: when the cores are busy the kernel runs the event loop first, the big trace after.
             self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                                initializer=os.nice, initargs=(10,))
+                                                                initializer=_start_worker,
+                                                                initargs=(scratch.claim(_ANSWERS),))
         return self._pool
 
     async def _run(self, fn: Any, *args: Any) -> Any:
