@@ -172,7 +172,7 @@ class Correlator:
             for name, weight in (_ALL_AT_ONCE if hint is not None else _TRACE_FIRST).items():
                 if self.bulkheads[name].refuses(weight):
                     raise self.bulkheads[name].refuse()
-            shared = asyncio.ensure_future(self._correlate(trace_id, hint, tenant))
+            shared = asyncio.ensure_future(self._correlate_and_keep(key, trace_id, hint, tenant))
             self._inflight[key] = shared
             shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
         try:
@@ -183,10 +183,21 @@ class Correlator:
             # the young collections walking them stalled every request on the worker (bench flood).
             del shared
             raise
+        return outcome
+
+    async def _correlate_and_keep(self, key: tuple[str | None, str], trace_id: TraceId, hint: Window | None,
+                                  tenant: str | None) -> Outcome:
+        outcome = await self._correlate(trace_id, hint, tenant)
+        # Cached here, before the task ends (not by its waiters, a turn after the in-flight entry is forgotten): a
+        # request coming in between found neither and correlated the trace again (tests/test_loop_turn_races.py).
+        self._keep(key, outcome)
+        return outcome
+
+    def _keep(self, key: tuple[str | None, str], outcome: Outcome) -> None:
+        """Cache `outcome` under `key` when it may be (every source answered, the trace settled)."""
         cache = self._big_cache if _big(outcome) else self._cache
         if cache.enabled and self._cacheable(outcome):  # a cache of size 0 keeps nothing: no need to ask
             cache.put(key, outcome)
-        return outcome
 
     async def aclose(self) -> None:
         """End what outlives a request: correlations whose callers left (shielded) and the shared lookups. The

@@ -1,0 +1,49 @@
+"""Loop-turn windows around shared work: a caller arriving in the turn after a shared correlation ended, before its
+first waiter has resumed, must find its answer (correlator/correlate.py's in-flight table and cache)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from correlator.correlate import Outcome
+from tests.test_correlate import TID, FakeJaeger, make
+from tests.test_join import seed_trace
+
+
+def arrive_now(call: Coroutine[Any, Any, Outcome]) -> Outcome | None:
+    """Run a caller's first step right here, as a request handler whose step comes in this loop turn: its answer
+    when it needs no waiting (a cache hit), else None (it went on to ask the backends; its task keeps running)."""
+    try:
+        call.send(None)
+    except StopIteration as answered:
+        return answered.value  # type: ignore[no-any-return]
+    call.close()  # what it started runs on as its own (shared) task
+    return None
+
+
+async def test_a_caller_in_the_turn_after_a_shared_correlation_ends_is_answered_from_the_cache() -> None:
+    """The in-flight entry is forgotten by a callback one loop turn after the correlation ends; its waiters put the
+    answer in the cache a turn later still. A request in between found neither and correlated the trace again
+    (three or four backend queries) — the window a dashboard's burst of identical requests falls into."""
+    jaeger = FakeJaeger(seed_trace(), delay=0.01)
+    c = make(jaeger=jaeger)
+    first = asyncio.ensure_future(c.correlate(TID))
+    while not c._inflight:
+        await asyncio.sleep(0)
+    shared = next(iter(c._inflight.values()))
+    late: list[Outcome | None] = []
+
+    def arrive(_done: object) -> None:
+        # Registered after the callback that forgets the entry: runs right after it, before the first caller resumes.
+        assert shared not in c._inflight.values() and not first.done(), "not in the window"
+        late.append(arrive_now(c.correlate(TID)))
+
+    shared.add_done_callback(arrive)
+    answer = await first
+    assert late, "the window was not reached"
+    for _ in range(20):  # anything the late caller started has run by now
+        await asyncio.sleep(0.01)
+    assert late[0] is not None and late[0].cached and late[0].correlation == answer.correlation
+    assert len(jaeger.calls) == 1
