@@ -23,6 +23,8 @@ class SingleFlight(Generic[T]):
     def __init__(self, ttl_seconds: float, max_entries: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl, self.max_entries, self.clock = ttl_seconds, max_entries, clock
         self._entries: dict[Hashable, tuple[float, asyncio.Future[T]]] = {}
+        # Every query running, in the table or not (the bounded table may drop one still in flight): `aclose` ends them all.
+        self._running: set[asyncio.Future[T]] = set()
 
     def now(self, key: Hashable) -> tuple[bool, T | None]:
         """(True, the answer) when `get(key, …)` would give a kept answer without waiting, else (False, None):
@@ -54,6 +56,8 @@ class SingleFlight(Generic[T]):
             # attempt, so it is not its failure (nor a CancelledError raised into a task nobody cancelled): ask again.
         answer: asyncio.Future[T] = asyncio.ensure_future(fetch())
         self._entries[key] = (now + self.ttl, answer)
+        self._running.add(answer)
+        answer.add_done_callback(self._running.discard)
         if len(self._entries) > self.max_entries:
             self._prune(now)
 
@@ -66,8 +70,8 @@ class SingleFlight(Generic[T]):
 
     async def aclose(self) -> None:
         """Cancel the queries still in flight and wait until they have ended: none outlives its owner."""
-        running = [answer for _expires, answer in self._entries.values() if not answer.done()]
-        self._entries = {}
+        running = [answer for answer in self._running if not answer.done()]
+        self._entries, self._running = {}, set()
         for answer in running:
             answer.cancel()
         await asyncio.gather(*running, return_exceptions=True)

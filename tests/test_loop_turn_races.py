@@ -1,5 +1,6 @@
-"""Loop-turn windows around shared work: a caller arriving in the turn after a shared correlation ended, before its
-first waiter has resumed, must find its answer (correlator/correlate.py's in-flight table and cache)."""
+"""Windows around shared work: a caller arriving in the loop turn after a shared correlation ended, before its first
+waiter has resumed, must find its answer (correlator/correlate.py's in-flight table and cache); a shared lookup the
+table has forgotten while it runs must still end with the service (untraced_share.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from collections.abc import Coroutine
 from typing import Any
 
 from correlator.correlate import Outcome
+from correlator.model import Window
+from correlator.untraced_share import LinesAnswer, SharedLookups
 from tests.test_correlate import TID, FakeJaeger, make
 from tests.test_join import seed_trace
+from tests.test_untraced_share import T0, S
 
 
 def arrive_now(call: Coroutine[Any, Any, Outcome]) -> Outcome | None:
@@ -47,3 +51,27 @@ async def test_a_caller_in_the_turn_after_a_shared_correlation_ends_is_answered_
         await asyncio.sleep(0.01)
     assert late[0] is not None and late[0].cached and late[0].correlation == answer.correlation
     assert len(jaeger.calls) == 1
+
+
+async def test_closing_ends_a_shared_untraced_lookup_that_outlived_its_sharing_time() -> None:
+    """A shared lookup is shared for `join.untraced_share_seconds` (2 s) but may run up to Loki's deadline (10 s): past
+    the first, the table forgets it while it runs. `aclose` must still end it — none may outlive the service's
+    clients (it would talk to a closed one) — as it ends those still in the table."""
+    ended: list[str] = []
+
+    async def lines(window: Window, services: frozenset[str] | None, limit: int) -> LinesAnswer:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            ended.append("lines")  # where a real query releases its connection
+        raise AssertionError("unreachable")
+
+    clock = [0.0]
+    shared = SharedLookups(2.0, clock=lambda: clock[0])
+    shared.prefetch_lines(lines, Window(T0, T0 + S), None, None)
+    await asyncio.sleep(0)
+    clock[0] = 2.5  # past its sharing time, still running: the next look at the table forgets it
+    assert shared.lines_now(["api"], Window(T0, T0 + S), 10, None) is None
+    await shared.aclose()
+    assert ended == ["lines"]
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

@@ -181,3 +181,18 @@ async def test_a_caller_in_the_turn_after_a_cancelled_query_is_not_cancelled_its
     CancelledError into a task nobody cancelled: that task would end as cancelled, its request silently dropped."""
     caller, asked = await _late_caller_in_the_failure_turn(asyncio.CancelledError())
     assert not caller.cancelled() and caller.result() == "answer 2" and asked == 2
+
+
+async def test_closing_ends_queries_in_flight_even_those_the_bounded_table_let_go() -> None:
+    """More keys in flight than the table holds: the oldest entries are dropped from the table, but their queries run
+    on (their callers wait on them) and `aclose` must still end them: none outlives its owner (and its client)."""
+    backend = Backend()  # never released: every query stays in flight
+    shared: SingleFlight[str] = SingleFlight(60.0, max_entries=2)
+    callers = [asyncio.ensure_future(shared.get(key, backend.query)) for key in range(5)]
+    while backend.asked < 5:
+        await asyncio.sleep(0)
+    assert len(shared._entries) <= 2
+    await shared.aclose()
+    await asyncio.wait(callers, timeout=1)
+    assert all(caller.done() for caller in callers)  # each got its query's end (cancelled), none waits for ever
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
