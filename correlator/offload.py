@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copyreg
+import errno
 import logging
 import multiprocessing
 import os
@@ -310,9 +311,11 @@ def _write(data: bytes | bytearray) -> str:
     return path
 
 
-def _start_worker(owner: str | None) -> None:
+def _start_worker(owner: str | None, answers: str | None) -> None:
+    global _ANSWERS
     os.nice(10)  # when the cores are busy the kernel runs the event loop first, the big trace after
     scratch.adopt(owner)  # its files are the service's: swept if the service is killed
+    _ANSWERS = answers  # where the service looks for them
     # A service killed outright (SIGKILL, the OOM killer) does not stop its pool: the worker went on forever, an
     # orphan holding the models it kept (hundreds of MB) and the resource tracker. It ends with its service.
     service = multiprocessing.parent_process()
@@ -337,6 +340,14 @@ def _warm() -> int:
 # ------------------------------------------------------------------------------ on the event loop
 
 
+def _no_room(exc: OSError) -> WorkerFailed:
+    """A partial answer naming Jaeger, not a 500: the big trace could not go through its files (a container's /dev/shm
+    is 64 MB unless given more — `shm_size` — and a cached 100k-span answer is ~74 MB) or to the worker."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = "; give /dev/shm more room (a container's: shm_size)" if exc.errno == errno.ENOSPC else ""
+    return WorkerFailed(f"jaeger: this big trace could not be handed to the worker or back: {exc.strerror or exc}{where}{hint}")
+
+
 class Offloader:
     """The worker process, and the size above which a trace goes to it (`server.offload_bytes`)."""
 
@@ -350,7 +361,7 @@ class Offloader:
             # spawn: never fork a process that runs an event loop and client threads.
             self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                                 initializer=_start_worker,
-                                                                initargs=(scratch.claim(_ANSWERS),))
+                                                                initargs=(scratch.claim(_ANSWERS), _ANSWERS))
         return self._pool
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -366,6 +377,8 @@ class Offloader:
             log.error("the offload worker died (out of memory?); starting a new one")
             self._pool = None
             raise WorkerFailed("jaeger: the worker parsing this big trace died (see the service's log)") from None
+        except OSError as exc:  # its files found no room (a full /dev/shm), or no worker could be started
+            raise _no_room(exc) from None
 
     async def warm(self) -> None:
         """Start the worker and import what it needs, before the first big trace."""
@@ -376,7 +389,10 @@ class Offloader:
         into the worker's pipe it was a 32 MB copy holding the GIL, a stall of every request (bench P8)."""
         if not raw.body:
             return raw
-        path = await asyncio.to_thread(_write, raw.body)
+        try:
+            path = await asyncio.to_thread(_write, raw.body)
+        except OSError as exc:
+            raise _no_room(exc) from None
         return replace(raw, body=b"", path=path)
 
     async def outline(self, raw: RawTrace, settings: Any) -> Outline | None:

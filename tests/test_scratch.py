@@ -237,3 +237,24 @@ async def test_the_worker_names_its_answer_files_as_the_service_so_they_are_swep
     assert ours is not None and Path(scratch.DIRECTORY or "", f"correlator-{ours}.lock").exists()
     for path in (answer.path, answer.html_path):
         assert path is not None and Path(path).name.startswith(f"correlator-answer-{ours}-")
+
+
+async def test_a_big_trace_whose_files_find_no_room_is_a_partial_answer_naming_jaeger_not_a_500(
+        aiohttp_client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker cannot write the answer (a full /dev/shm: a container's is 64 MB unless given more, and a cached
+    100k-span answer is ~74 MB; here a directory that is gone): the answer names Jaeger and why, with Loki's lines."""
+    from correlator import offload
+    from correlator.api import create_app
+    from tests.apiclient import Backends
+    from tests.test_offload import settings
+
+    monkeypatch.setattr(offload, "_ANSWERS", str(tmp_path / "full"))  # the worker writes where the service says
+    backends = Backends()
+    backends.jaeger = lambda _request: httpx.Response(200, content=BODY)
+    client = await aiohttp_client(create_app(settings(1024), backends.transports()))
+    response = await client.get(f"/correlate/{TRACE}")
+    assert response.status == 200
+    body = await response.json()
+    jaeger = body["sources"]["jaeger"]
+    assert jaeger["status"] == "bad_response" and "full" in jaeger["error"] and "No such file" in jaeger["error"]
+    assert body["sources"]["loki"]["status"] == "ok" and body["summary"]["log_count"] > 0
