@@ -145,7 +145,8 @@ async def service(jaeger_url: str) -> AsyncIterator[tuple[subprocess.Popen[bytes
     port, closed = free_port(), free_port()
     env = {**os.environ, "CORRELATOR_JAEGER_URL": jaeger_url, "CORRELATOR_LOKI_URL": f"http://127.0.0.1:{closed}",
            "CORRELATOR_PROMETHEUS_URL": f"http://127.0.0.1:{closed}", "CORRELATOR_LOKI_RETRY_ATTEMPTS": "1",
-           "CORRELATOR_PROMETHEUS_RETRY_ATTEMPTS": "1", "CORRELATOR_JAEGER_RETRY_ATTEMPTS": "1"}
+           "CORRELATOR_PROMETHEUS_RETRY_ATTEMPTS": "1", "CORRELATOR_JAEGER_RETRY_ATTEMPTS": "1",
+           "CORRELATOR_DEADLINE_SECONDS": "120"}  # the stalled bodies stay mid-way for the whole test
     proc = subprocess.Popen([sys.executable, "-m", "correlator", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -155,6 +156,7 @@ async def service(jaeger_url: str) -> AsyncIterator[tuple[subprocess.Popen[bytes
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+            scratch.sweep()  # what this kill left
 
 
 def files_of(pid: int) -> list[str]:
