@@ -21,7 +21,7 @@ from correlator.analysis import analyse
 from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
-from correlator.errors import InvalidTraceId, SourceError
+from correlator.errors import InvalidTraceId, ShuttingDown, SourceError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
 from correlator.join import join
@@ -144,6 +144,7 @@ class Correlator:
         self._big_cache: TTLCache[Outcome] = TTLCache(min(settings.cache.max_entries, settings.cache.max_big_entries),
                                                       settings.cache.ttl_seconds)
         self._inflight: dict[tuple[str | None, str], asyncio.Future[Outcome]] = {}
+        self._closed = False  # `aclose` called
         # One bulkhead per backend (this worker's share): see correlator/bulkhead.py.
         self.bulkheads = {
             name: Bulkhead(name, src.max_in_flight, src.max_queued, settings.server.admission_wait_seconds,
@@ -167,7 +168,10 @@ class Correlator:
             return replace(cached, cached=True)
         # Identical concurrent requests (a dashboard refresh, a retry storm) share one fetch.
         shared = self._inflight.get(key)
-        if shared is None:
+        if shared is None or (shared.done() and (shared.cancelled() or shared.exception() is not None)):
+            # (Ended badly, its entry not forgotten yet — a loop turn later: a failure this caller never shared.)
+            if self._closed:  # no new work for clients about to close, nor a CancelledError nobody asked for
+                raise ShuttingDown("the correlator is shutting down")
             # A flood is refused here, before any task is made for it: refusals are most of the CPU then.
             for name, weight in (_ALL_AT_ONCE if hint is not None else _TRACE_FIRST).items():
                 if self.bulkheads[name].refuses(weight):
@@ -177,6 +181,12 @@ class Correlator:
             shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
         try:
             outcome = await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            if shared.cancelled() and self._closed and not _cancelling():  # `aclose` ended it, not this caller's canceller
+                del shared
+                raise ShuttingDown("the correlator is shutting down") from None
+            del shared
+            raise
         except BaseException:
             # The task holds the exception, whose traceback holds this frame, which holds the task: a cycle
             # only the cyclic collector frees. Under a flood of refusals that is ~60 objects a request, and
@@ -202,6 +212,7 @@ class Correlator:
     async def aclose(self) -> None:
         """End what outlives a request: correlations whose callers left (shielded) and the shared lookups. The
         service calls it before closing its backend clients, so no task of it talks to a closed client or outlives it."""
+        self._closed = True  # from now on a correlation is refused (ShuttingDown), not started
         running = [task for task in self._inflight.values() if not task.done()]
         for task in running:
             task.cancel()
@@ -698,6 +709,12 @@ def reused_clock(scope: ScopeClock | None, tree: SpanTree, reference: str | None
 
 def _union(a: Window | None, b: Window) -> Window:
     return b if a is None else Window(min(a.start_ns, b.start_ns), max(a.end_ns, b.end_ns))
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled itself (by its own canceller, a timeout or a client gone)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _all_done(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Event:

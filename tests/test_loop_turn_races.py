@@ -8,8 +8,13 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
+
 from correlator.correlate import Outcome
-from correlator.model import Window
+from correlator.errors import ShuttingDown
+from correlator.ids import TraceId
+from correlator.model import Trace, Window
+from correlator.sources import SourceResult
 from correlator.untraced_share import LinesAnswer, SharedLookups
 from tests.test_correlate import TID, FakeJaeger, make
 from tests.test_join import seed_trace
@@ -75,3 +80,73 @@ async def test_closing_ends_a_shared_untraced_lookup_that_outlived_its_sharing_t
     await shared.aclose()
     assert ended == ["lines"]
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def _arrive_when_it_ends(shared: asyncio.Future[Outcome], inflight: dict[Any, asyncio.Future[Outcome]],
+                               call: Coroutine[Any, Any, Outcome]) -> Outcome:
+    """A request whose step comes in the loop turn in which `shared` has ended but its in-flight entry is not forgotten
+    yet (the callback that pops it runs a turn later): polling one step a turn lands there, whichever runs first."""
+    while not shared.done():
+        await asyncio.sleep(0)
+    assert shared in inflight.values(), "not in the window: the in-flight entry was forgotten already"
+    return await call
+
+
+async def test_a_caller_in_the_turn_after_closing_cancelled_a_shared_correlation_is_refused_not_cancelled() -> None:
+    """`aclose` cancels the correlations in flight; a request arriving after that one ended, before its entry was
+    forgotten, awaited the cancelled task: a CancelledError raised into a task nobody cancelled (its request dropped
+    without an answer). It gets the refusal a shutting-down service gives (ShuttingDown: a 503 over HTTP)."""
+    jaeger = FakeJaeger(seed_trace(), delay=3600)
+    c = make(jaeger=jaeger)
+    first = asyncio.ensure_future(c.correlate(TID))
+    while not jaeger.calls:  # the shared correlation is asking Jaeger
+        await asyncio.sleep(0)
+    late = asyncio.ensure_future(_arrive_when_it_ends(next(iter(c._inflight.values())), c._inflight, c.correlate(TID)))
+    await c.aclose()
+    await asyncio.wait([first, late])
+    assert not late.cancelled() and isinstance(late.exception(), ShuttingDown)
+    assert not first.cancelled() and isinstance(first.exception(), ShuttingDown)
+    assert len(jaeger.calls) == 1
+
+
+async def test_closing_refuses_the_waiters_of_a_correlation_it_ended_and_every_later_caller() -> None:
+    """A caller waiting on a shared correlation that `aclose` ends was not cancelled itself: it is told the service is
+    shutting down, not cancelled. A caller after `aclose` starts nothing (the backend clients close next)."""
+    jaeger = FakeJaeger(seed_trace(), delay=3600)
+    c = make(jaeger=jaeger)
+    waiters = [asyncio.ensure_future(c.correlate(TID)) for _ in range(2)]
+    while not jaeger.calls:
+        await asyncio.sleep(0)
+    await c.aclose()
+    await asyncio.wait(waiters)
+    assert [type(w.exception()) for w in waiters if not w.cancelled()] == [ShuttingDown, ShuttingDown]
+    with pytest.raises(ShuttingDown):
+        async with asyncio.timeout(1):
+            await c.correlate(TID)
+    assert len(jaeger.calls) == 1 and c._inflight == {}
+
+
+async def test_a_caller_in_the_turn_after_a_shared_correlation_was_cancelled_correlates_afresh() -> None:
+    """A shared correlation can end cancelled with the correlator open (its own code raising CancelledError): a request
+    in the turn before its entry is forgotten never shared it and must not be cancelled by it — it asks again."""
+    go = asyncio.Event()
+
+    class CancelledOnce(FakeJaeger):
+        async def fetch(self, trace_id: TraceId, window: Window | None, tenant: str | None = None) -> SourceResult[Trace | None]:
+            if not self.calls:
+                self.calls.append(window)
+                await go.wait()
+                raise asyncio.CancelledError
+            return await super().fetch(trace_id, window, tenant)
+
+    jaeger = CancelledOnce(seed_trace())
+    c = make(jaeger=jaeger)
+    first = asyncio.ensure_future(c.correlate(TID))
+    while not jaeger.calls:
+        await asyncio.sleep(0)
+    late = asyncio.ensure_future(_arrive_when_it_ends(next(iter(c._inflight.values())), c._inflight, c.correlate(TID)))
+    go.set()
+    await asyncio.wait([first, late])
+    assert first.cancelled()  # the one that shared the attempt gets its end
+    assert not late.cancelled() and late.result().correlation.trace is not None
+    assert len(jaeger.calls) == 2
