@@ -128,6 +128,13 @@ def spans_within(answer: SearchAnswer, search: Window, exclude_hex: str,
     return True, [span for trace, spans in matching.items() if trace != exclude_hex for span in spans]
 
 
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled itself: a waiter cancelled in the same turn as the shared query it
+    waits on must end cancelled (its caller's timeout or a client gone), not go on to ask on its own."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass(slots=True)
 class _Entry(Generic[A]):
     key: tuple[object, ...]  # (tenant, services) / (tenant, service)
@@ -230,7 +237,7 @@ class SharedLookups:
                     try:
                         answer = await asyncio.shield(entry.answer)
                     except asyncio.CancelledError:
-                        if entry.answer.cancelled():
+                        if entry.answer.cancelled() and not _cancelling():  # the shared query's end, not this waiter's
                             continue
                         raise
                     except Exception:  # that shared query failed: ask on our own
@@ -282,7 +289,7 @@ class SharedLookups:
                 try:
                     answer = await asyncio.shield(entry.answer)
                 except asyncio.CancelledError:
-                    if entry.answer.cancelled():
+                    if entry.answer.cancelled() and not _cancelling():  # the shared search's end, not this waiter's
                         continue
                     raise
                 except Exception:  # that shared search failed: ask on our own
