@@ -40,6 +40,7 @@ from correlator.model import (
     Window,
 )
 from correlator.offload import Offloader, Outline, Prerendered, RawTrace, WorkerFailed
+from correlator.single_flight import cancelling_itself
 from correlator.skew import ClockEstimate, estimate_clocks, skew_findings
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
@@ -182,7 +183,7 @@ class Correlator:
         try:
             outcome = await asyncio.shield(shared)
         except asyncio.CancelledError:
-            if shared.cancelled() and self._closed and not _cancelling():  # `aclose` ended it, not this caller's canceller
+            if shared.cancelled() and self._closed and not cancelling_itself():  # `aclose` ended it, not this caller's canceller
                 del shared
                 raise ShuttingDown("the correlator is shutting down") from None
             del shared
@@ -709,12 +710,6 @@ def reused_clock(scope: ScopeClock | None, tree: SpanTree, reference: str | None
 
 def _union(a: Window | None, b: Window) -> Window:
     return b if a is None else Window(min(a.start_ns, b.start_ns), max(a.end_ns, b.end_ns))
-
-
-def _cancelling() -> bool:
-    """Whether the running task is being cancelled itself (by its own canceller, a timeout or a client gone)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _all_done(futures: Sequence[asyncio.Future[Any]]) -> asyncio.Event:

@@ -14,9 +14,16 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["SingleFlight"]
+__all__ = ["SingleFlight", "cancelling_itself"]
 
 T = TypeVar("T")
+
+
+def cancelling_itself() -> bool:
+    """Whether the running task is being cancelled itself (its canceller, a timeout, a client gone). A waiter on a shared
+    answer cancelled in the turn the answer is cancelled too sees one CancelledError: this tells whose it is."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class SingleFlight(Generic[T]):

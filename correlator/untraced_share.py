@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from correlator.model import LogLine, Window
+from correlator.single_flight import cancelling_itself
 from correlator.sources import SourceResult
 
 __all__ = ["SHARED_LINE_LIMIT", "LinesAnswer", "SearchAnswer", "SharedLookups", "aligned", "as_asked", "clusters", "lines_within",
@@ -128,13 +129,6 @@ def spans_within(answer: SearchAnswer, search: Window, exclude_hex: str,
     return True, [span for trace, spans in matching.items() if trace != exclude_hex for span in spans]
 
 
-def _cancelling() -> bool:
-    """Whether the running task is being cancelled itself: a waiter cancelled in the same turn as the shared query it
-    waits on must end cancelled (its caller's timeout or a client gone), not go on to ask on its own."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
 @dataclass(slots=True)
 class _Entry(Generic[A]):
     key: tuple[object, ...]  # (tenant, services) / (tenant, service)
@@ -237,7 +231,7 @@ class SharedLookups:
                     try:
                         answer = await asyncio.shield(entry.answer)
                     except asyncio.CancelledError:
-                        if entry.answer.cancelled() and not _cancelling():  # the shared query's end, not this waiter's
+                        if entry.answer.cancelled() and not cancelling_itself():  # the shared query's end, not this waiter's
                             continue
                         raise
                     except Exception:  # that shared query failed: ask on our own
@@ -289,7 +283,7 @@ class SharedLookups:
                 try:
                     answer = await asyncio.shield(entry.answer)
                 except asyncio.CancelledError:
-                    if entry.answer.cancelled() and not _cancelling():  # the shared search's end, not this waiter's
+                    if entry.answer.cancelled() and not cancelling_itself():  # the shared search's end, not this waiter's
                         continue
                     raise
                 except Exception:  # that shared search failed: ask on our own
