@@ -179,7 +179,8 @@ class Correlator:
                     raise self.bulkheads[name].refuse()
             shared = asyncio.ensure_future(self._correlate_and_keep(key, trace_id, hint, tenant))
             self._inflight[key] = shared
-            shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
+            # Forgets this one only: one ended badly may have been replaced (above) before its callback runs.
+            shared.add_done_callback(lambda f: self._inflight.get(key) is f and self._inflight.pop(key, None))
         try:
             outcome = await asyncio.shield(shared)
         except asyncio.CancelledError:

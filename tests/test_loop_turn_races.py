@@ -128,7 +128,9 @@ async def test_closing_refuses_the_waiters_of_a_correlation_it_ended_and_every_l
 
 async def test_a_caller_in_the_turn_after_a_shared_correlation_was_cancelled_correlates_afresh() -> None:
     """A shared correlation can end cancelled with the correlator open (its own code raising CancelledError): a request
-    in the turn before its entry is forgotten never shared it and must not be cancelled by it — it asks again."""
+    in the turn before its entry is forgotten never shared it and must not be cancelled by it — it asks again. The
+    ended one's forget callback, a turn later, must leave that new correlation's entry alone: a request meanwhile shares
+    it instead of asking the backends a third time."""
     go = asyncio.Event()
 
     class CancelledOnce(FakeJaeger):
@@ -139,14 +141,17 @@ async def test_a_caller_in_the_turn_after_a_shared_correlation_was_cancelled_cor
                 raise asyncio.CancelledError
             return await super().fetch(trace_id, window, tenant)
 
-    jaeger = CancelledOnce(seed_trace())
+    jaeger = CancelledOnce(seed_trace(), delay=0.05)
     c = make(jaeger=jaeger)
     first = asyncio.ensure_future(c.correlate(TID))
     while not jaeger.calls:
         await asyncio.sleep(0)
     late = asyncio.ensure_future(_arrive_when_it_ends(next(iter(c._inflight.values())), c._inflight, c.correlate(TID)))
     go.set()
-    await asyncio.wait([first, late])
+    while len(jaeger.calls) < 2:  # the late caller's own correlation is asking Jaeger
+        await asyncio.sleep(0)
+    another = asyncio.ensure_future(c.correlate(TID))  # the ended one's forget callback has run by now
+    await asyncio.wait([first, late, another])
     assert first.cancelled()  # the one that shared the attempt gets its end
     assert not late.cancelled() and late.result().correlation.trace is not None
-    assert len(jaeger.calls) == 2
+    assert len(jaeger.calls) == 2 and another.result().correlation is late.result().correlation  # shared, not asked again
