@@ -106,6 +106,11 @@ async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenan
 
     def settle(task: asyncio.Future[dict[str, Outcome]]) -> None:
         correlator._batches.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            # Cached as the batch ends, not when this caller resumes: one whose client left never would.
+            for hex_, outcome in task.result().items():
+                if correlator._cacheable(outcome):
+                    (correlator._cache if outcome.prerendered is None else correlator._big_cache).put((tenant, hex_), outcome)
         for hex_, future in mine.items():
             if future.done():
                 continue
@@ -124,10 +129,7 @@ async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenan
         if batch.cancelled() and correlator._closed and not cancelling_itself():  # `aclose` ended it, not this caller's canceller
             raise ShuttingDown("the correlator is shutting down") from None
         raise
-    for hex_, outcome in computed.items():
-        outcomes[hex_] = outcome
-        if correlator._cacheable(outcome):
-            (correlator._cache if outcome.prerendered is None else correlator._big_cache).put((tenant, hex_), outcome)
+    outcomes.update(computed)
 
     if elsewhere:
         remaining = max(0.0, deadline - time.monotonic())
