@@ -8,6 +8,7 @@ decide (negative, ties, beyond 2⁵⁰ ns), bare-attribute events — and on the
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 from unittest import mock
 
@@ -132,3 +133,10 @@ def test_the_p3_trace_quotes_the_same() -> None:
     assert sum(len(f.evidence.get("quotes", ())) for f in native) >= 20
     assert native == python
     assert [orjson.dumps(dict(f.evidence)) for f in native] == [orjson.dumps(dict(f.evidence)) for f in python]
+
+
+def test_ci_runs_these_through_the_native_quotes() -> None:
+    """CI (CORRELATOR_REQUIRE_NATIVE=1) builds the extension from this tree: the comparisons above must not skip there."""
+    if os.environ.get("CORRELATOR_REQUIRE_NATIVE") != "1":
+        pytest.skip("the native path is optional here")
+    assert native_quotes is not None, "the installed extension predates native/src/quotes.rs: pip install ./native"
