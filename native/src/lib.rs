@@ -300,13 +300,33 @@ fn timestamp(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
+/// BLAKE2b-64's parameters, made once (`Params::new` looks the CPU's features up and fills a key block each time).
+fn line_id_params() -> &'static blake2b_simd::Params {
+    static PARAMS: std::sync::OnceLock<blake2b_simd::Params> = std::sync::OnceLock::new();
+    PARAMS.get_or_init(|| {
+        let mut params = blake2b_simd::Params::new();
+        params.hash_length(8);
+        params
+    })
+}
+
 /// `loki._line_id`: "log-" + blake2b(f"{ts}{prefix}{line}", digest_size=8).hexdigest(), on the stack.
+/// The three parts joined on the stack and hashed in one call (no incremental state, its buffer and copies).
 fn line_id_bytes(ts: &[u8], prefix: &[u8], line: &[u8]) -> [u8; 20] {
-    let mut state = blake2b_simd::Params::new().hash_length(8).to_state();
-    state.update(ts);
-    state.update(prefix);
-    state.update(line);
-    let hash = state.finalize();
+    let total = ts.len() + prefix.len() + line.len();
+    let mut small = [0u8; 256];
+    let hash = if total <= small.len() {
+        small[..ts.len()].copy_from_slice(ts);
+        small[ts.len()..ts.len() + prefix.len()].copy_from_slice(prefix);
+        small[ts.len() + prefix.len()..total].copy_from_slice(line);
+        line_id_params().hash(&small[..total])
+    } else {
+        let mut joined = Vec::with_capacity(total);
+        joined.extend_from_slice(ts);
+        joined.extend_from_slice(prefix);
+        joined.extend_from_slice(line);
+        line_id_params().hash(&joined)
+    };
     let digest = hash.as_bytes();
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = *b"log-0000000000000000";
@@ -707,7 +727,12 @@ impl LokiLines {
             None => return Ok(None),
         };
         let line: &str = &entry.line.0;
-        let text = PyString::new(py, line);
+        // An ASCII line (nearly all): the str made and copied directly, without a second UTF-8 decode (serde checked it).
+        let text = if line.is_ascii() {
+            unsafe { ascii_str(py, line.as_bytes())?.into_bound(py).downcast_into_unchecked::<PyString>() }
+        } else {
+            PyString::new(py, line)
+        };
         let (meta, meta_span, meta_level) = match entry.metadata {
             Some(raw) => {
                 let (found, span, level) = self.metadata(py, raw)?;
