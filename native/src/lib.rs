@@ -220,6 +220,13 @@ impl Firsts {
     }
 }
 
+/// `haystack.starts_with(name)` for the short field names, compared inline: `starts_with` calls `memcmp` for every
+/// candidate position (a few per line, most failing at the first or second byte).
+#[inline]
+fn starts_with(haystack: &[u8], name: &[u8]) -> bool {
+    haystack.len() >= name.len() && haystack.iter().zip(name).all(|(a, b)| a == b)
+}
+
 /// `logfields._search`: the first `name=value` pair (names longest first) whose value converts.
 fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &Firsts, kind: Kind) -> Found {
     let mut q = 0;
@@ -236,7 +243,7 @@ fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &Firsts, kind: Kind) -> Foun
         }
         let mut matched = None;
         for name in names {
-            if s[q..].starts_with(name) {
+            if starts_with(&s[q..], name) {
                 match pair_tail(s, q + name.len(), kind) {
                     Err(()) => return Found::Unsure,
                     Ok(Some(span)) => {
