@@ -23,11 +23,11 @@ import orjson
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource
 
-from correlator import __version__
+from correlator import __version__, scratch
 from correlator.bulkhead import Overloaded
 from correlator.config import Settings
 from correlator.correlate import Correlator, Outcome
-from correlator.errors import InvalidInput, SourceError
+from correlator.errors import InvalidInput, ShuttingDown, SourceError
 from correlator.file_answer import FileAnswer
 from correlator.ids import parse_trace_id
 from correlator.logfields import extract_trace_context
@@ -115,6 +115,9 @@ async def _errors_and_metrics(request: web.Request, handler: Callable[[web.Reque
             response = problem(503, "Overloaded", f"too many correlations in flight ({exc}); retry later",
                                source=exc.source)
             response.headers["Retry-After"] = str(exc.retry_after)
+        except ShuttingDown:  # the service is closing: another instance (or this one restarted) answers a retry
+            response = problem(503, "Shutting down", "this correlator is shutting down; retry later")
+            response.headers["Retry-After"] = str(request.app[SETTINGS].server.retry_after_seconds)
         except web.HTTPMethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.allowed_methods))
             response = problem(405, "Method not allowed", f"{request.path[:200]} answers {allowed}, not {exc.method}")
@@ -343,6 +346,7 @@ def create_app(settings: Settings, transports: Transports | None = None) -> web.
             jaeger = JaegerSource(settings.jaeger, clients["jaeger"])
             loki = LokiSource(settings.loki, clients["loki"])
             prometheus = PrometheusSource(settings.prometheus, clients["prometheus"])
+            await asyncio.to_thread(scratch.sweep)  # big answers' files a killed correlator left (scratch.py)
             offload = None
             if settings.server.offload_bytes:
                 offload = Offloader(settings.server.offload_bytes)

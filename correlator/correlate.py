@@ -21,7 +21,7 @@ from correlator.analysis import analyse
 from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
-from correlator.errors import InvalidTraceId, SourceError
+from correlator.errors import InvalidTraceId, ShuttingDown, SourceError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
 from correlator.join import join
@@ -40,6 +40,7 @@ from correlator.model import (
     Window,
 )
 from correlator.offload import Offloader, Outline, Prerendered, RawTrace, WorkerFailed
+from correlator.single_flight import cancelling_itself
 from correlator.skew import ClockEstimate, estimate_clocks, skew_findings
 from correlator.sources import SourceResult
 from correlator.sources._resilience import deadline as retry_deadline
@@ -144,6 +145,7 @@ class Correlator:
         self._big_cache: TTLCache[Outcome] = TTLCache(min(settings.cache.max_entries, settings.cache.max_big_entries),
                                                       settings.cache.ttl_seconds)
         self._inflight: dict[tuple[str | None, str], asyncio.Future[Outcome]] = {}
+        self._closed = False  # `aclose` called
         # One bulkhead per backend (this worker's share): see correlator/bulkhead.py.
         self.bulkheads = {
             name: Bulkhead(name, src.max_in_flight, src.max_queued, settings.server.admission_wait_seconds,
@@ -167,30 +169,52 @@ class Correlator:
             return replace(cached, cached=True)
         # Identical concurrent requests (a dashboard refresh, a retry storm) share one fetch.
         shared = self._inflight.get(key)
-        if shared is None:
+        if shared is None or (shared.done() and (shared.cancelled() or shared.exception() is not None)):
+            # (Ended badly, its entry not forgotten yet — a loop turn later: a failure this caller never shared.)
+            if self._closed:  # no new work for clients about to close, nor a CancelledError nobody asked for
+                raise ShuttingDown("the correlator is shutting down")
             # A flood is refused here, before any task is made for it: refusals are most of the CPU then.
             for name, weight in (_ALL_AT_ONCE if hint is not None else _TRACE_FIRST).items():
                 if self.bulkheads[name].refuses(weight):
                     raise self.bulkheads[name].refuse()
-            shared = asyncio.ensure_future(self._correlate(trace_id, hint, tenant))
+            shared = asyncio.ensure_future(self._correlate_and_keep(key, trace_id, hint, tenant))
             self._inflight[key] = shared
-            shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
+            # Forgets this one only: one ended badly may have been replaced (above) before its callback runs.
+            shared.add_done_callback(lambda f: self._inflight.get(key) is f and self._inflight.pop(key, None))
         try:
             outcome = await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            if shared.cancelled() and self._closed and not cancelling_itself():  # `aclose` ended it, not this caller's canceller
+                del shared
+                raise ShuttingDown("the correlator is shutting down") from None
+            del shared
+            raise
         except BaseException:
             # The task holds the exception, whose traceback holds this frame, which holds the task: a cycle
             # only the cyclic collector frees. Under a flood of refusals that is ~60 objects a request, and
             # the young collections walking them stalled every request on the worker (bench flood).
             del shared
             raise
+        return outcome
+
+    async def _correlate_and_keep(self, key: tuple[str | None, str], trace_id: TraceId, hint: Window | None,
+                                  tenant: str | None) -> Outcome:
+        outcome = await self._correlate(trace_id, hint, tenant)
+        # Cached here, before the task ends (not by its waiters, a turn after the in-flight entry is forgotten): a
+        # request coming in between found neither and correlated the trace again (tests/test_loop_turn_races.py).
+        self._keep(key, outcome)
+        return outcome
+
+    def _keep(self, key: tuple[str | None, str], outcome: Outcome) -> None:
+        """Cache `outcome` under `key` when it may be (every source answered, the trace settled)."""
         cache = self._big_cache if _big(outcome) else self._cache
         if cache.enabled and self._cacheable(outcome):  # a cache of size 0 keeps nothing: no need to ask
             cache.put(key, outcome)
-        return outcome
 
     async def aclose(self) -> None:
         """End what outlives a request: correlations whose callers left (shielded) and the shared lookups. The
         service calls it before closing its backend clients, so no task of it talks to a closed client or outlives it."""
+        self._closed = True  # from now on a correlation is refused (ShuttingDown), not started
         running = [task for task in self._inflight.values() if not task.done()]
         for task in running:
             task.cancel()

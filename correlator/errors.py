@@ -4,6 +4,7 @@
     ├── InvalidInput              → 400 problem+json, before any backend call
     │   └── InvalidTraceId
     ├── ConfigError               → refuse to start; names the key and the bad value
+    ├── ShuttingDown              → 503 problem+json + Retry-After: the service is closing, no new correlation
     └── SourceError(source=…)     → never leaves correlate(): becomes a status in `sources`
         ├── SourceUnavailable     connection refused / reset / DNS
         ├── SourceTimeout         read timeout or the per-source deadline
@@ -18,6 +19,7 @@ __all__ = [
     "CorrelatorError",
     "InvalidInput",
     "InvalidTraceId",
+    "ShuttingDown",
     "SourceError",
     "SourceHTTPError",
     "SourceProtocolError",
@@ -52,6 +54,10 @@ class ConfigError(CorrelatorError):
         super().__init__(f"config {key}={value!r}: {reason}")
         self.key = key
         self.value = value
+
+
+class ShuttingDown(CorrelatorError):
+    """The correlator is closing (its backend clients next): it starts no correlation, and one it ended is refused."""
 
 
 class SourceError(CorrelatorError):

@@ -30,7 +30,7 @@ from pydantic import Field
 from correlator import __version__
 from correlator.config import Settings
 from correlator.correlate import Correlator, Outcome
-from correlator.errors import CorrelatorError, InvalidInput, SourceError, SourceHTTPError, SourceTimeout
+from correlator.errors import CorrelatorError, InvalidInput, ShuttingDown, SourceError, SourceHTTPError, SourceTimeout
 from correlator.ids import normalise_span_id, parse_trace_id
 from correlator.logfields import extract_trace_context
 from correlator.model import Correlation, Exemplar, Window
@@ -284,6 +284,8 @@ def build_server(tools: CorrelatorTools) -> MCPServer[Any]:
             raise _invalid(exc) from None
         except ToolError:
             raise
+        except ShuttingDown:
+            raise ToolError("The correlator is shutting down; ask again in a moment.") from None
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -55,25 +55,46 @@ class LazyASGI:
     async def _start(self) -> ASGIApp:
         app = await self._build()
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        await self._inbox.put({"type": "lifespan.startup"})
+        # Each attempt its own queues: nothing a failed attempt's lifespan sent or left unread reaches this one.
+        inbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
+        self._inbox, self._outbox = inbox, outbox
+        await inbox.put({"type": "lifespan.startup"})
 
         async def lifespan() -> None:
-            await app(scope, self._inbox.get, self._outbox.put)
+            await app(scope, inbox.get, outbox.put)
 
         self._lifespan = asyncio.create_task(lifespan())
-        answer = await self._reply()
-        if answer.get("type") != "lifespan.startup.complete":
-            raise RuntimeError(f"the MCP app did not start: {answer.get('message') or answer.get('type')}")
+        try:
+            answer = await self._reply()
+            if answer.get("type") != "lifespan.startup.complete":
+                raise RuntimeError(f"the MCP app did not start: {answer.get('message') or answer.get('type')}")
+        except BaseException:
+            # Too slow, or failed: its lifespan (maybe still starting) is ended here, so a retry starts alone.
+            await self._end_lifespan()
+            raise
         return app
+
+    async def _end_lifespan(self) -> None:
+        """Cancel the lifespan task and wait until it has ended (its exception retrieved: never "never retrieved")."""
+        task, self._lifespan = self._lifespan, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])  # unlike `await task`, a cancellation of the caller's own still reaches it
+        if not task.cancelled():
+            task.exception()
 
     async def _reply(self) -> MutableMapping[str, Any]:
         assert self._lifespan is not None
         reply = asyncio.ensure_future(self._outbox.get())
-        async with asyncio.timeout(_LIFESPAN_TIMEOUT_S):
-            await asyncio.wait((reply, self._lifespan), return_when=asyncio.FIRST_COMPLETED)
-        if reply.done():
-            return reply.result()
-        reply.cancel()
+        try:
+            async with asyncio.timeout(_LIFESPAN_TIMEOUT_S):
+                await asyncio.wait((reply, self._lifespan), return_when=asyncio.FIRST_COMPLETED)
+            if reply.done():
+                return reply.result()
+        finally:
+            reply.cancel()  # a no-op once answered; else no getter outlives the wait (one would take a later message)
         error = self._lifespan.exception() if not self._lifespan.cancelled() else None
         return {"type": "lifespan.failed", "message": repr(error)}
 
@@ -83,9 +104,7 @@ class LazyASGI:
         await self._inbox.put({"type": "lifespan.shutdown"})
         with contextlib.suppress(TimeoutError):
             await self._reply()
-        self._lifespan.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._lifespan
+        await self._end_lifespan()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,20 +23,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copyreg
+import errno
 import logging
 import multiprocessing
 import os
-import tempfile
+import threading
 import types
 import weakref
 from collections import OrderedDict
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
+from correlator import scratch
 from correlator.ids import TraceId
 from correlator.model import (
     Correlation,
@@ -152,9 +153,8 @@ class WorkerFailed(Exception):
 
 # ------------------------------------------------------------------------------ in the worker process
 
-# Rendered answers wait here for the service to send them: tmpfs when there is one (memory, but
-# not the service process's), else the temp directory.
-_ANSWERS = "/dev/shm" if Path("/dev/shm").is_dir() else None
+# Rendered answers wait here for the service to send them, named by the service (scratch.py: a killed one's are swept).
+_ANSWERS = scratch.DIRECTORY
 _kept: OrderedDict[int, tuple[Trace | None, str | None]] = OrderedDict()  # token → (trace, what the cap dropped)
 _KEEP = KEEP_OUTLINES = 2  # outlines whose assembly has not come yet (a correlation refused in between leaves one)
 # Assembled models MCP asked to keep (~200 MB at 100k spans each): its texts are made here, from them.
@@ -305,10 +305,27 @@ def _discard_unawaited(job: concurrent.futures.Future[Any]) -> None:
 
 
 def _write(data: bytes | bytearray) -> str:
-    fd, path = tempfile.mkstemp(prefix="correlator-answer-", dir=_ANSWERS)
+    fd, path = scratch.mkstemp("answer", _ANSWERS)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
     return path
+
+
+def _start_worker(owner: str | None, answers: str | None) -> None:
+    global _ANSWERS
+    os.nice(10)  # when the cores are busy the kernel runs the event loop first, the big trace after
+    scratch.adopt(owner)  # its files are the service's: swept if the service is killed
+    _ANSWERS = answers  # where the service looks for them
+    # A service killed outright (SIGKILL, the OOM killer) does not stop its pool: the worker went on forever, an
+    # orphan holding the models it kept (hundreds of MB) and the resource tracker. It ends with its service.
+    service = multiprocessing.parent_process()
+    if service is not None:
+        threading.Thread(target=_end_with, args=(service,), name="correlator-end-with-service", daemon=True).start()
+
+
+def _end_with(service: Any) -> None:
+    service.join()  # returns once the service has ended, however it ended (its end of a pipe is closed by the kernel)
+    os._exit(1)
 
 
 def _warm() -> int:
@@ -323,6 +340,14 @@ def _warm() -> int:
 # ------------------------------------------------------------------------------ on the event loop
 
 
+def _no_room(exc: OSError) -> WorkerFailed:
+    """A partial answer naming Jaeger, not a 500: the big trace could not go through its files (a container's /dev/shm
+    is 64 MB unless given more — `shm_size` — and a cached 100k-span answer is ~74 MB) or to the worker."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = "; give /dev/shm more room (a container's: shm_size)" if exc.errno == errno.ENOSPC else ""
+    return WorkerFailed(f"jaeger: this big trace could not be handed to the worker or back: {exc.strerror or exc}{where}{hint}")
+
+
 class Offloader:
     """The worker process, and the size above which a trace goes to it (`server.offload_bytes`)."""
 
@@ -334,9 +359,9 @@ class Offloader:
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             # spawn: never fork a process that runs an event loop and client threads.
-            # Niced: when the cores are busy the kernel runs the event loop first, the big trace after.
             self._pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                                initializer=os.nice, initargs=(10,))
+                                                                initializer=_start_worker,
+                                                                initargs=(scratch.claim(_ANSWERS), _ANSWERS))
         return self._pool
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -352,6 +377,8 @@ class Offloader:
             log.error("the offload worker died (out of memory?); starting a new one")
             self._pool = None
             raise WorkerFailed("jaeger: the worker parsing this big trace died (see the service's log)") from None
+        except OSError as exc:  # its files found no room (a full /dev/shm), or no worker could be started
+            raise _no_room(exc) from None
 
     async def warm(self) -> None:
         """Start the worker and import what it needs, before the first big trace."""
@@ -362,7 +389,10 @@ class Offloader:
         into the worker's pipe it was a 32 MB copy holding the GIL, a stall of every request (bench P8)."""
         if not raw.body:
             return raw
-        path = await asyncio.to_thread(_write, raw.body)
+        try:
+            path = await asyncio.to_thread(_write, raw.body)
+        except OSError as exc:
+            raise _no_room(exc) from None
         return replace(raw, body=b"", path=path)
 
     async def outline(self, raw: RawTrace, settings: Any) -> Outline | None:

@@ -36,7 +36,7 @@ OPENAPI: dict[str, Any] = {
             ],
             "responses": {"200": _CORRELATION, "400": _PROBLEM, "401": _PROBLEM,
                           "404": {**_PROBLEM, "description": "every source answered and none knows the ID"},
-                          "503": {**_PROBLEM, "description": "overloaded: a backend's bulkhead is full; see Retry-After"}},
+                          "503": {**_PROBLEM, "description": "overloaded (a backend's bulkhead is full) or shutting down; see Retry-After"}},
         }},
         "/correlate/from-log": {"post": {
             "summary": "Extract the trace ID from a raw log line (text, logfmt or JSON), then correlate",
@@ -48,7 +48,7 @@ OPENAPI: dict[str, Any] = {
                     "line": {"type": "string"}, "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}}}}},
             "responses": {"200": _CORRELATION, "400": _PROBLEM, "401": _PROBLEM, "404": _PROBLEM,
                           "422": {**_PROBLEM, "description": "the line carries no trace ID"},
-                          "503": {**_PROBLEM, "description": "overloaded: a backend's bulkhead is full; see Retry-After"}},
+                          "503": {**_PROBLEM, "description": "overloaded (a backend's bulkhead is full) or shutting down; see Retry-After"}},
         }},
         "/exemplars": {"get": {
             "summary": "Exemplars of the series a PromQL selector picks, newest and slowest first (metric → traces)",

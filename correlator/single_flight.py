@@ -1,7 +1,8 @@
 """Answers shared between concurrent callers for a few seconds: one query per key in flight, its answer
 kept `ttl_seconds` for whoever asks the same meanwhile (single flight + a short TTL).
 
-A failed query is never kept: its waiters get its error, the next caller asks again. A waiter that
+A failed (or cancelled) query is never kept: its waiters get its error, the next caller asks again — also one
+that comes in the loop turn between the failure and the callback that forgets it. A waiter that
 gives up (its own deadline, a client gone) leaves the query running for the others (it is shielded).
 Used where the same backend question comes from many correlations within a second (standing_run.py).
 """
@@ -13,15 +14,24 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["SingleFlight"]
+__all__ = ["SingleFlight", "cancelling_itself"]
 
 T = TypeVar("T")
+
+
+def cancelling_itself() -> bool:
+    """Whether the running task is being cancelled itself (its canceller, a timeout, a client gone). A waiter on a shared
+    answer cancelled in the turn the answer is cancelled too sees one CancelledError: this tells whose it is."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class SingleFlight(Generic[T]):
     def __init__(self, ttl_seconds: float, max_entries: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl, self.max_entries, self.clock = ttl_seconds, max_entries, clock
         self._entries: dict[Hashable, tuple[float, asyncio.Future[T]]] = {}
+        # Every query running, in the table or not (the bounded table may drop one still in flight): `aclose` ends them all.
+        self._running: set[asyncio.Future[T]] = set()
 
     def now(self, key: Hashable) -> tuple[bool, T | None]:
         """(True, the answer) when `get(key, …)` would give a kept answer without waiting, else (False, None):
@@ -44,11 +54,17 @@ class SingleFlight(Generic[T]):
         now = self.clock()
         kept = self._entries.get(key)
         if kept is not None and kept[0] > now:
-            if kept[1].done():  # the usual case under load: answered (failures are not kept), no waiting
-                return kept[1].result()
-            return await asyncio.shield(kept[1])
+            shared = kept[1]
+            if not shared.done():
+                return await asyncio.shield(shared)
+            if not shared.cancelled() and shared.exception() is None:  # the usual case under load: answered, no waiting
+                return shared.result()
+            # Failed or cancelled, its forget callback not run yet (a loop turn later): this caller never shared that
+            # attempt, so it is not its failure (nor a CancelledError raised into a task nobody cancelled): ask again.
         answer: asyncio.Future[T] = asyncio.ensure_future(fetch())
         self._entries[key] = (now + self.ttl, answer)
+        self._running.add(answer)
+        answer.add_done_callback(self._running.discard)
         if len(self._entries) > self.max_entries:
             self._prune(now)
 
@@ -61,8 +77,8 @@ class SingleFlight(Generic[T]):
 
     async def aclose(self) -> None:
         """Cancel the queries still in flight and wait until they have ended: none outlives its owner."""
-        running = [answer for _expires, answer in self._entries.values() if not answer.done()]
-        self._entries = {}
+        running = [answer for answer in self._running if not answer.done()]
+        self._entries, self._running = {}, set()
         for answer in running:
             answer.cancel()
         await asyncio.gather(*running, return_exceptions=True)

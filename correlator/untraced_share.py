@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from correlator.model import LogLine, Window
+from correlator.single_flight import cancelling_itself
 from correlator.sources import SourceResult
 
 __all__ = ["SHARED_LINE_LIMIT", "LinesAnswer", "SearchAnswer", "SharedLookups", "aligned", "as_asked", "clusters", "lines_within",
@@ -143,6 +144,9 @@ class _Store(Generic[A]):
     def __init__(self, ttl_seconds: float, clock: Callable[[], float]) -> None:
         self.ttl, self.clock = ttl_seconds, clock
         self.entries: list[_Entry[A]] = []
+        # Every query running, in the table or not: one shared for `ttl` may run on to its source's deadline (longer),
+        # forgotten by the table meanwhile; `aclose` ends them all.
+        self.running: set[asyncio.Future[A]] = set()
 
     def candidates(self, key: tuple[object, ...]) -> list[_Entry[A]]:
         now = self.clock()
@@ -152,6 +156,8 @@ class _Store(Generic[A]):
     def start(self, key: tuple[object, ...], window: Window, services: frozenset[str] | None,
               fetch: Awaitable[A]) -> _Entry[A]:
         task: asyncio.Future[A] = asyncio.ensure_future(fetch)
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
         entry = _Entry(key, window, services, self.clock() + self.ttl, task)
         self.entries.append(entry)
         if len(self.entries) > _MAX_ENTRIES:  # memory: a shared answer holds up to 5,000 lines; drop the oldest kept
@@ -167,8 +173,8 @@ class _Store(Generic[A]):
 
     async def aclose(self) -> None:
         """Cancel the queries still in flight and wait until they have ended (their connections closed)."""
-        running = [e.answer for e in self.entries if not e.answer.done()]
-        self.entries = []
+        running = [task for task in self.running if not task.done()]
+        self.entries, self.running = [], set()
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
@@ -225,7 +231,7 @@ class SharedLookups:
                     try:
                         answer = await asyncio.shield(entry.answer)
                     except asyncio.CancelledError:
-                        if entry.answer.cancelled():
+                        if entry.answer.cancelled() and not cancelling_itself():  # the shared query's end, not this waiter's
                             continue
                         raise
                     except Exception:  # that shared query failed: ask on our own
@@ -277,7 +283,7 @@ class SharedLookups:
                 try:
                     answer = await asyncio.shield(entry.answer)
                 except asyncio.CancelledError:
-                    if entry.answer.cancelled():
+                    if entry.answer.cancelled() and not cancelling_itself():  # the shared search's end, not this waiter's
                         continue
                     raise
                 except Exception:  # that shared search failed: ask on our own

@@ -193,6 +193,29 @@ async def test_the_api_answers_503_problem_json_with_retry_after_and_keeps_healt
     assert (await first).status == 200
 
 
+async def test_a_request_whose_correlation_the_shutdown_ends_gets_503_problem_json_not_a_dropped_connection(
+        aiohttp_client: Any) -> None:
+    """The service's cleanup ends the correlations still running (Correlator.aclose) before closing its clients: a
+    request waiting on one was not cancelled itself, and is told the service is shutting down (retry elsewhere, later)."""
+    settings = load_settings(environ={})
+    settings = replace(settings, server=replace(settings.server, retry_after_seconds=3))
+    client = await aiohttp_client(create_app(settings))
+    backends = client.app[BACKENDS]
+    jaeger = FakeJaeger(seed_trace(), delay=3600)
+    backends.correlator.jaeger, backends.correlator.loki = jaeger, FakeLoki(LINES)
+    backends.correlator.prometheus, backends.correlator._wall = FakePrometheus([EXEMPLAR]), lambda: NOW
+    waiting = asyncio.ensure_future(client.get(f"/correlate/{unique_id(1).hex}"))
+    while not jaeger.calls:
+        await asyncio.sleep(0.01)
+    await backends.correlator.aclose()
+    refused = await waiting
+    assert refused.status == 503 and refused.headers["Retry-After"] == "3"
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert (await refused.json(content_type=None))["title"] == "Shutting down"
+    later = await client.get(f"/correlate/{unique_id(2).hex}")  # a request after it: refused too, nothing asked
+    assert later.status == 503 and len(jaeger.calls) == 1
+
+
 async def test_refusals_leave_nothing_for_the_cyclic_collector() -> None:
     """Under a flood most requests are refused: each refusal must be freed by reference counting alone.
     A refusal that left a cycle (task → exception → traceback → frame → task, or through the queue's

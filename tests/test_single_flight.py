@@ -129,5 +129,70 @@ async def test_now_never_raises_a_failure_its_callback_has_not_forgotten_yet() -
     cancelled.cancel()
     shared._entries["failed"], shared._entries["cancelled"] = (1.0, failed), (1.0, cancelled)
     assert shared.now("failed") == (False, None) and shared.now("cancelled") == (False, None)
-    with pytest.raises(RuntimeError):  # `get` still gives the failure to whoever handles errors there
-        await shared.get("failed", lambda: asyncio.sleep(0, "asked again"))
+    # … and `get` asks again: the caller never shared that attempt (test_a_caller_in_the_turn_after_a_failure_…).
+    assert await shared.get("failed", lambda: asyncio.sleep(0, "asked again")) == "asked again"
+    assert await shared.get("cancelled", lambda: asyncio.sleep(0, "asked again")) == "asked again"
+
+
+async def _late_caller_in_the_failure_turn(outcome: BaseException) -> tuple[asyncio.Task[str], int]:
+    """A caller that arrives in the very loop turn in which the shared query ends with `outcome` — after it ended,
+    before its forget callback runs (a loop turn later) — driven deterministically: both wait on one event, the
+    query first, so the event wakes them in that order within one turn. Returns the caller's task and how many
+    queries were made."""
+    shared: SingleFlight[str] = SingleFlight(2.0, clock=lambda: 0.0)
+    go, asked = asyncio.Event(), [0]
+
+    async def query() -> str:
+        asked[0] += 1
+        if asked[0] == 1:
+            await go.wait()
+            raise outcome
+        return f"answer {asked[0]}"
+
+    first = asyncio.ensure_future(shared.get("a", query))
+    while asked[0] == 0:  # the caller's task starts the query's task, which then waits on `go`, first in line
+        await asyncio.sleep(0)
+
+    async def late() -> str:
+        await go.wait()  # woken in the same turn as the query, just after it
+        shared_query = shared._entries["a"][1]
+        assert shared_query.done() and (shared_query.cancelled() or shared_query.exception() is not None), \
+            "not in the window: the shared query had not ended yet"  # the window the test is about
+        return await shared.get("a", query)
+
+    caller = asyncio.ensure_future(late())
+    await asyncio.sleep(0)
+    go.set()
+    await asyncio.wait([first, caller])
+    if isinstance(outcome, asyncio.CancelledError):
+        assert first.cancelled()  # the one that shared the attempt gets its end
+    else:
+        assert isinstance(first.exception(), type(outcome))
+    return caller, asked[0]
+
+
+async def test_a_caller_in_the_turn_after_a_failure_asks_again_instead_of_taking_a_failure_it_never_shared() -> None:
+    caller, asked = await _late_caller_in_the_failure_turn(RuntimeError("prometheus: 503"))
+    assert caller.result() == "answer 2" and asked == 2
+
+
+async def test_a_caller_in_the_turn_after_a_cancelled_query_is_not_cancelled_itself() -> None:
+    """A cancelled shared query (its task cancelled, or its own code raising CancelledError) must not raise
+    CancelledError into a task nobody cancelled: that task would end as cancelled, its request silently dropped."""
+    caller, asked = await _late_caller_in_the_failure_turn(asyncio.CancelledError())
+    assert not caller.cancelled() and caller.result() == "answer 2" and asked == 2
+
+
+async def test_closing_ends_queries_in_flight_even_those_the_bounded_table_let_go() -> None:
+    """More keys in flight than the table holds: the oldest entries are dropped from the table, but their queries run
+    on (their callers wait on them) and `aclose` must still end them: none outlives its owner (and its client)."""
+    backend = Backend()  # never released: every query stays in flight
+    shared: SingleFlight[str] = SingleFlight(60.0, max_entries=2)
+    callers = [asyncio.ensure_future(shared.get(key, backend.query)) for key in range(5)]
+    while backend.asked < 5:
+        await asyncio.sleep(0)
+    assert len(shared._entries) <= 2
+    await shared.aclose()
+    await asyncio.wait(callers, timeout=1)
+    assert all(caller.done() for caller in callers)  # each got its query's end (cancelled), none waits for ever
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

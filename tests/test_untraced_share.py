@@ -13,6 +13,7 @@ import pytest
 
 from correlator.config import load_settings
 from correlator.model import LogLine, Window
+from correlator.sources import SourceResult
 from correlator.untraced_share import LinesAnswer, SearchAnswer, SharedLookups, aligned, clusters, lines_within, spans_within
 from tests.fakes.loki import Entry, make_fake_loki_app, recorded_entries
 
@@ -304,3 +305,49 @@ async def test_an_answer_already_there_is_taken_at_once_and_is_what_waiting_for_
     assert shared.other_traces_now("api", searched, "own", 50, None) == (True, asked) == (True, [(T0, T0 + 10 * MS)])
     assert shared.other_traces_now("api", searched, "own", 1, None) == (True, None)  # depth reached: unknown, as asked
     assert shared.other_traces_now("db", searched, "own", 50, None) == (False, None)
+
+
+@pytest.mark.parametrize("kind", ["lines", "other_traces"])
+@pytest.mark.parametrize("waiter_too", [True, False], ids=["waiter-cancelled-too", "only-the-shared-query"])
+async def test_a_waiter_cancelled_in_the_turn_its_shared_query_is_cancelled_ends_cancelled(kind: str, waiter_too: bool) -> None:
+    """A waiter cancelled (its correlation's deadline, a client gone) in the same loop turn as the shared query it waits
+    on must end cancelled: it took the shared query's end for its own, swallowed its cancellation and went on to ask
+    Loki or Jaeger on its own, for a caller that had gone. A waiter not cancelled itself asks on its own, as before."""
+    asked: list[Window] = []
+
+    async def lines(window: Window, services: frozenset[str] | None, limit: int) -> LinesAnswer:
+        asked.append(window)
+        if len(asked) == 1:
+            await asyncio.sleep(3600)
+        return LinesAnswer(window, services, (), False)
+
+    async def search(service: str, window: Window, depth: int) -> SearchAnswer:
+        asked.append(window)
+        if len(asked) == 1:
+            await asyncio.sleep(3600)
+        return SearchAnswer(window, {}, True)
+
+    shared = SharedLookups(2.0)
+    window = Window(T0, T0 + S)
+    waiter: asyncio.Future[Any]
+    if kind == "lines":
+        shared.prefetch_lines(lines, window, ["api"], None)
+        waiter = asyncio.ensure_future(shared.lines(lines, ["api"], window, 10, None))
+        query: asyncio.Future[Any] = shared._lines.entries[0].answer
+    else:
+        shared.prefetch_search(search, "api", window, 10, None)
+        waiter = asyncio.ensure_future(shared.other_traces(search, "api", window, "ab" * 16, 10, None))
+        query = shared._searches.entries[0].answer
+    while not asked:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the waiter waits on the shared query
+    query.cancel()  # first: its task ends in the next turn just before the waiter's step sees its own cancellation
+    if waiter_too:
+        waiter.cancel()
+    await asyncio.wait([waiter])
+    if waiter_too:
+        assert waiter.cancelled()
+        assert len(asked) == 1  # nothing asked on its own behalf
+    else:
+        assert waiter.result() in ([], SourceResult(())) and len(asked) == 2  # asked on its own: the shared one failed
+    await shared.aclose()

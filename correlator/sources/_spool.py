@@ -21,13 +21,14 @@ import os
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+
+from correlator import scratch
 
 __all__ = ["BATCH", "SPOOL_DIR", "SpoolFailed", "Spooled", "discard", "spool"]
 
 BATCH = 1 << 20  # bytes per thread hop: 32 hops for a 100k-span answer
 HEAD = 1024  # bytes kept in memory from the start: enough to tell a page (HTML) from JSON
-SPOOL_DIR = "/dev/shm" if Path("/dev/shm").is_dir() else None  # as offload._ANSWERS: the worker reads it from there
+SPOOL_DIR = scratch.DIRECTORY  # as offload._ANSWERS: the worker reads it from there
 
 # One thread: writes of one body are in order, and a failed body's clean-up runs after its last write.
 _writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="correlator-spool")
@@ -52,7 +53,7 @@ async def spool(first: bytes | bytearray, read: Callable[[], Awaitable[bytes]], 
     passes `max_bytes`."""
     loop = asyncio.get_running_loop()
     try:
-        sink = _Sink(*tempfile.mkstemp(prefix="correlator-trace-", dir=SPOOL_DIR))
+        sink = _Sink(*scratch.mkstemp("trace", SPOOL_DIR))
     except OSError as exc:
         raise SpoolFailed(exc.errno, f"making a file for a big answer in {SPOOL_DIR or tempfile.gettempdir()}: "
                                      f"{exc.strerror}") from None
