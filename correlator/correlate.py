@@ -146,6 +146,7 @@ class Correlator:
                                                       settings.cache.ttl_seconds)
         self._inflight: dict[tuple[str | None, str], asyncio.Future[Outcome]] = {}
         self._closed = False  # `aclose` called
+        self._batches: set[asyncio.Future[Any]] = set()  # many.py's investigations running: `aclose` ends them too
         # One bulkhead per backend (this worker's share): see correlator/bulkhead.py.
         self.bulkheads = {
             name: Bulkhead(name, src.max_in_flight, src.max_queued, settings.server.admission_wait_seconds,
@@ -212,10 +213,11 @@ class Correlator:
             cache.put(key, outcome)
 
     async def aclose(self) -> None:
-        """End what outlives a request: correlations whose callers left (shielded) and the shared lookups. The
+        """End what outlives a request: correlations and investigations whose callers left (shielded) and the shared lookups. The
         service calls it before closing its backend clients, so no task of it talks to a closed client or outlives it."""
         self._closed = True  # from now on a correlation is refused (ShuttingDown), not started
         running = [task for task in self._inflight.values() if not task.done()]
+        running += self._batches  # their entries above are plain futures: cancelling those leaves the work running
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)

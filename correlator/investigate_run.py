@@ -30,7 +30,7 @@ from correlator.investigate import (
     split_slow,
     suspects,
 )
-from correlator.many import Wanted, correlate_many
+from correlator.many import Wanted, correlate_many, refuse_when_closed
 from correlator.model import Correlation, SourceStatus, Window
 from correlator.sources.prometheus import PrometheusSource
 from correlator.spantree import SpanTree
@@ -90,7 +90,9 @@ class Investigation:
 
 async def investigate(settings: Settings, correlator: Correlator, prometheus: PrometheusSource, request: Request,
                       tenant: str | None = None) -> Investigation:
-    """Raises SourceError/SourceTimeout when the exemplar query itself fails (nothing to investigate)."""
+    """Raises SourceError/SourceTimeout when the exemplar query itself fails (nothing to investigate); ShuttingDown
+    once the correlator is closing (asked for after `Correlator.aclose`, or its traces' correlation ended by it)."""
+    refuse_when_closed(correlator)  # before the exemplar query: the backend clients close next
     started = time.monotonic()
     deadline = started + settings.investigate.deadline_seconds
     budget = min(settings.source_deadline(settings.prometheus), settings.investigate.deadline_seconds)

@@ -14,19 +14,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 from correlator.bulkhead import Overloaded, admitted
 from correlator.correlate import Correlator, Outcome, _Untraced
-from correlator.errors import SourceUnavailable
+from correlator.errors import ShuttingDown, SourceUnavailable
 from correlator.ids import TraceId
 from correlator.model import Exemplar, LogLine, SourceReport, SourceStatus, Trace, Window
 from correlator.offload import KEEP_OUTLINES, Outline, RawTrace
+from correlator.single_flight import cancelling_itself
 from correlator.sources import SourceResult
 
-__all__ = ["Failed", "Wanted", "correlate_many"]
+__all__ = ["Failed", "Wanted", "correlate_many", "refuse_when_closed"]
 
 # Same margin `Correlator` gives Jaeger around a hint: a trace may start well before its exemplar.
 _JAEGER_HINT_MARGIN_NS = 15 * 60 * 1_000_000_000
@@ -62,9 +64,17 @@ class Failed:
     reason: str
 
 
+def refuse_when_closed(correlator: Correlator) -> None:
+    """After `Correlator.aclose` (the backend clients close next) an investigation starts nothing: refused, as a correlation is."""
+    if correlator._closed:
+        raise ShuttingDown("the correlator is shutting down")
+
+
 async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenant: str | None, *,
                          deadline: float, concurrency: int) -> tuple[dict[str, Outcome], dict[str, Failed]]:
-    """Outcome per trace hex; `deadline` is a `time.monotonic()` instant shared by every backend call."""
+    """Outcome per trace hex; `deadline` is a `time.monotonic()` instant shared by every backend call.
+    Raises ShuttingDown after `Correlator.aclose`, and when `aclose` ends work this investigation waits on."""
+    refuse_when_closed(correlator)
     outcomes: dict[str, Outcome] = {}
     failed: dict[str, Failed] = {}
     elsewhere: dict[str, asyncio.Future[Outcome]] = {}
@@ -78,20 +88,29 @@ async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenan
             outcomes[w.trace_id.hex] = Outcome(cached.correlation, cached.tree, cached=True)
             continue
         shared = correlator._inflight.get(key)
-        if shared is not None:
+        if shared is not None and not _ended_badly(shared):
             elsewhere[w.trace_id.hex] = shared
             continue
+        # (Or one that ended badly, its entry not forgotten yet — a loop turn later: a failure this batch never shared.)
         future: asyncio.Future[Outcome] = loop.create_future()
         correlator._inflight[key] = future
-        future.add_done_callback(lambda _f, key=key: correlator._inflight.pop(key, None))  # type: ignore[misc]
+        # Forgets this one only: one ended badly may have been replaced (above, or by /correlate) before its callback runs.
+        future.add_done_callback(partial(_forget_own, correlator._inflight, key))
         mine[w.trace_id.hex] = future
         todo.append(w)
 
     # The batch runs as its own task: a caller that goes away must not cancel what a concurrent
     # /correlate of one of these traces is waiting for.
     batch = asyncio.ensure_future(_compute(correlator, todo, tenant, deadline, concurrency))
+    correlator._batches.add(batch)  # `aclose` cancels and awaits it: cancelling the futures above does not end it
 
     def settle(task: asyncio.Future[dict[str, Outcome]]) -> None:
+        correlator._batches.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            # Cached as the batch ends, not when this caller resumes: one whose client left never would.
+            for hex_, outcome in task.result().items():
+                if correlator._cacheable(outcome):
+                    (correlator._cache if outcome.prerendered is None else correlator._big_cache).put((tenant, hex_), outcome)
         for hex_, future in mine.items():
             if future.done():
                 continue
@@ -104,11 +123,13 @@ async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenan
                 future.set_result(task.result()[hex_])
 
     batch.add_done_callback(settle)
-    computed = await asyncio.shield(batch)
-    for hex_, outcome in computed.items():
-        outcomes[hex_] = outcome
-        if correlator._cacheable(outcome):
-            (correlator._cache if outcome.prerendered is None else correlator._big_cache).put((tenant, hex_), outcome)
+    try:
+        computed = await asyncio.shield(batch)
+    except asyncio.CancelledError:
+        if batch.cancelled() and correlator._closed and not cancelling_itself():  # `aclose` ended it, not this caller's canceller
+            raise ShuttingDown("the correlator is shutting down") from None
+        raise
+    outcomes.update(computed)
 
     if elsewhere:
         remaining = max(0.0, deadline - time.monotonic())
@@ -122,7 +143,29 @@ async def correlate_many(correlator: Correlator, wanted: Sequence[Wanted], tenan
                 failed[hex_] = Failed(hex_, "a concurrent correlation of this trace failed")
         for waiter in pending:
             waiter.cancel()
+        if correlator._closed and any(f.cancelled() for f in elsewhere.values()):  # `aclose` ended what it waited on
+            raise ShuttingDown("the correlator is shutting down")
     return outcomes, failed
+
+
+def _ended_badly(future: asyncio.Future[Outcome]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
+def _forget_own(inflight: dict[tuple[str | None, str], asyncio.Future[Outcome]], key: tuple[str | None, str],
+                future: asyncio.Future[Outcome]) -> None:
+    if inflight.get(key) is future:
+        del inflight[key]
+
+
+async def _end(tasks: Iterable[asyncio.Future[Any] | None]) -> None:
+    """Cancel what a batch started beside itself and wait until it has ended: a batch ended early (`aclose`, before the
+    backend clients close) leaves no query of it running."""
+    running = [task for task in tasks if task is not None and not task.done()]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running)
 
 
 async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str | None, deadline: float,
@@ -173,9 +216,7 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
     try:
         fetched = await asyncio.gather(*(fetch_trace(w) for w in todo))
     except BaseException:
-        for task in (prom_task, static_task):
-            if task is not None:
-                task.cancel()
+        await _end((prom_task, static_task))
         raise
     traces = dict(zip((w.trace_id.hex for w in todo), fetched, strict=True))
 
@@ -213,20 +254,24 @@ async def _compute(correlator: Correlator, todo: Sequence[Wanted], tenant: str |
                                               outlines.get(w.trace_id.hex))
 
     untraced_task = asyncio.ensure_future(asyncio.gather(*(untraced_of(w) for w in todo)))
-    if static_task is not None:
-        group_list: list[tuple[tuple[str, ...] | None, list[Wanted]]] = [(None, list(todo))]
-        static_answer, prom_answer = await asyncio.gather(static_task, prom_task)
-        loki_answers = [static_answer]
-    else:
-        group_list = list(groups.items())
-        def lines_of(services: tuple[str, ...] | None, members: list[Wanted]) -> Callable[[], Awaitable[Any]]:
-            return lambda: loki.fetch_many([m.trace_id for m in members], joint(members), list(services) if services else None,
-                                           tenant)
+    try:
+        if static_task is not None:
+            group_list: list[tuple[tuple[str, ...] | None, list[Wanted]]] = [(None, list(todo))]
+            static_answer, prom_answer = await asyncio.gather(static_task, prom_task)
+            loki_answers = [static_answer]
+        else:
+            group_list = list(groups.items())
+            def lines_of(services: tuple[str, ...] | None, members: list[Wanted]) -> Callable[[], Awaitable[Any]]:
+                return lambda: loki.fetch_many([m.trace_id for m in members], joint(members), list(services) if services else None,
+                                               tenant)
 
-        loki_calls = [correlator._run("loki", _slotted(correlator, "loki", 2, lines_of(services, members)), s.loki, deadline)
-                      for services, members in group_list]
-        answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_task)
-        loki_answers = list(answers)
+            loki_calls = [correlator._run("loki", _slotted(correlator, "loki", 2, lines_of(services, members)), s.loki, deadline)
+                          for services, members in group_list]
+            answers, prom_answer = await asyncio.gather(asyncio.gather(*loki_calls), prom_task)
+            loki_answers = list(answers)
+    except BaseException:  # ended early (`aclose`, a bug): its untraced lookups too, not left running on their own
+        await _end((untraced_task, prom_task, static_task))
+        raise
 
     untraced = dict(zip((w.trace_id.hex for w in todo), await untraced_task, strict=True))
     logs_of: dict[str, tuple[SourceReport, SourceResult[tuple[LogLine, ...]] | None]] = {}

@@ -117,6 +117,18 @@ async def test_the_cache_is_filled_and_read_both_ways() -> None:
     assert sorted(jaeger.calls) == sorted(t.hex for t in IDS[:5])  # each trace fetched once in all
 
 
+async def test_an_investigation_whose_caller_left_still_fills_the_cache() -> None:
+    jaeger = Jaeger(delay=0.2)
+    correlator, _loki, _prom = make(jaeger)
+    caller = asyncio.ensure_future(correlate_many(correlator, wanted(IDS[:2]), None, deadline=time.monotonic() + 5,
+                                                  concurrency=4))
+    await asyncio.sleep(0.05)
+    caller.cancel()  # the client went away mid-investigation; the batch goes on for whoever shares it
+    await asyncio.sleep(0.4)
+    assert (await correlator.correlate(IDS[0])).cached and (await correlator.correlate(IDS[1])).cached
+    assert sorted(jaeger.calls) == sorted(t.hex for t in IDS[:2])  # nothing fetched twice
+
+
 async def test_single_flight_with_a_concurrent_correlate_in_both_directions() -> None:
     jaeger = Jaeger(delay=0.2)
     correlator, _loki, _prom = make(jaeger)
