@@ -95,6 +95,74 @@ impl<'de> Deserialize<'de> for Entry<'de> {
     }
 }
 
+/// A line with JSON escapes is decoded by serde into its scratch and handed over as a `&str` that lives only for the
+/// call: copied into `scratch` (kept by `LokiLines` from line to line) instead of a new `String` per line.
+struct LineSeed<'s> {
+    scratch: &'s mut String,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for LineSeed<'s> {
+    /// The line when it stands in the body as it is; None: it is in `scratch`.
+    type Value = Option<&'de str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for LineSeed<'s> {
+    type Value = Option<&'de str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.scratch.clear();
+        self.scratch.push_str(v);
+        Ok(None)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        *self.scratch = v;
+        Ok(None)
+    }
+}
+
+/// `Entry`'s reading with the line as `LineSeed` reads it (the same shape and errors as `Entry::deserialize`).
+struct EntrySeed<'s> {
+    scratch: &'s mut String,
+}
+
+/// An entry as `EntrySeed` reads it: the line None when it is in the scratch.
+struct SeededEntry<'de> {
+    timestamp: Text<'de>,
+    line: Option<&'de str>,
+    metadata: Option<&'de RawValue>,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for EntrySeed<'s> {
+    type Value = SeededEntry<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for EntrySeed<'s> {
+    type Value = SeededEntry<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("[timestamp, line, metadata?]")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let timestamp: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no timestamp"))?;
+        let line = seq.next_element_seed(LineSeed { scratch: self.scratch })?.ok_or_else(|| de::Error::custom("no line"))?;
+        let metadata: Option<&'de RawValue> = seq.next_element()?;
+        if metadata.is_some() && seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("more than three elements"));
+        }
+        Ok(SeededEntry { timestamp, line, metadata })
+    }
+}
+
 fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -408,6 +476,8 @@ struct LokiLines {
     memo: Option<HashMap<Vec<u8>, PyObject>>,
     /// The memo key being written (kept to reuse its allocation).
     memo_key: Vec<u8>,
+    /// A line with JSON escapes, decoded (kept to reuse its allocation: `EntrySeed`).
+    line_scratch: String,
 }
 
 /// Entries read in one `fetch` (its lookups' answers), shared by their parses: a real Loki returns an OTLP-ingested
@@ -630,6 +700,7 @@ impl LokiLines {
             texts: HashMap::new(),
             memo: None,
             memo_key: Vec::new(),
+            line_scratch: String::new(),
         })
     }
 
@@ -793,8 +864,22 @@ impl<'de, 'a, 'py> Visitor<'de> for Entries<'a, 'py> {
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(entry) = seq.next_element::<Entry<'de>>()? {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let mut scratch = std::mem::take(&mut self.lines.line_scratch);
+        let read = self.read_all(&mut seq, &mut scratch);
+        self.lines.line_scratch = scratch;
+        read
+    }
+}
+
+impl<'a, 'py> Entries<'a, 'py> {
+    fn read_all<'de, A: SeqAccess<'de>>(&mut self, seq: &mut A, scratch: &mut String) -> Result<(), A::Error> {
+        while let Some(seeded) = seq.next_element_seed(EntrySeed { scratch: &mut *scratch })? {
+            let line = match seeded.line {
+                Some(line) => line,
+                None => scratch.as_str(),
+            };
+            let entry = Entry { timestamp: seeded.timestamp, line: Text(Cow::Borrowed(line)), metadata: seeded.metadata };
             match self.lines.line(self.py, self.stream, &entry) {
                 Ok(Some(line)) => {
                     if let Err(err) = self.out.append(line) {
