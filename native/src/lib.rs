@@ -66,33 +66,11 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// One entry: `[timestamp_ns as a string, line, metadata?]` (nothing after the metadata).
+/// One entry: `[timestamp_ns as a string, line, metadata?]` (nothing after the metadata), as `EntrySeed` reads it.
 struct Entry<'a> {
     timestamp: Text<'a>,
     line: Text<'a>,
     metadata: Option<&'a RawValue>,
-}
-
-impl<'de> Deserialize<'de> for Entry<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = Entry<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("[timestamp, line, metadata?]")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let timestamp: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no timestamp"))?;
-                let line: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no line"))?;
-                let metadata: Option<&'de RawValue> = seq.next_element()?;
-                if metadata.is_some() && seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(de::Error::custom("more than three elements"));
-                }
-                Ok(Entry { timestamp, line, metadata })
-            }
-        }
-        deserializer.deserialize_seq(EntryVisitor)
-    }
 }
 
 /// A line with JSON escapes is decoded by serde into its scratch and handed over as a `&str` that lives only for the
@@ -128,7 +106,7 @@ impl<'de, 's> Visitor<'de> for LineSeed<'s> {
     }
 }
 
-/// `Entry`'s reading with the line as `LineSeed` reads it (the same shape and errors as `Entry::deserialize`).
+/// The entry reader: `[timestamp, line, metadata?]`, anything else an error ("Python's answer"); the line as `LineSeed` reads it.
 struct EntrySeed<'s> {
     scratch: &'s mut String,
 }
