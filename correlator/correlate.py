@@ -21,6 +21,7 @@ from correlator.analysis import analyse
 from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
+from correlator.construct import fast_constructor
 from correlator.errors import InvalidTraceId, ShuttingDown, SourceError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
@@ -649,14 +650,14 @@ class Correlator:
         analysis = analyse(tree, self.settings.analysis, span_logs)
         inferred = (attach_untraced(tree, untraced.lines, untraced.other_traces, clock.offsets)
                     if untraced is not None else [])
-        correlation = Correlation(
+        correlation = _correlation(
             trace_id.hex, window, trace, logs, log_places, exemplars, exemplar_places,
             analysis.critical_path, analysis.findings + skew_findings(clock, tree.by_id), sources, notes,
             tuple(line for line, _p in inferred), tuple(p for _l, p in inferred),
             untraced.report if untraced is not None else None,
             clock,
         )
-        return Outcome(correlation, tree)
+        return _outcome(correlation, tree, False, None, None)
 
     def forget(self, trace_id: TraceId, tenant: str | None) -> None:
         """Drop a cached answer (MCP: the worker no longer holds a big trace's model, so correlate it again)."""
@@ -676,6 +677,12 @@ class Correlator:
         # A trace that ended moments ago may still be receiving spans and logs.
         age_s = self._wall() - end_ns / 1e9
         return age_s >= self.settings.cache.settle_seconds
+
+
+# Every correlation's answer, without the frozen `__init__`'s `object.__setattr__` per field (15 + 5 fields; every field
+# passed, in declaration order: tests/test_construct.py).
+_correlation = fast_constructor(Correlation)
+_outcome = fast_constructor(Outcome)
 
 
 def untraced_scope(trace: Trace, clock_skew_ms: float) -> tuple[list[str], Window]:

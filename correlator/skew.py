@@ -17,9 +17,13 @@ from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from correlator.construct import fast_constructor
 from correlator.model import Finding, Severity, Span
 
 __all__ = ["ClockEstimate", "PairSkew", "clock_skew_summary", "estimate_clocks", "skew_findings"]
+
+
+_finding = fast_constructor(Finding)  # a frozen dataclass's __init__ sets each field through object.__setattr__
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +123,14 @@ def _chain(pairs: Sequence[PairSkew], reference: str | None) -> dict[str, tuple[
             if service != reference and abs(offset) > margin}
 
 
+_EXACT_NS = 1 << 50
+
+
 def _ms(ns: int) -> float:
+    """`round(ns / 1e6, 3)`, without `round`'s decimal conversion where whole µs give the same float (the proof is
+    `analysis.events.offset_ms`'s; tests/test_skew_ms.py): ~16 a small trace's answer, a third of its skew render."""
+    if type(ns) is int and 0 <= ns < _EXACT_NS and ns % 1000 != 500:
+        return (ns + 500) // 1000 / 1000
     return round(ns / 1_000_000, 3)
 
 
@@ -137,21 +148,27 @@ def clock_skew_summary(estimate: ClockEstimate | None) -> list[dict[str, object]
 def skew_findings(estimate: ClockEstimate, spans: Mapping[str, Span]) -> tuple[Finding, ...]:
     """One finding per pair whose clocks demonstrably disagree, naming the spans only that explains."""
     out = []
+    # (caller, server) → the skewed spans of that pair, in their order: one pass, not one per pair.
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for sid in estimate.skewed_spans:
+        span = spans[sid]
+        parent = spans.get(span.parent_span_id or "")
+        if parent is not None:
+            by_pair.setdefault((parent.service, span.service), []).append(sid)
     for pair in estimate.pairs:
-        ids = tuple(sid for sid in estimate.skewed_spans if spans[sid].service == pair.server
-                    and (parent := spans.get(spans[sid].parent_span_id or "")) is not None and parent.service == pair.caller)
+        ids = tuple(by_pair.get((pair.caller, pair.server), ()))
         if not pair.skewed or not ids:
             continue
         ahead = "ahead of" if pair.offset_ns > 0 else "behind"
         severity = Severity.WARNING if abs(pair.offset_ns) >= 100_000_000 else Severity.INFO
-        out.append(Finding(
+        out.append(_finding(
             "clock_skew", severity,
             f"{pair.server}'s clock runs {abs(_ms(pair.offset_ns))} ms (± {_ms(pair.margin_ns)}) {ahead} {pair.caller}'s, "
             f"from {pair.pairs} call(s): {len(ids)} span(s) start before or end after their caller — only the clocks explain "
             "that; times are shown as reported, log lines are matched at the estimated offset",
             ids,
             {"caller": pair.caller, "server": pair.server, "offset_ms": _ms(pair.offset_ns),
-             "min_ms": _ms(pair.low_ns), "max_ms": _ms(pair.high_ns), "pairs": pair.pairs},
+             "min_ms": _ms(pair.low_ns), "max_ms": _ms(pair.high_ns), "pairs": pair.pairs}, 0,
         ))
     impossible = tuple(estimate.impossible_spans)
     if impossible:

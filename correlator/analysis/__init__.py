@@ -28,6 +28,7 @@ from correlator.analysis.n_plus_one import (
 )
 from correlator.analysis.retries import find_retries
 from correlator.config import AnalysisSettings
+from correlator.construct import fast_constructor
 from correlator.model import Finding, LogLine, Severity
 from correlator.spantree import SpanTree
 
@@ -44,6 +45,11 @@ class Analysis:
     findings: tuple[Finding, ...]  # by impact, then severity, then kind
     critical_ns: Mapping[str, int] = field(default_factory=dict)  # ns each critical-path span holds the path
     sections: tuple[Section, ...] = ()  # the path as time: chronological, contiguous, non-overlapping
+
+
+# One of each per correlation, without the frozen `__init__`'s `object.__setattr__` per field (every field passed).
+_context = fast_constructor(Context)
+_analysis = fast_constructor(Analysis)
 
 
 def _failure(check: str, exc: Exception) -> Finding:
@@ -79,12 +85,12 @@ def analyse(tree: SpanTree, settings: AnalysisSettings,
         retries = find_retries(tree, keys, failing, logs)
     except Exception as exc:
         loops, retries, findings = (), {}, [_failure("n_plus_one", exc)]
-    ctx = Context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, logs, loops, keys, retries,
-                  failing, pairs)
+    ctx = _context(tree, settings, path.span_ids, path.held_ns, tree.end_ns - tree.start_ns, logs, loops, keys, retries,
+                   failing, pairs)
     findings += [f for detector in DETECTORS for f in _run(detector, ctx)]
     try:
         findings = merge(ctx, findings)
     except Exception as exc:  # the unmerged findings still stand
         findings.append(_failure("merge", exc))
     findings.sort(key=_sort_key)
-    return Analysis(path.span_ids, tuple(findings), path.held_ns, path.sections)
+    return _analysis(path.span_ids, tuple(findings), path.held_ns, path.sections)

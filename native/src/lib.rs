@@ -37,6 +37,7 @@ mod json_out;
 mod logs_json;
 mod loki_answer;
 mod exemplars;
+mod quotes;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -994,5 +995,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logs_json::register(m)?;
     exemplars::register(m)?;
     analysis::register(m)?;
+    quotes::register(m)?;
     Ok(())
 }
