@@ -106,6 +106,30 @@ def test_ids_are_the_python_ids() -> None:
         assert _native.MODULE.line_id_of(ts, prefix, line) == loki._line_id(f"{ts}{prefix}{line}")
 
 
+def test_ids_across_the_hash_block_and_stack_buffer_sizes() -> None:
+    """The native ID joins its three parts on a 256-byte stack buffer (a heap one beyond) and hashes them in one call:
+    every joined length from 0 to 300 bytes (BLAKE2b's 128-byte blocks, the buffer's edge), ASCII and multi-byte."""
+    module = _native.MODULE
+    assert module is not None
+    for prefix in ("|svc|", "|é|"):
+        for length in range(301):
+            for line in ("a" * length, ("é" * length)[: max(length - len(prefix), 0)]):
+                ts = 1795572505053254099
+                assert module.line_id_of(ts, prefix, line) == loki._line_id(f"{ts}{prefix}{line}"), (prefix, length)
+
+
+def test_lines_keep_their_text_ascii_or_not() -> None:
+    """ASCII lines are made into strs without a UTF-8 decode: the same text (and kind of str) as Python's parse."""
+    texts = ["", "a", "plain ascii level=warn span_id=00f067aa0ba902b7", "x" * 300, "héllo", "🎉 emoji", "tab\there \u2028",
+             "\x7f del", "level=info \\\"quoted\\\""]
+    raw = orjson.dumps({"status": "success", "data": {"resultType": "streams", "result": [
+        {"stream": {"service_name": "svc"}, "values": [[str(1_700_000_000_000_000_000 + i), text] for i, text in enumerate(texts)]}]}})
+    native = loki._native_lines(raw, SETTINGS)
+    assert native is not None and native == loki._python_lines(raw, SETTINGS)
+    assert [line.line for line in native[0]] == texts
+    assert all(type(line.line) is str and line.line.isascii() == text.isascii() for line, text in zip(native[0], texts, strict=True))
+
+
 # Pieces of lines in every format the finders read (as tests/test_logfields.py), plus what only the native
 # scanner must get right: Unicode whitespace around `=`, non-ASCII next to names, escaped quotes, zero spans.
 PIECES = [

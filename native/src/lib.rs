@@ -67,32 +67,78 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// One entry: `[timestamp_ns as a string, line, metadata?]` (nothing after the metadata).
+/// One entry: `[timestamp_ns as a string, line, metadata?]` (nothing after the metadata), as `EntrySeed` reads it.
 struct Entry<'a> {
     timestamp: Text<'a>,
     line: Text<'a>,
     metadata: Option<&'a RawValue>,
 }
 
-impl<'de> Deserialize<'de> for Entry<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntryVisitor;
-        impl<'de> Visitor<'de> for EntryVisitor {
-            type Value = Entry<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("[timestamp, line, metadata?]")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let timestamp: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no timestamp"))?;
-                let line: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no line"))?;
-                let metadata: Option<&'de RawValue> = seq.next_element()?;
-                if metadata.is_some() && seq.next_element::<IgnoredAny>()?.is_some() {
-                    return Err(de::Error::custom("more than three elements"));
-                }
-                Ok(Entry { timestamp, line, metadata })
-            }
+/// A line with JSON escapes is decoded by serde into its scratch and handed over as a `&str` that lives only for the
+/// call: copied into `scratch` (kept by `LokiLines` from line to line) instead of a new `String` per line.
+struct LineSeed<'s> {
+    scratch: &'s mut String,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for LineSeed<'s> {
+    /// The line when it stands in the body as it is; None: it is in `scratch`.
+    type Value = Option<&'de str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for LineSeed<'s> {
+    type Value = Option<&'de str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.scratch.clear();
+        self.scratch.push_str(v);
+        Ok(None)
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        *self.scratch = v;
+        Ok(None)
+    }
+}
+
+/// The entry reader: `[timestamp, line, metadata?]`, anything else an error ("Python's answer"); the line as `LineSeed` reads it.
+struct EntrySeed<'s> {
+    scratch: &'s mut String,
+}
+
+/// An entry as `EntrySeed` reads it: the line None when it is in the scratch.
+struct SeededEntry<'de> {
+    timestamp: Text<'de>,
+    line: Option<&'de str>,
+    metadata: Option<&'de RawValue>,
+}
+
+impl<'de, 's> DeserializeSeed<'de> for EntrySeed<'s> {
+    type Value = SeededEntry<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, 's> Visitor<'de> for EntrySeed<'s> {
+    type Value = SeededEntry<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("[timestamp, line, metadata?]")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let timestamp: Text<'de> = seq.next_element()?.ok_or_else(|| de::Error::custom("no timestamp"))?;
+        let line = seq.next_element_seed(LineSeed { scratch: self.scratch })?.ok_or_else(|| de::Error::custom("no line"))?;
+        let metadata: Option<&'de RawValue> = seq.next_element()?;
+        if metadata.is_some() && seq.next_element::<IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("more than three elements"));
         }
-        deserializer.deserialize_seq(EntryVisitor)
+        Ok(SeededEntry { timestamp, line, metadata })
     }
 }
 
@@ -221,6 +267,13 @@ impl Firsts {
     }
 }
 
+/// `haystack.starts_with(name)` for the short field names, compared inline: `starts_with` calls `memcmp` for every
+/// candidate position (a few per line, most failing at the first or second byte).
+#[inline]
+fn starts_with(haystack: &[u8], name: &[u8]) -> bool {
+    haystack.len() >= name.len() && haystack.iter().zip(name).all(|(a, b)| a == b)
+}
+
 /// `logfields._search`: the first `name=value` pair (names longest first) whose value converts.
 fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &Firsts, kind: Kind) -> Found {
     let mut q = 0;
@@ -237,7 +290,7 @@ fn search_pair(s: &[u8], names: &[Vec<u8>], firsts: &Firsts, kind: Kind) -> Foun
         }
         let mut matched = None;
         for name in names {
-            if s[q..].starts_with(name) {
+            if starts_with(&s[q..], name) {
                 match pair_tail(s, q + name.len(), kind) {
                     Err(()) => return Found::Unsure,
                     Ok(Some(span)) => {
@@ -301,13 +354,33 @@ fn timestamp(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
+/// BLAKE2b-64's parameters, made once (`Params::new` looks the CPU's features up and fills a key block each time).
+fn line_id_params() -> &'static blake2b_simd::Params {
+    static PARAMS: std::sync::OnceLock<blake2b_simd::Params> = std::sync::OnceLock::new();
+    PARAMS.get_or_init(|| {
+        let mut params = blake2b_simd::Params::new();
+        params.hash_length(8);
+        params
+    })
+}
+
 /// `loki._line_id`: "log-" + blake2b(f"{ts}{prefix}{line}", digest_size=8).hexdigest(), on the stack.
+/// The three parts joined on the stack and hashed in one call (no incremental state, its buffer and copies).
 fn line_id_bytes(ts: &[u8], prefix: &[u8], line: &[u8]) -> [u8; 20] {
-    let mut state = blake2b_simd::Params::new().hash_length(8).to_state();
-    state.update(ts);
-    state.update(prefix);
-    state.update(line);
-    let hash = state.finalize();
+    let total = ts.len() + prefix.len() + line.len();
+    let mut small = [0u8; 256];
+    let hash = if total <= small.len() {
+        small[..ts.len()].copy_from_slice(ts);
+        small[ts.len()..ts.len() + prefix.len()].copy_from_slice(prefix);
+        small[ts.len() + prefix.len()..total].copy_from_slice(line);
+        line_id_params().hash(&small[..total])
+    } else {
+        let mut joined = Vec::with_capacity(total);
+        joined.extend_from_slice(ts);
+        joined.extend_from_slice(prefix);
+        joined.extend_from_slice(line);
+        line_id_params().hash(&joined)
+    };
     let digest = hash.as_bytes();
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = *b"log-0000000000000000";
@@ -382,6 +455,8 @@ struct LokiLines {
     memo: Option<HashMap<Vec<u8>, PyObject>>,
     /// The memo key being written (kept to reuse its allocation).
     memo_key: Vec<u8>,
+    /// A line with JSON escapes, decoded (kept to reuse its allocation: `EntrySeed`).
+    line_scratch: String,
 }
 
 /// Entries read in one `fetch` (its lookups' answers), shared by their parses: a real Loki returns an OTLP-ingested
@@ -604,6 +679,7 @@ impl LokiLines {
             texts: HashMap::new(),
             memo: None,
             memo_key: Vec::new(),
+            line_scratch: String::new(),
         })
     }
 
@@ -708,7 +784,12 @@ impl LokiLines {
             None => return Ok(None),
         };
         let line: &str = &entry.line.0;
-        let text = PyString::new(py, line);
+        // An ASCII line (nearly all): the str made and copied directly, without a second UTF-8 decode (serde checked it).
+        let text = if line.is_ascii() {
+            unsafe { ascii_str(py, line.as_bytes())?.into_bound(py).downcast_into_unchecked::<PyString>() }
+        } else {
+            PyString::new(py, line)
+        };
         let (meta, meta_span, meta_level) = match entry.metadata {
             Some(raw) => {
                 let (found, span, level) = self.metadata(py, raw)?;
@@ -762,8 +843,22 @@ impl<'de, 'a, 'py> Visitor<'de> for Entries<'a, 'py> {
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(entry) = seq.next_element::<Entry<'de>>()? {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        let mut scratch = std::mem::take(&mut self.lines.line_scratch);
+        let read = self.read_all(&mut seq, &mut scratch);
+        self.lines.line_scratch = scratch;
+        read
+    }
+}
+
+impl<'a, 'py> Entries<'a, 'py> {
+    fn read_all<'de, A: SeqAccess<'de>>(&mut self, seq: &mut A, scratch: &mut String) -> Result<(), A::Error> {
+        while let Some(seeded) = seq.next_element_seed(EntrySeed { scratch: &mut *scratch })? {
+            let line = match seeded.line {
+                Some(line) => line,
+                None => scratch.as_str(),
+            };
+            let entry = Entry { timestamp: seeded.timestamp, line: Text(Cow::Borrowed(line)), metadata: seeded.metadata };
             match self.lines.line(self.py, self.stream, &entry) {
                 Ok(Some(line)) => {
                     if let Err(err) = self.out.append(line) {
