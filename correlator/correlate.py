@@ -22,7 +22,6 @@ from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
 from correlator.config import Settings
 from correlator.construct import fast_constructor
-from correlator.deadline import deadline as within
 from correlator.errors import InvalidTraceId, ShuttingDown, SourceError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
@@ -592,7 +591,7 @@ class Correlator:
                     status: SourceStatus = SourceStatus.TIMEOUT
                     error: str | None = f"{name}: no time left in the {self.settings.deadline_seconds}s deadline"
                 else:
-                    with within(budget):  # asyncio.timeout's semantics, no timer or coroutine per use (deadline.py)
+                    async with asyncio.timeout(budget):
                         result = await call
                     status, error = (SourceStatus.NOT_FOUND if result.not_found else SourceStatus.OK), result.note
             except TimeoutError:
