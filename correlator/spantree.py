@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from itertools import compress
 from operator import attrgetter, gt, neg, sub
 
+from correlator.construct import fast_constructor
 from correlator.sources import _native
 
 if os.environ.get("CORRELATOR_REQUIRE_NATIVE") == "1" and not hasattr(_native.MODULE, "span_tree"):
@@ -191,6 +192,12 @@ def _break_cycles(kids: list[Sequence[int]], kid_ids: list[list[str]], roots: li
         seen.update(order[reached:])
 
 
+# One of each per trace, without the dataclass `__init__` (the frozen one's `object.__setattr__` per field): every field
+# passed, in declaration order (tests/test_construct.py).
+_columns = fast_constructor(Columns)
+_tree = fast_constructor(SpanTree)
+
+
 def _native_tree(spans: tuple[Span, ...]) -> SpanTree | None:
     """The tree built by the extension (native/src/tree.rs): the same dicts, lists and problems, for a trace with
     nothing to repair (unique IDs, no negative duration, no cycle); None otherwise, or without the extension."""
@@ -206,8 +213,8 @@ def _native_tree(spans: tuple[Span, ...]) -> SpanTree | None:
             f"{len(orphans)} span(s) reference a parent that is not in the trace "
             f"(e.g. {ids[min(orphans)]}); shown as extra roots"
         )
-    cols = Columns(ids, span_list, starts, durations, own, kids, parents, order, depths)
-    return SpanTree(by_id, children, roots, depth, self_ns, order_ids, problems, (start_ns, end_ns), cols=cols)
+    cols = _columns(ids, span_list, starts, durations, own, kids, parents, order, depths)
+    return _tree(by_id, children, roots, depth, self_ns, order_ids, problems, (start_ns, end_ns), {}, cols)
 
 
 def build_tree(trace: Trace) -> SpanTree:

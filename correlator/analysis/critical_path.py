@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from correlator.construct import fast_constructor
 from correlator.spantree import SpanTree
 
 __all__ = ["CriticalPath", "Section", "critical_path", "effective_bounds"]
@@ -33,6 +34,9 @@ class CriticalPath:
     span_ids: tuple[str, ...]  # root first, then by (clipped) start time
     sections: tuple[Section, ...]  # chronological, contiguous, non-empty
     held_ns: dict[str, int]  # per span on the path: total length of its sections (may be 0)
+
+
+_critical_path = fast_constructor(CriticalPath)  # one per analysis, without the frozen `__init__`
 
 
 def effective_bounds(tree: SpanTree) -> dict[str, tuple[int, int]]:
@@ -119,4 +123,4 @@ def critical_path(tree: SpanTree) -> CriticalPath:
     sections.reverse()
     depth = tree.depth
     order = [sid for _start, _depth, sid in sorted([(entered[sid], depth[sid], sid) for sid in held])]
-    return CriticalPath(tuple(order), tuple(map(Section._make, sections)), held)
+    return _critical_path(tuple(order), tuple(map(Section._make, sections)), held)
