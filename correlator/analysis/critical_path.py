@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from correlator.construct import fast_constructor
-from correlator.spantree import SpanTree
+from correlator.sources import _native
+from correlator.spantree import SpanTree, columns
 
 __all__ = ["CriticalPath", "Section", "critical_path", "effective_bounds"]
 
@@ -82,6 +83,20 @@ def _pick_root(tree: SpanTree, bounds: dict[str, tuple[int, int]]) -> str:
 def critical_path(tree: SpanTree) -> CriticalPath:
     if not tree.roots:
         return CriticalPath((), (), {})
+    # Natively when the extension has it (native/src/critical.rs: the same walk on the tree's columns, the same path,
+    # sections and `held`; tests/test_critical_path_native.py); None: Python walks.
+    native = getattr(_native.MODULE, "critical_path", None)
+    if native is not None:
+        cols = columns(tree)
+        found = native(tree.roots, cols.ids, cols.spans, cols.starts, cols.durations, cols.kids, cols.order, cols.depths,
+                       Section)
+        if found is not None:
+            return _critical_path(*found)
+    return _critical_path_python(tree)
+
+
+def _critical_path_python(tree: SpanTree) -> CriticalPath:
+    """`critical_path` in Python: the reference, and the way for anything the native walk hands back."""
     # `effective_bounds`, worked out only where the walk looks: the roots (never clipped), then the children
     # of each span it enters, clipped to that span's (`_by_end`). A span is entered once, from its parent:
     # what is left of its children waits on the stack while a child is walked, no dict of progress per span.

@@ -21,7 +21,7 @@ use pyo3::types::{PyBytes, PyList, PyString};
 use pyo3::wrap_pyfunction;
 
 /// A 64-bit value of an exact `int`, else None.
-fn exact_i64(value: *mut ffi::PyObject) -> Option<i64> {
+pub(crate) fn exact_i64(value: *mut ffi::PyObject) -> Option<i64> {
     unsafe {
         if ffi::PyLong_CheckExact(value) == 0 {
             return None;
@@ -37,7 +37,7 @@ fn exact_i64(value: *mut ffi::PyObject) -> Option<i64> {
 }
 
 /// Item `i` of a list whose length was checked (borrowed: the list holds it).
-fn item(list: &Bound<'_, PyList>, i: usize) -> *mut ffi::PyObject {
+pub(crate) fn item(list: &Bound<'_, PyList>, i: usize) -> *mut ffi::PyObject {
     debug_assert!(i < list.len());
     unsafe { ffi::PyList_GET_ITEM(list.as_ptr(), i as ffi::Py_ssize_t) }
 }
@@ -48,13 +48,13 @@ fn int_at(list: &Bound<'_, PyList>, i: usize) -> Option<i64> {
 }
 
 /// A position (an exact int in `0..n`), else None.
-fn position(value: *mut ffi::PyObject, n: usize) -> Option<usize> {
+pub(crate) fn position(value: *mut ffi::PyObject, n: usize) -> Option<usize> {
     exact_i64(value).and_then(|v| usize::try_from(v).ok()).filter(|&v| v < n)
 }
 
 /// The text of an exact `str` (borrowed from the object: its UTF-8, kept by CPython as long as it lives), else None
 /// (another type, or a lone surrogate: Python compares those itself).
-fn text<'a>(value: *mut ffi::PyObject) -> Option<&'a str> {
+pub(crate) fn text<'a>(value: *mut ffi::PyObject) -> Option<&'a str> {
     unsafe {
         if ffi::PyUnicode_CheckExact(value) == 0 {
             return None;

@@ -39,6 +39,7 @@ mod loki_answer;
 mod exemplars;
 mod quotes;
 mod construct;
+mod critical;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -998,5 +999,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     analysis::register(m)?;
     quotes::register(m)?;
     construct::register(m)?;
+    critical::register(m)?;
     Ok(())
 }

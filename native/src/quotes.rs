@@ -34,15 +34,21 @@ fn exact_i64(value: &Bound<'_, PyAny>) -> Option<i64> {
     }
 }
 
-/// The items of an exact list or tuple (new references), else None.
+/// The items of an exact list or tuple (new references), else None. Read by index, as iterating them gives them: no
+/// iterator and no length hint per span (two calls per span of every finding).
 fn items<'py>(value: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
-    let ptr = value.as_ptr();
+    let (py, ptr) = (value.py(), value.as_ptr());
     unsafe {
-        if ffi::PyList_CheckExact(ptr) == 0 && ffi::PyTuple_CheckExact(ptr) == 0 {
-            return None;
+        if ffi::PyList_CheckExact(ptr) != 0 {
+            let n = ffi::PyList_GET_SIZE(ptr);
+            return Some((0..n).map(|i| Bound::from_borrowed_ptr(py, ffi::PyList_GET_ITEM(ptr, i))).collect());
+        }
+        if ffi::PyTuple_CheckExact(ptr) != 0 {
+            let n = ffi::PyTuple_GET_SIZE(ptr);
+            return Some((0..n).map(|i| Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(ptr, i))).collect());
         }
     }
-    Some(value.try_iter().ok()?.filter_map(Result::ok).collect())
+    None
 }
 
 /// `getattr(obj, name)`, or None with the error cleared (Python raises it again on its own path).
