@@ -157,18 +157,23 @@ def skew_findings(estimate: ClockEstimate, spans: Mapping[str, Span]) -> tuple[F
             by_pair.setdefault((parent.service, span.service), []).append(sid)
     for pair in estimate.pairs:
         ids = tuple(by_pair.get((pair.caller, pair.server), ()))
-        if not pair.skewed or not ids:
+        if not ids or not pair.skewed:
             continue
-        ahead = "ahead of" if pair.offset_ns > 0 else "behind"
-        severity = Severity.WARNING if abs(pair.offset_ns) >= 100_000_000 else Severity.INFO
+        low, high = pair.low_ns, pair.high_ns
+        offset = (low + high) // 2  # `offset_ns`, and each `_ms` once: a pair seen once has low = high = offset
+        min_ms = _ms(low)
+        max_ms = min_ms if high == low else _ms(high)
+        offset_ms = min_ms if offset == low else max_ms if offset == high else _ms(offset)
+        ahead = "ahead of" if offset > 0 else "behind"
+        severity = Severity.WARNING if abs(offset) >= 100_000_000 else Severity.INFO
         out.append(_finding(
             "clock_skew", severity,
-            f"{pair.server}'s clock runs {abs(_ms(pair.offset_ns))} ms (± {_ms(pair.margin_ns)}) {ahead} {pair.caller}'s, "
+            f"{pair.server}'s clock runs {abs(offset_ms)} ms (± {_ms(abs(high - low) // 2)}) {ahead} {pair.caller}'s, "
             f"from {pair.pairs} call(s): {len(ids)} span(s) start before or end after their caller — only the clocks explain "
             "that; times are shown as reported, log lines are matched at the estimated offset",
             ids,
-            {"caller": pair.caller, "server": pair.server, "offset_ms": _ms(pair.offset_ns),
-             "min_ms": _ms(pair.low_ns), "max_ms": _ms(pair.high_ns), "pairs": pair.pairs}, 0,
+            {"caller": pair.caller, "server": pair.server, "offset_ms": offset_ms,
+             "min_ms": min_ms, "max_ms": max_ms, "pairs": pair.pairs}, 0,
         ))
     impossible = tuple(estimate.impossible_spans)
     if impossible:

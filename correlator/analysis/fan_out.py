@@ -257,7 +257,9 @@ def fan_out(ctx: Context) -> list[Finding]:
             impact_ns=min(saved, on_path),
         ))
     # The ten that save most: `sorted(…)[:10]` without sorting every parallel parent of a big trace.
-    for _less, parent, _seq, below, group, overlapping, total, wall, same in heapq.nsmallest(_MAX_FINDINGS, parallel):
+    # (`nsmallest` is `sorted(…)[:n]` when n covers them all, as for a small trace: without its Python frame.)
+    shown = sorted(parallel) if len(parallel) <= _MAX_FINDINGS else heapq.nsmallest(_MAX_FINDINGS, parallel)
+    for _less, parent, _seq, below, group, overlapping, total, wall, same in shown:
         if group is None:  # all the children, distinct calls: from the columns, no span read but the parent's
             count = len(below)
             overlapping = overlapping or _overlapping_at(below, starts, durations)

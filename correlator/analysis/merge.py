@@ -20,6 +20,8 @@ _QUOTED_SPANS = 20  # a 3,000-call loop is quoted from its first calls, not all 
 
 
 def _fold_long_spans(findings: list[Finding]) -> list[Finding]:
+    if all(f.kind != "long_span" for f in findings):
+        return list(findings)  # nothing to fold (most traces)
     bottleneck = {f.span_ids[0]: i for i, f in enumerate(findings) if f.kind == "bottleneck" and f.span_ids}
     out = list(findings)
     dropped: set[int] = set()
