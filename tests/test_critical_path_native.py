@@ -62,7 +62,9 @@ def test_the_native_walk_is_taken_and_hands_back_what_it_cannot_read() -> None:
 
     tree, _settings, _logs = inputs(20, 20, 2)  # P3's trace, as the bench's backends send it
     cols = columns(tree)
-    walk = _native.MODULE.critical_path
+    module = _native.MODULE
+    assert module is not None
+    walk = module.critical_path
     assert walk(tree.roots, cols.ids, cols.spans, cols.starts, cols.durations, cols.kids, cols.order, cols.depths,
                 Section) is not None
     _same(critical_path(tree), _critical_path_python(tree))
