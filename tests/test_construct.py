@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import gc
 import math
@@ -121,8 +122,19 @@ def test_a_class_the_native_constructor_cannot_fill_keeps_the_python_one() -> No
         def __new__(cls, *args: object) -> Fresh:
             return object.__new__(cls)  # (a slotted dataclass is a new class: no zero-argument super)
 
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Abstract(abc.ABC):
+        value: int
+
+        @abc.abstractmethod
+        def size(self) -> int: ...
+
     assert _native_constructor is not None
     assert type(fast_constructor(Fresh)) is not _native_constructor
     assert fast_constructor(Fresh)(3) == Fresh(3)
+    abstract: Any = Abstract  # (mypy: an abstract class is not a `type[T]` to build)
+    assert type(fast_constructor(abstract)) is not _native_constructor
+    with pytest.raises(TypeError, match="abstract"):  # as `object.__new__` refuses it
+        fast_constructor(abstract)(3)
     with pytest.raises(TypeError):
         _native_constructor(Placement, ["span_id", "nothing"], python_constructor(Placement))

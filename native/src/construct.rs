@@ -6,8 +6,8 @@
 //! descriptor `__set__(obj, value)` in declaration order. Here: the class's `tp_alloc` (what `object.__new__` calls
 //! for a class without a `__new__` of its own) and each value stored at its member's offset (what a member
 //! descriptor's `__set__` does: a new reference in, the old one — NULL on a new object — out). Only for fields that
-//! are member descriptors of object slots (`Py_T_OBJECT_EX`, writable): `SlotConstructor(cls, names)` raises
-//! `TypeError` otherwise, and Python keeps its own constructor. Keywords are handed to that one too.
+//! are member descriptors of object slots (`Py_T_OBJECT_EX`, writable), of a class that is not abstract:
+//! `SlotConstructor(cls, names)` raises `TypeError` otherwise, and Python keeps its own constructor. Keywords are handed to that one too.
 //!
 //! tests/test_construct.py compares the two on every class `fast_constructor` builds.
 
@@ -48,6 +48,10 @@ impl SlotConstructor {
         let object_new = py.get_type::<pyo3::types::PyAny>().getattr("__new__")?;
         if !class.getattr("__new__")?.is(&object_new) {
             return Err(PyTypeError::new_err("the class has a __new__ of its own"));
+        }
+        let flags = unsafe { ffi::PyType_GetFlags(class.as_ptr() as *mut ffi::PyTypeObject) };
+        if flags & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
+            return Err(PyTypeError::new_err("an abstract class: object.__new__ refuses it"));
         }
         let offsets = names.iter().map(|name| member_offset(class, name)).collect::<PyResult<Vec<_>>>()?;
         Ok(SlotConstructor { class: class.clone().unbind(), offsets, fallback })
