@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from correlator.model import Exemplar, LogLine, Trace, Window
 from correlator.sources import SourceResult
 from tests.test_correlate import EXEMPLAR, LINES, NOW, FakeJaeger, FakeLoki, FakePrometheus, make
 from tests.test_join import seed_trace
+from tests.waiting import until
 
 
 class Gauge:
@@ -65,14 +66,6 @@ class SlowPrometheus(FakePrometheus):
     async def fetch(self, trace_id: TraceId, window: Window, tenant: str | None = None) -> SourceResult[tuple[Exemplar, ...]]:
         await self.gauge.hold(self.seconds)
         return SourceResult(self.exemplars)
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Waits, loop turn by loop turn, until `condition` holds: what a test waits for, not a time that is enough on
-    a fast machine. Bounded: a condition that never comes fails the test instead of hanging it."""
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.001)
 
 
 def capped(limit: int, queued: int, wait: float = 0.04) -> Settings:
