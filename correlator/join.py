@@ -144,8 +144,9 @@ def join(
     skew_ns = int(clock_skew_ms * 1_000_000)
     # The services and timestamps only when rule 1 leaves a line unplaced (a trace's OTLP lines carry their span ID).
     exact, complete = _by_span_id(tree, [log.span_id for log in logs])
-    log_places = tuple(exact) if complete else _by_time(  # type: ignore[arg-type]  # complete: no None in it
-        tree, exact, [log.service for log in logs], [log.timestamp_ns for log in logs], skew_ns, clocks)
+    log_places: tuple[Placement, ...] = (
+        tuple(exact) if complete  # type: ignore[arg-type]  # complete: no None in it
+        else _by_time(tree, exact, [log.service for log in logs], [log.timestamp_ns for log in logs], skew_ns, clocks))
     exemplar_places = place(tree, [ex.span_id for ex in exemplars], [exemplar_service(ex) for ex in exemplars],
                             [ex.timestamp_ns for ex in exemplars], skew_ns)
     return log_places, exemplar_places
