@@ -158,6 +158,12 @@ impl Buf {
         self.len += end - start;
     }
 
+    /// What was written from `start` on.
+    pub fn written(&self, start: usize) -> &[u8] {
+        assert!(start <= self.len);
+        unsafe { std::slice::from_raw_parts(self.data().add(start), self.len - start) }
+    }
+
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
