@@ -857,8 +857,13 @@ impl LokiLines {
         let id = ascii_str(py, &id)?;
         let ts: PyObject = ts.into_pyobject(py)?.into_any().unbind();
         let text: PyObject = text.into_any().unbind();
+        // Released as `Bound`s (a plain decref): a `Py`'s drop goes through pyo3's GIL check, eight per line.
+        let (id, ts, text, level, meta, span) = (id.into_bound(py), ts.into_bound(py), text.into_bound(py),
+                                                 level.into_bound(py), meta.into_bound(py), span.into_bound(py));
+        let (_meta_span, _meta_level) = (meta_span.into_bound(py), meta_level.into_bound(py));
         build_line(py, &self.line_class, &self.attributes, self.slots.as_ref(),
-                   [&id, &ts, &text, &stream.service, &level, &stream.labels, &meta, &span]).map(Some)
+                   [id.as_unbound(), ts.as_unbound(), text.as_unbound(), &stream.service, level.as_unbound(), &stream.labels,
+                    meta.as_unbound(), span.as_unbound()]).map(Some)
     }
 }
 
