@@ -152,3 +152,30 @@ def test_lines_with_escapes_at_every_position_around_the_blocks() -> None:
     written = _logs_json(lines, places)
     assert written is not None
     assert orjson.dumps(written) == orjson.dumps(_logs_python(lines, places))
+
+
+@pytest.mark.skipif(getattr(_native.MODULE, "render_logs_json", None) is None, reason="no native render_logs_json")
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_lines_sharing_some_objects_and_not_others(data: st.DataObject) -> None:
+    """The pieces between a line's values are copied from the previous line's only when made of the same objects:
+    lines that alternate between objects, equal values in distinct objects, None and set confidences, any order."""
+    services = ["svc", _copy("svc"), "other", None, "é\n\"x\""]
+    levels = ["info", _copy("info"), "error", None]
+    labels = [{"service_name": "svc"}, {"service_name": "svc"}, {"a": "1", "b": "\u2028"}, {}]
+    metadata = [{}, {"trace_id": "1" * 32}, {"trace_id": "1" * 32}, {"k": "v\tw"}]
+    spans = [None, *_SPANS[:3], _copy(_SPANS[0])]
+    count = data.draw(st.integers(0, 40))
+    lines, places = [], []
+    for i in range(count):
+        pick = data.draw(st.tuples(st.integers(0, len(services) - 1), st.integers(0, len(levels) - 1),
+                                   st.integers(0, len(labels) - 1), st.integers(0, len(metadata) - 1),
+                                   st.integers(0, len(spans) - 1), st.sampled_from(list(Match)),
+                                   st.one_of(st.none(), st.sampled_from(list(Confidence)))))
+        s, lv, lb, md, sp, match, confidence = pick
+        lines.append(LogLine(f"log-{i}", 1_700_000_000_000_000_000 + i * 7_000_000, f"text {i}", services[s], levels[lv],
+                             labels[lb], metadata[md], spans[sp]))
+        places.append(Placement(spans[sp], match, confidence))
+    written = _logs_json(tuple(lines), tuple(places))
+    assert written is not None
+    assert orjson.dumps(written) == orjson.dumps(_logs_python(lines, places))
