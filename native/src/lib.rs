@@ -38,6 +38,7 @@ mod logs_json;
 mod loki_answer;
 mod exemplars;
 mod quotes;
+mod body_json;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -996,5 +997,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     exemplars::register(m)?;
     analysis::register(m)?;
     quotes::register(m)?;
+    body_json::register(m)?;
     Ok(())
 }
