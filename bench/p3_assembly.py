@@ -86,18 +86,18 @@ def capture() -> tuple[Any, Any, Any]:
 def parts(correlator: Correlator, args: Any, standings: Any) -> dict[str, Any]:
     settings = correlator.settings
     outcome = correlator._assemble(*args)
-    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True, findings_as_json=True)
+    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)
     standing_run.add_standings(body, outcome.correlation, standings)
 
     def everything() -> bytes:
         out = correlator._assemble(*args)
-        b = correlation_body(out, settings, spans_as_json=True, lines_as_json=True, findings_as_json=True)
+        b = correlation_body(out, settings, spans_as_json=True, lines_as_json=True)
         standing_run.add_standings(b, out.correlation, standings)
         return api._dumps(b)
 
     return {
         "assemble": lambda: correlator._assemble(*args),
-        "body": lambda: correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True, findings_as_json=True),
+        "body": lambda: correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True),
         "standings": lambda: standing_run.add_standings(dict(body), outcome.correlation, standings),
         "dumps": lambda: api._dumps(body),
         "all": everything,

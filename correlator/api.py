@@ -190,19 +190,16 @@ async def _respond(request: web.Request, outcome: Outcome, started: float) -> we
         # Sent by the kernel from the worker's file, in a thread: as bytes it would cost the service 34 MB at
         # 100k spans, and through aiohttp's writer ~75 ms of the event loop's CPU (bench P8, file_answer.py).
         return FileAnswer(done.path, done.json_pieces(outcome.cached), status=done.status, content_type="application/json")
-    status = outcome.http_status
-    as_text = request.query.get("format") == "text"
-    as_html = not as_text and status != 404 and web_routes.wants_html_request(request)
-    # Only written out: spans and lines as orjson's bytes; the findings too when nothing but the JSON reads them.
-    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True, findings_as_json=not (as_text or as_html))
+    body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)  # only written out: spans and lines as orjson's bytes
     # Where this trace stands in its series (one Prometheus query per exemplar series, cached).
     left = settings.deadline_seconds - (time.monotonic() - started)  # the request's one deadline
     standings = await request.app[STANDINGS].lookup(request.app[BACKENDS].prometheus, outcome.correlation, _tenant(request),
                                                     left)
     add_standings(body, outcome.correlation, standings)
-    if as_text:
+    status = outcome.http_status
+    if request.query.get("format") == "text":
         return web.Response(text=render_text(outcome, body), status=status, content_type="text/plain")
-    if as_html:
+    if status != 404 and web_routes.wants_html_request(request):
         return web_routes.correlation_page(request, outcome, body)
     if status == 404:
         return web.Response(

@@ -325,21 +325,6 @@ _SEVERITY_VALUE = {s: s.value for s in Severity}
 _STATUS_VALUE = {s: s.value for s in SourceStatus}
 
 
-def _findings_json(findings: Sequence[Finding]) -> orjson.Fragment | None:
-    """The `findings` list as the JSON orjson would write for `_finding`'s dicts, without making them (their dicts and
-    orjson's walk over the quotes were a fifth of a small correlation's response); None without the extension (or an
-    older one), when it hands the findings back, or when orjson refuses a value (the body's own dump then raises as
-    before). Byte for byte the same (tests/test_body_native.py)."""
-    native = native_function("render_findings_json")
-    if native is None or type(findings) is not tuple:
-        return None
-    try:
-        written: bytes | None = native(findings, _SEVERITY_VALUE, _dumps)
-    except orjson.JSONEncodeError:
-        return None
-    return orjson.Fragment(written) if written is not None else None
-
-
 def _ids_by_span(items: Sequence[LogLine] | Sequence[Exemplar], places: Sequence[Placement]) -> Mapping[str, list[str]]:
     """`join.ids_by_span`, natively when the extension has it (the same mapping, as a plain dict: the render only reads
     it with `.get`; tests/test_body_native.py)."""
@@ -429,11 +414,10 @@ def availability_note(outcome: Outcome) -> str | None:
 
 @without_gc
 def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: bool = False,
-                     lines_as_json: bool = False, findings_as_json: bool = False) -> dict[str, Any]:
+                     lines_as_json: bool = False) -> dict[str, Any]:
     """The response body. `spans_as_json`: for a body that is only written out with orjson (the JSON answer,
     the page's data block): `spans` may then be an `orjson.Fragment` of the same bytes instead of a list.
-    `lines_as_json`: `logs` too (read its entries with `log_entries`). `findings_as_json`: `findings` too, for a
-    body that is only written out (the JSON answer: the page reads them)."""
+    `lines_as_json`: `logs` too (read its entries with `log_entries`)."""
     c, tree = outcome.correlation, outcome.tree
     log_ids = _ids_by_span(c.logs, c.log_placements)
     exemplar_ids = _ids_by_span(c.exemplars, c.exemplar_placements)
@@ -444,7 +428,6 @@ def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: boo
         spans = written if written is not None else _spans(tree, log_ids, exemplar_ids, inferred_ids)
     all_lines, all_places = c.logs + c.inferred_logs, c.log_placements + c.inferred_placements
     logs: orjson.Fragment | None = _logs_json(all_lines, all_places) if lines_as_json else None
-    findings = _findings_json(c.findings) if findings_as_json else None
     start_ns = tree.start_ns if tree is not None else c.window.start_ns
     end_ns = tree.end_ns if tree is not None else c.window.end_ns
     return {
@@ -455,7 +438,7 @@ def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: boo
         "logs": logs if logs is not None else _logs(all_lines, all_places),
         "exemplars": _exemplars(c.exemplars, c.exemplar_placements),
         "critical_path": list(c.critical_path),
-        "findings": findings if findings is not None else [_finding(f) for f in c.findings],
+        "findings": [_finding(f) for f in c.findings],
         "warnings": (list(tree.problems) if tree is not None else []) + list(c.notes),
         "sources": {name: _source(report) for name, report in c.sources.items()},
         "availability": availability_note(outcome),

@@ -375,11 +375,6 @@ pub struct Writer<'a, 'py> {
 
 impl<'a, 'py> Writer<'a, 'py> {
     /// A writer into `spare`'s object when it is free (`Buf::reusing`), else into a new one of `capacity`.
-    /// A writer into `out`.
-    pub fn new(out: Buf, dumps: &'a Bound<'py, PyAny>) -> Self {
-        Writer { out, dumps, written: HashMap::new(), last: [None, None] }
-    }
-
     pub fn reusing(spare: &Spare, capacity: usize, dumps: &'a Bound<'py, PyAny>) -> PyResult<Self> {
         Ok(Writer { out: Buf::reusing(dumps.py(), spare, capacity)?, dumps, written: HashMap::new(), last: [None, None] })
     }
