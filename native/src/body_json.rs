@@ -1,7 +1,7 @@
 //! Parts of the correlation body made natively (issue 14, P3: the response of a small correlation).
 //!
 //! `ids_by_span`: `join.ids_by_span`'s mapping (span ID → the IDs of the items placed on it, in item order) as a plain
-//! dict, without the interpreter's loop (three per body: a third of P3's body outside the native lists was these).
+//! dict, without the interpreter's loop (three per body: a quarter of P3's body outside the native lists was these).
 //! The Python code is the reference: lengths that differ → `None`, and Python raises its own error; an item or
 //! placement without the field raises `getattr`'s error, as Python does. tests/test_body_native.py compares both.
 
