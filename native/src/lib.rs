@@ -40,6 +40,7 @@ mod exemplars;
 mod quotes;
 mod construct;
 mod critical;
+mod body_json;
 mod group;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
@@ -1049,6 +1050,7 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     quotes::register(m)?;
     construct::register(m)?;
     critical::register(m)?;
+    body_json::register(m)?;
     group::register(m)?;
     Ok(())
 }
