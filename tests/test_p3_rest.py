@@ -93,3 +93,29 @@ def test_a_memo_past_its_first_size_gives_what_each_answer_gives_alone() -> None
     assert read_second == loki.parse_streams_body(_answer(second), settings_)[0]
     assert all(a is b for a, b in zip(read_first[150:], read_second[:150], strict=True))
     assert len(memo) == 450
+
+
+@_native_only
+def test_a_renewed_reader_reads_as_a_new_one() -> None:
+    """A native reader given back after an answer is renewed for the next (`LokiLines.renew`): it remembers nothing of
+    the last answer's metadata or strings, so answers of other metadata and levels read as with a new reader."""
+    settings_ = LokiSettings()
+    prepared = loki._prepared(settings_)
+    prepared.idle.clear()
+    one = _answer([(1_000 + n, f"level=info msg=\"{n}\" span_id={n:016x}") for n in range(5)])
+    other = orjson.dumps({"status": "success", "data": {"resultType": "streams", "encodingFlags": ["categorize-labels"],
+                                                        "result": [{"stream": {"service_name": "svc", "level": "WARN"},
+                                                                    "values": [["7", "no level here", {"structuredMetadata": {
+                                                                        "trace_id": "b" * 32, "span_id": "c" * 16}}]]}]}})
+    assert loki.parse_streams_body(one, settings_)[0] == loki_v1_lines(one, settings_)
+    assert len(prepared.idle) == 1
+    reader = prepared.idle[0]
+    for raw in (other, one, other):
+        assert loki.parse_streams_body(raw, settings_)[0] == loki_v1_lines(raw, settings_)
+        assert prepared.idle == [reader]  # the same reader, renewed each time
+
+
+def loki_v1_lines(raw: bytes, settings_: LokiSettings) -> Any:
+    from tests.reference import loki_v1
+
+    return loki_v1.parse_streams_body(raw, settings_)[0]
