@@ -87,13 +87,30 @@ async def test_without_hint_the_trace_narrows_loki_and_prometheus() -> None:
     assert c.sources["jaeger"].items == 5 and c.sources["loki"].items == 3
 
 
+class Noted:
+    """A fake source whose `fetch` notes when it is asked and when it answers (which sources ran at once)."""
+
+    def __init__(self, name: str, source: object, notes: list[str]) -> None:
+        self._name, self._source, self._notes = name, source, notes
+
+    async def fetch(self, *args: object, **kwargs: object) -> object:
+        self._notes.append(f"{self._name} asked")
+        try:
+            return await self._source.fetch(*args, **kwargs)  # type: ignore[attr-defined]
+        finally:
+            self._notes.append(f"{self._name} answered")
+
+
 async def test_with_hint_all_three_run_at_once() -> None:
-    """With a time hint the cost is the slowest source, not the sum."""
+    """With a time hint the cost is the slowest source, not the sum: all three are asked before any answers (seen in
+    the order of the calls, not in a wall-clock time that a slow or busy machine stretches)."""
     hint = Window(T0, T0 + 145 * MS)
-    c = make(jaeger=FakeJaeger(seed_trace(), delay=0.2), loki=FakeLoki(LINES, delay=0.2), prometheus=FakePrometheus([EXEMPLAR], delay=0.2))
-    started = time.perf_counter()
+    notes: list[str] = []
+    c = make(jaeger=Noted("jaeger", FakeJaeger(seed_trace(), delay=0.2), notes),
+             loki=Noted("loki", FakeLoki(LINES, delay=0.2), notes),
+             prometheus=Noted("prometheus", FakePrometheus([EXEMPLAR], delay=0.2), notes))
     outcome = await c.correlate(TID, hint)
-    assert time.perf_counter() - started < 0.35
+    assert sorted(notes[:3]) == ["jaeger asked", "loki asked", "prometheus asked"], notes
     assert outcome.correlation.trace is not None and len(outcome.correlation.logs) == 3
 
 
@@ -109,7 +126,9 @@ async def test_a_slow_source_times_out_within_the_deadline() -> None:
     settings = replace(load_settings(environ={}), deadline_seconds=0.3)
     started = time.perf_counter()
     outcome = await make(settings, loki=FakeLoki(LINES, delay=30)).correlate(TID)
-    assert time.perf_counter() - started < 0.3 * 1.1 + 0.05
+    # The deadline and what the rest of the correlation costs on a slow, busy machine (0.338 s seen at load 26 on two
+    # cores, against 0.30 unloaded): well below a deadline applied twice (0.6 s, once per phase) or not at all (30 s).
+    assert time.perf_counter() - started < 0.5
     assert outcome.correlation.sources["loki"].status is SourceStatus.TIMEOUT
     assert outcome.correlation.sources["prometheus"].status is SourceStatus.OK
 

@@ -15,6 +15,7 @@ from correlator.many import Wanted, correlate_many
 from correlator.model import Exemplar, LogLine, SourceStatus, Span, Trace, Window
 from correlator.sources import SourceResult
 from tests.test_join import MS, T0, seed_trace
+from tests.waiting import until
 
 NOW = T0 / 1e9 + 3600  # an hour after the traces: settled, cacheable
 IDS = [parse_trace_id(f"{n:032x}") for n in range(1, 7)]
@@ -122,9 +123,9 @@ async def test_an_investigation_whose_caller_left_still_fills_the_cache() -> Non
     correlator, _loki, _prom = make(jaeger)
     caller = asyncio.ensure_future(correlate_many(correlator, wanted(IDS[:2]), None, deadline=time.monotonic() + 5,
                                                   concurrency=4))
-    await asyncio.sleep(0.05)
+    await until(lambda: len(jaeger.calls) == 2)
     caller.cancel()  # the client went away mid-investigation; the batch goes on for whoever shares it
-    await asyncio.sleep(0.4)
+    await until(lambda: not correlator._batches)  # the batch has ended (and cached as it ended), however long it took
     assert (await correlator.correlate(IDS[0])).cached and (await correlator.correlate(IDS[1])).cached
     assert sorted(jaeger.calls) == sorted(t.hex for t in IDS[:2])  # nothing fetched twice
 

@@ -68,13 +68,14 @@ class TestRetries:
 
     async def test_no_retry_that_would_pass_the_deadline(self) -> None:
         """A Retry-After longer than the time left is not waited for."""
-        inner, seen = scripted(429, 200, retry_after="5")
-        token = deadline.set(time.monotonic() + 0.5)
+        inner, seen = scripted(429, 200, retry_after="30")
+        token = deadline.set(time.monotonic() + 2.0)
         try:
             async with client(inner) as c:
                 started = time.perf_counter()
                 assert (await c.get("/x")).status_code == 429
-            assert time.perf_counter() - started < 0.1 and len(seen) == 1
+            # Not waited for: well within the 2 s left (a slow, busy machine's margin), far from the 30 s asked.
+            assert time.perf_counter() - started < 1.0 and len(seen) == 1
         finally:
             deadline.reset(token)
 
@@ -97,7 +98,9 @@ class TestBreaker:
             started = time.perf_counter()
             with pytest.raises(httpx.ConnectError, match="circuit open"):
                 await c.get("/x")
-            assert time.perf_counter() - started < 0.005
+            # At once, not after the 60 s until a probe is let through: 1 s is room for a slow, busy machine and a
+            # full collection of a big test process's heap (5 ms was this machine's own speed, idle).
+            assert time.perf_counter() - started < 1.0
         assert len(seen) == 3  # the fourth request never reached the backend
 
     async def test_half_open_probe_closes_it_again(self) -> None:

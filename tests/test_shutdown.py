@@ -16,6 +16,7 @@ import httpx
 from aiohttp import web
 
 from tests.conftest import REPO
+from tests.waiting import until
 
 
 def free_port() -> int:
@@ -37,7 +38,10 @@ async def wait_listening(port: int, timeout: float = 15) -> None:
 
 
 async def test_sigterm_drains_in_flight_requests(aiohttp_server: Any) -> None:
+    asked: list[str] = []
+
     async def slow_trace(request: web.Request) -> web.Response:
+        asked.append(request.path)
         await asyncio.sleep(1.0)
         return web.Response(status=404, text='{"error":{"httpCode":404,"message":"No traces found"}}')
 
@@ -54,7 +58,8 @@ async def test_sigterm_drains_in_flight_requests(aiohttp_server: Any) -> None:
         await wait_listening(port)
         async with httpx.AsyncClient(timeout=10) as client:
             in_flight = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/correlate/4bf92f3577b34da6a3ce929d0e0e4736"))
-            await asyncio.sleep(0.3)
+            # In flight in the service: it is asking Jaeger (a fixed 0.3 s could pass before a slow machine got there).
+            await until(lambda: bool(asked), within=30)
             proc.send_signal(signal.SIGTERM)
             response = await in_flight
             assert response.status_code == 200

@@ -34,14 +34,17 @@ class Request:
     start_ns: int
     db_ms: int
     sent: bool = True  # False: sampled out, Jaeger never sees it
+    # Which scene's request: each module that sends a scene to the session's one Jaeger passes its own, else a
+    # trace sent twice (other times, same IDs) holds both sends' spans and the later scene reads the earlier's.
+    series: int = 0
 
     @property
     def trace_id(self) -> str:
-        return f"{0xA11CE000 + self.n:032x}"
+        return f"{0xA11CE000 + (self.series << 8) + self.n:032x}"
 
     @property
     def span_ids(self) -> tuple[str, ...]:  # gateway, auth, courses, db, cache
-        return tuple(f"{0xB0B00000 + self.n:08x}{k:08x}" for k in range(1, 6))
+        return tuple(f"{0xB0B00000 + (self.series << 8) + self.n:08x}{k:08x}" for k in range(1, 6))
 
     @property
     def duration_ms(self) -> int:
@@ -56,14 +59,15 @@ class Request:
         return self.db_ms >= 1000
 
 
-def requests(now_ns: int) -> list[Request]:
-    """12 slow (one lost), 8 normal, interleaved over the last ten minutes, all ended ≥ 1 min ago."""
+def requests(now_ns: int, series: int = 0) -> list[Request]:
+    """12 slow (one lost), 8 normal, interleaved over the last ten minutes, all ended ≥ 1 min ago; `series`: the
+    scene's own trace and span IDs (one per module sending to a shared Jaeger)."""
     slow_db = [1900, 1850, 2100, 1950, 1700, 2250, 1800, 2000, 1875, 1925, 2050, 1990]
     normal_db = [80, 75, 85, 90, 78, 82, 88, 79]
     out = []
     for i, db in enumerate(slow_db + normal_db):
         start = now_ns - 11 * 60 * 10**9 + (i * 29 % 20) * 25 * 10**9
-        out.append(Request(i, start, db, sent=i != 3))
+        out.append(Request(i, start, db, sent=i != 3, series=series))
     return out
 
 

@@ -40,13 +40,15 @@ def source(prometheus: Prometheus, **env: str) -> PrometheusSource:
 
 
 def recent() -> Window:
+    """The last hour: the session's exposer stamped its exemplars once, when the first integration module started it;
+    the modules before this one take minutes (more on a slower machine), so 10 minutes could miss them."""
     now = time.time_ns()
-    return Window(now - 600 * 10**9, now)
+    return Window(now - 3600 * 10**9, now)
 
 
 def raw_timestamps(prometheus: Prometheus, trace_id: str) -> set[float]:
     body = httpx.get(f"{prometheus.url}/api/v1/query_exemplars",
-                     params={"query": '{job="demo"}', "start": time.time() - 600, "end": time.time() + 60}).json()
+                     params={"query": '{job="demo"}', "start": time.time() - 3600, "end": time.time() + 60}).json()
     return {ex["timestamp"] for s in body["data"] for ex in s["exemplars"] if ex["labels"]["trace_id"] == trace_id}
 
 

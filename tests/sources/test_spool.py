@@ -22,6 +22,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from correlator import offload as offload_module
 from correlator.api import create_app
 from correlator.config import load_settings
 from correlator.errors import SourceError, SourceProtocolError
@@ -32,6 +33,7 @@ from correlator.sources._http import make_client
 from correlator.sources.jaeger import JaegerSource
 from tests.apiclient import T0, TRACE, Backends
 from tests.test_offload import big_trace, settings
+from tests.waiting import until
 
 BODY = orjson.dumps(big_trace(2000))  # ~950 KB: well over the 256 KiB threshold, and several batches of chunks
 THRESHOLD = 256 * 1024
@@ -58,6 +60,12 @@ def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 async def drained() -> None:
     """Once the writer thread has done what it was given (a failed body's clean-up runs there)."""
     await asyncio.get_running_loop().run_in_executor(_spool._writer, lambda: None)
+
+
+async def unlinked() -> None:
+    """Once the thread that removes the files of ended answers (offload._unlinker, one thread: first in, first out)
+    has removed those handed to it so far."""
+    await asyncio.get_running_loop().run_in_executor(offload_module._unlinker, lambda: None)
 
 
 def open_fds() -> int:
@@ -138,7 +146,7 @@ async def test_a_big_answer_goes_to_a_file_and_gives_the_trace_the_in_memory_pat
         path = raw.path
         del raw, result  # a RawTrace nobody outlines (a correlation refused before it) takes its file with it
         gc.collect()
-        await asyncio.sleep(0.05)
+        await unlinked()
         assert not Path(path).exists()
 
 
@@ -168,7 +176,7 @@ async def test_a_body_that_stops_midway_times_out_cancelled_and_leaves_no_file(k
     async with jaeger_source(kind, jaeger) as source:
         fetch = asyncio.ensure_future(source.fetch(parse_trace_id(TRACE), None, None, THRESHOLD))
         await asyncio.wait_for(jaeger.sent.wait(), 10)
-        await asyncio.sleep(0.1)
+        await until(lambda: any(spool_dir.iterdir()))  # the client has the first half (sent is not received yet)
         assert [p.name[:17] for p in spool_dir.iterdir()] == ["correlator-trace-"]  # it was being written
         fetch.cancel()  # what the source's deadline does (asyncio.timeout), and a caller that goes away
         with pytest.raises(asyncio.CancelledError):
@@ -206,7 +214,7 @@ async def test_the_outline_removes_the_file_once_the_worker_has_read_it(spool_di
     finally:
         offload.close()
     assert outline is not None and set(outline.services) == {"api-gateway", "auth-service", "course-service", "billing"}
-    await asyncio.sleep(0.1)  # removed by a thread
+    await unlinked()  # removed by a thread
     assert not Path(raw.path).exists()
 
 

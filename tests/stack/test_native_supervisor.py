@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -48,15 +47,17 @@ def test_a_piece_that_never_gets_ready_is_named_with_its_url_and_stopped(tmp_pat
 
 def test_stop_takes_the_whole_process_group_even_a_grandchild_that_ignores_sigterm(tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
-    stubborn = ("import signal, subprocess, sys, time\n"
-                "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                "time.sleep(60)'])\n"
-                f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+    # The grandchild says where it is only once it ignores SIGTERM (its file appears whole, by a rename): a fixed
+    # wait instead was a race with its interpreter's start (0.25-0.7 s on a busy machine).
+    grandchild_code = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                       f"open({str(pid_file) + '.new'!r}, 'w').write(str(os.getpid())); "
+                       f"os.rename({str(pid_file) + '.new'!r}, {str(pid_file)!r}); time.sleep(60)")
+    stubborn = ("import subprocess, sys, time\n"
+                f"subprocess.Popen([sys.executable, '-c', {grandchild_code!r}])\n"
                 "time.sleep(60)\n")
     service = Service("node", (PY, "-c", stubborn), ready=pid_file.exists, env=dict(os.environ), stop_grace=0.5)
     stack = Stack(tmp_path / "logs")
     leader = stack.start(service).pid
-    time.sleep(0.2)  # the grandchild installs its SIG_IGN
     grandchild = int(pid_file.read_text())
     assert exists(grandchild)
     [stopped] = stack.stop()
