@@ -120,8 +120,11 @@ async def _capture(base: str, count: int) -> Capture:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(count):  # random IDs, as P3's load asks (a run of zeros would make the needle match them all)
-                async with session.get(f"http://127.0.0.1:{port}/correlate/{random.getrandbits(128):032x}") as response:
+            # Random IDs as P3's load asks, seeded, and with a non-zero first digit: an ID with leading zeros is looked up in
+            # Loki by its shorter spelling, which the bench's backends do not recognise (the two lookups' answers differ).
+            rng = random.Random(3)
+            for _ in range(count):
+                async with session.get(f"http://127.0.0.1:{port}/correlate/{rng.getrandbits(128) | 1 << 127:032x}") as response:
                     assert response.status == 200, response.status
                     await response.read()
     finally:
