@@ -25,7 +25,7 @@ from correlator.construct import fast_constructor
 from correlator.errors import InvalidTraceId, ShuttingDown, SourceError
 from correlator.gcpause import without_gc
 from correlator.ids import TraceId, parse_trace_id
-from correlator.join import join
+from correlator.join import join, lines_by_span
 from correlator.logfields import extract_trace_context
 from correlator.model import (
     Correlation,
@@ -642,10 +642,7 @@ class Correlator:
         if clock is None:
             clock = estimate_clocks(list(tree.by_id.values()), reference, tree.by_id)
         log_places, exemplar_places = join(tree, logs, exemplars, self.settings.join.clock_skew_ms, clock.offsets)
-        span_logs: dict[str, list[LogLine]] = {}  # evidence: errors, waits and retries the lines describe
-        for line, placement in zip(logs, log_places, strict=True):
-            if placement.span_id is not None:
-                span_logs.setdefault(placement.span_id, []).append(line)
+        span_logs = lines_by_span(logs, log_places)  # evidence: errors, waits and retries the lines describe
         # Inferred lines are not the trace's own: never evidence, never in `log_places`.
         analysis = analyse(tree, self.settings.analysis, span_logs)
         inferred = (attach_untraced(tree, untraced.lines, untraced.other_traces, clock.offsets)

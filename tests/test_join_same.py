@@ -42,3 +42,27 @@ def test_every_item_placed_by_its_span_id_shares_one_placement_per_span() -> Non
     placed = place(build_tree(trace), [_sid(2), _sid(1), _sid(2)], ["a", "a", "a"], [1, 2, 3], 0)
     assert [p.span_id for p in placed] == [_sid(2), _sid(1), _sid(2)]
     assert placed[0] is placed[2]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(span_trees(malformed=True), st.data())
+def test_join_places_lines_as_before(trace: Trace, data: st.DataObject) -> None:
+    """`join` reads a line's service and time only when its span ID does not place it: the same placements."""
+    from correlator.join import join
+    from correlator.model import LogLine
+
+    tree = build_tree(trace)
+    ids = [span.span_id for span in trace.spans]
+    services = sorted({span.service for span in trace.spans})
+    all_known = data.draw(st.booleans())
+    count = data.draw(st.integers(0, 40))
+    span_ids = data.draw(st.lists(st.sampled_from(ids) if all_known else st.one_of(st.none(), st.sampled_from(ids),
+                                                                                   st.just("00000000000000ff")),
+                                  min_size=count, max_size=count))
+    lines = tuple(LogLine(f"log-{i}", data.draw(st.integers(-1_000_000, 16_000_000)), "text",
+                          data.draw(st.one_of(st.none(), st.sampled_from(services), st.just("elsewhere"))), None, {}, {}, sid)
+                  for i, sid in enumerate(span_ids))
+    clocks = data.draw(st.one_of(st.none(), st.just({services[0]: (1000, 10)})))
+    log_places, _ = join(tree, lines, (), 0.05, clocks)
+    assert log_places == place_v1(tree, span_ids, [ln.service for ln in lines], [ln.timestamp_ns for ln in lines], 50_000, clocks)
+    assert isinstance(log_places, tuple)

@@ -297,3 +297,23 @@ def test_required_native_refuses_the_fallback() -> None:
     assert done.returncode != 0 and "CORRELATOR_REQUIRE_NATIVE=1 but the native path is unusable" in done.stderr
     env["CORRELATOR_NATIVE"] = "1"
     assert subprocess.run([sys.executable, "-c", "import correlator.sources.loki"], env=env, timeout=60, check=False).returncode == 0
+
+
+def test_span_ids_and_levels_past_the_recent_table_and_the_sharing_limit() -> None:
+    """More distinct span IDs and levels than the recent-value table holds (64 per kind) and than an answer shares
+    (4096), each repeated near and far, in lines of alternating levels: the same lines as Python's, and a value the
+    parse shares is one object wherever it stands."""
+    values = []
+    for i in range(5000):
+        for sid in (i, i // 2, 7, 4999 - i):
+            level = ("info", "ERROR", "warn", f"lvl{i % 70}")[sid % 4]
+            values.append([str(1_700_000_000_000_000_000 + len(values)), f"level={level} span_id={sid + 1:x} n={i}"])
+    raw = orjson.dumps({"status": "success", "data": {"resultType": "streams",
+                                                      "result": [{"stream": {"service_name": "svc"}, "values": values}]}})
+    native = assert_same(raw)
+    assert native is not None  # read natively, not handed back
+    lines = native[0]
+    assert len(lines) == len(values)
+    by_value: dict[str, int] = {}
+    for line in lines[:4000]:  # within the sharing limit: one object per value
+        assert by_value.setdefault(line.span_id, id(line.span_id)) == id(line.span_id)

@@ -40,9 +40,26 @@ mod logs_json;
 mod loki_answer;
 mod exemplars;
 mod quotes;
+mod group;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
+
+/// `LokiLines::shared_at`'s call sites: a line's span ID, its level; and the values remembered for each.
+const RECENT_SPAN: usize = 0;
+const RECENT_LEVEL: usize = 1;
+const RECENT_SLOTS: usize = 64;
+
+/// Where a value is remembered in its call site's table: a multiplicative hash of its bytes, eight at a time.
+fn recent_slot(value: &[u8]) -> usize {
+    let mut hash = value.len() as u64;
+    for chunk in value.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        hash = (hash.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    (hash >> 58) as usize % RECENT_SLOTS
+}
 
 /// A JSON string, borrowed from the body when it has no escapes.
 struct Text<'a>(Cow<'a, str>);
@@ -451,6 +468,8 @@ struct LokiLines {
     /// The last metadata bytes and what they mean: consecutive entries mostly carry the same (no hashing then).
     last_meta: Option<(Vec<u8>, Meta)>,
     texts: HashMap<Vec<u8>, PyObject>,
+    /// Values `shared_at` gave lately, and their bytes: `RECENT_SLOTS` per call site.
+    recent: Vec<Option<(Vec<u8>, PyObject)>>,
     /// Where each field's slot sits in a LogLine, when every field is a plain object slot (see `slot_offsets`).
     slots: Option<[ffi::Py_ssize_t; 8]>,
     /// The lines of entries already read, by what they are read from (`LokiMemo`), during `answer` when given one.
@@ -538,28 +557,52 @@ impl MemoTable {
 const MEMO_LIMIT: usize = 10_000;
 
 impl LokiLines {
-    /// One str per distinct ASCII value (a span ID, a level) within the answer (bounded by LIMIT).
-    fn shared(&mut self, py: Python<'_>, value: &[u8]) -> PyResult<PyObject> {
-        if let Some(kept) = self.texts.get(value) {
-            return Ok(kept.clone_ref(py));
+    /// One str per distinct ASCII value (a span ID, a level) within the answer (bounded by LIMIT), the values last
+    /// given remembered per call site (`RECENT_SPAN`, `RECENT_LEVEL`) in a small table by a cheap hash of their bytes:
+    /// a stream's lines repeat their level and a few span IDs, and comparing 16 bytes is cheaper than SipHash. The
+    /// table only ever answers what the map holds (a value is remembered only then); a miss, or values a backend
+    /// made to collide there, go to the map as before.
+    fn shared_at(&mut self, py: Python<'_>, site: usize, value: &[u8]) -> PyResult<PyObject> {
+        let slot = site * RECENT_SLOTS + recent_slot(value);
+        if let Some((bytes, kept)) = &self.recent[slot] {
+            if bytes.as_slice() == value {
+                return Ok(kept.clone_ref(py));
+            }
         }
-        let text = ascii_str(py, value)?;
-        if self.texts.len() < LIMIT {
-            self.texts.insert(value.to_vec(), text.clone_ref(py));
+        let (text, held) = match self.texts.get(value) {
+            Some(kept) => (kept.clone_ref(py), true),
+            None => {
+                let text = ascii_str(py, value)?;
+                let held = self.texts.len() < LIMIT;
+                if held {
+                    self.texts.insert(value.to_vec(), text.clone_ref(py));
+                }
+                (text, held)
+            }
+        };
+        if held {
+            match &mut self.recent[slot] {
+                Some((bytes, kept)) => {
+                    bytes.clear();
+                    bytes.extend_from_slice(value);
+                    *kept = text.clone_ref(py);
+                }
+                None => self.recent[slot] = Some((value.to_vec(), text.clone_ref(py))),
+            }
         }
         Ok(text)
     }
 
-    /// `shared` of the value lower-cased (a level as `logfields` gives it).
+    /// `shared_at` of the value lower-cased (a level as `logfields` gives it).
     fn shared_lower(&mut self, py: Python<'_>, value: &[u8]) -> PyResult<PyObject> {
         let mut small = [0u8; 32];
         if value.len() <= small.len() {
             let small = &mut small[..value.len()];
             small.copy_from_slice(value);
             small.make_ascii_lowercase();
-            self.shared(py, small)
+            self.shared_at(py, RECENT_LEVEL, small)
         } else {
-            self.shared(py, &value.to_ascii_lowercase())
+            self.shared_at(py, RECENT_LEVEL, &value.to_ascii_lowercase())
         }
     }
 
@@ -607,7 +650,7 @@ impl LokiLines {
             let mut unsure = false;
             if span.is_none() {
                 match search_pair(s, &self.span_names, &self.span_firsts, Kind::Span) {
-                    Found::Span(id) => span = Some(self.shared(py, &id)?),
+                    Found::Span(id) => span = Some(self.shared_at(py, RECENT_SPAN, &id)?),
                     Found::Value(..) | Found::Nothing => {}
                     Found::Unsure => unsure = true,
                 }
@@ -733,6 +776,7 @@ impl LokiLines {
             by_bytes: HashMap::new(),
             last_meta: None,
             texts: HashMap::new(),
+            recent: (0..2 * RECENT_SLOTS).map(|_| None).collect(),
             memo: None,
             memo_key: Vec::new(),
             line_scratch: String::new(),
@@ -879,8 +923,13 @@ impl LokiLines {
         let id = ascii_str(py, &id)?;
         let ts: PyObject = ts.into_pyobject(py)?.into_any().unbind();
         let text: PyObject = text.into_any().unbind();
+        // Released as `Bound`s (a plain decref): a `Py`'s drop goes through pyo3's GIL check, eight per line.
+        let (id, ts, text, level, meta, span) = (id.into_bound(py), ts.into_bound(py), text.into_bound(py),
+                                                 level.into_bound(py), meta.into_bound(py), span.into_bound(py));
+        let (_meta_span, _meta_level) = (meta_span.into_bound(py), meta_level.into_bound(py));
         build_line(py, &self.line_class, &self.attributes, self.slots.as_ref(),
-                   [&id, &ts, &text, &stream.service, &level, &stream.labels, &meta, &span]).map(Some)
+                   [id.as_unbound(), ts.as_unbound(), text.as_unbound(), &stream.service, level.as_unbound(), &stream.labels,
+                    meta.as_unbound(), span.as_unbound()]).map(Some)
     }
 }
 
@@ -1062,5 +1111,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     exemplars::register(m)?;
     analysis::register(m)?;
     quotes::register(m)?;
+    group::register(m)?;
     Ok(())
 }

@@ -62,6 +62,33 @@ impl<'a, 'py> Stamps<'a, 'py> {
     }
 }
 
+/// JSON written for the last line between two of its values, and the objects it was written from. Objects are
+/// compared by address: every one is held by its line (or, for the match's and confidence's values, by the tables)
+/// for the whole call, so an equal address is the same object, and the same plain value writes the same bytes.
+#[derive(Default)]
+struct Piece {
+    made_of: Option<[usize; 2]>,
+    bytes: Vec<u8>,
+}
+
+impl Piece {
+    /// Writes the kept bytes when they were made of these objects; else the caller writes them, then `keep`s them.
+    fn copy(&mut self, out: &mut Buf, made_of: [usize; 2]) -> bool {
+        if self.made_of == Some(made_of) {
+            out.extend_from_slice(&self.bytes);
+            return true;
+        }
+        self.made_of = Some(made_of);
+        false
+    }
+
+    /// Keeps what was written since `start`, made of the objects `copy` was last asked about.
+    fn keep(&mut self, out: &Buf, start: usize) {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(out.written(start));
+    }
+}
+
 /// `orjson.dumps(render._logs_python(lines, places))` without the dicts, or None when Python must render them.
 /// `second_text(seconds)`: the RFC 3339 text of a second; `match_values` / `confidence_values`: the enums' values;
 /// `dumps(value)`: orjson with the body's options.
@@ -78,6 +105,7 @@ fn render_logs_json<'py>(py: Python<'py>, lines: &Bound<'py, PyTuple>, places: &
         field("metadata"));
     let (f_span, f_match, f_confidence) = (field("span_id"), field("match"), field("confidence"));
     let mut stamps = Stamps::new(second_text);
+    let (mut around_line, mut around_span, mut after_span) = (Piece::default(), Piece::default(), Piece::default());
     let mut w = Writer::reusing(&SPARE, lines.len() * 320 + 2, dumps)?;
     w.out.push(b'[');
     for (i, (line, place)) in lines.iter().zip(places.iter()).enumerate() {
@@ -107,25 +135,41 @@ fn render_logs_json<'py>(py: Python<'py>, lines: &Bound<'py, PyTuple>, places: &
         if !stamps.write(&mut w.out, ns)? {
             return Ok(None);
         }
-        w.key(false, b"service");
-        w.value(&f_service.get(&line)?)?;
-        w.key(false, b"level");
-        w.value(&f_level.get(&line)?)?;
-        w.key(false, b"line");
-        w.value(&f_line.get(&line)?)?;
-        w.key(false, b"labels");
-        w.mapping(0, &f_labels.get(&line)?)?;
-        w.key(false, b"metadata");
-        w.mapping(1, &f_metadata.get(&line)?)?;
-        w.key(false, b"span_id");
-        w.value(&f_span.get(&place)?)?;
-        w.key(false, b"match");
-        w.value(&matched)?;
-        if let Some(confidence) = confidence {
-            w.key(false, b"confidence");
-            w.value(&confidence)?;
+        // The pieces between the line's own values, copied from the last line's when they are made of the same
+        // objects (a stream's lines share their service, level, labels and metadata; a span's its placement).
+        let (service, level) = (f_service.get(&line)?, f_level.get(&line)?);
+        let start = w.out.len();
+        if !around_line.copy(&mut w.out, [service.as_ptr() as usize, level.as_ptr() as usize]) {
+            w.key(false, b"service");
+            w.value(&service)?;
+            w.key(false, b"level");
+            w.value(&level)?;
+            w.key(false, b"line");
+            around_line.keep(&w.out, start);
         }
-        w.out.push(b'}');
+        w.value(&f_line.get(&line)?)?;
+        let (labels, metadata) = (f_labels.get(&line)?, f_metadata.get(&line)?);
+        let start = w.out.len();
+        if !around_span.copy(&mut w.out, [labels.as_ptr() as usize, metadata.as_ptr() as usize]) {
+            w.key(false, b"labels");
+            w.mapping(0, &labels)?;
+            w.key(false, b"metadata");
+            w.mapping(1, &metadata)?;
+            w.key(false, b"span_id");
+            around_span.keep(&w.out, start);
+        }
+        w.value(&f_span.get(&place)?)?;
+        let start = w.out.len();
+        if !after_span.copy(&mut w.out, [matched.as_ptr() as usize, confidence.as_ref().map_or(0, |c| c.as_ptr() as usize)]) {
+            w.key(false, b"match");
+            w.value(&matched)?;
+            if let Some(confidence) = &confidence {
+                w.key(false, b"confidence");
+                w.value(confidence)?;
+            }
+            w.out.push(b'}');
+            after_span.keep(&w.out, start);
+        }
     }
     w.out.push(b']');
     Ok(Some(w.out.finish_keeping(py, &SPARE)?))
