@@ -829,13 +829,14 @@ impl LokiLines {
     }
 
     /// Ready for another answer, as a new reader made with the same settings and this `decode_metadata` would be: what
-    /// it remembered of the last answer (metadata by bytes, shared strings) forgotten, its tables' room kept (bench P3:
+    /// it remembered of the last answer (metadata by bytes, shared and recent strings) forgotten, its tables' room kept (bench P3:
     /// making and dropping a reader was ~30 k instructions per lookup).
     fn renew(&mut self, decode_metadata: PyObject) {
         self.decode_metadata = decode_metadata;
         self.by_bytes.clear();
         self.last_meta = None;
         self.texts.clear();
+        self.recent.iter_mut().for_each(|slot| *slot = None);
         self.memo = None;
     }
 }
