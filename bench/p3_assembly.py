@@ -9,7 +9,8 @@ Starts `bench/run.py`'s backends (no latency) and the service's app in this proc
 through HTTP, and keeps what `Correlator._assemble` was given (the sources' parsed answers and the untraced
 lookups' result) and the standings `add_standings` was given. Then replays, on those very inputs: `_assemble`
 (tree, clocks, join, analysis, untraced attach, skew), `correlation_body` (as `api._respond` calls it),
-`add_standings` and the JSON dump (`api._dumps`). Parts: assemble, body, standings, dumps, all. It measures the
+`add_standings` and the JSON dump (`api._dumps`). Parts: assemble, body, standings, dumps, all, and the body's
+pieces body.ids|spans|lines|summary|exemplars|findings, standings.body, dumps.findings. It measures the
 tree it sits in; to compare another tree, run its copy (at the same time, for callgrind's figure too).
 """
 
@@ -33,6 +34,7 @@ from aiohttp import web
 import correlator.api as api
 import correlator.standing_run as standing_run
 from bench import run as bench
+from correlator import render
 from correlator.config import load_settings
 from correlator.correlate import Correlator
 from correlator.render import correlation_body
@@ -88,6 +90,9 @@ def parts(correlator: Correlator, args: Any, standings: Any) -> dict[str, Any]:
     outcome = correlator._assemble(*args)
     body = correlation_body(outcome, settings, spans_as_json=True, lines_as_json=True)
     standing_run.add_standings(body, outcome.correlation, standings)
+    c = outcome.correlation
+    ids = [render._ids_by_span(c.logs, c.log_placements), render._ids_by_span(c.exemplars, c.exemplar_placements),
+           render._ids_by_span(c.inferred_logs, c.inferred_placements)]
 
     def everything() -> bytes:
         out = correlator._assemble(*args)
@@ -101,6 +106,17 @@ def parts(correlator: Correlator, args: Any, standings: Any) -> dict[str, Any]:
         "standings": lambda: standing_run.add_standings(dict(body), outcome.correlation, standings),
         "dumps": lambda: api._dumps(body),
         "all": everything,
+        # The body's pieces (session 10), each as correlation_body / add_standings / the dump make it.
+        "body.ids": lambda: [render._ids_by_span(a, b) for a, b in ((c.logs, c.log_placements),
+                                                                   (c.exemplars, c.exemplar_placements),
+                                                                   (c.inferred_logs, c.inferred_placements))],
+        "body.spans": lambda: render._spans_json(outcome.tree, *ids),
+        "body.lines": lambda: render._logs_json(c.logs + c.inferred_logs, c.log_placements + c.inferred_placements),
+        "body.summary": lambda: render._summary(c, outcome.tree),
+        "body.exemplars": lambda: render._exemplars(c.exemplars, c.exemplar_placements),
+        "body.findings": lambda: [render._finding(f) for f in c.findings],
+        "standings.body": lambda: [standing_run.standing_body(s) for s in standings],
+        "dumps.findings": lambda: api._dumps(body["findings"]),
     }
 
 

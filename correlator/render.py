@@ -325,6 +325,19 @@ _SEVERITY_VALUE = {s: s.value for s in Severity}
 _STATUS_VALUE = {s: s.value for s in SourceStatus}
 
 
+def _ids_by_span(items: Sequence[LogLine] | Sequence[Exemplar], places: Sequence[Placement]) -> Mapping[str, list[str]]:
+    """`join.ids_by_span`, natively when the extension has it (the same mapping, as a plain dict: the render only reads
+    it with `.get`; tests/test_body_native.py)."""
+    if not items:
+        return {}
+    native = native_function("ids_by_span")
+    if native is not None and type(items) is tuple and type(places) is tuple:
+        found: dict[str, list[str]] | None = native(items, places)
+        if found is not None:
+            return found
+    return ids_by_span(items, places)
+
+
 def _finding(f: Finding) -> dict[str, Any]:
     return {"kind": f.kind, "severity": _SEVERITY_VALUE[f.severity], "message": f.message,
             "span_ids": list(f.span_ids), "evidence": dict(f.evidence)}
@@ -406,9 +419,9 @@ def correlation_body(outcome: Outcome, settings: Settings, *, spans_as_json: boo
     the page's data block): `spans` may then be an `orjson.Fragment` of the same bytes instead of a list.
     `lines_as_json`: `logs` too (read its entries with `log_entries`)."""
     c, tree = outcome.correlation, outcome.tree
-    log_ids = ids_by_span(c.logs, c.log_placements)
-    exemplar_ids = ids_by_span(c.exemplars, c.exemplar_placements)
-    inferred_ids = ids_by_span(c.inferred_logs, c.inferred_placements)
+    log_ids = _ids_by_span(c.logs, c.log_placements)
+    exemplar_ids = _ids_by_span(c.exemplars, c.exemplar_placements)
+    inferred_ids = _ids_by_span(c.inferred_logs, c.inferred_placements)
     spans: list[dict[str, Any]] | orjson.Fragment = []
     if tree is not None:
         written = _spans_json(tree, log_ids, exemplar_ids, inferred_ids) if spans_as_json else None

