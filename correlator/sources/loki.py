@@ -277,6 +277,9 @@ class _Prepared:
     meta_finder: Callable[[Mapping[str, str]], tuple[str | None, str | None]]
     # Each stream's context by (labels JSON, categorized): a route's answers come from the same few streams.
     contexts: dict[tuple[bytes, bool], _StreamContext] = field(default_factory=dict)
+    # Native readers of these settings not reading an answer now (`_reader`): taken and given back whole (list.pop and
+    # append), so a thread or a nested parse never shares one.
+    idle: list[Any] = field(default_factory=list)
 
 
 _PREPARED: dict[int, _Prepared] = {}
@@ -311,13 +314,33 @@ def _native_lines(raw: bytes | bytearray, settings: LokiSettings, memo: Any = No
     prepared = _prepared(settings)
     if hasattr(native.LokiLines, "answer"):
         same = _Sharing()
+        reader = _reader(native, prepared, same)
         try:
-            got = _parser(native, prepared, same).answer(raw, _stream_context(prepared, same), memo)
+            got = reader.answer(raw, _stream_context(prepared, same), memo)
         except _NotNative:
             got = None
+        finally:
+            if hasattr(reader, "renew") and len(prepared.idle) < _IDLE_READERS:
+                prepared.idle.append(reader)
         if got is not None:
             return got, len(got)
     return _two_pass_lines(native, raw, prepared)
+
+
+_IDLE_READERS = 4  # per settings: one is what a single event loop uses
+
+
+def _reader(native: Any, prepared: _Prepared, same: _Sharing) -> Any:
+    """A native reader for one answer: an idle one of these settings renewed (`LokiLines.renew`: it forgets the last
+    answer, as a new one knows nothing), else a new one (bench P3: making one was ~15 k instructions, dropping it ~10 k)."""
+    if prepared.idle:
+        try:
+            reader = prepared.idle.pop()
+        except IndexError:  # another thread took the last one
+            return _parser(native, prepared, same)
+        reader.renew(_decoder(prepared, same))
+        return reader
+    return _parser(native, prepared, same)
 
 
 def _new_memo() -> Any:
@@ -327,7 +350,7 @@ def _new_memo() -> Any:
     return memo() if memo is not None else None
 
 
-def _parser(native: Any, prepared: _Prepared, same: _Sharing) -> Any:
+def _decoder(prepared: _Prepared, same: _Sharing) -> Callable[[bytes], tuple[Mapping[str, str] | None, str | None, str | None]]:
     meta_span_and_level = prepared.meta_finder
 
     def decode_metadata(key: bytes) -> tuple[Mapping[str, str] | None, str | None, str | None]:
@@ -337,8 +360,12 @@ def _parser(native: Any, prepared: _Prepared, same: _Sharing) -> Any:
             raise _NotNative from None
         return (found, *meta_span_and_level(found)) if found is not None else (None, None, None)
 
+    return decode_metadata
+
+
+def _parser(native: Any, prepared: _Prepared, same: _Sharing) -> Any:
     return native.LokiLines(LogLine, _FIELDS, prepared.span_fields, prepared.level_fields, _HINTS, prepared.finder,
-                            _well_known_span, decode_metadata)
+                            _well_known_span, _decoder(prepared, same))
 
 
 def _stream_context(prepared: _Prepared, same: _Sharing) -> Callable[[bytes, bool], _StreamContext | None]:

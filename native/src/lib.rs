@@ -20,8 +20,10 @@
 mod otlp;
 
 use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
@@ -474,7 +476,7 @@ struct LokiLines {
     /// Where each field's slot sits in a LogLine, when every field is a plain object slot (see `slot_offsets`).
     slots: Option<[ffi::Py_ssize_t; 8]>,
     /// The lines of entries already read, by what they are read from (`LokiMemo`), during `answer` when given one.
-    memo: Option<HashMap<Vec<u8>, PyObject>>,
+    memo: Option<MemoTable>,
     /// The memo key being written (kept to reuse its allocation).
     memo_key: Vec<u8>,
     /// A line with JSON escapes, decoded (kept to reuse its allocation: `EntrySeed`).
@@ -485,18 +487,72 @@ struct LokiLines {
 /// line to both lookups, and an entry read from the same bytes in a stream of the same labels is the same LogLine.
 #[pyclass(module = "correlator_native")]
 struct LokiMemo {
-    table: HashMap<Vec<u8>, PyObject>,
+    table: MemoTable,
 }
 
 #[pymethods]
 impl LokiMemo {
     #[new]
     fn new() -> Self {
-        LokiMemo { table: HashMap::new() }
+        LokiMemo { table: MemoTable::default() }
     }
 
     fn __len__(&self) -> usize {
-        self.table.len()
+        self.table.slots.len()
+    }
+}
+
+/// The hash is already a keyed SipHash of the entry (`MemoTable::hash`): the table takes it as it is.
+#[derive(Default)]
+struct Passthrough(u64);
+
+impl Hasher for Passthrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; anything else still hashes (FNV-1a), never panics.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+/// Entries read → their LogLines, by a keyed SipHash of the entry's bytes computed once per entry (bench P3: a
+/// `HashMap<Vec<u8>, _>` hashed each ~150-byte key up to three times — look-up, insert, growth — which cost more than
+/// the second lookup's reads it saved). Two entries whose hashes meet (never, without the random key) share no slot:
+/// the later is read, not remembered — the memo only saves work, it never decides a line.
+struct MemoTable {
+    keys: RandomState,
+    slots: HashMap<u64, (Vec<u8>, PyObject), BuildHasherDefault<Passthrough>>,
+}
+
+impl Default for MemoTable {
+    fn default() -> Self {
+        // Two lookups of ~20 lines without growing; bigger answers grow it as any map.
+        MemoTable { keys: RandomState::new(), slots: HashMap::with_capacity_and_hasher(64, BuildHasherDefault::default()) }
+    }
+}
+
+impl MemoTable {
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.keys.hash_one(key)
+    }
+
+    fn get(&self, hash: u64, key: &[u8]) -> Option<&PyObject> {
+        match self.slots.get(&hash) {
+            Some((kept, line)) if kept.as_slice() == key => Some(line),
+            _ => None,
+        }
+    }
+
+    fn insert(&mut self, hash: u64, key: &[u8], line: PyObject) {
+        if self.slots.len() < MEMO_LIMIT {
+            self.slots.entry(hash).or_insert_with(|| (key.to_vec(), line));
+        }
     }
 }
 
@@ -774,6 +830,18 @@ impl LokiLines {
         }
         read
     }
+
+    /// Ready for another answer, as a new reader made with the same settings and this `decode_metadata` would be: what
+    /// it remembered of the last answer (metadata by bytes, shared and recent strings) forgotten, its tables' room kept (bench P3:
+    /// making and dropping a reader was ~30 k instructions per lookup).
+    fn renew(&mut self, decode_metadata: PyObject) {
+        self.decode_metadata = decode_metadata;
+        self.by_bytes.clear();
+        self.last_meta = None;
+        self.texts.clear();
+        self.recent.iter_mut().for_each(|slot| *slot = None);
+        self.memo = None;
+    }
 }
 
 /// What every line of one stream shares.
@@ -809,14 +877,13 @@ impl LokiLines {
             key.extend_from_slice(raw.get().as_bytes());
         }
         let table = self.memo.as_ref().expect("checked above");
-        let got = if let Some(kept) = table.get(key.as_slice()) {
+        let hash = table.hash(&key);
+        let got = if let Some(kept) = table.get(hash, &key) {
             Ok(Some(kept.clone_ref(py)))
         } else {
             let got = self.read_line(py, stream, entry);
             if let (Ok(Some(line)), Some(table)) = (&got, self.memo.as_mut()) {
-                if table.len() < MEMO_LIMIT {
-                    table.insert(key.clone(), line.clone_ref(py));
-                }
+                table.insert(hash, &key, line.clone_ref(py));
             }
             got
         };
