@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from operator import is_
 from typing import Any, Protocol, TypeVar, cast
 
+from opentelemetry.trace import INVALID_SPAN
+
 from correlator.analysis import analyse
 from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
@@ -648,7 +650,7 @@ class Correlator:
         retry_deadline.set(started + budget)
         result: SourceResult[T] | None = None
         truncated = False
-        with tracer.start_as_current_span(f"source {name}") as span:
+        with tracer.start_as_current_span(_SPAN_NAMES.get(name) or f"source {name}") as span:
             # One coroutine per source, the report made once at the end (bench P3: four per correlation).
             try:
                 if budget <= 0:
@@ -671,12 +673,13 @@ class Correlator:
                 status, error = SourceStatus.BAD_RESPONSE, f"{name}: unexpected answer ({type(exc).__name__})"
             ms = round((time.monotonic() - started) * 1000, 3)
             if result is None:
-                report = SourceReport(status, ms, 0, truncated, error, None)
+                report = _source_report(status, ms, 0, truncated, error, None)
             else:
-                report = SourceReport(status, ms, _count(result.value), result.truncated, error, result.cut)
+                report = _source_report(status, ms, _count(result.value), result.truncated, error, result.cut)
                 before = self.latency_ms.get(name)
                 self.latency_ms[name] = ms if before is None else 0.8 * before + 0.2 * ms
-            span.set_attribute("correlator.source.status", status.value)
+            if span is not INVALID_SPAN:  # (the no-op span records nothing: tracing off, nothing current)
+                span.set_attribute("correlator.source.status", status.value)
             return report, result
 
     @without_gc
@@ -747,6 +750,8 @@ class Correlator:
 # passed, in declaration order: tests/test_construct.py).
 _correlation = fast_constructor(Correlation)
 _outcome = fast_constructor(Outcome)
+_source_report = fast_constructor(SourceReport)  # three per correlation (every field passed)
+_SPAN_NAMES = {name: f"source {name}" for name in SOURCES}
 
 
 def untraced_scope(trace: Trace, clock_skew_ms: float) -> tuple[list[str], Window]:
