@@ -308,19 +308,21 @@ class Correlator:
             jaeger_res, outline = await self._outline(jaeger_res) if self.offload is not None else (jaeger_res, None)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
             services: Sequence[str] | None
+            known: tuple[list[str], Window] | None = None  # the trace's services and span, for the untraced scope
             if outline is not None:
                 window = Window(outline.start_ns, outline.end_ns)
                 services = list(outline.services)
             elif isinstance(trace, Trace) and trace.spans:
                 window = Window(trace.start_ns, trace.end_ns)
                 services = sorted({span.service for span in trace.spans})
+                known = (services, window)
             else:
                 # No trace to narrow the search: look for orphan logs/exemplars in the recent past.
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
             async with admitted(self.bulkheads, _THEN_THE_REST):
                 # The untraced lookup's part that needs no waiting first: under load (bench P3) that is all of it.
-                begun = self._untraced_begin(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline, None)
+                begun = self._untraced_begin(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline, None, known)
                 loop = asyncio.get_running_loop()
                 loki_task = loop.create_task(
                     self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline))
@@ -370,17 +372,17 @@ class Correlator:
         # The worker keeps the parsed trace under the outline's token: the body (32 MB at 100k spans) and its file can go now.
         return (report, SourceResult(replace(raw, body=b"", path=None))), outline
 
-    def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
-               outline: Outline | None) -> tuple[list[str], Window, ScopeClock | None] | None:
+    def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None], outline: Outline | None,
+               known: tuple[list[str], Window] | None = None) -> tuple[list[str], Window, ScopeClock | None] | None:
         """Where the trace's untraced lines are looked for: its services, and its window widened (untraced.py);
-        and the clock estimate that widened it (None from a worker's outline)."""
+        and the clock estimate that widened it (None from a worker's outline). `known`: see `_scope_of`."""
         if outline is not None:
             return list(outline.services), outline.untraced_window, None
         trace = jaeger_res[1].value if jaeger_res[1] is not None else None
         if not isinstance(trace, Trace) or not trace.spans:
             return None
         clock = scope_clock(trace)
-        return *_scope_of(trace, self.settings.join.clock_skew_ms, clock[2]), clock
+        return *_scope_of(trace, self.settings.join.clock_skew_ms, clock[2], known), clock
 
     async def _finish(
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
@@ -427,13 +429,14 @@ class Correlator:
 
     def _untraced_begin(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
                         tenant: str | None, jaeger_tenant: str | None, deadline: float, outline: Outline | None,
-                        stop: tuple[asyncio.Event, float] | None) -> _Untraced | _UntracedPlan:
+                        stop: tuple[asyncio.Event, float] | None,
+                        known: tuple[list[str], Window] | None = None) -> _Untraced | _UntracedPlan:
         """`_untraced`'s part that needs no waiting: its answer when nothing is to be waited for (off, no scope, no
         time, or — without `stop` — every answer already in the shared lookups: bench P3), else what is left to wait for."""
         s = self.settings.join
         if not s.untraced or getattr(self.loki, "fetch_untraced", None) is None:  # before the scope: it walks every span
             return _Untraced((), {}, UntracedReport("off"))
-        scope = self._scope(jaeger_res, outline)  # a big trace's from the worker's outline
+        scope = self._scope(jaeger_res, outline, known)  # a big trace's from the worker's outline
         if scope is None:
             return _Untraced((), {}, UntracedReport("off"))
         services, window, clock = scope
@@ -770,10 +773,12 @@ def scope_clock(trace: Trace) -> ScopeClock:
     return trace.spans, reference, estimate_clocks(trace.spans, reference)
 
 
-def _scope_of(trace: Trace, clock_skew_ms: float, clock: ClockEstimate) -> tuple[list[str], Window]:
-    services = sorted({span.service for span in trace.spans})
+def _scope_of(trace: Trace, clock_skew_ms: float, clock: ClockEstimate,
+              known: tuple[list[str], Window] | None = None) -> tuple[list[str], Window]:
+    """`known`: the trace's services (sorted) and span, as `_correlate` found them (two passes over the spans fewer)."""
+    services, span = known if known is not None else (sorted({span.service for span in trace.spans}), None)
     # A clock shown to be off moves that service's lines by as much: look that much further.
-    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + clock.max_offset_ns())
+    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + clock.max_offset_ns(), span)
 
 
 def reused_clock(scope: ScopeClock | None, tree: SpanTree, reference: str | None) -> ClockEstimate | None:

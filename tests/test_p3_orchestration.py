@@ -168,3 +168,25 @@ async def test_an_untraced_answer_taken_without_waiting_is_the_answer_waited_for
     assert _timeless(at_once) == _timeless(waited)
     assert at_once.correlation.untraced == first.correlation.untraced
     assert finishing[-1] == jaeger.deadlines[-1]
+
+
+def test_the_untraced_scope_from_the_services_and_span_already_found_is_the_scope_found_again() -> None:
+    """`_correlate` hands the untraced scope the trace's services and span it found (two passes over the spans fewer):
+    the scope (services, window, clock estimate) is the one read from the trace itself, for 300 generated traces."""
+    import random
+
+    from correlator.model import SourceReport, SourceStatus, Span, Trace
+
+    rng = random.Random(11)
+    c = Correlator(load_settings(environ={}), _Jaeger({}), _Loki(0), _Prometheus())
+    for n in range(300):
+        spans = []
+        for i in range(rng.randint(1, 30)):
+            start = T0 + rng.randint(-10**9, 10**9)
+            parent = None if i == 0 or rng.random() < 0.1 else f"{rng.randrange(i):016x}"
+            spans.append(Span(f"{i:016x}", parent, rng.choice(["api", "db", "auth", "b", "a"]), "op", start,
+                              start + rng.randint(0, 10**8)))
+        trace = Trace(f"{n + 1:032x}", tuple(spans))
+        found = (SourceReport(SourceStatus.OK, 1.0), SourceResult(trace))
+        known = (sorted({sp.service for sp in trace.spans}), Window(trace.start_ns, trace.end_ns))
+        assert c._scope(found, None, known) == c._scope(found, None)
