@@ -451,24 +451,25 @@ class Correlator:
         skip = (check and stop is not None and self._searches_late(stop[1], s.untraced_wait_ratio)
                 and not all(self.shared.has_search(name, searched, jaeger_tenant) for name in services))
         check = check and not skip
-        plan = _UntracedPlan(services, window, clock, check, skip, budget, searched)
         if stop is not None:
-            return plan
-        plan.lines_now = now = self._lines_now(services, window, tenant)  # a shared answer already there: no task, no timeout
+            return _UntracedPlan(services, window, clock, check, skip, budget, searched)
+        now = self._lines_now(services, window, tenant)  # a shared answer already there: no task, no timeout
         if now is None:
-            return plan
+            return _UntracedPlan(services, window, clock, check, skip, budget, searched)
         if not check:
-            return _Untraced(now.value, {}, UntracedReport("ok", len(now.value), now.truncated,
-                                                           "off" if not s.untraced_overlap_check else "unavailable"), clock)
+            overlap = "off" if not s.untraced_overlap_check else "unavailable"
+            return _new_untraced(now.value, {}, _untraced_report("ok", len(now.value), now.truncated, overlap, None), clock)
+        others = None
         if self._shares(self.jaeger, "service_traces"):
             # Every search answered already (shared): each is a cut-out, no task per service (bench P3).
-            plan.others_now = others = [self.shared.other_traces_now(name, searched, trace_id.hex, _OTHER_TRACES_DEPTH,
-                                                                     jaeger_tenant) for name in services]
+            others = [self.shared.other_traces_now(name, searched, trace_id.hex, _OTHER_TRACES_DEPTH, jaeger_tenant)
+                      for name in services]
             if all(usable for usable, _spans in others):
                 by_service = dict(zip(services, [spans for _usable, spans in others], strict=True))
                 overlap = "jaeger" if all(v is not None for v in by_service.values()) else "unavailable"
-                return _Untraced(now.value, by_service, UntracedReport("ok", len(now.value), now.truncated, overlap), clock)
-        return plan
+                return _new_untraced(now.value, by_service, _untraced_report("ok", len(now.value), now.truncated, overlap, None),
+                                     clock)
+        return _UntracedPlan(services, window, clock, check, skip, budget, searched, now, others)
 
     async def _untraced_wait(self, trace_id: TraceId, plan: _UntracedPlan, tenant: str | None, jaeger_tenant: str | None,
                              stop: tuple[asyncio.Event, float] | None) -> _Untraced:
@@ -754,6 +755,8 @@ class Correlator:
 _correlation = fast_constructor(Correlation)
 _outcome = fast_constructor(Outcome)
 _source_report = fast_constructor(SourceReport)  # three per correlation (every field passed)
+_new_untraced = fast_constructor(_Untraced)
+_untraced_report = fast_constructor(UntracedReport)
 _SPAN_NAMES = {name: f"source {name}" for name in SOURCES}
 
 
