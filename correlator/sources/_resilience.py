@@ -103,7 +103,7 @@ def retry_after_seconds(response: httpx.Response | str | None) -> float | None:
 
 class Resilience:
     """The retry policy and the breaker around any client's send: the httpx transport below, and
-    the aiohttp fast path (`_aiohttp.AiohttpGet`) that production GETs take. One loop, so both
+    our own client (`_wire.WireGet`) that production GETs take. One loop, so both
     share one notion of failure, one deadline and one `Retry-After` reading."""
 
     def __init__(self, policy: RetryPolicy, breaker: CircuitBreaker | None) -> None:
