@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import zlib
 from typing import Any
 
+import httpx
 import pytest
+from aiohttp import web
 
 from correlator.config import load_settings
 from correlator.errors import SourceError, SourceProtocolError, SourceTimeout, SourceUnavailable
 from correlator.sources._http import BackendClient, get, make_client
+from correlator.sources._resilience import Resilience, RetryPolicy
+from correlator.sources._wire import WireGet, WirePool
 from tests.sources.test_transport import raw_peer, read_request
 
 
@@ -221,3 +226,43 @@ async def test_a_big_answer_read_slowly_stops_the_socket_instead_of_buffering_it
     assert total == size
     assert largest <= _wire._HIGH_WATER + (1 << 20), "never much more than the high-water mark buffered"
     assert paused_seen, "the socket was paused while the consumer lagged"
+
+
+@pytest.fixture
+def tls() -> Any:
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server)
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    return server, client
+
+
+async def test_an_https_backend_is_reached_over_tls_with_its_name_checked(tls: Any) -> None:
+    server_context, client_context = tls
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=b"over tls " + request.host.encode())
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
+    await site.start()
+    port = runner.addresses[0][1]
+    settings = load_settings(environ={"CORRELATOR_LOKI_URL": f"https://localhost:{port}"}).loki
+    timeout = httpx.Timeout(5.0)
+    try:
+        trusting = WireGet(WirePool(f"https://localhost:{port}", 2, timeout, 5.0, client_context), {}, Resilience(
+            RetryPolicy(1, 0.01), None))
+        response, body = await trusting.get(f"https://localhost:{port}/ready", None, 1000, lambda: ValueError("big"))
+        assert isinstance(body, bytearray) and (response.status, bytes(body)) == (200, b"over tls localhost:%d" % port)
+        await trusting.pool.close()
+        # The default trust store does not know the throw-away CA: the backend is unavailable, not silently trusted.
+        async with make_client(settings) as client:
+            with pytest.raises(SourceUnavailable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+                await get(client, "loki", "/ready")
+    finally:
+        await runner.cleanup()
