@@ -30,6 +30,7 @@ from correlator.sources._spool import Spooled, spool
 
 __all__ = ["Headers", "WireGet", "WirePool", "WireResponse"]
 
+_BLOCKS_KEPT = 64  # header blocks remembered per backend: a few tenants' worth; callers choosing values cannot grow it
 _HIGH_WATER = 4 << 20  # bytes buffered before the socket stops being read (a big answer spooled slower than it comes)
 
 
@@ -450,6 +451,8 @@ class WireGet:
         host = pool.host_header
         self._host_line = b"Host: " + (host.encode("ascii") if host.isascii() else host.encode("idna")) + b"\r\n"
         self._block = self._host_line + _header_block(dict(self._defaults.values())) + b"\r\n"
+        # The block for each set of a request's own headers (Loki's encoding flags, a tenant), encoded once.
+        self._blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self.resilience = resilience
 
     def _request(self, url: str, headers: Mapping[str, str] | None) -> bytes:
@@ -462,10 +465,16 @@ class WireGet:
         head = b"GET " + target.encode("ascii") + b" HTTP/1.1\r\n"
         if not headers:
             return head + self._block
-        merged = dict(self._defaults)
-        for name, value in headers.items():  # case-insensitive, a request's header replaces the default
-            merged[name.lower()] = (name, value)
-        return head + self._host_line + _header_block(dict(merged.values())) + b"\r\n"
+        key = tuple(headers.items())
+        block = self._blocks.get(key)
+        if block is None:
+            merged = dict(self._defaults)
+            for name, value in headers.items():  # case-insensitive, a request's header replaces the default
+                merged[name.lower()] = (name, value)
+            block = self._host_line + _header_block(dict(merged.values())) + b"\r\n"
+            if len(self._blocks) < _BLOCKS_KEPT:
+                self._blocks[key] = block
+        return head + block
 
     async def get(self, url: str, headers: Mapping[str, str] | None, max_bytes: int, too_large: Callable[[], Exception],
                   spool_above: int | None = None) -> tuple[WireResponse, bytearray | Spooled]:
