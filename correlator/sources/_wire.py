@@ -31,7 +31,10 @@ from correlator.sources._spool import Spooled, spool
 __all__ = ["Headers", "WireGet", "WirePool", "WireResponse"]
 
 _BLOCKS_KEPT = 64  # header blocks remembered per backend: a few tenants' worth; callers choosing values cannot grow it
-_HIGH_WATER = 4 << 20  # bytes buffered before the socket stops being read (a big answer spooled slower than it comes)
+# Bytes buffered before the socket stops being read (a big answer spooled slower than it comes). Small, as aiohttp's
+# reader: with 4 MB the loop read and handed on megabytes at a time, 5–10 ms stretches beside a 100k-span answer (P8).
+_HIGH_WATER = 256 << 10
+_DECODED_PER_CALL = 1 << 20  # decoded bytes a call at most: a small body that inflates to gigabytes meets the cap early
 
 
 class Headers(dict[str, str]):
@@ -52,8 +55,8 @@ class Headers(dict[str, str]):
 class WireResponse:
     """One answer: status and headers at once, the body as it arrives (`read_chunk`)."""
 
-    __slots__ = ("_connection", "_decoder", "_done", "_error", "_raw", "_waiter", "content_length", "headers",
-                 "keep_alive", "status")
+    __slots__ = ("_buffered", "_chunks", "_connection", "_decoder", "_done", "_error", "_waiter", "content_length",
+                 "headers", "keep_alive", "status")
 
     def __init__(self, connection: _Connection) -> None:
         self._connection = connection
@@ -61,7 +64,8 @@ class WireResponse:
         self.headers = Headers()
         self.content_length: int | None = None
         self.keep_alive = False
-        self._raw = bytearray()  # body bytes arrived and not yet taken
+        self._chunks: deque[bytes] = deque()  # body pieces arrived and not yet taken, as the parser gave them (no copy)
+        self._buffered = 0
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -75,9 +79,10 @@ class WireResponse:
     async def read_chunk(self) -> bytes | bytearray:
         """The body bytes that arrived since the last call (decoded), b"" once it is complete."""
         while True:
-            if self._raw:
-                raw, self._raw = self._raw, bytearray()
-                if self._connection is not None:
+            if self._chunks:
+                raw = self._chunks.popleft()
+                self._buffered -= len(raw)
+                if self._buffered < _HIGH_WATER // 2 and self._connection is not None:
                     self._connection.resume()
                 if self._decoder is None:
                     return raw
@@ -100,16 +105,17 @@ class WireResponse:
             finally:
                 self._waiter = None
 
-    def _decode(self, raw: bytearray) -> bytes:
-        """At most `_HIGH_WATER` decoded bytes a call (the rest waits in `_raw`): a small body that inflates
-        to gigabytes meets the byte cap a few MB past it, never all in memory."""
+    def _decode(self, raw: bytes) -> bytes:
+        """At most `_DECODED_PER_CALL` decoded bytes a call (the rest waits in front of the queue): a small body that
+        inflates to gigabytes meets the byte cap a MB past it, never all in memory."""
         try:
-            decoded = self._decoder.decompress(raw, _HIGH_WATER)
+            decoded = self._decoder.decompress(raw, _DECODED_PER_CALL)
         except zlib.error as exc:
             raise httpx.DecodingError(f"the answer's {self.headers.get('content-encoding')} body is broken: {exc}") from None
         rest = self._decoder.unconsumed_tail
         if rest:
-            self._raw[:0] = rest
+            self._chunks.appendleft(rest)
+            self._buffered += len(rest)
         return bytes(decoded)
 
     def release(self) -> None:
@@ -211,8 +217,9 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         response = self.response
         assert response is not None
-        response._raw += body
-        if len(response._raw) >= _HIGH_WATER and not self.paused and self.transport is not None:
+        response._chunks.append(body)
+        response._buffered += len(body)
+        if response._buffered >= _HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         response._wake()
@@ -391,7 +398,7 @@ class WirePool:
                 await ready
             except (httpx.RemoteProtocolError, httpx.ReadError):
                 response.release()
-                if reused and not response.status and not response._raw:
+                if reused and not response.status and not response._chunks:
                     reused = False  # the backend had closed it while idle, before answering: once more, on a new one
                     connection = self._take_idle(loop) if self.idle else None
                     if connection is None:
@@ -477,7 +484,7 @@ class WireGet:
         return head + block
 
     async def get(self, url: str, headers: Mapping[str, str] | None, max_bytes: int, too_large: Callable[[], Exception],
-                  spool_above: int | None = None) -> tuple[WireResponse, bytearray | Spooled]:
+                  spool_above: int | None = None) -> tuple[WireResponse, bytes | bytearray | Spooled]:
         """GET `url` (already encoded: `_http._url_text`) and read its body, raising `too_large()`
         past `max_bytes`. A 200 whose body reaches `spool_above` bytes is written to a file as it arrives."""
         request = self._request(url, headers)
@@ -485,12 +492,15 @@ class WireGet:
         response = await self.resilience.send(lambda: pool.exchange(request), _status, _retry_after, _discard)
         try:
             spool_at = spool_above if response.status == 200 else None
-            if response._done and response._decoder is None and not response._error and spool_at is None:
-                body = response._raw  # the whole answer came with its head: the common case
-                response._raw = bytearray()
-                if len(body) > max_bytes:
+            if response._done and response._decoder is None and response._error is None and (
+                    spool_at is None or response._buffered < spool_at):
+                chunks = response._chunks  # the whole answer came with its head: the common case
+                whole = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                response._buffered = 0
+                if len(whole) > max_bytes:
                     raise too_large()
-                return response, body
+                return response, whole
             body = bytearray()
             if spool_at is not None and (response.content_length or 0) >= spool_at:
                 return response, await spool(body, response.read_chunk, max_bytes, too_large)
