@@ -13,7 +13,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, wrap_pyfunction};
 
 const EXACT_NS: i128 = 1 << 50;
@@ -94,15 +94,24 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
         Some(origin) => origin as i128,
         None => return Ok(None),
     };
+    let spans: Vec<Bound<'py, PyAny>> = spans.iter().collect();
+    quote(py, &spans, logs, origin, event_text, event_class, max_quotes, max_text)
+}
+
+/// `quotes` of these spans (the reference's loop, from its first span read).
+#[allow(clippy::too_many_arguments)]
+fn quote<'py>(py: Python<'py>, spans: &[Bound<'py, PyAny>], logs: &Bound<'py, PyDict>, origin: i128,
+              event_text: &Bound<'py, PyAny>, event_class: &Bound<'py, PyAny>, max_quotes: usize,
+              max_text: isize) -> PyResult<Option<Bound<'py, PyList>>> {
     // Interned once for the process (`intern!`): interning a name per call was most of a small finding's cost.
     let (k_events, k_span_id, k_time, k_stamp, k_level, k_line) = (intern!(py, "events"), intern!(py, "span_id"),
         intern!(py, "time_ns"), intern!(py, "timestamp_ns"), intern!(py, "level"), intern!(py, "line"));
     let mut span_ids: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut found: Vec<Item<'py>> = Vec::new();
     let mut seen = 0usize;
-    for span in spans.iter() {
-        let Some(events) = attr(&span, k_events).as_ref().and_then(items) else { return Ok(None) };
-        let Some(span_id) = attr(&span, k_span_id) else { return Ok(None) };
+    for span in spans {
+        let Some(events) = attr(span, k_events).as_ref().and_then(items) else { return Ok(None) };
+        let Some(span_id) = attr(span, k_span_id) else { return Ok(None) };
         let at_span = span_ids.len();
         for event in events.iter() {
             let Some(at) = attr(event, k_time).as_ref().and_then(exact_i64) else { return Ok(None) };
@@ -172,7 +181,63 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
     Ok(Some(out))
 }
 
+/// `merge`'s quoting loop (correlator/analysis/merge.py, `_quote_python` the reference): each finding without quotes of
+/// its own gets `{**evidence, "quotes": said}` through `new_finding` when its first `quoted_spans` spans (those `by_id`
+/// knows) said anything. None — a finding that is not read as expected (span IDs not a tuple, evidence not a dict), a
+/// span ID that cannot be looked up, or spans `quote` hands back — and Python quotes them all as before.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn quote_findings<'py>(py: Python<'py>, findings: &Bound<'py, PyAny>, by_id: &Bound<'py, PyAny>, logs: &Bound<'py, PyAny>,
+                       origin: &Bound<'py, PyAny>, event_text: &Bound<'py, PyAny>, event_class: &Bound<'py, PyAny>,
+                       max_quotes: usize, max_text: isize, quoted_spans: usize,
+                       new_finding: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyList>>> {
+    let (Ok(findings), Ok(by_id), Ok(logs)) =
+        (findings.downcast_exact::<PyList>(), by_id.downcast_exact::<PyDict>(), logs.downcast_exact::<PyDict>())
+    else {
+        return Ok(None);
+    };
+    let Some(origin) = exact_i64(origin) else { return Ok(None) };
+    let (k_evidence, k_span_ids, k_quotes) = (intern!(py, "evidence"), intern!(py, "span_ids"), intern!(py, "quotes"));
+    let (k_kind, k_severity, k_message, k_impact) =
+        (intern!(py, "kind"), intern!(py, "severity"), intern!(py, "message"), intern!(py, "impact_ns"));
+    let out = PyList::empty(py);
+    let mut spans: Vec<Bound<'py, PyAny>> = Vec::new();
+    for finding in findings.iter() {
+        let Some(evidence) = attr(&finding, k_evidence) else { return Ok(None) };
+        let Ok(evidence) = evidence.downcast_exact::<PyDict>() else { return Ok(None) };
+        if evidence.contains(k_quotes)? {
+            out.append(&finding)?; // its own quotes stand
+            continue;
+        }
+        let Some(span_ids) = attr(&finding, k_span_ids) else { return Ok(None) };
+        let Ok(span_ids) = span_ids.downcast_exact::<PyTuple>() else { return Ok(None) };
+        spans.clear();
+        for sid in span_ids.iter().take(quoted_spans) {
+            // `[by_id[sid] for sid in … if sid in by_id]`: an unhashable ID raises there.
+            match by_id.get_item(&sid) {
+                Ok(Some(span)) => spans.push(span),
+                Ok(None) => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        let Some(said) = quote(py, &spans, logs, origin as i128, event_text, event_class, max_quotes, max_text)? else {
+            return Ok(None);
+        };
+        if said.is_empty() {
+            out.append(&finding)?;
+            continue;
+        }
+        let merged = evidence.copy()?;
+        merged.set_item(k_quotes, said)?;
+        let (Some(kind), Some(severity), Some(message), Some(impact)) = (attr(&finding, k_kind), attr(&finding, k_severity),
+            attr(&finding, k_message), attr(&finding, k_impact)) else { return Ok(None) };
+        out.append(new_finding.call1((kind, severity, message, span_ids, merged, impact))?)?;
+    }
+    Ok(Some(out))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quotes, m)?)?;
+    m.add_function(wrap_pyfunction!(quote_findings, m)?)?;
     Ok(())
 }
