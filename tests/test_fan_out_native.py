@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from correlator.analysis import analyse
 from correlator.analysis.common import label, new_finding
-from correlator.analysis.identity import native_function
+from correlator.analysis.identity import known_label, native_function, target
 from correlator.config import AnalysisSettings
 from correlator.model import Finding, LogLine, Severity, Span, Trace
 from correlator.sources import _native
@@ -135,6 +135,17 @@ def test_p3s_trace_takes_the_native_way_and_it_hands_back_what_it_cannot_build()
                   entry[:8]):
         assert made(entry, other) is None
     assert build((entry,), tree.by_id, cols.ids, label, new_finding, "fan_out", Severity.INFO) is None  # not a list
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(span_trees(), span_trees(malformed=True), fan_outs().map(lambda case: case[0])))
+def test_a_label_whose_target_is_kept_is_the_label(trace: Trace) -> None:
+    """`known_label` (fan-out's and the bottleneck's) = `label`, and what it keeps in the tree's targets is `target`."""
+    tree = build_tree(trace)
+    for _ in range(2):  # worked out, then read back
+        for sid, span in tree.by_id.items():
+            assert known_label(span, tree.targets) == label(span)
+            assert tree.targets[sid] == target(span)
 
 
 def test_ci_runs_these_through_the_native_findings() -> None:

@@ -12,10 +12,11 @@ import heapq
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import partial
 from operator import attrgetter
 
 from correlator.analysis.common import MS, Context, by_start, fmt_ms, label, new_finding
-from correlator.analysis.identity import OperationKey, native_function, operation_label, target
+from correlator.analysis.identity import OperationKey, known_label, native_function, operation_label, target
 from correlator.analysis.n_plus_one import sequential_share
 from correlator.model import Finding, Severity, Span
 from correlator.spantree import SpanTree, columns
@@ -282,7 +283,7 @@ def _parallel_findings(shown: list[Shown], tree: SpanTree, ids: list[str], start
     one is a scanned parent's (distinct calls, overlap counted): the same findings, their numbers' texts by CPython's own
     formatting (tests/test_fan_out_native.py); else, and for anything it hands back, `_parallel_findings_python`."""
     build = native_function("fan_out_parallel_findings") if shown else None
-    made: list[Finding] | None = build(shown, tree.by_id, ids, label, new_finding, "fan_out", Severity.INFO) \
+    made: list[Finding] | None = build(shown, tree.by_id, ids, partial(known_label, targets=tree.targets), new_finding, "fan_out", Severity.INFO) \
         if build is not None else None
     return made if made is not None else _parallel_findings_python(shown, tree, ids, starts, durations, by_position)
 
@@ -310,7 +311,7 @@ def _parallel_findings_python(shown: Sequence[Shown], tree: SpanTree, ids: list[
             what = ""
         out.append(new_finding(
             "fan_out", Severity.INFO,
-            f"{label(tree.by_id[parent])} runs {overlapping} of its {count} calls{what} in parallel "
+            f"{known_label(tree.by_id[parent], tree.targets)} runs {overlapping} of its {count} calls{what} in parallel "
             f"(parallelism {total / wall:.1f}×: {fmt_ms(total)} of work in {fmt_ms(wall)}) — good",
             span_ids, evidence, 0,
         ))
