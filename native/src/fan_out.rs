@@ -168,5 +168,100 @@ fn fan_out_parallel_findings<'py>(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fan_out_parallel_findings, m)?)?;
+    m.add_function(wrap_pyfunction!(skew_finding, m)?)?;
     Ok(())
+}
+
+/// `skew._ms(ns)` where it needs no `round` (0 ≤ ns < 2⁵⁰, not a tie at .5 µs): whole µs ÷ 1000, as Python divides
+/// those ints (both exact doubles: one correctly rounded quotient). None: Python's `round` decides.
+fn skew_ms(ns: i128) -> Option<f64> {
+    if (0..1i128 << 50).contains(&ns) && ns % 1000 != 500 {
+        Some(((ns + 500) / 1000) as f64 / 1000.0)
+    } else {
+        None
+    }
+}
+
+/// `repr(x)` of a float appended to `out`, by the function `float.__repr__` ends in; false if it failed.
+fn push_repr(out: &mut String, x: f64) -> bool {
+    unsafe {
+        let p = ffi::PyOS_double_to_string(x, b'r' as c_char, 0, ffi::Py_DTSF_ADD_DOT_0, std::ptr::null_mut());
+        if p.is_null() {
+            ffi::PyErr_Clear();
+            return false;
+        }
+        let ok = match CStr::from_ptr(p).to_str() {
+            Ok(s) => {
+                out.push_str(s);
+                true
+            }
+            Err(_) => false,
+        };
+        ffi::PyMem_Free(p as *mut c_void);
+        ok
+    }
+}
+
+/// One clock-skew finding of `skew.skew_findings` (the reference) for a skewed pair: `make(kind, severity, message,
+/// ids, evidence, 0)`. None — an offset `_ms` must `round` (negative, a tie, beyond 2⁵⁰ ns), a name that is not an
+/// exact `str` — and Python makes it.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn skew_finding<'py>(
+    py: Python<'py>,
+    caller: &Bound<'py, PyAny>,
+    server: &Bound<'py, PyAny>,
+    low: &Bound<'py, PyAny>,
+    high: &Bound<'py, PyAny>,
+    pairs: &Bound<'py, PyAny>,
+    ids: &Bound<'py, PyTuple>,
+    make: &Bound<'py, PyAny>,
+    info: &Bound<'py, PyAny>,
+    warning: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let (Some(caller_text), Some(server_text), Some(pair_count)) = (text(caller.as_ptr()), text(server.as_ptr()),
+                                                                     exact_i64(pairs.as_ptr())) else {
+        return Ok(None);
+    };
+    let (Some(low), Some(high)) = (exact_i64(low.as_ptr()), exact_i64(high.as_ptr())) else { return Ok(None) };
+    let (low, high) = (low as i128, high as i128);
+    let offset = (low + high).div_euclid(2); // Python's floor division
+    let (Some(min_ms), Some(margin_ms)) = (skew_ms(low), skew_ms((high - low).abs().div_euclid(2))) else {
+        return Ok(None);
+    };
+    let max_ms = if high == low { Some(min_ms) } else { skew_ms(high) };
+    let Some(max_ms) = max_ms else { return Ok(None) };
+    let offset_ms = if offset == low { min_ms } else if offset == high { max_ms } else {
+        let Some(ms) = skew_ms(offset) else { return Ok(None) };
+        ms
+    };
+    let severity = if offset.abs() >= 100_000_000 { warning } else { info };
+    let mut message = String::with_capacity(260);
+    message.push_str(server_text);
+    message.push_str("'s clock runs ");
+    if !push_repr(&mut message, offset_ms.abs()) {
+        return Ok(None);
+    }
+    message.push_str(" ms (± ");
+    if !push_repr(&mut message, margin_ms) {
+        return Ok(None);
+    }
+    message.push_str(") ");
+    message.push_str(if offset > 0 { "ahead of" } else { "behind" });
+    message.push(' ');
+    message.push_str(caller_text);
+    message.push_str("'s, from ");
+    message.push_str(&pair_count.to_string());
+    message.push_str(" call(s): ");
+    message.push_str(&ids.len().to_string());
+    message.push_str(" span(s) start before or end after their caller — only the clocks explain that; times are shown \
+                      as reported, log lines are matched at the estimated offset");
+    let evidence = PyDict::new(py);
+    evidence.set_item(intern!(py, "caller"), caller)?;
+    evidence.set_item(intern!(py, "server"), server)?;
+    evidence.set_item(intern!(py, "offset_ms"), offset_ms)?;
+    evidence.set_item(intern!(py, "min_ms"), min_ms)?;
+    evidence.set_item(intern!(py, "max_ms"), max_ms)?;
+    evidence.set_item(intern!(py, "pairs"), pairs)?;
+    Ok(Some(make.call1(("clock_skew", severity, PyString::new(py, &message), ids, evidence, 0))?))
 }
