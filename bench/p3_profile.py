@@ -29,7 +29,7 @@ PARTS = (  # (part, pattern of a frame); the deepest matching frame decides
     ("analysis", r"\banalyse \(|correlator/analysis/"),
     ("render (body)", r"correlation_body|correlator/render\.py"),
     ("JSON dumps + response", r"_json \(correlator/api"),
-    ("backend GETs (aiohttp client + ours)", r"_get_fast|AiohttpGet|Resilience\.send"),
+    ("backend GETs (our client, _wire.py)", r"_get_fast|Resilience\.send|correlator/sources/_wire\.py"),
     ("access log", r"Logger\.info|logging/__init__"),
     ("tracing", r"start_as_current_span|server_span|use_span|propagate"),
     ("metrics", r"observe_request|observe_source|prometheus_client"),

@@ -1,4 +1,4 @@
-"""Retries and a circuit breaker around each backend's sends (an httpx transport, and the aiohttp fast path).
+"""Retries and a circuit breaker around each backend's sends (an httpx transport, and our own client, _wire.py).
 
 Living under the client means every source gets them without knowing: a GET that fails to
 connect, or answers 5xx or 429, is retried with exponential backoff and full jitter
@@ -103,7 +103,7 @@ def retry_after_seconds(response: httpx.Response | str | None) -> float | None:
 
 class Resilience:
     """The retry policy and the breaker around any client's send: the httpx transport below, and
-    the aiohttp fast path (`_aiohttp.AiohttpGet`) that production GETs take. One loop, so both
+    our own client (`_wire.WireGet`) that production GETs take. One loop, so both
     share one notion of failure, one deadline and one `Retry-After` reading."""
 
     def __init__(self, policy: RetryPolicy, breaker: CircuitBreaker | None) -> None:
@@ -183,7 +183,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, policy: RetryPolicy, breaker: CircuitBreaker | None,
                  resilience: Resilience | None = None) -> None:
         self._inner = inner
-        # `resilience`: shared with the aiohttp fast path of the same backend (one breaker per backend).
+        # `resilience`: shared with our own client (_wire.py) of the same backend (one breaker per backend).
         self.resilience = resilience or Resilience(policy, breaker)
         self.breaker = self.resilience.breaker
 

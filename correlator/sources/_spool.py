@@ -47,7 +47,7 @@ class SpoolFailed(OSError):
     """The body could not be written to its file (a full tmpfs): the message says where."""
 
 
-async def spool(first: bytes | bytearray, read: Callable[[], Awaitable[bytes]], max_bytes: int,
+async def spool(first: bytes | bytearray, read: Callable[[], Awaitable[bytes | bytearray]], max_bytes: int,
                 too_large: Callable[[], Exception]) -> Spooled:
     """`first`, then what `read()` gives until it gives b"", into a new file; raises `too_large()` once the body
     passes `max_bytes`."""

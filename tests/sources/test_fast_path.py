@@ -1,7 +1,7 @@
-"""Production GETs go to aiohttp's own client (`AiohttpGet`), tests' `httpx.MockTransport` through
+"""Production GETs go to our own HTTP/1.1 client (`_wire.WireGet`), tests' `httpx.MockTransport` through
 httpx: the same scripted backend behind each, the same answers, errors, retries and headers.
 
-Each test runs twice: `aiohttp` is a real loopback server reached by the fast path, `httpx` the
+Each test runs twice: `wire` is a real loopback server (aiohttp's) reached by the fast path, `httpx` the
 same handler behind a mock transport (the path every other source test takes).
 """
 
@@ -82,7 +82,7 @@ async def backend_client(kind: str, script: Script, env: dict[str, str] | None =
         await runner.cleanup()
 
 
-both = pytest.mark.parametrize("kind", ["aiohttp", "httpx"])
+both = pytest.mark.parametrize("kind", ["wire", "httpx"])
 
 
 @both
