@@ -16,6 +16,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, wrap_pyfunction};
 
+use crate::analysis::Slot;
+
 const EXACT_NS: i128 = 1 << 50;
 
 /// A 64-bit value of an exact `int`, else None.
@@ -54,6 +56,29 @@ fn items<'py>(value: &Bound<'py, PyAny>) -> Option<Vec<Bound<'py, PyAny>>> {
 /// `getattr(obj, name)`, or None with the error cleared (Python raises it again on its own path).
 fn attr<'py>(obj: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> Option<Bound<'py, PyAny>> {
     obj.getattr(name).ok()
+}
+
+/// The attributes `quote` reads, each at its slot where `getattr` would read exactly that (analysis.rs `Slot`): no
+/// attribute look-up per span and line. Made once per call, shared by a `quote_findings` call's findings.
+struct Names<'py> {
+    events: Slot<'py>,
+    span_id: Slot<'py>,
+    time: Slot<'py>,
+    stamp: Slot<'py>,
+    level: Slot<'py>,
+    line: Slot<'py>,
+}
+
+impl<'py> Names<'py> {
+    fn new(py: Python<'py>) -> Self {
+        Names { events: Slot::new(py, "events"), span_id: Slot::new(py, "span_id"), time: Slot::new(py, "time_ns"),
+                stamp: Slot::new(py, "timestamp_ns"), level: Slot::new(py, "level"), line: Slot::new(py, "line") }
+    }
+}
+
+/// `getattr(obj, name)` through its slot, or None (the error dropped: Python raises it again on its own path).
+fn read<'py>(slot: &mut Slot<'py>, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    slot.get(obj.as_ptr()).ok()
 }
 
 struct Item<'py> {
@@ -95,26 +120,25 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
         None => return Ok(None),
     };
     let spans: Vec<Bound<'py, PyAny>> = spans.iter().collect();
-    quote(py, &spans, logs, origin, event_text, event_class, max_quotes, max_text)
+    quote(py, &mut Names::new(py), &spans, logs, origin, event_text, event_class, max_quotes, max_text)
 }
 
 /// `quotes` of these spans (the reference's loop, from its first span read).
 #[allow(clippy::too_many_arguments)]
-fn quote<'py>(py: Python<'py>, spans: &[Bound<'py, PyAny>], logs: &Bound<'py, PyDict>, origin: i128,
+fn quote<'py>(py: Python<'py>, names: &mut Names<'py>, spans: &[Bound<'py, PyAny>], logs: &Bound<'py, PyDict>, origin: i128,
               event_text: &Bound<'py, PyAny>, event_class: &Bound<'py, PyAny>, max_quotes: usize,
               max_text: isize) -> PyResult<Option<Bound<'py, PyList>>> {
     // Interned once for the process (`intern!`): interning a name per call was most of a small finding's cost.
-    let (k_events, k_span_id, k_time, k_stamp, k_level, k_line) = (intern!(py, "events"), intern!(py, "span_id"),
-        intern!(py, "time_ns"), intern!(py, "timestamp_ns"), intern!(py, "level"), intern!(py, "line"));
+    let (k_span_id, k_level) = (intern!(py, "span_id"), intern!(py, "level"));
     let mut span_ids: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut found: Vec<Item<'py>> = Vec::new();
     let mut seen = 0usize;
     for span in spans {
-        let Some(events) = attr(span, k_events).as_ref().and_then(items) else { return Ok(None) };
-        let Some(span_id) = attr(span, k_span_id) else { return Ok(None) };
+        let Some(events) = read(&mut names.events, span).as_ref().and_then(items) else { return Ok(None) };
+        let Some(span_id) = read(&mut names.span_id, span) else { return Ok(None) };
         let at_span = span_ids.len();
         for event in events.iter() {
-            let Some(at) = attr(event, k_time).as_ref().and_then(exact_i64) else { return Ok(None) };
+            let Some(at) = read(&mut names.time, event).as_ref().and_then(exact_i64) else { return Ok(None) };
             found.push(Item { at, span: at_span, item: event.clone() });
         }
         // `logs.get(span_id, ())`: an unhashable ID raises there.
@@ -129,7 +153,7 @@ fn quote<'py>(py: Python<'py>, spans: &[Bound<'py, PyAny>], logs: &Bound<'py, Py
         if !lines.is_empty() {
             let mut stamps = Vec::with_capacity(lines.len());
             for line in lines.iter() {
-                let Some(at) = attr(line, k_stamp).as_ref().and_then(exact_i64) else { return Ok(None) };
+                let Some(at) = read(&mut names.stamp, line).as_ref().and_then(exact_i64) else { return Ok(None) };
                 stamps.push(at);
             }
             for i in earliest(&stamps, max_quotes) {
@@ -160,7 +184,7 @@ fn quote<'py>(py: Python<'py>, spans: &[Bound<'py, PyAny>], logs: &Bound<'py, Py
             entry.set_item(k_offset, offset_ms)?;
             entry.set_item(k_text, event_text.call1((&item,))?)?;
         } else {
-            let (Some(level), Some(line)) = (attr(&item, k_level), attr(&item, k_line)) else { return Ok(None) };
+            let (Some(level), Some(line)) = (read(&mut names.level, &item), read(&mut names.line, &item)) else { return Ok(None) };
             let text = unsafe {
                 if ffi::PyUnicode_CheckExact(line.as_ptr()) == 0 {
                     return Ok(None);
@@ -201,6 +225,7 @@ fn quote_findings<'py>(py: Python<'py>, findings: &Bound<'py, PyAny>, by_id: &Bo
     let (k_kind, k_severity, k_message, k_impact) =
         (intern!(py, "kind"), intern!(py, "severity"), intern!(py, "message"), intern!(py, "impact_ns"));
     let out = PyList::empty(py);
+    let mut names = Names::new(py);
     let mut spans: Vec<Bound<'py, PyAny>> = Vec::new();
     for finding in findings.iter() {
         let Some(evidence) = attr(&finding, k_evidence) else { return Ok(None) };
@@ -220,7 +245,7 @@ fn quote_findings<'py>(py: Python<'py>, findings: &Bound<'py, PyAny>, by_id: &Bo
                 Err(_) => return Ok(None),
             }
         }
-        let Some(said) = quote(py, &spans, logs, origin as i128, event_text, event_class, max_quotes, max_text)? else {
+        let Some(said) = quote(py, &mut names, &spans, logs, origin as i128, event_text, event_class, max_quotes, max_text)? else {
             return Ok(None);
         };
         if said.is_empty() {
