@@ -140,6 +140,8 @@ def test_the_p3_trace_quotes_the_same() -> None:
 
 native_quote_findings = getattr(_native.MODULE, "quote_findings", None)
 merge_module = importlib.import_module("correlator.analysis.merge")
+needs_quote_findings = pytest.mark.skipif(native_quote_findings is None,
+                                          reason="the extension here has no `quote_findings` (pip install ./native)")
 
 
 def _quoting(findings: list[Finding], by_id: dict[str, Span], logs: dict[str, Any], origin: int) -> Any:
@@ -162,7 +164,7 @@ def findings_to_quote(draw: st.DrawFn) -> tuple[list[Finding], dict[str, Span], 
     return findings, {sp.span_id: sp for sp in spans}, logs, origin
 
 
-@needs_native
+@needs_quote_findings
 @settings(max_examples=500, deadline=None)
 @given(findings_to_quote())
 def test_findings_quoted_in_one_native_call_are_pythons(case: tuple[list[Finding], dict[str, Span], dict[str, Any], int]) -> None:
@@ -176,7 +178,7 @@ def test_findings_quoted_in_one_native_call_are_pythons(case: tuple[list[Finding
         assert all(a is b for a, b, old in zip(native, python, findings, strict=True) if b is old)  # unquoted: the same object
 
 
-@needs_native
+@needs_quote_findings
 def test_p3s_findings_are_quoted_in_one_native_call_and_the_unexpected_handed_back() -> None:
     from bench.analysis_cost import inputs
 
@@ -198,3 +200,4 @@ def test_ci_runs_these_through_the_native_quotes() -> None:
     if os.environ.get("CORRELATOR_REQUIRE_NATIVE") != "1":
         pytest.skip("the native path is optional here")
     assert native_quotes is not None, "the installed extension predates native/src/quotes.rs: pip install ./native"
+    assert native_quote_findings is not None, "the installed extension predates `quote_findings`: pip install ./native"
