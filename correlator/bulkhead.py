@@ -62,11 +62,18 @@ class Bulkhead:
         self.rejected += 1
         return Overloaded(self.source, self.retry_after, f"{self.in_flight} queries in flight, {len(self._waiters)} queued")
 
-    async def acquire(self, weight: int = 1) -> None:
+    def take_now(self, weight: int = 1) -> bool:
+        """`acquire` when it need not wait: the slots taken (True); else nothing done (False), for `acquire` to queue."""
         weight = min(weight, self.limit)  # a request heavier than the cap still gets through alone
         if not self._waiters and self.in_flight + weight <= self.limit:
             self._take(weight)
+            return True
+        return False
+
+    async def acquire(self, weight: int = 1) -> None:
+        if self.take_now(weight):
             return
+        weight = min(weight, self.limit)
         if len(self._waiters) >= self.queue or self.max_wait <= 0:
             raise self.refuse()
         waiter = _Waiter(weight, asyncio.get_running_loop().create_future())
@@ -125,10 +132,12 @@ class admitted:  # lower case: used like the function it was, `async with admitt
         try:
             for name in sorted(weights):  # one order everywhere: no two correlations wait on each other
                 bulkhead = self._bulkheads.get(name)
-                if bulkhead is None or weights[name] <= 0:
+                weight = weights[name]
+                if bulkhead is None or weight <= 0:
                     continue
-                await bulkhead.acquire(weights[name])
-                self._taken.append((bulkhead, weights[name]))
+                if not bulkhead.take_now(weight):  # free slots (the usual case) taken without a coroutine
+                    await bulkhead.acquire(weight)
+                self._taken.append((bulkhead, weight))
         except BaseException:
             self._release()
             raise

@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from operator import is_
 from typing import Any, Protocol, TypeVar, cast
 
+from opentelemetry.trace import INVALID_SPAN
+
 from correlator.analysis import analyse
 from correlator.bulkhead import Bulkhead, Overloaded, admitted
 from correlator.cache import TTLCache
@@ -84,6 +86,21 @@ class _Untraced:
     other_traces: dict[str, list[tuple[int, int]] | None]
     report: UntracedReport
     clock: ScopeClock | None = None  # the scope's clock estimate: `_assemble` reuses it when its tree asks the same
+@dataclass(slots=True)
+class _UntracedPlan:
+    """What `_untraced` has yet to wait for (`_untraced_begin` → `_untraced_wait`)."""
+
+    services: list[str]
+    window: Window
+    clock: ScopeClock | None
+    check: bool  # the other traces are to be asked
+    skip: bool  # ... and were not, foreseen late
+    budget: float
+    searched: Window
+    lines_now: SourceResult[tuple[LogLine, ...]] | None = None  # the shared lines answer, already there
+    others_now: list[tuple[bool, list[tuple[int, int]] | None]] | None = None  # the shared searches' cut-outs, if taken
+
+
 LOWER64_NOTE = ("only the lower 64 bits of the trace ID are known (a Datadog decimal ID): Jaeger finds the trace "
                 "only if it is a 64-bit trace, and log lines were matched on those 64 bits")
 
@@ -179,7 +196,7 @@ class Correlator:
             for name, weight in (_ALL_AT_ONCE if hint is not None else _TRACE_FIRST).items():
                 if self.bulkheads[name].refuses(weight):
                     raise self.bulkheads[name].refuse()
-            shared = asyncio.ensure_future(self._correlate_and_keep(key, trace_id, hint, tenant))
+            shared = asyncio.get_running_loop().create_task(self._correlate_and_keep(key, trace_id, hint, tenant))
             self._inflight[key] = shared
             # Forgets this one only: one ended badly may have been replaced (above) before its callback runs.
             shared.add_done_callback(lambda f: self._inflight.get(key) is f and self._inflight.pop(key, None))
@@ -291,29 +308,45 @@ class Correlator:
             jaeger_res, outline = await self._outline(jaeger_res) if self.offload is not None else (jaeger_res, None)
             trace = jaeger_res[1].value if jaeger_res[1] is not None else None
             services: Sequence[str] | None
+            known: tuple[list[str], Window] | None = None  # the trace's services and span, for the untraced scope
             if outline is not None:
                 window = Window(outline.start_ns, outline.end_ns)
                 services = list(outline.services)
             elif isinstance(trace, Trace) and trace.spans:
                 window = Window(trace.start_ns, trace.end_ns)
                 services = sorted({span.service for span in trace.spans})
+                known = (services, window)
             else:
                 # No trace to narrow the search: look for orphan logs/exemplars in the recent past.
                 window = Window(now_ns - int(s.orphan_lookback_seconds * 1e9), now_ns)
                 services = None
             async with admitted(self.bulkheads, _THEN_THE_REST):
-                # Loki and Prometheus in tasks, the untraced lookup in this one (bench P3: a task and a gather fewer).
-                loki_task = asyncio.ensure_future(
+                # The untraced lookup's part that needs no waiting first: under load (bench P3) that is all of it.
+                begun = self._untraced_begin(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline, None, known)
+                loop = asyncio.get_running_loop()
+                loki_task = loop.create_task(
                     self._run("loki", self.loki.fetch(trace_id, window, services, tenant), s.loki, deadline))
-                prom_task = asyncio.ensure_future(
-                    self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline))
-                try:
-                    untraced = await self._untraced(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline)
-                    loki_res, prom_res = await loki_task, await prom_task
-                except BaseException:
-                    loki_task.cancel()
-                    prom_task.cancel()
-                    raise
+                prom = self._run("prometheus", self.prometheus.fetch(trace_id, window, prom_tenant), s.prometheus, deadline)
+                if isinstance(begun, _Untraced):
+                    # Nothing left to wait for but the two lookups: Prometheus in this task, Loki in its own (a task fewer).
+                    untraced, retries_until = begun, retry_deadline.get()
+                    try:
+                        prom_res = await prom
+                        retry_deadline.set(retries_until)  # `_run` set Prometheus's: this task's own again (`_finish`)
+                        loki_res = await loki_task
+                    except BaseException:
+                        loki_task.cancel()
+                        raise
+                else:
+                    # Loki and Prometheus in tasks, the untraced lookup in this one (bench P3: a task and a gather fewer).
+                    prom_task = loop.create_task(prom)
+                    try:
+                        untraced = await self._untraced_wait(trace_id, begun, tenant, jaeger_tenant, None)
+                        loki_res, prom_res = await loki_task, await prom_task
+                    except BaseException:
+                        loki_task.cancel()
+                        prom_task.cancel()
+                        raise
         return await self._finish(trace_id, window, jaeger_res, loki_res, prom_res, untraced, outline, tenant, deadline)
 
     def _fetch_trace(self, trace_id: TraceId, window: Window | None, tenant: str | None) -> Awaitable[SourceResult[Any]]:
@@ -339,17 +372,17 @@ class Correlator:
         # The worker keeps the parsed trace under the outline's token: the body (32 MB at 100k spans) and its file can go now.
         return (report, SourceResult(replace(raw, body=b"", path=None))), outline
 
-    def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
-               outline: Outline | None) -> tuple[list[str], Window, ScopeClock | None] | None:
+    def _scope(self, jaeger_res: tuple[SourceReport, SourceResult[Any] | None], outline: Outline | None,
+               known: tuple[list[str], Window] | None = None) -> tuple[list[str], Window, ScopeClock | None] | None:
         """Where the trace's untraced lines are looked for: its services, and its window widened (untraced.py);
-        and the clock estimate that widened it (None from a worker's outline)."""
+        and the clock estimate that widened it (None from a worker's outline). `known`: see `_scope_of`."""
         if outline is not None:
             return list(outline.services), outline.untraced_window, None
         trace = jaeger_res[1].value if jaeger_res[1] is not None else None
         if not isinstance(trace, Trace) or not trace.spans:
             return None
         clock = scope_clock(trace)
-        return *_scope_of(trace, self.settings.join.clock_skew_ms, clock[2]), clock
+        return *_scope_of(trace, self.settings.join.clock_skew_ms, clock[2], known), clock
 
     async def _finish(
         self, trace_id: TraceId, window: Window, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
@@ -376,7 +409,8 @@ class Correlator:
                 return Outcome(light, None, prerendered=prerendered, then=extra)
             except (WorkerFailed, TimeoutError) as exc:
                 jaeger_res = _failed(jaeger_res[0], exc, self.settings.deadline_seconds)
-        return self._assemble(trace_id, window, cast(tuple[SourceReport, SourceResult[Trace | None] | None], jaeger_res),
+        # (The cast's type as text: written as an expression it was built at every call, ~1 % of the orchestration.)
+        return self._assemble(trace_id, window, cast("tuple[SourceReport, SourceResult[Trace | None] | None]", jaeger_res),
                               loki_res, prom_res, untraced)
 
     async def _untraced(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
@@ -388,10 +422,21 @@ class Correlator:
         `join.untraced_wait_ratio` of that time longer; what is not there by then is reported late.
         Never raises: a failure is a status in `summary.untraced`, the correlation goes on without them.
         """
+        begun = self._untraced_begin(trace_id, jaeger_res, tenant, jaeger_tenant, deadline, outline, stop)
+        if isinstance(begun, _Untraced):
+            return begun
+        return await self._untraced_wait(trace_id, begun, tenant, jaeger_tenant, stop)
+
+    def _untraced_begin(self, trace_id: TraceId, jaeger_res: tuple[SourceReport, SourceResult[Any] | None],
+                        tenant: str | None, jaeger_tenant: str | None, deadline: float, outline: Outline | None,
+                        stop: tuple[asyncio.Event, float] | None,
+                        known: tuple[list[str], Window] | None = None) -> _Untraced | _UntracedPlan:
+        """`_untraced`'s part that needs no waiting: its answer when nothing is to be waited for (off, no scope, no
+        time, or — without `stop` — every answer already in the shared lookups: bench P3), else what is left to wait for."""
         s = self.settings.join
         if not s.untraced or getattr(self.loki, "fetch_untraced", None) is None:  # before the scope: it walks every span
             return _Untraced((), {}, UntracedReport("off"))
-        scope = self._scope(jaeger_res, outline)  # a big trace's from the worker's outline
+        scope = self._scope(jaeger_res, outline, known)  # a big trace's from the worker's outline
         if scope is None:
             return _Untraced((), {}, UntracedReport("off"))
         services, window, clock = scope
@@ -406,13 +451,41 @@ class Correlator:
         skip = (check and stop is not None and self._searches_late(stop[1], s.untraced_wait_ratio)
                 and not all(self.shared.has_search(name, searched, jaeger_tenant) for name in services))
         check = check and not skip
+        if stop is not None:
+            return _UntracedPlan(services, window, clock, check, skip, budget, searched)
+        now = self._lines_now(services, window, tenant)  # a shared answer already there: no task, no timeout
+        if now is None:
+            return _UntracedPlan(services, window, clock, check, skip, budget, searched)
+        if not check:
+            overlap = "off" if not s.untraced_overlap_check else "unavailable"
+            return _new_untraced(now.value, {}, _untraced_report("ok", len(now.value), now.truncated, overlap, None), clock)
+        others = None
+        if self._shares(self.jaeger, "service_traces"):
+            # Every search answered already (shared): each is a cut-out, no task per service (bench P3).
+            others = [self.shared.other_traces_now(name, searched, trace_id.hex, _OTHER_TRACES_DEPTH, jaeger_tenant)
+                      for name in services]
+            if all(usable for usable, _spans in others):
+                by_service = dict(zip(services, [spans for _usable, spans in others], strict=True))
+                overlap = "jaeger" if all(v is not None for v in by_service.values()) else "unavailable"
+                return _new_untraced(now.value, by_service, _untraced_report("ok", len(now.value), now.truncated, overlap, None),
+                                     clock)
+        return _UntracedPlan(services, window, clock, check, skip, budget, searched, now, others)
+
+    async def _untraced_wait(self, trace_id: TraceId, plan: _UntracedPlan, tenant: str | None, jaeger_tenant: str | None,
+                             stop: tuple[asyncio.Event, float] | None) -> _Untraced:
+        """`_untraced`'s part that waits: for the lookups `plan` found not answered yet."""
+        s = self.settings.join
+        services, window, clock, check, skip, budget, searched = (plan.services, plan.window, plan.clock, plan.check,
+                                                                  plan.skip, plan.budget, plan.searched)
+
         async def others() -> list[list[tuple[int, int]] | None]:
-            if self._shares(self.jaeger, "service_traces"):
+            now = plan.others_now  # (taken in `_untraced_begin` already: no turn of the loop since)
+            if now is None and self._shares(self.jaeger, "service_traces"):
                 # Every search answered already (shared): each is a cut-out, no task per service (bench P3).
                 now = [self.shared.other_traces_now(name, searched, trace_id.hex, _OTHER_TRACES_DEPTH, jaeger_tenant)
                        for name in services]
-                if all(usable for usable, _spans in now):
-                    return [spans for _usable, spans in now]
+            if now is not None and all(usable for usable, _spans in now):
+                return [spans for _usable, spans in now]
             if all(self.shared.has_search(name, searched, jaeger_tenant) for name in services):
                 return [await self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget) for name in services]
             return await asyncio.gather(*(self._other_traces(name, window, trace_id.hex, jaeger_tenant, budget)
@@ -422,7 +495,7 @@ class Correlator:
         if stop is None:
             # Nothing to give up on: wait for both, the searches in this task beside the lines' (bench P3: no
             # `_settle`, one task instead of two, none without the overlap check).
-            now = self._lines_now(services, window, tenant)  # a shared answer already there: no task, no timeout
+            now = plan.lines_now
             lines_task, others_task = await _both(
                 _ready(now) if now is not None else self._untraced_lines(services, window, tenant, budget),
                 others() if check else None)
@@ -581,7 +654,7 @@ class Correlator:
         retry_deadline.set(started + budget)
         result: SourceResult[T] | None = None
         truncated = False
-        with tracer.start_as_current_span(f"source {name}") as span:
+        with tracer.start_as_current_span(_SPAN_NAMES.get(name) or f"source {name}") as span:
             # One coroutine per source, the report made once at the end (bench P3: four per correlation).
             try:
                 if budget <= 0:
@@ -604,12 +677,13 @@ class Correlator:
                 status, error = SourceStatus.BAD_RESPONSE, f"{name}: unexpected answer ({type(exc).__name__})"
             ms = round((time.monotonic() - started) * 1000, 3)
             if result is None:
-                report = SourceReport(status, ms, 0, truncated, error, None)
+                report = _source_report(status, ms, 0, truncated, error, None)
             else:
-                report = SourceReport(status, ms, _count(result.value), result.truncated, error, result.cut)
+                report = _source_report(status, ms, _count(result.value), result.truncated, error, result.cut)
                 before = self.latency_ms.get(name)
                 self.latency_ms[name] = ms if before is None else 0.8 * before + 0.2 * ms
-            span.set_attribute("correlator.source.status", status.value)
+            if span is not INVALID_SPAN:  # (the no-op span records nothing: tracing off, nothing current)
+                span.set_attribute("correlator.source.status", status.value)
             return report, result
 
     @without_gc
@@ -680,6 +754,10 @@ class Correlator:
 # passed, in declaration order: tests/test_construct.py).
 _correlation = fast_constructor(Correlation)
 _outcome = fast_constructor(Outcome)
+_source_report = fast_constructor(SourceReport)  # three per correlation (every field passed)
+_new_untraced = fast_constructor(_Untraced)
+_untraced_report = fast_constructor(UntracedReport)
+_SPAN_NAMES = {name: f"source {name}" for name in SOURCES}
 
 
 def untraced_scope(trace: Trace, clock_skew_ms: float) -> tuple[list[str], Window]:
@@ -698,10 +776,12 @@ def scope_clock(trace: Trace) -> ScopeClock:
     return trace.spans, reference, estimate_clocks(trace.spans, reference)
 
 
-def _scope_of(trace: Trace, clock_skew_ms: float, clock: ClockEstimate) -> tuple[list[str], Window]:
-    services = sorted({span.service for span in trace.spans})
+def _scope_of(trace: Trace, clock_skew_ms: float, clock: ClockEstimate,
+              known: tuple[list[str], Window] | None = None) -> tuple[list[str], Window]:
+    """`known`: the trace's services (sorted) and span, as `_correlate` found them (two passes over the spans fewer)."""
+    services, span = known if known is not None else (sorted({span.service for span in trace.spans}), None)
     # A clock shown to be off moves that service's lines by as much: look that much further.
-    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + clock.max_offset_ns())
+    return services, untraced_window(trace, int(clock_skew_ms * 1_000_000) + clock.max_offset_ns(), span)
 
 
 def reused_clock(scope: ScopeClock | None, tree: SpanTree, reference: str | None) -> ClockEstimate | None:

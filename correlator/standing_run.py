@@ -28,7 +28,7 @@ from correlator.errors import SourceError
 from correlator.model import Correlation, Exemplar, SourceReport, Span
 from correlator.single_flight import SingleFlight
 from correlator.sources.prometheus import PrometheusSource
-from correlator.standing import Standing, histogram_query, root_exemplar, standing_of, unknown
+from correlator.standing import Buckets, Standing, buckets_of, histogram_query, root_exemplar, standing_in, unknown
 from correlator.timeparams import rfc3339_ns
 
 __all__ = ["StandingLookup", "standing_body"]
@@ -50,7 +50,8 @@ class StandingLookup:
         self.bulkheads: Mapping[str, Bulkhead] = {}  # the service's (api.py): standing queries count against them
         self._cache: TTLCache[tuple[Standing, ...]] = TTLCache(settings.cache.max_entries, settings.cache.ttl_seconds)
         self._wall = wall_clock
-        self._shared: SingleFlight[list[tuple[str, float]]] = SingleFlight(_SHARE_SECONDS)
+        # Each answer kept as `buckets_of` reads it: read once, not once per exemplar and correlation sharing it.
+        self._shared: SingleFlight[Buckets] = SingleFlight(_SHARE_SECONDS)
 
     async def aclose(self) -> None:
         """End the shared queries still running (a correlation that gave up leaves its query to the others)."""
@@ -106,14 +107,14 @@ class StandingLookup:
                 queries.setdefault(key, []).append(ex)
         asked = list(queries)[:_MAX_LOOKUPS]
 
-        async def ask(query: str, at_ns: int) -> list[tuple[str, float]]:
+        async def ask(query: str, at_ns: int) -> Buckets:
             # Each query takes a Prometheus slot like the correlation's own (bulkhead.py): a flood of
             # correlations must not reach Prometheus through their standings. Shared, it is bounded by the
             # source's deadline, not by the budget left to whichever correlation asked first.
             async with asyncio.timeout(s.source_deadline(s.prometheus)), admitted(self.bulkheads, {"prometheus": 1}):
-                return await prometheus.bucket_counts(query, at_ns, prom_tenant)
+                return buckets_of(await prometheus.bucket_counts(query, at_ns, prom_tenant))
 
-        async def one(query: str, at_ns: int) -> list[tuple[str, float]] | str:
+        async def one(query: str, at_ns: int) -> Buckets | _Passing:
             try:
                 async with asyncio.timeout(budget):  # ours, whoever asked the shared query
                     return await self._shared.get((prom_tenant, query, at_ns), lambda: ask(query, at_ns))
@@ -125,7 +126,7 @@ class StandingLookup:
                 return _Passing(str(exc))
 
         kept = [self._shared.now((prom_tenant, query, at_ns)) for query, at_ns in asked]
-        answers: dict[tuple[str, int], list[tuple[str, float]] | str]
+        answers: dict[tuple[str, int], Buckets | _Passing]
         if all(ready for ready, _answer in kept):  # under load: every query answered already, nothing to wait for
             answers = {key: answer for key, (_ready, answer) in zip(asked, kept, strict=True) if answer is not None}
         elif len(asked) == 1:  # the usual case: no tasks to make
@@ -140,10 +141,10 @@ class StandingLookup:
             answer = answers.get(key)
             if answer is None:
                 out.append(unknown(ex, f"not looked up (at most {_MAX_LOOKUPS} series per trace)"))
-            elif isinstance(answer, str):
+            elif isinstance(answer, _Passing):
                 out.append(unknown(ex, answer))
             else:
-                out.append(standing_of(ex, answer))
+                out.append(standing_in(ex, answer))
         return tuple(out)
 
 

@@ -36,11 +36,11 @@ _SPAN_INSTANCE = ("host.name", "k8s.pod.name", "service.instance.id")
 _MAX_QUIET_PAD_NS = 1_000_000_000
 
 
-def untraced_window(trace: Trace, margin_ns: int) -> Window:
+def untraced_window(trace: Trace, margin_ns: int, span: Window | None = None) -> Window:
     """Where to look for a trace's untraced lines: its span ± the clock margin, and as long again on each
     side (at most 1 s: the lookup is capped, oldest first), so that lines written outside any request
-    (background writers, which cap confidence) show."""
-    start, end = trace.start_ns, trace.end_ns  # each a pass over the spans
+    (background writers, which cap confidence) show. `span`: the trace's (start, end), when the caller has it."""
+    start, end = (trace.start_ns, trace.end_ns) if span is None else (span.start_ns, span.end_ns)  # each a pass over the spans
     pad = margin_ns + min(end - start, _MAX_QUIET_PAD_NS)
     return Window(start - pad, end + pad)
 

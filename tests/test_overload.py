@@ -270,3 +270,30 @@ async def test_admitted_gives_back_what_it_took_when_a_later_bulkhead_refuses() 
             assert (loki.in_flight, prometheus.in_flight) == (2, 1)
             raise RuntimeError("the block failed")
     assert (loki.in_flight, prometheus.in_flight) == (0, 0)
+
+
+@pytest.mark.parametrize("weight", [1, 2, 5])
+async def test_take_now_takes_exactly_what_acquire_takes_without_waiting(weight: int) -> None:
+    """`admitted` takes free slots with `take_now` (no coroutine) and queues with `acquire` only when that says no: in
+    every state, `take_now` succeeds exactly when `acquire` returns at once, and leaves the bulkhead as `acquire` does."""
+    for in_flight in range(5):
+        for queued in (0, 1):
+            states = []
+            for way in ("take_now", "acquire"):
+                head = Bulkhead("loki", 3, 2, 0.05, 1)
+                head.in_flight = in_flight
+                waiter = asyncio.ensure_future(head.acquire(3)) if queued else None  # a heavy head of the queue
+                await asyncio.sleep(0)
+                if way == "take_now":
+                    at_once = head.take_now(weight)
+                else:
+                    attempt = asyncio.ensure_future(head.acquire(weight))
+                    await asyncio.sleep(0)
+                    at_once = attempt.done() and attempt.exception() is None
+                    attempt.cancel()
+                    await asyncio.gather(attempt, return_exceptions=True)
+                states.append((at_once, head.in_flight if at_once else None, head.peak if at_once else None))
+                if waiter is not None:
+                    waiter.cancel()
+                    await asyncio.gather(waiter, return_exceptions=True)
+            assert states[0] == states[1], (in_flight, queued, states)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from correlator.model import Correlation, Exemplar, Match, Placement, Span, Trace, Window
-from correlator.standing import histogram_query, standing_of, unknown
+from correlator.standing import Standing, histogram_query, standing_of, unknown
 from correlator.standing_run import add_standings, standing_body
 
 T = 1_795_572_505_000_000_000  # 2026-11-25T02:08:25Z
@@ -194,3 +194,50 @@ async def test_a_shared_standing_query_outlives_the_short_budget_of_the_correlat
     [late] = await hurried
     assert "did not answer within 0.0s" in standing_body(late)["message"]  # its own deadline, its own words
     assert patient.known and prometheus.asked == 1  # the query went on for the other one
+
+
+def _standing_as_it_was(ex: Exemplar, buckets: list[tuple[str, float]]) -> Standing:
+    """`standing_of` before session 11 read the buckets once per shared answer (docs/performance-p3.md): the reference."""
+    import math
+
+    from correlator.standing import _bound, _new_standing, series_label, window_of
+    try:
+        cumulative = sorted((_bound(le), count) for le, count in buckets)
+    except ValueError:
+        return unknown(ex, "the histogram's `le` labels are not numbers")
+    if not cumulative or cumulative[-1][0] != math.inf:
+        return unknown(ex, "no histogram buckets for this series in the 5 minutes around it")
+    total = cumulative[-1][1]
+    if total <= 0:
+        return unknown(ex, "the histogram counted no observations in the 5 minutes around it")
+    lower, below = -math.inf, 0.0
+    for upper, count in cumulative:
+        if ex.value <= upper:
+            inside = max(0.0, count - below)
+            label = f"({'-Inf' if lower == -math.inf else f'{lower:g}'}, {'+Inf' if upper == math.inf else f'{upper:g}'}]"
+            if upper == math.inf:
+                rank, at_least = below, True
+            else:
+                start = 0.0 if lower == -math.inf else lower
+                fraction = (ex.value - start) / (upper - start) if upper > start else 1.0
+                rank, at_least = below + min(max(fraction, 0.0), 1.0) * inside, False
+            return _new_standing(ex.id, True, series_label(ex.metric, ex.series), window_of(ex), label, min(1.0, rank / total),
+                                 at_least, total, None)
+        lower, below = upper, count
+    return unknown(ex, "the value lies above every bucket")
+
+
+def test_buckets_read_once_give_every_exemplar_the_standing_they_gave_read_each_time() -> None:
+    """The standing lookup keeps each shared answer as `buckets_of` reads it; `standing_in` of that is `standing_of` as it
+    was, for any order, duplicate or odd bounds, counts and values (2,000 generated cases)."""
+    import random
+
+    from correlator.standing import buckets_of, standing_in
+    rng = random.Random(11)
+    bounds = ["0.005", "0.01", "0.1", "0.25", "0.5", "1", "2.5", "10", "-1", "0", "1e3", "+Inf", "Inf", "inf", "NaN", "x", "1_0"]
+    for _ in range(2000):
+        buckets = [(rng.choice(bounds), rng.choice([0.0, 1.0, 5.0, rng.uniform(-5, 500)])) for _ in range(rng.randint(0, 9))]
+        shared = buckets_of(buckets)
+        for value in (rng.uniform(-1, 20), 0.0, 0.1, 1.0, 1e9, float("inf"), float("nan")):
+            ex = exemplar(value)
+            assert standing_in(ex, shared) == _standing_as_it_was(ex, buckets) == standing_of(ex, buckets), (buckets, value)
