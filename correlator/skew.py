@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from correlator.construct import fast_constructor
 from correlator.model import Finding, Severity, Span
+from correlator.sources import _native
 
 __all__ = ["ClockEstimate", "PairSkew", "clock_skew_summary", "estimate_clocks", "skew_findings"]
 
@@ -161,26 +162,16 @@ def skew_findings(estimate: ClockEstimate, spans: Mapping[str, Span]) -> tuple[F
         parent = spans.get(span.parent_span_id or "")
         if parent is not None:
             by_pair.setdefault((parent.service, span.service), []).append(sid)
+    # Natively (native/src/fan_out.rs `skew_finding`): the same finding, its floats' texts by CPython's own repr
+    # (tests/test_skew_ms.py); None: `_pair_finding_python`, the reference, makes it.
+    native = getattr(_native.MODULE, "skew_finding", None)
     for pair in estimate.pairs:
         ids = tuple(by_pair.get((pair.caller, pair.server), ()))
         if not ids or not pair.skewed:
             continue
-        low, high = pair.low_ns, pair.high_ns
-        offset = (low + high) // 2  # `offset_ns`, and each `_ms` once: a pair seen once has low = high = offset
-        min_ms = _ms(low)
-        max_ms = min_ms if high == low else _ms(high)
-        offset_ms = min_ms if offset == low else max_ms if offset == high else _ms(offset)
-        ahead = "ahead of" if offset > 0 else "behind"
-        severity = Severity.WARNING if abs(offset) >= 100_000_000 else Severity.INFO
-        out.append(_finding(
-            "clock_skew", severity,
-            f"{pair.server}'s clock runs {abs(offset_ms)} ms (± {_ms(abs(high - low) // 2)}) {ahead} {pair.caller}'s, "
-            f"from {pair.pairs} call(s): {len(ids)} span(s) start before or end after their caller — only the clocks explain "
-            "that; times are shown as reported, log lines are matched at the estimated offset",
-            ids,
-            {"caller": pair.caller, "server": pair.server, "offset_ms": offset_ms,
-             "min_ms": min_ms, "max_ms": max_ms, "pairs": pair.pairs}, 0,
-        ))
+        made = native(pair.caller, pair.server, pair.low_ns, pair.high_ns, pair.pairs, ids, _finding, Severity.INFO,
+                      Severity.WARNING) if native is not None else None
+        out.append(made if made is not None else _pair_finding_python(pair, ids))
     impossible = tuple(estimate.impossible_spans)
     if impossible:
         out.append(Finding(
@@ -190,3 +181,23 @@ def skew_findings(estimate: ClockEstimate, spans: Mapping[str, Span]) -> tuple[F
             impossible, {"spans": list(impossible)},
         ))
     return tuple(out)
+
+
+def _pair_finding_python(pair: PairSkew, ids: tuple[str, ...]) -> Finding:
+    """The finding of a skewed pair whose spans `ids` only the clocks explain."""
+    low, high = pair.low_ns, pair.high_ns
+    offset = (low + high) // 2  # `offset_ns`, and each `_ms` once: a pair seen once has low = high = offset
+    min_ms = _ms(low)
+    max_ms = min_ms if high == low else _ms(high)
+    offset_ms = min_ms if offset == low else max_ms if offset == high else _ms(offset)
+    ahead = "ahead of" if offset > 0 else "behind"
+    severity = Severity.WARNING if abs(offset) >= 100_000_000 else Severity.INFO
+    return _finding(
+        "clock_skew", severity,
+        f"{pair.server}'s clock runs {abs(offset_ms)} ms (± {_ms(abs(high - low) // 2)}) {ahead} {pair.caller}'s, "
+        f"from {pair.pairs} call(s): {len(ids)} span(s) start before or end after their caller — only the clocks explain "
+        "that; times are shown as reported, log lines are matched at the estimated offset",
+        ids,
+        {"caller": pair.caller, "server": pair.server, "offset_ms": offset_ms,
+         "min_ms": min_ms, "max_ms": max_ms, "pairs": pair.pairs}, 0,
+    )

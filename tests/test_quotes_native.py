@@ -7,8 +7,10 @@ decide (negative, ties, beyond 2⁵⁰ ns), bare-attribute events — and on the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
+import types
 from typing import Any
 from unittest import mock
 
@@ -18,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.analysis import analyse
+from correlator.analysis.common import new_finding
 from correlator.analysis.events import _quotes_python, quotes
 from correlator.config import AnalysisSettings
-from correlator.model import LogLine, Span, SpanEvent, Trace
+from correlator.model import Finding, LogLine, Severity, Span, SpanEvent, Trace
 from correlator.sources import _native
 from correlator.spantree import build_tree
 from tests.test_tree_analysis_same import _SETTINGS, placed_lines, traces
@@ -135,8 +138,66 @@ def test_the_p3_trace_quotes_the_same() -> None:
     assert [orjson.dumps(dict(f.evidence)) for f in native] == [orjson.dumps(dict(f.evidence)) for f in python]
 
 
+native_quote_findings = getattr(_native.MODULE, "quote_findings", None)
+merge_module = importlib.import_module("correlator.analysis.merge")
+needs_quote_findings = pytest.mark.skipif(native_quote_findings is None,
+                                          reason="the extension here has no `quote_findings` (pip install ./native)")
+
+
+def _quoting(findings: list[Finding], by_id: dict[str, Span], logs: dict[str, Any], origin: int) -> Any:
+    assert native_quote_findings is not None
+    events = importlib.import_module("correlator.analysis.events")
+    return native_quote_findings(findings, by_id, logs, origin, events.event_text, SpanEvent, 8, 200, 20, new_finding)
+
+
+@st.composite
+def findings_to_quote(draw: st.DrawFn) -> tuple[list[Finding], dict[str, Span], dict[str, Any], int]:
+    """Findings over generated spans and lines: IDs the tree does not know, more than 20 spans, quotes of their own."""
+    spans, logs, origin = draw(spans_and_lines())
+    ids = [sp.span_id for sp in spans] + ["f" * 16, "unknown"]
+    findings = []
+    for k in range(draw(st.integers(0, 8))):
+        chosen = tuple(draw(st.lists(st.sampled_from(ids), max_size=30))) if ids else ()
+        evidence: dict[str, object] = draw(st.sampled_from([{}, {"a": 1, "b": [1.5]}, {"quotes": []}, {"z": None, "quotes": [{}]}]))
+        findings.append(Finding(draw(st.sampled_from(["fan_out", "bottleneck"])), draw(st.sampled_from(list(Severity))),
+                                f"m{k}", chosen, dict(evidence), draw(st.integers(0, 10**9))))
+    return findings, {sp.span_id: sp for sp in spans}, logs, origin
+
+
+@needs_quote_findings
+@settings(max_examples=500, deadline=None)
+@given(findings_to_quote())
+def test_findings_quoted_in_one_native_call_are_pythons(case: tuple[list[Finding], dict[str, Span], dict[str, Any], int]) -> None:
+    findings, by_id, logs, origin = case
+    python = merge_module._quote_python(list(findings), by_id, logs, origin)
+    native = _quoting(list(findings), by_id, logs, origin)
+    if native is not None:  # None: some finding's quotes were handed back; Python's answer is the answer
+        assert native == python
+        assert [list(f.evidence) for f in native] == [list(f.evidence) for f in python]
+        assert [orjson.dumps(dict(f.evidence)) for f in native] == [orjson.dumps(dict(f.evidence)) for f in python]
+        assert all(a is b for a, b, old in zip(native, python, findings, strict=True) if b is old)  # unquoted: the same object
+
+
+@needs_quote_findings
+def test_p3s_findings_are_quoted_in_one_native_call_and_the_unexpected_handed_back() -> None:
+    from bench.analysis_cost import inputs
+
+    tree, analysis_settings, logs = inputs(20, 20, 2)
+    findings = list(analyse(tree, analysis_settings, {}).findings)  # no lines: nothing quoted yet
+    made = _quoting(list(findings), tree.by_id, logs, tree.start_ns)
+    assert made is not None and sum(len(f.evidence.get("quotes", ())) for f in made) >= 20
+    assert made == merge_module._quote_python(list(findings), tree.by_id, logs, tree.start_ns)
+    first = findings[0]
+    for odd in (dataclasses.replace(first, span_ids=list(first.span_ids)),  # type: ignore[arg-type]
+                dataclasses.replace(first, evidence=types.MappingProxyType(dict(first.evidence))),
+                dataclasses.replace(first, span_ids=([1],))):  # type: ignore[arg-type]  # unhashable: Python raises it
+        assert _quoting([odd, *findings[1:]], tree.by_id, logs, tree.start_ns) is None
+    assert _quoting(tuple(findings), tree.by_id, logs, tree.start_ns) is None  # type: ignore[arg-type]
+
+
 def test_ci_runs_these_through_the_native_quotes() -> None:
     """CI (CORRELATOR_REQUIRE_NATIVE=1) builds the extension from this tree: the comparisons above must not skip there."""
     if os.environ.get("CORRELATOR_REQUIRE_NATIVE") != "1":
         pytest.skip("the native path is optional here")
     assert native_quotes is not None, "the installed extension predates native/src/quotes.rs: pip install ./native"
+    assert native_quote_findings is not None, "the installed extension predates `quote_findings`: pip install ./native"

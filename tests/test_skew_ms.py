@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlator.model import Finding, Severity, Span
-from correlator.skew import ClockEstimate, _ms, estimate_clocks, skew_findings
+from correlator.skew import ClockEstimate, PairSkew, _finding, _ms, _pair_finding_python, estimate_clocks, skew_findings
+from correlator.sources import _native
 
 
 @settings(max_examples=3000, deadline=None)
@@ -75,3 +77,36 @@ def test_skew_findings_are_as_before(spans: list[Span], reference: str | None) -
     estimate = estimate_clocks(spans, reference)
     by_id = {sp.span_id: sp for sp in spans}
     assert skew_findings(estimate, by_id) == _skew_findings_before(estimate, by_id)
+
+
+native_skew_finding = getattr(_native.MODULE, "skew_finding", None)
+_NS = st.one_of(st.integers(-10**7, 10**7), st.integers(0, 1 << 51), st.integers(0, 10**9).map(lambda k: k * 1000 + 500),
+                st.integers(0, 10**6).map(lambda k: k * 1000), st.sampled_from([0, 1, 499, 500, 501, 999_999_999, 100_000_000,
+                                                                                 (1 << 50) - 1, 1 << 50, 1 << 63, -(1 << 63)]))
+
+
+@pytest.mark.skipif(native_skew_finding is None, reason="the extension (pip install ./native) lacks `skew_finding`")
+@settings(max_examples=3000, deadline=None)
+@given(st.text(max_size=8), st.text(max_size=8), _NS, _NS, st.integers(1, 10**6), st.lists(st.text(max_size=3), min_size=1, max_size=4))
+def test_a_pairs_finding_made_natively_is_pythons(caller: str, server: str, a: int, b: int, count: int, ids: list[str]) -> None:
+    """Any bounds (ties at .5 µs, negatives, beyond 2⁵⁰ ns and 64 bits: handed back), any names (lone surrogates too)."""
+    low, high = min(a, b), max(a, b)
+    pair = PairSkew(caller, server, low, high, count)
+    python = _pair_finding_python(pair, tuple(ids))
+    assert native_skew_finding is not None
+    native = native_skew_finding(caller, server, low, high, count, tuple(ids), _finding, Severity.INFO, Severity.WARNING)
+    if native is not None:  # None: handed back (an offset `round` decides, a name that is not valid UTF-8)
+        assert native == python
+        assert repr(native) == repr(python)  # the floats' texts, the evidence's order
+
+
+@pytest.mark.skipif(native_skew_finding is None, reason="the extension (pip install ./native) lacks `skew_finding`")
+def test_p3s_skew_is_made_natively_and_the_rest_handed_back() -> None:
+    assert native_skew_finding is not None
+    args = (_finding, Severity.INFO, Severity.WARNING)
+    made = native_skew_finding("api-gateway", "auth-service", 100_000, 100_000, 1, ("0000000000000002",), *args)
+    assert made == _pair_finding_python(PairSkew("api-gateway", "auth-service", 100_000, 100_000, 1), ("0000000000000002",))
+    assert "0.1 ms (± 0.0) ahead of api-gateway's" in made.message
+    for low, high in ((-1_000, -500), (1_500, 1_500), (1 << 50, 1 << 50), (1 << 64, 1 << 64)):
+        assert native_skew_finding("a", "b", low, high, 1, ("x",), *args) is None
+    assert native_skew_finding("a", "\ud800", 0, 1_000, 1, ("x",), *args) is None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from correlator.analysis.common import MS, Context, fmt_ms, label, new_finding
+from correlator.analysis.common import MS, Context, fmt_ms, new_finding
+from correlator.analysis.identity import known_label
 from correlator.analysis.long_span import wait_clause
 from correlator.model import Finding, Severity
 
@@ -29,7 +30,7 @@ def bottleneck(ctx: Context) -> list[Finding]:
     waited, wait_evidence = wait_clause(ctx, span)
     return [new_finding(
         "bottleneck", Severity.CRITICAL if share >= _CRITICAL_SHARE else Severity.WARNING,
-        f"{label(span)} ({size}) is {share:.0%} of the trace — the bottleneck{waited}",
+        f"{known_label(span, ctx.tree.targets)} ({size}) is {share:.0%} of the trace — the bottleneck{waited}",
         (sid,),
         {"self_ms": own / MS, "duration_ms": duration / MS, "share": round(share, 4),
          "trace_ms": ctx.total_ns / MS, "critical_ms": ctx.held.get(sid, 0) / MS, **wait_evidence},

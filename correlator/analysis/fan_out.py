@@ -12,13 +12,14 @@ import heapq
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from functools import partial
 from operator import attrgetter
 
 from correlator.analysis.common import MS, Context, by_start, fmt_ms, label, new_finding
-from correlator.analysis.identity import OperationKey, native_function, operation_label, target
+from correlator.analysis.identity import OperationKey, known_label, native_function, operation_label, target
 from correlator.analysis.n_plus_one import sequential_share
 from correlator.model import Finding, Severity, Span
-from correlator.spantree import columns
+from correlator.spantree import SpanTree, columns
 
 __all__ = ["fan_out"]
 
@@ -259,6 +260,38 @@ def fan_out(ctx: Context) -> list[Finding]:
     # The ten that save most: `sorted(…)[:10]` without sorting every parallel parent of a big trace.
     # (`nsmallest` is `sorted(…)[:n]` when n covers them all, as for a small trace: without its Python frame.)
     shown = sorted(parallel) if len(parallel) <= _MAX_FINDINGS else heapq.nsmallest(_MAX_FINDINGS, parallel)
+    out += _parallel_findings(shown, tree, ids, starts, durations, by_position)
+    for saved, parent, calls, sum_calls in sorted(sequential, key=lambda c: (-c[0], c[1]))[:_MAX_FINDINGS]:
+        out.append(Finding(
+            "fan_out", Severity.INFO,
+            f"{label(tree.by_id[parent])} calls {', '.join(dict.fromkeys(_callee(sp) for sp in calls))} one after "
+            f"another ({fmt_ms(sum_calls)}); if independent, in parallel they could save ~{fmt_ms(saved)}",
+            (parent, *(sp.span_id for sp in calls)),
+            {"sequential_calls": len(calls), "sum_ms": sum_calls / MS, "saved_ms": saved / MS},
+            impact_ns=min(saved, sum(ctx.held.get(sp.span_id, 0) for sp in calls)),
+        ))
+    return out
+
+
+# (-overlap saved, parent, sequence, children's positions, group, overlapping, Σ, wall, one target?): `fan_out`'s `parallel`
+Shown = tuple[int, str, int, Sequence[int], list[Span] | None, int, int, int, bool]
+
+
+def _parallel_findings(shown: list[Shown], tree: SpanTree, ids: list[str], starts: list[int], durations: list[int],
+                       by_position: list[Span]) -> list[Finding]:
+    """The "runs N of its M calls in parallel" findings of the parents shown. Natively (native/src/fan_out.rs) when every
+    one is a scanned parent's (distinct calls, overlap counted): the same findings, their numbers' texts by CPython's own
+    formatting (tests/test_fan_out_native.py); else, and for anything it hands back, `_parallel_findings_python`."""
+    build = native_function("fan_out_parallel_findings") if shown else None
+    made: list[Finding] | None = build(shown, tree.by_id, ids, partial(known_label, targets=tree.targets), new_finding, "fan_out", Severity.INFO) \
+        if build is not None else None
+    return made if made is not None else _parallel_findings_python(shown, tree, ids, starts, durations, by_position)
+
+
+def _parallel_findings_python(shown: Sequence[Shown], tree: SpanTree, ids: list[str], starts: list[int],
+                              durations: list[int], by_position: list[Span]) -> list[Finding]:
+    """`_parallel_findings` in Python: the reference."""
+    out = []
     for _less, parent, _seq, below, group, overlapping, total, wall, same in shown:
         if group is None:  # all the children, distinct calls: from the columns, no span read but the parent's
             count = len(below)
@@ -278,17 +311,8 @@ def fan_out(ctx: Context) -> list[Finding]:
             what = ""
         out.append(new_finding(
             "fan_out", Severity.INFO,
-            f"{label(tree.by_id[parent])} runs {overlapping} of its {count} calls{what} in parallel "
+            f"{known_label(tree.by_id[parent], tree.targets)} runs {overlapping} of its {count} calls{what} in parallel "
             f"(parallelism {total / wall:.1f}×: {fmt_ms(total)} of work in {fmt_ms(wall)}) — good",
             span_ids, evidence, 0,
-        ))
-    for saved, parent, calls, sum_calls in sorted(sequential, key=lambda c: (-c[0], c[1]))[:_MAX_FINDINGS]:
-        out.append(Finding(
-            "fan_out", Severity.INFO,
-            f"{label(tree.by_id[parent])} calls {', '.join(dict.fromkeys(_callee(sp) for sp in calls))} one after "
-            f"another ({fmt_ms(sum_calls)}); if independent, in parallel they could save ~{fmt_ms(saved)}",
-            (parent, *(sp.span_id for sp in calls)),
-            {"sequential_calls": len(calls), "sum_ms": sum_calls / MS, "saved_ms": saved / MS},
-            impact_ns=min(saved, sum(ctx.held.get(sp.span_id, 0) for sp in calls)),
         ))
     return out

@@ -217,3 +217,13 @@ def operation_label(span: Span) -> str:
 def label(span: Span) -> str:
     """`frontend: HTTP GET → /customer`."""
     return f"{span.service}: {operation_label(span)}"
+
+
+def known_label(span: Span, targets: dict[str, str | None]) -> str:
+    """`label(span)` for a span of the tree these `targets` are of (`SpanTree.targets`, keyed by span ID as its `by_id`):
+    the target worked out once and kept there, where the render reads it instead of working it out again."""
+    sid = span.span_id
+    what = targets[sid] if sid in targets else targets.setdefault(sid, target(span))
+    if not what or what in span.operation:
+        return f"{span.service}: {span.operation}"
+    return f"{span.service}: {span.operation} → {_shorten(what, _LABEL_TARGET_MAX)}"

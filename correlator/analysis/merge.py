@@ -7,12 +7,13 @@ events and log lines of its spans — what the application itself said about the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from correlator.analysis.common import Context, new_finding
-from correlator.analysis.events import quotes
-from correlator.model import Finding
+from correlator.analysis.events import _MAX_QUOTES, _MAX_TEXT, event_text, quotes
+from correlator.analysis.identity import native_function
+from correlator.model import Finding, LogLine, Span, SpanEvent
 
 __all__ = ["merge"]
 
@@ -39,6 +40,17 @@ def _fold_long_spans(findings: list[Finding]) -> list[Finding]:
 def merge(ctx: Context, findings: list[Finding]) -> list[Finding]:
     out = _fold_long_spans(findings)
     by_id, origin, logs = ctx.tree.by_id, ctx.tree.start_ns, ctx.span_logs
+    # Natively (native/src/quotes.rs `quote_findings`): the loop below in one call, the same findings
+    # (tests/test_quotes_native.py); None: the loop quotes them.
+    native = native_function("quote_findings")
+    quoted: list[Finding] | None = native(out, by_id, logs, origin, event_text, SpanEvent, _MAX_QUOTES, _MAX_TEXT,
+                                          _QUOTED_SPANS, new_finding) if native is not None else None
+    return quoted if quoted is not None else _quote_python(out, by_id, logs, origin)
+
+
+def _quote_python(out: list[Finding], by_id: Mapping[str, Span], logs: Mapping[str, Sequence[LogLine]],
+                  origin: int) -> list[Finding]:
+    """`merge`'s quoting in Python: the reference."""
     for i, finding in enumerate(out):
         if "quotes" in finding.evidence:
             continue  # its own quotes stand

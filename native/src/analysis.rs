@@ -71,19 +71,19 @@ pub(crate) fn text<'a>(value: *mut ffi::PyObject) -> Option<&'a str> {
 
 /// A slot of a slots dataclass read where `getattr` would read it (the `Span`s' `operation`, `service`): no attribute
 /// lookup per span. Another class, or an attribute that is not a plain slot → `getattr`.
-struct Slot<'py> {
+pub(crate) struct Slot<'py> {
     name: Bound<'py, PyString>,
     class: *mut ffi::PyTypeObject,
     offset: Option<ffi::Py_ssize_t>,
 }
 
 impl<'py> Slot<'py> {
-    fn new(py: Python<'py>, name: &str) -> Self {
+    pub(crate) fn new(py: Python<'py>, name: &str) -> Self {
         Slot { name: PyString::intern(py, name), class: std::ptr::null_mut(), offset: None }
     }
 
     /// The value (a new reference, owned by the result).
-    fn get(&mut self, obj: *mut ffi::PyObject) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn get(&mut self, obj: *mut ffi::PyObject) -> PyResult<Bound<'py, PyAny>> {
         let py = self.name.py();
         unsafe {
             let class = ffi::Py_TYPE(obj);

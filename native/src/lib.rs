@@ -44,6 +44,7 @@ mod construct;
 mod critical;
 mod body_json;
 mod group;
+mod fan_out;
 
 /// Values remembered per answer (metadata by bytes, shared strings), as the Python path's `_Sharing.LIMIT`.
 const LIMIT: usize = 4096;
@@ -1119,5 +1120,6 @@ fn correlator_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     critical::register(m)?;
     body_json::register(m)?;
     group::register(m)?;
+    fan_out::register(m)?;
     Ok(())
 }

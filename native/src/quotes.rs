@@ -13,8 +13,10 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, wrap_pyfunction};
+
+use crate::analysis::Slot;
 
 const EXACT_NS: i128 = 1 << 50;
 
@@ -56,6 +58,29 @@ fn attr<'py>(obj: &Bound<'py, PyAny>, name: &Bound<'py, PyString>) -> Option<Bou
     obj.getattr(name).ok()
 }
 
+/// The attributes `quote` reads, each at its slot where `getattr` would read exactly that (analysis.rs `Slot`): no
+/// attribute look-up per span and line. Made once per call, shared by a `quote_findings` call's findings.
+struct Names<'py> {
+    events: Slot<'py>,
+    span_id: Slot<'py>,
+    time: Slot<'py>,
+    stamp: Slot<'py>,
+    level: Slot<'py>,
+    line: Slot<'py>,
+}
+
+impl<'py> Names<'py> {
+    fn new(py: Python<'py>) -> Self {
+        Names { events: Slot::new(py, "events"), span_id: Slot::new(py, "span_id"), time: Slot::new(py, "time_ns"),
+                stamp: Slot::new(py, "timestamp_ns"), level: Slot::new(py, "level"), line: Slot::new(py, "line") }
+    }
+}
+
+/// `getattr(obj, name)` through its slot, or None (the error dropped: Python raises it again on its own path).
+fn read<'py>(slot: &mut Slot<'py>, obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    slot.get(obj.as_ptr()).ok()
+}
+
 struct Item<'py> {
     at: i64,
     span: usize,
@@ -94,18 +119,26 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
         Some(origin) => origin as i128,
         None => return Ok(None),
     };
+    let spans: Vec<Bound<'py, PyAny>> = spans.iter().collect();
+    quote(py, &mut Names::new(py), &spans, logs, origin, event_text, event_class, max_quotes, max_text)
+}
+
+/// `quotes` of these spans (the reference's loop, from its first span read).
+#[allow(clippy::too_many_arguments)]
+fn quote<'py>(py: Python<'py>, names: &mut Names<'py>, spans: &[Bound<'py, PyAny>], logs: &Bound<'py, PyDict>, origin: i128,
+              event_text: &Bound<'py, PyAny>, event_class: &Bound<'py, PyAny>, max_quotes: usize,
+              max_text: isize) -> PyResult<Option<Bound<'py, PyList>>> {
     // Interned once for the process (`intern!`): interning a name per call was most of a small finding's cost.
-    let (k_events, k_span_id, k_time, k_stamp, k_level, k_line) = (intern!(py, "events"), intern!(py, "span_id"),
-        intern!(py, "time_ns"), intern!(py, "timestamp_ns"), intern!(py, "level"), intern!(py, "line"));
+    let (k_span_id, k_level) = (intern!(py, "span_id"), intern!(py, "level"));
     let mut span_ids: Vec<Bound<'py, PyAny>> = Vec::new();
     let mut found: Vec<Item<'py>> = Vec::new();
     let mut seen = 0usize;
-    for span in spans.iter() {
-        let Some(events) = attr(&span, k_events).as_ref().and_then(items) else { return Ok(None) };
-        let Some(span_id) = attr(&span, k_span_id) else { return Ok(None) };
+    for span in spans {
+        let Some(events) = read(&mut names.events, span).as_ref().and_then(items) else { return Ok(None) };
+        let Some(span_id) = read(&mut names.span_id, span) else { return Ok(None) };
         let at_span = span_ids.len();
         for event in events.iter() {
-            let Some(at) = attr(event, k_time).as_ref().and_then(exact_i64) else { return Ok(None) };
+            let Some(at) = read(&mut names.time, event).as_ref().and_then(exact_i64) else { return Ok(None) };
             found.push(Item { at, span: at_span, item: event.clone() });
         }
         // `logs.get(span_id, ())`: an unhashable ID raises there.
@@ -120,7 +153,7 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
         if !lines.is_empty() {
             let mut stamps = Vec::with_capacity(lines.len());
             for line in lines.iter() {
-                let Some(at) = attr(line, k_stamp).as_ref().and_then(exact_i64) else { return Ok(None) };
+                let Some(at) = read(&mut names.stamp, line).as_ref().and_then(exact_i64) else { return Ok(None) };
                 stamps.push(at);
             }
             for i in earliest(&stamps, max_quotes) {
@@ -151,7 +184,7 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
             entry.set_item(k_offset, offset_ms)?;
             entry.set_item(k_text, event_text.call1((&item,))?)?;
         } else {
-            let (Some(level), Some(line)) = (attr(&item, k_level), attr(&item, k_line)) else { return Ok(None) };
+            let (Some(level), Some(line)) = (read(&mut names.level, &item), read(&mut names.line, &item)) else { return Ok(None) };
             let text = unsafe {
                 if ffi::PyUnicode_CheckExact(line.as_ptr()) == 0 {
                     return Ok(None);
@@ -172,7 +205,64 @@ fn quotes<'py>(py: Python<'py>, spans: &Bound<'py, PyAny>, logs: &Bound<'py, PyA
     Ok(Some(out))
 }
 
+/// `merge`'s quoting loop (correlator/analysis/merge.py, `_quote_python` the reference): each finding without quotes of
+/// its own gets `{**evidence, "quotes": said}` through `new_finding` when its first `quoted_spans` spans (those `by_id`
+/// knows) said anything. None — a finding that is not read as expected (span IDs not a tuple, evidence not a dict), a
+/// span ID that cannot be looked up, or spans `quote` hands back — and Python quotes them all as before.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn quote_findings<'py>(py: Python<'py>, findings: &Bound<'py, PyAny>, by_id: &Bound<'py, PyAny>, logs: &Bound<'py, PyAny>,
+                       origin: &Bound<'py, PyAny>, event_text: &Bound<'py, PyAny>, event_class: &Bound<'py, PyAny>,
+                       max_quotes: usize, max_text: isize, quoted_spans: usize,
+                       new_finding: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyList>>> {
+    let (Ok(findings), Ok(by_id), Ok(logs)) =
+        (findings.downcast_exact::<PyList>(), by_id.downcast_exact::<PyDict>(), logs.downcast_exact::<PyDict>())
+    else {
+        return Ok(None);
+    };
+    let Some(origin) = exact_i64(origin) else { return Ok(None) };
+    let (k_evidence, k_span_ids, k_quotes) = (intern!(py, "evidence"), intern!(py, "span_ids"), intern!(py, "quotes"));
+    let (k_kind, k_severity, k_message, k_impact) =
+        (intern!(py, "kind"), intern!(py, "severity"), intern!(py, "message"), intern!(py, "impact_ns"));
+    let out = PyList::empty(py);
+    let mut names = Names::new(py);
+    let mut spans: Vec<Bound<'py, PyAny>> = Vec::new();
+    for finding in findings.iter() {
+        let Some(evidence) = attr(&finding, k_evidence) else { return Ok(None) };
+        let Ok(evidence) = evidence.downcast_exact::<PyDict>() else { return Ok(None) };
+        if evidence.contains(k_quotes)? {
+            out.append(&finding)?; // its own quotes stand
+            continue;
+        }
+        let Some(span_ids) = attr(&finding, k_span_ids) else { return Ok(None) };
+        let Ok(span_ids) = span_ids.downcast_exact::<PyTuple>() else { return Ok(None) };
+        spans.clear();
+        for sid in span_ids.iter().take(quoted_spans) {
+            // `[by_id[sid] for sid in … if sid in by_id]`: an unhashable ID raises there.
+            match by_id.get_item(&sid) {
+                Ok(Some(span)) => spans.push(span),
+                Ok(None) => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        let Some(said) = quote(py, &mut names, &spans, logs, origin as i128, event_text, event_class, max_quotes, max_text)? else {
+            return Ok(None);
+        };
+        if said.is_empty() {
+            out.append(&finding)?;
+            continue;
+        }
+        let merged = evidence.copy()?;
+        merged.set_item(k_quotes, said)?;
+        let (Some(kind), Some(severity), Some(message), Some(impact)) = (attr(&finding, k_kind), attr(&finding, k_severity),
+            attr(&finding, k_message), attr(&finding, k_impact)) else { return Ok(None) };
+        out.append(new_finding.call1((kind, severity, message, span_ids, merged, impact))?)?;
+    }
+    Ok(Some(out))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(quotes, m)?)?;
+    m.add_function(wrap_pyfunction!(quote_findings, m)?)?;
     Ok(())
 }

@@ -185,19 +185,21 @@ fn number_end(s: &[u8], i: usize) -> Option<usize> {
 /// `_NUMBER.sub("?", s)`: a number not glued to a word (`(?<![\w$])`, on the pass's own input).
 fn numbers(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
+    let (mut i, mut copied) = (0, 0); // the text before `copied` is in `out`; the run after it is copied in one go
     while i < s.len() {
         let c = s[i];
         if (c.is_ascii_digit() || c == b'-') && (i == 0 || !(is_word(s[i - 1]) || s[i - 1] == b'$')) {
             if let Some(end) = number_end(s, i) {
+                out.extend_from_slice(&s[copied..i]);
                 out.push(b'?');
                 i = end;
+                copied = end;
                 continue;
             }
         }
-        out.push(c);
         i += 1;
     }
+    out.extend_from_slice(&s[copied..]);
     out
 }
 
